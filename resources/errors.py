@@ -1,0 +1,61 @@
+"""Domain errors shared by the API and the Dagster side.
+
+Each carries a stable ``code`` from the API reference; the HTTP layer maps codes to status
+codes in one table (``serving_api/errors.py``), so resources stay free of HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "INVALID_REQUEST"
+
+    def __init__(self, message: str, details: Any = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidRequest(DomainError):
+    code = "INVALID_REQUEST"
+
+
+class ModelNotFound(DomainError):
+    code = "MODEL_NOT_FOUND"
+
+    def __init__(self, model_id: str):
+        super().__init__(f"model '{model_id}' not found", {"model_id": model_id})
+
+
+class VersionNotFound(DomainError):
+    code = "VERSION_NOT_FOUND"
+
+    def __init__(self, model_id: str, version: str):
+        super().__init__(
+            f"version '{version}' of model '{model_id}' not found",
+            {"model_id": model_id, "version": version},
+        )
+
+
+class ModelAlreadyExists(DomainError):
+    code = "MODEL_ALREADY_EXISTS"
+
+
+class VersionAlreadyExists(DomainError):
+    code = "VERSION_ALREADY_EXISTS"
+
+
+class StageConflict(DomainError):
+    code = "STAGE_CONFLICT"
+
+
+class DependencyUnavailable(DomainError):
+    """A backing system (MLflow, Dagster) did not answer."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+class RayUnavailable(DomainError):
+    code = "RAY_UNAVAILABLE"

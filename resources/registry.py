@@ -1,0 +1,518 @@
+"""The model registry: tenant-scoped models with semantic versions and stages, on MLflow.
+
+Where things live in MLflow (so the MLflow UI and client show the same models):
+- a registered model named ``<tenant_id>.<name>`` with tags ``mlservice.tenant``,
+  ``mlservice.model_id`` (the API's UUID), ``mlservice.model_type``, ``mlservice.framework`` and
+  the summary ``mlservice.current_version`` / ``mlservice.stage``; user tags as given;
+- each model version carries ``mlservice.semver`` and ``mlservice.stage`` tags; the alias
+  ``production`` points at the production version, so MLflow itself never holds two;
+- the history of transitions and the per-model lease that serialises writers live in the
+  platform's state tables (``StateStore``).
+
+Tenancy: every read filters on the tenant tag, and another tenant's model answers exactly like a
+missing one (``ModelNotFound``).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Iterator
+
+import dagster as dg
+import sqlalchemy as sa
+from contextlib import contextmanager
+
+from resources.errors import (
+    DependencyUnavailable,
+    DomainError,
+    InvalidRequest,
+    ModelAlreadyExists,
+    ModelNotFound,
+    StageConflict,
+    VersionAlreadyExists,
+    VersionNotFound,
+)
+from resources.tenancy import validate_tenant
+from resources.state_db import StateStore, stage_transitions, utcnow
+from resources.versioning import FIRST_VERSION, STAGES, SemVer, check_transition
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
+
+TAG = "mlservice."
+T_TENANT, T_MODEL_ID, T_NAME = TAG + "tenant", TAG + "model_id", TAG + "name"
+T_TYPE, T_FRAMEWORK = TAG + "model_type", TAG + "framework"
+T_CURRENT, T_STAGE, T_SEMVER = TAG + "current_version", TAG + "stage", TAG + "semver"
+T_LATEST, T_CREATED_BY = TAG + "latest_version", TAG + "created_by"
+PRODUCTION_ALIAS = "production"
+
+MODEL_TYPES = ("classification", "regression")
+FRAMEWORKS = ("sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class VersionRecord:
+    version: str
+    stage: str
+    mlflow_version: int
+    source: str
+    run_id: str | None
+    created_at: datetime
+    description: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ModelRecord:
+    model_id: str
+    name: str
+    tenant_id: str
+    description: str | None
+    model_type: str
+    framework: str
+    tags: dict[str, str]
+    current_version: str
+    stage: str
+    created_at: datetime
+    updated_at: datetime
+    mlflow_name: str
+    latest_version: str | None
+
+
+@dataclass
+class TransitionResult:
+    model_id: str
+    version: str
+    from_stage: str
+    to_stage: str
+    archived_versions: list[str]
+    changed_by: str
+    changed_at: datetime
+
+
+def _ts(millis: int | None) -> datetime:
+    return datetime.fromtimestamp((millis or 0) / 1000, tz=timezone.utc)
+
+
+class ModelRegistry(dg.ConfigurableResource):
+    """Tenant-scoped model registry over any MLflow tracking/registry URI."""
+
+    tracking_uri: str
+    state: StateStore
+
+    # -- plumbing --------------------------------------------------------------------------
+    @property
+    def client(self) -> "MlflowClient":
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    @contextmanager
+    def _mlflow_errors(self) -> Iterator[None]:
+        """Map MLflow's transport failures to a 503 and leave domain errors alone."""
+        try:
+            yield
+        except DomainError:
+            raise
+        except Exception as exc:
+            if _is_connection_error(exc):
+                raise DependencyUnavailable(
+                    "the MLflow tracking server is unreachable", {"component": "mlflow"}
+                ) from exc
+            raise
+
+    @contextmanager
+    def _model_lock(self, model_id: str) -> Iterator[None]:
+        owner = uuid.uuid4().hex
+        key = f"model:{model_id}"
+        if not self.state.try_lock(key, owner):
+            raise StageConflict(
+                "another change to this model's versions is in progress; retry",
+                {"model_id": model_id},
+            )
+        try:
+            yield
+        finally:
+            self.state.unlock(key, owner)
+
+    # -- reads -----------------------------------------------------------------------------
+    def _find(self, tenant_id: str, model_id: str) -> "RegisteredModel":
+        try:
+            uuid.UUID(model_id)
+        except (ValueError, TypeError, AttributeError):
+            raise ModelNotFound(model_id) from None
+        with self._mlflow_errors():
+            found = self.client.search_registered_models(
+                filter_string=f"tags.`{T_MODEL_ID}` = '{model_id}' and tags.`{T_TENANT}` = '{validate_tenant(tenant_id)}'",
+                max_results=2,
+            )
+        if len(found) != 1:
+            raise ModelNotFound(model_id)
+        return found[0]
+
+    def _versions(self, mlflow_name: str) -> list["ModelVersion"]:
+        with self._mlflow_errors():
+            versions = list(self.client.search_model_versions(f"name = '{mlflow_name}'"))
+        return [v for v in versions if SemVer.is_valid(v.tags.get(T_SEMVER, ""))]
+
+    @staticmethod
+    def _stage_of(version: "ModelVersion", production_version: str | None) -> str:
+        if str(version.version) == production_version:
+            return "production"
+        stage = version.tags.get(T_STAGE, "development")
+        # A stage tag of production without the alias is a half-finished promotion: the alias wins.
+        return "archived" if stage == "production" else stage
+
+    def _production_version(self, rm: "RegisteredModel") -> str | None:
+        aliases = getattr(rm, "aliases", None) or {}
+        return str(aliases[PRODUCTION_ALIAS]) if PRODUCTION_ALIAS in aliases else None
+
+    def _to_record(self, rm: "RegisteredModel") -> ModelRecord:
+        tags = dict(rm.tags or {})
+        user_tags = {k: v for k, v in tags.items() if not k.startswith(TAG)}
+        return ModelRecord(
+            model_id=tags[T_MODEL_ID],
+            name=tags.get(T_NAME, rm.name.split(".", 1)[-1]),
+            tenant_id=tags[T_TENANT],
+            description=rm.description or None,
+            model_type=tags.get(T_TYPE, "classification"),
+            framework=tags.get(T_FRAMEWORK, "sklearn"),
+            tags=user_tags,
+            current_version=tags.get(T_CURRENT, str(FIRST_VERSION)),
+            stage=tags.get(T_STAGE, "development"),
+            created_at=_ts(rm.creation_timestamp),
+            updated_at=_ts(rm.last_updated_timestamp),
+            mlflow_name=rm.name,
+            latest_version=tags.get(T_LATEST),
+        )
+
+    def get_model(self, tenant_id: str, model_id: str) -> ModelRecord:
+        return self._to_record(self._find(tenant_id, model_id))
+
+    def find_by_name(self, tenant_id: str, name: str) -> ModelRecord | None:
+        if not NAME_RE.match(name or ""):
+            return None
+        with self._mlflow_errors():
+            found = self.client.search_registered_models(
+                filter_string=f"name = '{validate_tenant(tenant_id)}.{name}' and tags.`{T_TENANT}` = '{tenant_id}'",
+                max_results=2,
+            )
+        return self._to_record(found[0]) if len(found) == 1 else None
+
+    def list_models(
+        self,
+        tenant_id: str,
+        *,
+        stage: str | None = None,
+        framework: str | None = None,
+        model_type: str | None = None,
+        name_prefix: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[ModelRecord], str | None]:
+        """One page of the tenant's models ordered by name; the cursor is opaque."""
+        clauses = [f"tags.`{T_TENANT}` = '{validate_tenant(tenant_id)}'"]
+        for tag, value, allowed in (
+            (T_STAGE, stage, STAGES),
+            (T_FRAMEWORK, framework, FRAMEWORKS),
+            (T_TYPE, model_type, MODEL_TYPES),
+        ):
+            if value is not None:
+                if value not in allowed:
+                    raise InvalidRequest(f"invalid filter value '{value}'", {"allowed": list(allowed)})
+                clauses.append(f"tags.`{tag}` = '{value}'")
+        if name_prefix:
+            if not NAME_RE.match(name_prefix):
+                raise InvalidRequest("invalid name prefix", {"name_prefix": name_prefix})
+            clauses.append(f"name LIKE '{tenant_id}.{name_prefix}%'")
+        with self._mlflow_errors():
+            try:
+                page = self.client.search_registered_models(
+                    filter_string=" and ".join(clauses),
+                    max_results=limit,
+                    order_by=["name ASC"],
+                    page_token=cursor,
+                )
+            except Exception as exc:
+                if cursor and not _is_connection_error(exc):
+                    raise InvalidRequest("invalid cursor", {"cursor": cursor}) from exc
+                raise
+        records = [self._to_record(rm) for rm in page]
+        if name_prefix:  # LIKE treats '_' as a wildcard: keep exact prefix matches only
+            records = [r for r in records if r.name.startswith(name_prefix)]
+        return records, page.token or None
+
+    def list_versions(self, tenant_id: str, model_id: str) -> list[VersionRecord]:
+        rm = self._find(tenant_id, model_id)
+        production = self._production_version(rm)
+        history = self._history(tenant_id, model_id)
+        records = []
+        for mv in self._versions(rm.name):
+            semver = mv.tags[T_SEMVER]
+            records.append(
+                VersionRecord(
+                    version=semver,
+                    stage=self._stage_of(mv, production),
+                    mlflow_version=int(mv.version),
+                    source=mv.source,
+                    run_id=mv.run_id or None,
+                    created_at=_ts(mv.creation_timestamp),
+                    description=mv.description or None,
+                    history=history.get(semver, []),
+                )
+            )
+        records.sort(key=lambda r: SemVer.parse(r.version), reverse=True)
+        return records
+
+    def _history(self, tenant_id: str, model_id: str) -> dict[str, list[dict[str, Any]]]:
+        query = (
+            sa.select(stage_transitions)
+            .where(stage_transitions.c.tenant_id == tenant_id, stage_transitions.c.model_id == model_id)
+            .order_by(stage_transitions.c.id)
+        )
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.state.begin() as conn:
+            for row in conn.execute(query).mappings():
+                out.setdefault(row["version"], []).append(
+                    {
+                        "from_stage": row["from_stage"],
+                        "to_stage": row["to_stage"],
+                        "changed_by": row["actor"],
+                        "changed_at": row["at"].replace(tzinfo=timezone.utc) if row["at"].tzinfo is None else row["at"],
+                        "reason": row["reason"],
+                    }
+                )
+        return out
+
+    # -- writes ----------------------------------------------------------------------------
+    def create_model(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        model_type: str,
+        framework: str,
+        actor: str,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        source_uri: str | None = None,
+    ) -> ModelRecord:
+        validate_tenant(tenant_id)
+        if not NAME_RE.match(name or ""):
+            raise InvalidRequest("model name must be 1-128 characters of letters, digits, '_', '.', '-'")
+        if model_type not in MODEL_TYPES:
+            raise InvalidRequest(f"unknown model_type '{model_type}'", {"allowed": list(MODEL_TYPES)})
+        if framework not in FRAMEWORKS:
+            raise InvalidRequest(f"unknown framework '{framework}'", {"allowed": list(FRAMEWORKS)})
+        tags = dict(tags or {})
+        reserved = sorted(k for k in tags if k.startswith(TAG))
+        if reserved:
+            raise InvalidRequest("tag keys starting with 'mlservice.' are reserved", {"tags": reserved})
+        if source_uri is not None:
+            self._resolve_source(tenant_id, source_uri)  # refuse before anything is written
+
+        from mlflow.exceptions import MlflowException
+
+        model_id = str(uuid.uuid4())
+        mlflow_name = f"{tenant_id}.{name}"
+        all_tags = {
+            **tags,
+            T_TENANT: tenant_id,
+            T_MODEL_ID: model_id,
+            T_NAME: name,
+            T_TYPE: model_type,
+            T_FRAMEWORK: framework,
+            T_CURRENT: str(FIRST_VERSION),
+            T_STAGE: "development",
+            T_CREATED_BY: actor,
+        }
+        with self._mlflow_errors():
+            try:
+                self.client.create_registered_model(mlflow_name, tags=all_tags, description=description)
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" in str(exc.error_code):
+                    raise ModelAlreadyExists(
+                        f"a model named '{name}' already exists", {"name": name}
+                    ) from None
+                raise
+        if source_uri is not None:
+            try:
+                self.register_version(tenant_id, model_id, model_uri=source_uri, actor=actor, version=str(FIRST_VERSION))
+            except Exception:
+                # No half-created model: the first version failed, so the model goes too.
+                with self._mlflow_errors():
+                    self.client.delete_registered_model(mlflow_name)
+                raise
+        return self.get_model(tenant_id, model_id)
+
+    def _resolve_source(self, tenant_id: str, model_uri: str) -> tuple[str, str | None, str | None]:
+        """Check that a model source belongs to this tenant and resolve it for registration.
+
+        Accepts a run id, ``runs:/<run_id>/<name>`` or ``models:/m-<id>``; returns
+        ``(source, run_id, logged_model_id)``. The run (or its experiment) must carry the tag
+        ``mlservice.tenant`` of this tenant; anything else answers like a missing source.
+        """
+        from mlflow.exceptions import MlflowException
+
+        client = self.client
+        not_found = InvalidRequest("model source not found", {"source": model_uri})
+        with self._mlflow_errors():
+            try:
+                if _RUN_ID_RE.match(model_uri):
+                    model_uri = f"runs:/{model_uri}/model"
+                if model_uri.startswith("runs:/"):
+                    run_id, _, artifact_path = model_uri[len("runs:/") :].partition("/")
+                    run = client.get_run(run_id)
+                    experiment_id = run.info.experiment_id
+                    tenant_tag = run.data.tags.get(T_TENANT)
+                    logged = client.search_logged_models(
+                        experiment_ids=[experiment_id],
+                        filter_string=f"source_run_id = '{run_id}' AND name = '{artifact_path or 'model'}'",
+                        max_results=1,
+                    )
+                    model_id = logged[0].model_id if logged else None
+                    source = f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{artifact_path}"
+                elif model_uri.startswith("models:/m-"):
+                    model_id = model_uri[len("models:/") :].split("/", 1)[0]
+                    logged_model = client.get_logged_model(model_id)
+                    run_id, experiment_id = logged_model.source_run_id, logged_model.experiment_id
+                    tenant_tag = client.get_run(run_id).data.tags.get(T_TENANT) if run_id else None
+                    source = f"models:/{model_id}"
+                else:
+                    raise InvalidRequest(
+                        "model source must be a run id, a runs:/ URI or a models:/m-... URI",
+                        {"source": model_uri},
+                    )
+                if tenant_tag is None:
+                    tenant_tag = client.get_experiment(experiment_id).tags.get(T_TENANT)
+            except MlflowException:
+                raise not_found from None
+        if tenant_tag != tenant_id:
+            raise not_found
+        return source, run_id, model_id
+
+    def register_version(
+        self,
+        tenant_id: str,
+        model_id: str,
+        *,
+        model_uri: str,
+        actor: str,
+        version: str | None = None,
+        bump: str = "minor",
+        description: str | None = None,
+    ) -> VersionRecord:
+        """Register an MLflow model (run id, runs:/ or models:/ URI) as a new version.
+
+        Without ``version`` the first version is 1.0.0 and later ones bump ``bump`` (default
+        minor) of the highest existing version. New versions start in stage development.
+        """
+        rm = self._find(tenant_id, model_id)
+        source, run_id, logged_model_id = self._resolve_source(tenant_id, model_uri)
+        with self._model_lock(model_id):
+            existing = {SemVer.parse(v.tags[T_SEMVER]) for v in self._versions(rm.name)}
+            if version is not None:
+                new = SemVer.parse(version)
+                if new in existing:
+                    raise VersionAlreadyExists(
+                        f"version {new} already exists", {"model_id": model_id, "version": str(new)}
+                    )
+            else:
+                new = max(existing).bump(bump) if existing else FIRST_VERSION
+            with self._mlflow_errors():
+                self.client.create_model_version(
+                    rm.name,
+                    source,
+                    run_id=run_id,
+                    description=description,
+                    model_id=logged_model_id,
+                    tags={T_SEMVER: str(new), T_STAGE: "development", T_TENANT: tenant_id, T_CREATED_BY: actor},
+                )
+            self._record(tenant_id, model_id, str(new), None, "development", actor, "registered")
+            self._refresh_summary(rm.name)
+        return next(v for v in self.list_versions(tenant_id, model_id) if v.version == str(new))
+
+    def transition_stage(self, tenant_id: str, model_id: str, *, version: str, target_stage: str, actor: str) -> TransitionResult:
+        rm = self._find(tenant_id, model_id)
+        with self._model_lock(model_id):
+            rm = self._find(tenant_id, model_id)  # re-read under the lease
+            production = self._production_version(rm)
+            versions = self._versions(rm.name)
+            target_mv = next((v for v in versions if v.tags[T_SEMVER] == version), None)
+            if target_mv is None:
+                raise VersionNotFound(model_id, version)
+            current = self._stage_of(target_mv, production)
+            check_transition(current, target_stage, version)
+            client = self.client
+            archived: list[str] = []
+            with self._mlflow_errors():
+                if target_stage == "production":
+                    previous = next((v for v in versions if str(v.version) == production), None)
+                    # The alias moves atomically in MLflow: there is never a moment with two.
+                    client.set_registered_model_alias(rm.name, PRODUCTION_ALIAS, target_mv.version)
+                    if previous is not None:
+                        client.set_model_version_tag(rm.name, previous.version, T_STAGE, "archived")
+                        archived.append(previous.tags[T_SEMVER])
+                elif current == "production":
+                    client.delete_registered_model_alias(rm.name, PRODUCTION_ALIAS)
+                client.set_model_version_tag(rm.name, target_mv.version, T_STAGE, target_stage)
+            for old in archived:
+                self._record(tenant_id, model_id, old, "production", "archived", actor, f"superseded by {version}")
+            when = self._record(tenant_id, model_id, version, current, target_stage, actor, None)
+            self._refresh_summary(rm.name)
+        return TransitionResult(model_id, version, current, target_stage, archived, actor, when)
+
+    def _record(self, tenant_id: str, model_id: str, version: str, from_stage: str | None, to_stage: str, actor: str, reason: str | None) -> datetime:
+        when = utcnow()
+        with self.state.begin() as conn:
+            conn.execute(
+                stage_transitions.insert().values(
+                    tenant_id=tenant_id, model_id=model_id, version=version, from_stage=from_stage,
+                    to_stage=to_stage, actor=actor[:256], reason=reason, at=when,
+                )
+            )
+        return when
+
+    def _refresh_summary(self, mlflow_name: str) -> None:
+        """Keep the model's current version and stage as tags, so lists need one query.
+
+        The current version is the production version, else the highest non-archived one,
+        else the highest.
+        """
+        client = self.client
+        with self._mlflow_errors():
+            rm = client.get_registered_model(mlflow_name)
+            production = self._production_version(rm)
+            staged = [(SemVer.parse(v.tags[T_SEMVER]), self._stage_of(v, production)) for v in self._versions(mlflow_name)]
+            if not staged:
+                return
+            live = [s for s in staged if s[1] == "production"] or [s for s in staged if s[1] != "archived"] or staged
+            semver, stage = max(live, key=lambda s: s[0])
+            client.set_registered_model_tag(mlflow_name, T_CURRENT, str(semver))
+            client.set_registered_model_tag(mlflow_name, T_STAGE, stage)
+            client.set_registered_model_tag(mlflow_name, T_LATEST, str(max(s[0] for s in staged)))
+
+    def ping(self) -> None:
+        """Raise DependencyUnavailable unless the tracking store answers."""
+        with self._mlflow_errors():
+            self.client.search_registered_models(max_results=1)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = type(current).__name__
+        if name in {"ConnectionError", "ConnectTimeout", "ReadTimeout", "MaxRetryError", "NewConnectionError", "ConnectionRefusedError"}:
+            return True
+        if "Max retries exceeded" in str(current) or "Connection refused" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -1,0 +1,139 @@
+"""JWT bearer authentication and scopes.
+
+Accepted algorithms and keys come from settings, never from the token: HMAC with
+``MLSERVICE_JWT_SECRET`` (or, in development, the secret that ``mlservice up`` generated into
+the data directory), or RS/ES/PS with ``MLSERVICE_JWT_PUBLIC_KEY``. ``sub``, ``tenant_id`` and
+``exp`` are required; ``nbf``/``iat`` are honoured; ``aud``/``iss`` are checked when configured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from resources.tenancy import is_valid_tenant
+from serving_api.errors import ApiError
+from serving_api.settings import Settings
+
+SCOPES = (
+    "models:read", "models:write", "predictions:write", "jobs:read", "jobs:write",
+    "features:read", "features:write", "monitoring:read", "deployments:write", "admin",
+)
+DEFAULT_TOKEN_SCOPES = tuple(s for s in SCOPES if s != "admin")
+_BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mlservice"'}
+
+
+class KeyNotConfigured(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    tenant_id: str
+    scopes: frozenset[str]
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def _read_key(value: str) -> str:
+    """A PEM given inline, or the path of a file holding it."""
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        return text
+    return Path(text).expanduser().read_text()
+
+
+def verification_key(settings: Settings) -> str:
+    if settings.uses_hmac:
+        if settings.jwt_secret is not None:
+            return settings.jwt_secret.get_secret_value()
+        if settings.dev_jwt_secret_path.exists():
+            return settings.dev_jwt_secret_path.read_text().strip()
+        raise KeyNotConfigured(
+            "no JWT key: set MLSERVICE_JWT_SECRET (HS256, 32+ bytes) or MLSERVICE_JWT_PUBLIC_KEY "
+            "with MLSERVICE_JWT_ALGORITHMS, or run `mlservice up` to generate a development key"
+        )
+    if not settings.jwt_public_key:
+        raise KeyNotConfigured("MLSERVICE_JWT_ALGORITHMS names public-key algorithms: set MLSERVICE_JWT_PUBLIC_KEY")
+    return _read_key(settings.jwt_public_key)
+
+
+def signing_key(settings: Settings) -> str:
+    if settings.uses_hmac:
+        return verification_key(settings)
+    if settings.jwt_private_key is None:
+        raise KeyNotConfigured("signing with a public-key algorithm needs MLSERVICE_JWT_PRIVATE_KEY")
+    return _read_key(settings.jwt_private_key.get_secret_value())
+
+
+def issue_token(
+    settings: Settings, *, tenant_id: str, subject: str, scopes: tuple[str, ...] | list[str], ttl_s: int
+) -> str:
+    if not is_valid_tenant(tenant_id):
+        raise ValueError(f"invalid tenant id '{tenant_id}'")
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scopes: {sorted(unknown)}")
+    now = int(time.time())
+    claims = {"sub": subject, "tenant_id": tenant_id, "scope": " ".join(scopes), "iat": now, "nbf": now, "exp": now + ttl_s}
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    return jwt.encode(claims, signing_key(settings), algorithm=settings.jwt_algorithms[0])
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.key = verification_key(settings)
+        self.algorithms = list(settings.jwt_algorithms)
+        self.audience = settings.jwt_audience
+        self.issuer = settings.jwt_issuer
+
+    @staticmethod
+    def unauthorized(message: str) -> ApiError:
+        return ApiError("UNAUTHORIZED", message, None, _BEARER_CHALLENGE)
+
+    def verify_header(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise self.unauthorized("missing bearer token")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise self.unauthorized("Authorization header must be 'Bearer <token>'")
+        return self.verify(token.strip())
+
+    def verify(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", "tenant_id"], "verify_aud": self.audience is not None},
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise self.unauthorized("token expired") from None
+        except jwt.ImmatureSignatureError:
+            raise self.unauthorized("token not yet valid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise self.unauthorized(f"token lacks the '{exc.claim}' claim") from None
+        except jwt.InvalidTokenError:
+            raise self.unauthorized("invalid token") from None
+        tenant_id, subject = claims.get("tenant_id"), claims.get("sub")
+        if not is_valid_tenant(tenant_id) or not isinstance(subject, str) or not subject:
+            raise self.unauthorized("token carries an invalid tenant_id or sub")
+        raw_scope = claims.get("scope", "")
+        if isinstance(raw_scope, str):
+            scopes = frozenset(raw_scope.split())
+        elif isinstance(raw_scope, list) and all(isinstance(s, str) for s in raw_scope):
+            scopes = frozenset(raw_scope)
+        else:
+            raise self.unauthorized("token scope must be a space-separated string")
+        return Principal(subject=subject, tenant_id=tenant_id, scopes=scopes)

@@ -1,0 +1,108 @@
+"""The error envelope: every error body is
+``{"error": {"code", "message", "details", "request_id"}}``.
+
+Domain errors (``resources.errors``) and HTTP-level errors (``ApiError``) are mapped to status
+codes here, in one table, by one set of handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from resources.errors import DomainError
+
+log = logging.getLogger("mlservice.api")
+
+STATUS_BY_CODE: dict[str, int] = {
+    "INVALID_REQUEST": 400,
+    "UNAUTHORIZED": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "MODEL_NOT_FOUND": 404,
+    "VERSION_NOT_FOUND": 404,
+    "JOB_NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "MODEL_ALREADY_EXISTS": 409,
+    "VERSION_ALREADY_EXISTS": 409,
+    "STAGE_CONFLICT": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "VALIDATION_ERROR": 422,
+    "RATE_LIMITED": 429,
+    "INTERNAL_ERROR": 500,
+    "SERVICE_UNAVAILABLE": 503,
+    "RAY_UNAVAILABLE": 503,
+}
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal (auth, scope, rate limit, size) with optional response headers."""
+
+    def __init__(self, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.code, self.message, self.details, self.headers = code, message, details, headers or {}
+
+
+def request_id_of(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def error_body(code: str, message: str, details: Any, request_id: str | None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
+
+
+def error_response(
+    request_id: str | None, code: str, message: str, details: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    response = JSONResponse(
+        jsonable_encoder(error_body(code, message, details, request_id)),
+        status_code=STATUS_BY_CODE.get(code, 500),
+        headers=headers,
+    )
+    # Lets the audit and metrics middleware see the code without parsing the body.
+    response.headers["x-error-code"] = code
+    return response
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors():
+        details.append({"loc": [str(p) for p in err.get("loc", ())], "msg": err.get("msg"), "type": err.get("type")})
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(request_id_of(request), exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(DomainError)
+    async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        if STATUS_BY_CODE.get(exc.code, 500) >= 500:
+            log.warning("request %s: %s: %s", request_id_of(request), exc.code, exc.message)
+        return error_response(request_id_of(request), exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        if any(d["type"] == "json_invalid" for d in details):
+            message = "request body is not valid JSON"
+        else:
+            message = "request does not match the schema"
+        return error_response(request_id_of(request), "INVALID_REQUEST", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}.get(exc.status_code)
+        if code is None:
+            code = "INVALID_REQUEST" if exc.status_code < 500 else "INTERNAL_ERROR"
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        response = error_response(request_id_of(request), code, message, None, getattr(exc, "headers", None))
+        response.status_code = exc.status_code
+        return response

@@ -1,0 +1,71 @@
+"""The API application: ``create_app(settings)`` builds it; the lifespan owns the clients.
+
+Run with ``uvicorn serving_api.main:create_app --factory`` (``mlservice api`` does this).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from resources.audit import AuditLog
+from resources.registry import ModelRegistry
+from resources.state_db import StateStore
+from serving_api.auth import TokenVerifier
+from serving_api.errors import install_error_handlers
+from serving_api.metrics import ApiMetrics
+from serving_api.middleware import RequestContextMiddleware
+from serving_api.ratelimit import RateLimiter
+from serving_api.routes import health, models
+from serving_api.settings import Settings, get_settings
+
+log = logging.getLogger("mlservice.api")
+
+# MLflow's HTTP client retries for minutes by default; an API must fail over to a 503 promptly.
+_MLFLOW_CLIENT_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    state = StateStore(database_url=settings.effective_database_url)
+    audit = AuditLog(state)
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for key, value in _MLFLOW_CLIENT_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        app.state.verifier = TokenVerifier(settings)  # refuses to start without a key
+        state.engine  # create tables now rather than on the first request
+        audit.start()
+        try:
+            yield
+        finally:
+            audit.close()
+            state.dispose()
+
+    app = FastAPI(
+        title="mlservice",
+        version="0.1.0",
+        description="Multi-tenant ML platform API. Every /api/v1 route needs a JWT bearer token.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.state_store = state
+    app.state.audit = audit
+    app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(settings)
+    app.state.registry = ModelRegistry(tracking_uri=settings.effective_tracking_uri, state=state)
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
+    app.include_router(health.router)
+    app.include_router(models.router)
+    return app

@@ -1,0 +1,125 @@
+"""One pure-ASGI middleware for what every request needs: a request id, a body-size limit,
+metrics, the audit record, and a 500 envelope (never a traceback) for anything unhandled.
+
+Pure ASGI rather than ``BaseHTTPMiddleware``: it adds no task or stream copy to the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from serving_api.errors import error_body
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from resources.audit import AuditLog
+    from serving_api.metrics import ApiMetrics
+
+log = logging.getLogger("mlservice.api")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_AUDITED_PREFIX = "/api/v1"
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4().hex[:20]}"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: "ASGIApp", *, max_body_bytes: int, metrics: "ApiMetrics", audit: "AuditLog | None") -> None:
+        self.app, self.max_body_bytes, self.metrics, self.audit = app, max_body_bytes, metrics, audit
+
+    async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID_RE.match(given) else new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        rid_header = (b"x-request-id", request_id.encode())
+        state: dict[str, Any] = {"status": 500, "started": False, "code": None}
+
+        async def send_wrapper(message: "Message") -> None:
+            if message["type"] == "http.response.start":
+                kept = []
+                for name, value in message.get("headers", []):
+                    if name == b"x-error-code":
+                        state["code"] = value.decode()
+                    else:
+                        kept.append((name, value))
+                kept.append(rid_header)
+                message["headers"] = kept
+                state["status"] = message["status"]
+                state["started"] = True
+            await send(message)
+
+        async def send_error(status: int, code: str, message: str, extra: list | None = None) -> None:
+            body = json.dumps(error_body(code, message, None, request_id)).encode()
+            state["code"] = code
+            await send_wrapper({
+                "type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())] + (extra or []),
+            })
+            await send({"type": "http.response.body", "body": body})
+
+        length = headers.get(b"content-length")
+        try:
+            if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
+                await send_error(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
+            else:
+                await self.app(scope, self._limited(receive), send_wrapper)
+        except _BodyTooLarge:
+            if not state["started"]:
+                await send_error(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
+        except Exception:  # noqa: BLE001 - the last line of defence: log it, answer 500 with no detail
+            log.exception("unhandled error in request %s %s (%s)", scope.get("method"), scope.get("path"), request_id)
+            if not state["started"]:
+                await send_error(500, "INTERNAL_ERROR", "internal error; quote the request id when reporting it")
+        finally:
+            self._finish(scope, state, time.perf_counter() - started, request_id)
+
+    def _limited(self, receive: "Receive") -> "Receive":
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def wrapped() -> "Message":
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge()
+            return message
+
+        return wrapped
+
+    def _finish(self, scope: "Scope", state: dict[str, Any], seconds: float, request_id: str) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope.get("method", "")
+        status = state["status"]
+        self.metrics.observe(method, template, status, seconds, state["code"])
+        path = scope.get("path", "")
+        if self.audit is not None and path.startswith(_AUDITED_PREFIX) and (method not in _READ_METHODS or status >= 400):
+            principal = scope.get("state", {}).get("principal")
+            self.audit.record(
+                request_id=request_id,
+                tenant_id=getattr(principal, "tenant_id", None),
+                subject=getattr(principal, "subject", None),
+                method=method,
+                path=path,
+                status=status,
+                error_code=state["code"],
+            )

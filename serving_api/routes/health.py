@@ -1,0 +1,32 @@
+"""Health and metrics: no token needed."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from serving_api.metrics import CONTENT_TYPE_LATEST
+from serving_api.readiness import check_dependencies
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    state = request.app.state
+    components = await check_dependencies(state.settings, state.registry)
+    failing = sorted(name for name, status in components.items() if status != "ok")
+    body = {"status": "ready" if not failing else "not_ready", "components": components}
+    if failing:
+        body["unavailable"] = failing
+    return JSONResponse(body, status_code=200 if not failing else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,91 @@
+"""/api/v1/models: the tenant's models on the MLflow registry."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from serving_api.deps import ModelsReader, ModelsWriter, RegistryDep
+from serving_api.schemas.models import (
+    Framework,
+    ModelCreate,
+    ModelPublic,
+    ModelsPublic,
+    ModelType,
+    Stage,
+    StageChange,
+    StageChangePublic,
+    VersionCreate,
+    VersionPublic,
+    VersionsPublic,
+)
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"])
+
+
+def _public(record) -> ModelPublic:
+    return ModelPublic.model_validate(asdict(record))
+
+
+@router.post("", status_code=201, response_model=ModelPublic)
+def create_model(body: ModelCreate, principal: ModelsWriter, registry: RegistryDep) -> ModelPublic:
+    record = registry.create_model(
+        principal.tenant_id,
+        name=body.name,
+        description=body.description,
+        model_type=body.model_type,
+        framework=body.framework,
+        tags=body.tags,
+        source_uri=body.source.uri() if body.source else None,
+        actor=principal.subject,
+    )
+    return _public(record)
+
+
+@router.get("", response_model=ModelsPublic)
+def list_models(
+    principal: ModelsReader,
+    registry: RegistryDep,
+    stage: Stage | None = None,
+    framework: Framework | None = None,
+    model_type: ModelType | None = None,
+    name_prefix: Annotated[str | None, Query(max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+) -> ModelsPublic:
+    records, next_cursor = registry.list_models(
+        principal.tenant_id, stage=stage, framework=framework, model_type=model_type,
+        name_prefix=name_prefix, limit=limit, cursor=cursor,
+    )
+    return ModelsPublic(data=[_public(r) for r in records], count=len(records), next_cursor=next_cursor)
+
+
+@router.get("/{model_id}", response_model=ModelPublic)
+def get_model(model_id: str, principal: ModelsReader, registry: RegistryDep) -> ModelPublic:
+    return _public(registry.get_model(principal.tenant_id, model_id))
+
+
+@router.get("/{model_id}/versions", response_model=VersionsPublic)
+def list_versions(model_id: str, principal: ModelsReader, registry: RegistryDep) -> VersionsPublic:
+    versions = registry.list_versions(principal.tenant_id, model_id)
+    data = [VersionPublic.model_validate(asdict(v)) for v in versions]
+    return VersionsPublic(model_id=model_id, data=data, count=len(data))
+
+
+@router.post("/{model_id}/versions", status_code=201, response_model=VersionPublic)
+def register_version(model_id: str, body: VersionCreate, principal: ModelsWriter, registry: RegistryDep) -> VersionPublic:
+    version = registry.register_version(
+        principal.tenant_id, model_id, model_uri=body.source.uri(), actor=principal.subject,
+        version=body.version, bump=body.bump, description=body.description,
+    )
+    return VersionPublic.model_validate(asdict(version))
+
+
+@router.put("/{model_id}/stage", response_model=StageChangePublic)
+def change_stage(model_id: str, body: StageChange, principal: ModelsWriter, registry: RegistryDep) -> StageChangePublic:
+    result = registry.transition_stage(
+        principal.tenant_id, model_id, version=body.version, target_stage=body.target_stage, actor=principal.subject
+    )
+    return StageChangePublic.model_validate(asdict(result))

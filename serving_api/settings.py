@@ -1,0 +1,180 @@
+"""Platform configuration: environment variables with the prefix ``MLSERVICE_``.
+
+One ``Settings`` object describes where every part of the platform lives. The API reads it
+through ``get_settings()`` (cached; tests override it with ``app.dependency_overrides`` or by
+passing settings to ``create_app``); the launcher reads the same object to start the parts.
+Nothing here touches the disk at import.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+ASYMMETRIC_ALGORITHMS = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
+MIN_SECRET_BYTES = 32
+_PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "your-secret-key", "please-change-me"}
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class RateLimit(BaseModel):
+    rate: float = Field(gt=0, description="tokens added per second")
+    burst: int = Field(gt=0, description="bucket size")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLSERVICE_", extra="ignore")
+
+    data_dir: Path = Path(".mlservice")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    dagster_port: int = 3000
+    dagster_url: str | None = None
+    mlflow_port: int = 5000
+    mlflow_tracking_uri: str | None = None
+    database_url: str | None = None
+    ray_address: str | None = None
+    ray_port: int = 6380
+    ray_dashboard_port: int = 8265
+    ray_client_port: int = 10001
+    ray_dashboard_url: str | None = None
+
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: str | None = None
+    jwt_private_key: SecretStr | None = None
+    jwt_algorithms: Annotated[list[str], NoDecode] = ["HS256"]
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+
+    data_roots: Annotated[list[str], NoDecode] = []
+    s3_buckets: Annotated[list[str], NoDecode] = []
+    s3_endpoint_url: str | None = None
+
+    rate_limit_per_second: float = Field(default=200.0, gt=0)
+    rate_limit_burst: int = Field(default=400, gt=0)
+    rate_limit_overrides: dict[str, RateLimit] = {}
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    health_timeout_s: float = Field(default=2.0, gt=0)
+
+    @field_validator("jwt_algorithms", "data_roots", "s3_buckets", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("MLSERVICE_JWT_ALGORITHMS must name at least one algorithm")
+        unknown = set(value) - HMAC_ALGORITHMS - ASYMMETRIC_ALGORITHMS
+        if unknown:
+            raise ValueError(f"unsupported JWT algorithms: {sorted(unknown)} ('none' is never accepted)")
+        if set(value) & HMAC_ALGORITHMS and set(value) & ASYMMETRIC_ALGORITHMS:
+            raise ValueError("MLSERVICE_JWT_ALGORITHMS mixes HMAC and public-key algorithms; choose one family")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _strong_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if raw.strip().lower() in _PLACEHOLDER_SECRETS or len(raw.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"MLSERVICE_JWT_SECRET must be a random value of at least {MIN_SECRET_BYTES} bytes"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _absolute_data_dir(self) -> "Settings":
+        self.data_dir = self.data_dir.expanduser().resolve()
+        return self
+
+    # Derived locations: one data directory holds all state.
+    @property
+    def uses_hmac(self) -> bool:
+        return self.jwt_algorithms[0] in HMAC_ALGORITHMS
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.data_dir / "secrets"
+
+    @property
+    def dev_jwt_secret_path(self) -> Path:
+        return self.secrets_dir / "jwt_secret"
+
+    @property
+    def ray_token_path(self) -> Path:
+        return self.secrets_dir / "ray_auth_token"
+
+    @property
+    def tenants_dir(self) -> Path:
+        return self.data_dir / "tenants"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.data_dir / "mlflow"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.mlflow_dir / "artifacts"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def effective_tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'api' / 'state.db'}"
+
+    @property
+    def effective_dagster_url(self) -> str:
+        return self.dagster_url or f"http://127.0.0.1:{self.dagster_port}"
+
+    @property
+    def effective_ray_address(self) -> str:
+        return self.ray_address or f"127.0.0.1:{self.ray_port}"
+
+    @property
+    def effective_ray_dashboard_url(self) -> str:
+        return self.ray_dashboard_url or f"http://127.0.0.1:{self.ray_dashboard_port}"
+
+    def rate_limit_for(self, tenant_id: str) -> RateLimit:
+        return self.rate_limit_overrides.get(
+            tenant_id, RateLimit(rate=self.rate_limit_per_second, burst=self.rate_limit_burst)
+        )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,63 @@
+"""Shared fixtures: settings on a temporary data directory, a real MLflow (SQLite) registry,
+the API app under TestClient, and token helpers."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving_api.main import create_app
+from serving_api.settings import Settings
+from tests.utils.tokens import TEST_SECRET, auth, make_token
+
+
+def make_settings(data_dir: Path, **overrides) -> Settings:
+    values = dict(
+        data_dir=data_dir,
+        jwt_secret=TEST_SECRET,
+        mlflow_tracking_uri=f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+        dagster_url="http://127.0.0.1:9",  # nothing listens on the discard port: not ready
+        ray_dashboard_url="http://127.0.0.1:9",
+        health_timeout_s=0.5,
+        rate_limit_per_second=1000,
+        rate_limit_burst=1000,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("mlservice-data")
+    (path / "mlflow").mkdir()
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir) -> Settings:
+    return make_settings(data_dir)
+
+
+@pytest.fixture(scope="session")
+def client(settings):
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A fresh tenant per test keeps tests independent on the shared registry."""
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def headers(tenant) -> dict[str, str]:
+    return auth(make_token(tenant))
+
+
+@pytest.fixture
+def other_headers() -> dict[str, str]:
+    return auth(make_token(f"o-{uuid.uuid4().hex[:10]}"))
