@@ -105,6 +105,7 @@ class ModelRegistry(dg.ConfigurableResource):
 
     tracking_uri: str
     state: StateStore
+    artifact_root: str | None = None  # for experiments created on a store without an artifact server
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -497,6 +498,17 @@ class ModelRegistry(dg.ConfigurableResource):
             client.set_registered_model_tag(mlflow_name, T_CURRENT, str(semver))
             client.set_registered_model_tag(mlflow_name, T_STAGE, stage)
             client.set_registered_model_tag(mlflow_name, T_LATEST, str(max(s[0] for s in staged)))
+
+    def ensure_experiment(self, tenant_id: str, name: str) -> str:
+        """The tenant's experiment ``<tenant_id>/<name>`` (tagged with the tenant); returns its id."""
+        full_name = f"{validate_tenant(tenant_id)}/{name}"
+        client = self.client
+        with self._mlflow_errors():
+            existing = client.get_experiment_by_name(full_name)
+            if existing is not None:
+                return existing.experiment_id
+            location = f"{self.artifact_root.rstrip('/')}/{tenant_id}" if self.artifact_root else None
+            return client.create_experiment(full_name, artifact_location=location, tags={T_TENANT: tenant_id})
 
     def ping(self) -> None:
         """Raise DependencyUnavailable unless the tracking store answers."""

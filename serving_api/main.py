@@ -13,8 +13,6 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from resources.audit import AuditLog
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore
 from serving_api.auth import TokenVerifier
 from serving_api.errors import install_error_handlers
 from serving_api.metrics import ApiMetrics
@@ -22,20 +20,21 @@ from serving_api.middleware import RequestContextMiddleware
 from serving_api.ratelimit import RateLimiter
 from serving_api.routes import health, models
 from serving_api.settings import Settings, get_settings
+from serving_api.wiring import build_registry, build_state_store
 
 log = logging.getLogger("mlservice.api")
 
 # MLflow's HTTP client retries for minutes by default; an API must fail over to a 503 promptly.
 _MLFLOW_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    state = StateStore(database_url=settings.effective_database_url)
+    state = build_state_store(settings)
     audit = AuditLog(state)
     metrics = ApiMetrics()
 
@@ -63,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.audit = audit
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(settings)
-    app.state.registry = ModelRegistry(tracking_uri=settings.effective_tracking_uri, state=state)
+    app.state.registry = build_registry(settings, state)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)

@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
+    def experiment_artifact_root(self) -> str | None:
+        """Where experiments keep artifacts when MLflow is used without its artifact server."""
+        if self.effective_tracking_uri.startswith(("http://", "https://")):
+            return None
+        return self.mlflow_artifacts_dir.as_uri()
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -1,0 +1,106 @@
+"""The ``mlservice`` command: ``up``, ``token``, ``api``, ``seed-demo``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def _settings():
+    from serving_api.settings import get_settings
+
+    return get_settings()
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from serving_api.auth import DEFAULT_TOKEN_SCOPES, KeyNotConfigured, issue_token
+
+    scopes = tuple(args.scope.split()) if args.scope else DEFAULT_TOKEN_SCOPES
+    try:
+        token = issue_token(_settings(), tenant_id=args.tenant, subject=args.subject or f"dev@{args.tenant}", scopes=scopes, ttl_s=args.ttl)
+    except (KeyNotConfigured, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_seed_demo(_args: argparse.Namespace) -> int:
+    from mlservice.demo import seed_demo
+
+    seed_demo(_settings())
+    return 0
+
+
+def cmd_api(_args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = _settings()
+    uvicorn.run("serving_api.main:create_app", factory=True, host=settings.api_host, port=settings.api_port, access_log=False)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from mlservice.demo import DEMO_MODEL, DEMO_TENANT
+    from mlservice.launcher import Platform
+    from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
+
+    settings = _settings()
+    platform = Platform(settings, seed_demo=not args.no_demo, echo=lambda line: print(line, flush=True))
+
+    def banner() -> None:
+        s = platform.settings
+        token = issue_token(s, tenant_id=DEMO_TENANT, subject=f"dev@{DEMO_TENANT}",
+                            scopes=DEFAULT_TOKEN_SCOPES, ttl_s=12 * 3600)
+        api = f"http://127.0.0.1:{s.api_port}"
+        lines = [
+            "",
+            "mlservice is up (Ctrl-C stops everything)",
+            f"  API            {api}   (docs {api}/docs, readiness {api}/health/ready)",
+            f"  Dagster UI     {s.effective_dagster_url}",
+            f"  MLflow UI      {platform.environment()['MLSERVICE_MLFLOW_TRACKING_URI']}",
+            f"  Ray dashboard  {s.effective_ray_dashboard_url}   (cluster {s.effective_ray_address}, token auth)",
+            f"  data directory {s.data_dir}   (logs in {s.logs_dir})",
+            "",
+            f"development token for tenant {DEMO_TENANT} (12 h):",
+            f"  export TOKEN={token}",
+            "try:",
+            f"  curl -s -H \"Authorization: Bearer $TOKEN\" {shlex.quote(api + '/api/v1/models?name_prefix=' + DEMO_MODEL)}",
+            "",
+        ]
+        print("\n".join(lines), flush=True)
+
+    return platform.run(banner)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlservice", description="Self-hosted multi-tenant ML platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the embedded platform on loopback and block")
+    up.add_argument("--no-demo", action="store_true", help="do not seed the demo tenant")
+    up.set_defaults(func=cmd_up)
+
+    token = sub.add_parser("token", help="print a JWT signed with the configured key")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--scope", default=None, help='space-separated scopes (default: all but admin)')
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--subject", default=None, help="the sub claim (default dev@<tenant>)")
+    token.set_defaults(func=cmd_token)
+
+    api = sub.add_parser("api", help="run only the API (parts configured by MLSERVICE_* variables)")
+    api.set_defaults(func=cmd_api)
+
+    seed = sub.add_parser("seed-demo", help="seed the demo tenant unless it exists")
+    seed.set_defaults(func=cmd_seed_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

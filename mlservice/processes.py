@@ -1,0 +1,108 @@
+"""Child processes that we start and stop by their own process group.
+
+Each child starts in a new session (``start_new_session=True``), so one signal to its group
+reaches everything it spawned (Ray's raylet and GCS, Dagster's code server, uvicorn). Stop is
+SIGTERM to the group, a bounded wait, then SIGKILL to the group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+
+class ManagedProcess:
+    def __init__(
+        self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None,
+        stop_timeout_s: float = 15.0,
+    ):
+        self.name, self.argv, self.env, self.log_path, self.cwd = name, argv, env, log_path, cwd
+        self.stop_timeout_s = stop_timeout_s
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        pgid = self.proc.pid  # session leader: its pid is the group id
+        for sig, wait_s in ((signal.SIGTERM, self.stop_timeout_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and _group_alive(pgid):
+                self.proc.poll()
+                time.sleep(0.1)
+            if not _group_alive(pgid):
+                break
+        self.proc.poll()
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # Zombies still count for killpg(0); look for a live member.
+    for entry in Path("/proc").iterdir() if Path("/proc").exists() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        state, group = fields[0], int(fields[2])
+        if group == pgid and state != "Z":
+            return True
+    return not Path("/proc").exists()
+
+
+def http_ok(url: str, headers: dict[str, str] | None = None, timeout_s: float = 2.0) -> bool:
+    request = urllib.request.Request(url, headers=headers or {})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str, process: ManagedProcess | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if process is not None and not process.alive():
+            raise RuntimeError(f"{what} exited during start-up; last log lines:\n{process.tail()}")
+        time.sleep(0.25)
+    detail = f"; last log lines:\n{process.tail()}" if process else ""
+    raise RuntimeError(f"{what} did not become ready within {timeout_s:.0f} s{detail}")

@@ -1,0 +1,28 @@
+"""Resources of the Dagster side, chosen per environment in one place.
+
+They are built from the same ``MLSERVICE_*`` settings as the API (``serving_api.wiring``), so a
+run worker, the webserver and the API agree on every location. ``mlservice up`` sets the
+variables for the webserver, the daemon and the run workers they start.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import dagster as dg
+
+from serving_api.settings import Settings
+from serving_api.wiring import build_data_policy, build_registry, build_state_store
+
+
+def local_resources() -> dict[str, dg.ConfigurableResource]:
+    settings = Settings()
+    state = build_state_store(settings)
+    return {
+        "state": state,
+        "registry": build_registry(settings, state),
+        "data_access": build_data_policy(settings),
+    }
+
+
+RESOURCES_BY_ENV: dict[str, Callable[[], dict[str, dg.ConfigurableResource]]] = {"local": local_resources}
