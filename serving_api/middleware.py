@@ -13,6 +13,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from fastapi import HTTPException
+
 from serving_api.errors import error_body
 
 if TYPE_CHECKING:
@@ -27,8 +29,11 @@ _AUDITED_PREFIX = "/api/v1"
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised while the body streams in; an HTTPException so FastAPI's body parsing lets it through."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(status_code=413, detail=f"request body exceeds {limit} bytes")
 
 
 def new_request_id() -> str:
@@ -100,7 +105,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _BodyTooLarge()
+                    raise _BodyTooLarge(limit)
             return message
 
         return wrapped
