@@ -126,6 +126,9 @@ class ModelRegistry(dg.ConfigurableResource):
                 raise DependencyUnavailable(
                     "the MLflow tracking server is unreachable", {"component": "mlflow"}
                 ) from exc
+            if getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
+                # MLflow refused a value we passed through (a tag key, a description): the caller's input.
+                raise InvalidRequest(str(getattr(exc, "message", exc))[:500]) from exc
             raise
 
     @contextmanager

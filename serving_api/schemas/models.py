@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from serving_api.schemas.common import StrictModel
 
@@ -14,6 +14,9 @@ ModelType = Literal["classification", "regression"]
 Framework = Literal["sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 SEMVER_PATTERN = r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$"
+# MLflow's rule for tag keys; values are bounded.
+TagKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-: /]{1,250}$")]
+TagValue = Annotated[str, StringConstraints(max_length=5000)]
 
 
 class ModelSource(StrictModel):
@@ -35,7 +38,7 @@ class ModelCreate(StrictModel):
     description: str | None = Field(default=None, max_length=5000)
     model_type: ModelType = "classification"
     framework: Framework = "sklearn"
-    tags: dict[str, str] = Field(default_factory=dict, max_length=50)
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=50)
     source: ModelSource | None = Field(default=None, description="register an existing MLflow model as version 1.0.0")
 
 
