@@ -9,7 +9,6 @@ from fastapi import Depends, Request
 from resources.registry import ModelRegistry
 from serving_api.auth import Principal
 from serving_api.errors import ApiError
-from serving_api.settings import Settings, get_settings
 
 
 async def authenticate(request: Request) -> Principal:
@@ -35,7 +34,6 @@ def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
