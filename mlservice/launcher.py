@@ -107,6 +107,7 @@ class Platform:
             RAY_AUTH_MODE="token",
             RAY_AUTH_TOKEN_PATH=str(s.ray_token_path),
             RAY_USAGE_STATS_ENABLED="0",
+            MLFLOW_DISABLE_TELEMETRY="true",  # no phoning home from a self-hosted platform
             DAGSTER_HOME=str(s.dagster_home),
             MLSERVICE_DAGSTER_STORAGE_DIR=str(s.dagster_home / "storage"),
             PYTHONUNBUFFERED="1",

@@ -3,6 +3,7 @@ the API app under TestClient, and token helpers."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from fastapi.testclient import TestClient
 from serving_api.main import create_app
 from serving_api.settings import Settings
 from tests.utils.tokens import TEST_SECRET, auth, make_token
+
+
+def pytest_configure(config) -> None:
+    # Nothing in the tests talks to the internet: no MLflow telemetry, no Ray usage stats.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
