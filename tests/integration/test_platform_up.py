@@ -8,6 +8,7 @@ child process survives, and starts it again on the same data directory. Takes a 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shlex
@@ -29,29 +30,22 @@ PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "RAY_CLIENT")
 RAY_WORKER_PORTS = range(10002, 20000)  # Ray hands these to its workers: never pick one
 
 pytestmark = [pytest.mark.integration]
-try:
-    import pytest_timeout  # noqa: F401
-
+if importlib.util.find_spec("pytest_timeout"):  # a generous limit where pytest-timeout is installed
     pytestmark.append(pytest.mark.timeout(600))
-except ImportError:
-    pass
 
 
 def free_ports(count: int) -> list[int]:
     """Distinct free loopback ports outside Ray's worker range (sockets held until all are picked)."""
-    held: list[socket.socket] = []
-    try:
-        while len(held) < count:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            if sock.getsockname()[1] in RAY_WORKER_PORTS:
-                sock.close()
-                continue
-            held.append(sock)
-        return [sock.getsockname()[1] for sock in held]
-    finally:
-        for sock in held:
-            sock.close()
+    held, ports = [], []
+    while len(ports) < count:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        held.append(sock)  # held even when rejected, so the kernel offers another port next time
+        if sock.getsockname()[1] not in RAY_WORKER_PORTS:
+            ports.append(sock.getsockname()[1])
+    for sock in held:
+        sock.close()
+    return ports
 
 
 def _stat(pid: str) -> tuple[str, int] | None:
@@ -72,15 +66,14 @@ def live_members(pgid: int) -> list[int]:
 def processes_of(data_dir: Path) -> list[int]:
     """Live pids whose environment names this data directory: whatever the launcher started."""
     marker = f"MLSERVICE_DATA_DIR={data_dir}\0".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
+    def has_marker(entry: Path) -> bool:
         try:
-            if entry.name.isdigit() and marker in (entry / "environ").read_bytes():
-                if (_stat(entry.name) or ("Z",))[0] != "Z":
-                    pids.append(int(entry.name))
+            return marker in (entry / "environ").read_bytes()
         except OSError:
-            continue
-    return pids
+            return False
+
+    return [int(e.name) for e in Path("/proc").iterdir()
+            if e.name.isdigit() and has_marker(e) and (_stat(e.name) or ("Z",))[0] != "Z"]
 
 
 @dataclass
@@ -104,10 +97,6 @@ class Platform:
     def token(self) -> str:
         return re.search(r"export TOKEN=(\S+)", self.log()).group(1)
 
-    def stopped_groups(self) -> dict[str, int]:
-        """The children's process groups, from the launcher's "stopping <name> (process group <pid>)"."""
-        return {name: int(pid) for name, pid in re.findall(r"stopping (\S+) \(process group (\d+)\)", self.log())}
-
 
 def start(data_dir: Path, log_path: Path) -> Platform:
     """Start ``mlservice up`` as ``make up`` does, and wait until it is up and ready."""
@@ -130,6 +119,7 @@ def start(data_dir: Path, log_path: Path) -> Platform:
         while time.monotonic() < deadline:
             if platform.proc.poll() is not None:
                 stop(platform)
+                sweep(data_dir)
                 pytest.fail(f"mlservice up exited with {platform.proc.returncode}:\n{platform.tail()}")
             if "mlservice is up" in platform.log():
                 try:
@@ -139,11 +129,12 @@ def start(data_dir: Path, log_path: Path) -> Platform:
                     pass
             time.sleep(1)
     stop(platform)
+    sweep(data_dir)
     pytest.fail(f"mlservice up was not ready within 240 s:\n{platform.tail()}")
 
 
 def stop(platform: Platform) -> None:
-    """SIGTERM to the launcher's group, wait up to 60 s, then SIGKILL; then sweep any leftover."""
+    """As Ctrl-C would: SIGTERM to the launcher's group, wait up to 60 s, then SIGKILL the group."""
     proc = platform.proc
     if proc is not None and proc.poll() is None:
         try:
@@ -154,8 +145,11 @@ def stop(platform: Platform) -> None:
             proc.wait(timeout=10)
         except ProcessLookupError:
             pass
-    # Safety net for a launcher that could not stop its children: kill their groups too.
-    for pid in processes_of(platform.data_dir):
+
+
+def sweep(data_dir: Path) -> None:
+    """Safety net for a launcher that did not stop its children: SIGKILL their groups."""
+    for pid in processes_of(data_dir):
         try:
             os.killpg(os.getpgid(pid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -163,7 +157,8 @@ def stop(platform: Platform) -> None:
 
 
 def assert_groups_gone(platform: Platform) -> None:
-    groups = platform.stopped_groups()
+    # The children's process groups, from the launcher's "stopping <name> (process group <pid>) ...".
+    groups = {name: int(pid) for name, pid in re.findall(r"stopping (\S+) \(process group (\d+)\)", platform.log())}
     assert {"api", "dagster-daemon", "dagster-webserver", "mlflow", "ray"} <= set(groups), platform.tail()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(live_members(g) for g in groups.values()):
@@ -182,6 +177,7 @@ def platform(tmp_path_factory):
     finally:
         if state["current"] is not None:
             stop(state["current"])
+        sweep(data_dir)  # both instances share the data directory
         # Ray's per-data-dir temp folder (see Platform.ray_temp_dir in the launcher).
         shutil.rmtree(Path("/tmp") / f"mlservice-ray-{hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]}",
                       ignore_errors=True)
@@ -194,7 +190,7 @@ def up(platform) -> Platform:
 
 @pytest.fixture
 def http():
-    with httpx.Client(trust_env=False, timeout=30) as client:
+    with httpx.Client(trust_env=False, timeout=30) as client:  # loopback only: never a proxy
         yield client
 
 
@@ -270,7 +266,7 @@ def test_dev_jwt_secret_generated(up):
     assert secret.stat().st_mode & 0o077 == 0  # owner-only
 
 
-def test_stop_leaves_nothing_and_restart_keeps_the_model(platform, tmp_path, http):
+def test_stop_leaves_nothing_and_restart_keeps_the_model(platform, http):
     first = platform["current"]
     old_token = first.token()
     stop(first)
