@@ -127,12 +127,15 @@ class Platform:
 
     def _ray_argv(self) -> list[str]:
         s = self.settings
+        taken = {s.api_port, s.dagster_port, s.mlflow_port, s.ray_port, s.ray_dashboard_port, s.ray_client_port}
+        agent_port = free_port(exclude=taken)
+        metrics_port = free_port(exclude=taken | {agent_port})
         return [
             _bin("ray"), "start", "--head", "--block", "--disable-usage-stats",
             "--node-ip-address", "127.0.0.1", "--port", str(s.ray_port),
             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(s.ray_dashboard_port),
             "--ray-client-server-port", str(s.ray_client_port),
-            "--dashboard-agent-listen-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
+            "--dashboard-agent-listen-port", str(agent_port), "--metrics-export-port", str(metrics_port),
             "--temp-dir", str(self.ray_temp_dir),
         ]
 
@@ -212,7 +215,14 @@ class Platform:
         return code
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+RAY_WORKER_PORTS = range(10002, 20000)
+
+
+def free_port(exclude: set[int] | frozenset[int] = frozenset()) -> int:
+    """A free loopback port outside Ray's worker range and ``exclude``."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in exclude and port not in RAY_WORKER_PORTS:
+            return port

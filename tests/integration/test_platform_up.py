@@ -7,14 +7,12 @@ child process survives, and starts it again on the same data directory. Takes a 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,10 +22,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from mlservice.launcher import Platform as LaunchedPlatform
+from mlservice.launcher import free_port
+from serving_api.settings import Settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_TENANT, DEMO_MODEL = "acme-corp", "customer_churn_predictor"
 PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "RAY_CLIENT")
-RAY_WORKER_PORTS = range(10002, 20000)  # Ray hands these to its workers: never pick one
 
 pytestmark = [pytest.mark.integration]
 if importlib.util.find_spec("pytest_timeout"):  # a generous limit where pytest-timeout is installed
@@ -35,17 +36,11 @@ if importlib.util.find_spec("pytest_timeout"):  # a generous limit where pytest-
 
 
 def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports outside Ray's worker range (sockets held until all are picked)."""
-    held, ports = [], []
+    """Distinct free loopback ports outside Ray's worker range."""
+    ports: set[int] = set()
     while len(ports) < count:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        held.append(sock)  # held even when rejected, so the kernel offers another port next time
-        if sock.getsockname()[1] not in RAY_WORKER_PORTS:
-            ports.append(sock.getsockname()[1])
-    for sock in held:
-        sock.close()
-    return ports
+        ports.add(free_port(exclude=ports))
+    return sorted(ports)
 
 
 def _stat(pid: str) -> tuple[str, int] | None:
@@ -151,7 +146,8 @@ def sweep(data_dir: Path) -> None:
     """Safety net for a launcher that did not stop its children: SIGKILL their groups."""
     for pid in processes_of(data_dir):
         try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
+            if os.getpgid(pid) != os.getpgrp():  # never our own group
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 
@@ -160,11 +156,15 @@ def assert_groups_gone(platform: Platform) -> None:
     # The children's process groups, from the launcher's "stopping <name> (process group <pid>) ...".
     groups = {name: int(pid) for name, pid in re.findall(r"stopping (\S+) \(process group (\d+)\)", platform.log())}
     assert {"api", "dagster-daemon", "dagster-webserver", "mlflow", "ray"} <= set(groups), platform.tail()
+    def survivors() -> dict[str, list[int]]:
+        left = {name: live_members(g) for name, g in groups.items()}
+        left["anything with this data dir"] = processes_of(platform.data_dir)
+        return {name: pids for name, pids in left.items() if pids}
+
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and any(live_members(g) for g in groups.values()):
+    while survivors() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert {name: live_members(g) for name, g in groups.items() if live_members(g)} == {}
-    assert processes_of(platform.data_dir) == []
+    assert survivors() == {}
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +178,8 @@ def platform(tmp_path_factory):
         if state["current"] is not None:
             stop(state["current"])
         sweep(data_dir)  # both instances share the data directory
-        # Ray's per-data-dir temp folder (see Platform.ray_temp_dir in the launcher).
-        shutil.rmtree(Path("/tmp") / f"mlservice-ray-{hashlib.sha1(str(data_dir).encode()).hexdigest()[:10]}",
-                      ignore_errors=True)
+        # Ray's per-data-dir temp folder (sockets, session logs) outlives the cluster.
+        shutil.rmtree(LaunchedPlatform(Settings(data_dir=data_dir)).ray_temp_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -245,12 +244,22 @@ def test_metrics(up, http):
 
 
 def test_dagster_graphql_has_code_location(up, http):
-    query = "{ repositoriesOrError { __typename ... on RepositoryConnection { nodes { name location { name } } } } }"
     url = f"http://127.0.0.1:{up.ports['DAGSTER']}/graphql"
-    assert "version" in http.post(url, json={"query": "{ version }"}).json()["data"]
-    body = http.post(url, json={"query": query}).json()
-    assert body["data"]["repositoriesOrError"]["__typename"] == "RepositoryConnection", body
-    assert "mlservice" in {node["location"]["name"] for node in body["data"]["repositoriesOrError"]["nodes"]}
+    assert http.post(url, json={"query": "{ version }"}).json()["data"]["version"]
+    query = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+        locationOrLoadError { __typename ... on RepositoryLocation { repositories { name } }
+                              ... on PythonError { message } } } } } }"""
+    # The webserver loads workspace.yaml at start; poll a little in case the location is reloading.
+    deadline = time.monotonic() + 60
+    while True:
+        body = http.post(url, json={"query": query}).json()
+        entries = {e["name"]: e for e in (body.get("data") or {}).get("workspaceOrError", {}).get("locationEntries", [])}
+        entry = entries.get("mlservice") or {}
+        if entry.get("loadStatus") == "LOADED" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert (entry.get("locationOrLoadError") or {}).get("__typename") == "RepositoryLocation", body
+    assert entry["locationOrLoadError"]["repositories"], body
 
 
 def test_mlflow_has_registered_model(up, http):
