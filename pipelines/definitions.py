@@ -11,12 +11,19 @@ import os
 
 import dagster as dg
 
+from assets.training.assets import trained_model, training_set
+from assets.tuning.assets import tuned_model
+from pipelines.jobs import ALL_JOBS
 from pipelines.resources import RESOURCES_BY_ENV
 
 
 def build_definitions() -> dg.Definitions:
     environment = os.environ.get("MLSERVICE_ENV", "local")
-    return dg.Definitions(resources=RESOURCES_BY_ENV[environment]())
+    return dg.Definitions(
+        assets=[training_set, trained_model, tuned_model],
+        jobs=ALL_JOBS,
+        resources=RESOURCES_BY_ENV[environment](),
+    )
 
 
 defs = build_definitions()

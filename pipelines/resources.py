@@ -12,7 +12,7 @@ from typing import Callable
 import dagster as dg
 
 from serving_api.settings import Settings
-from serving_api.wiring import build_data_policy, build_registry, build_state_store
+from serving_api.wiring import build_data_policy, build_ray_cluster, build_registry, build_state_store
 
 
 def local_resources() -> dict[str, dg.ConfigurableResource]:
@@ -22,6 +22,7 @@ def local_resources() -> dict[str, dg.ConfigurableResource]:
         "state": state,
         "registry": build_registry(settings, state),
         "data_access": build_data_policy(settings),
+        "ray_cluster": build_ray_cluster(settings),
     }
 
 

@@ -65,6 +65,30 @@ audit_log = sa.Table(
 _ENGINE_INIT_LOCK = threading.Lock()
 
 
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("model_name", sa.String(128), nullable=True),
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("idempotency_key", sa.String(256), nullable=True),
+    sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("submitted_by", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
+    sa.UniqueConstraint("tenant_id", "kind", "idempotency_key", name="uq_jobs_idempotency"),
+    sa.Index("ix_jobs_tenant_kind_time", "tenant_id", "kind", "created_at"),
+)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Callable
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from resources.registry import ModelRegistry
+from serving_api.services.jobs import JobService
 from serving_api.auth import Principal
 from serving_api.errors import ApiError
 
@@ -34,6 +35,14 @@ def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+def get_job_service(request: Request) -> JobService:
+    return request.app.state.job_service
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
+JobServiceDep = Annotated[JobService, Depends(get_job_service)]
+JobsReader = Annotated[Principal, Depends(require_scope("jobs:read"))]
+JobsWriter = Annotated[Principal, Depends(require_scope("jobs:write"))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]

@@ -18,9 +18,17 @@ from serving_api.errors import install_error_handlers
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.ratelimit import RateLimiter
-from serving_api.routes import health, models
+from serving_api.routes import health, jobs, models, training, tuning
+from serving_api.services.jobs import JobService
 from serving_api.settings import Settings, get_settings
-from serving_api.wiring import build_registry, build_state_store
+from serving_api.wiring import (
+    build_dagster_runs,
+    build_data_policy,
+    build_job_store,
+    build_ray_cluster,
+    build_registry,
+    build_state_store,
+)
 
 log = logging.getLogger("mlservice.api")
 
@@ -64,8 +72,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(settings)
     app.state.registry = build_registry(settings, state)
+    app.state.job_service = JobService(
+        jobs=build_job_store(state), runs=build_dagster_runs(settings), ray=build_ray_cluster(settings),
+        policy=build_data_policy(settings), registry=app.state.registry, dagster_ui_url=settings.effective_dagster_url,
+    )
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
-    app.include_router(models.router)
+    for router in (models.router, training.router, tuning.router, jobs.router):
+        app.include_router(router)
     return app

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 from resources.data_access import DataAccessPolicy
+from resources.dagster_runs import DagsterRuns
+from resources.jobs import JobStore
+from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import StateStore
 from serving_api.settings import Settings
@@ -25,3 +30,22 @@ def build_data_policy(settings: Settings) -> DataAccessPolicy:
         s3_buckets=settings.s3_buckets,
         s3_endpoint_url=settings.s3_endpoint_url,
     )
+
+
+def build_ray_cluster(settings: Settings) -> RayCluster:
+    token_path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if token_path is None and settings.ray_token_path.exists():
+        token_path = str(settings.ray_token_path)
+    return RayCluster(
+        address=settings.effective_ray_address,
+        dashboard_url=settings.effective_ray_dashboard_url,
+        auth_token_path=token_path,
+    )
+
+
+def build_job_store(state: StateStore) -> JobStore:
+    return JobStore(state)
+
+
+def build_dagster_runs(settings: Settings) -> DagsterRuns:
+    return DagsterRuns(settings.effective_dagster_url)

@@ -1,0 +1,131 @@
+"""Training assets: the training set and the trained (registered) model.
+
+Thin: config in, resources called, ``Output`` with the figures a person wants in the UI out.
+The fit runs on Ray (scikit-learn fits as Ray tasks, torch with Ray Train); per-epoch progress
+goes to the job's MLflow run, where the API reads it while the job runs.
+"""
+
+
+from typing import Any
+
+import dagster as dg
+
+from assets.training.data import TrainingData
+from assets.training.datasets import DataProblem, build_training_data
+from resources.data_access import DataAccessPolicy
+from resources.errors import DomainError
+from resources.job_specs import JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig
+from resources.jobs import JobStore
+from resources.ray_cluster import RayCluster
+from resources.registry import ModelRegistry
+from resources.state_db import StateStore
+
+
+def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None) -> dg.Failure:
+    if jobs is not None and job_id is not None:
+        jobs.update(job_id, error=message)
+    return dg.Failure(description=message, allow_retries=False)
+
+
+@dg.asset(group_name="training", description="Features and labels of a training job, split into train and validation")
+def training_set(config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore) -> dg.Output[TrainingData]:
+    jobs = JobStore(state)
+    try:
+        data = build_training_data(config.data, config.model_type, config.context.tenant_id, data_access)
+    except (DataProblem, DomainError) as exc:
+        raise _fail(str(getattr(exc, "message", exc)), jobs, config.context.job_id) from None
+    metadata: dict[str, Any] = {
+        "tenant": config.context.tenant_id,
+        "job_id": config.context.job_id,
+        "train_rows": len(data.x_train),
+        "validation_rows": len(data.x_val),
+        "features": ", ".join(data.feature_columns),
+        "target": data.target_column,
+    }
+    if data.classes:
+        metadata["classes"] = ", ".join(map(str, data.classes))
+    return dg.Output(data, metadata=metadata)
+
+
+def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | None:
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def fit_and_register(
+    context: JobContext, model_name: str, trainer: TrainerSpec, data: TrainingData, batch_size: int,
+    registry: ModelRegistry, ray_cluster: RayCluster, jobs: JobStore, fit: Any, params: dict[str, Any],
+    extra_tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Open the job's MLflow run, run ``fit(progress) -> FitOutcome`` on Ray, log the model and
+    register it as a new development version of the tenant's model. Shared by training and tuning."""
+    import mlflow
+
+    from assets.training.model_logging import log_fitted_model
+    from assets.training.progress import MlflowProgress
+
+    ray_cluster.connect()
+    experiment_id = registry.ensure_experiment(context.tenant_id, model_name)
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    tags = {"mlservice.tenant": context.tenant_id, "mlservice.job_id": context.job_id, **(extra_tags or {})}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=context.job_id, tags=tags) as run:
+        run_id = run.info.run_id
+        jobs.update(context.job_id, result={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
+        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        outcome = fit(MlflowProgress(registry.tracking_uri, run_id))
+        mlflow.log_metrics({f"final_{k}": v for k, v in outcome.metrics.items()})
+        mlflow.log_metrics({"epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch})
+        log_fitted_model(outcome, data)
+    model = registry.find_by_name(context.tenant_id, model_name)
+    if model is None:
+        model = registry.create_model(
+            context.tenant_id, name=model_name, model_type=data.model_type, framework=trainer.framework,
+            actor=context.requested_by, description=f"trained by job {context.job_id}",
+        )
+    version = registry.register_version(context.tenant_id, model.model_id, model_uri=run_id, actor=context.requested_by)
+    result = {
+        "model_id": model.model_id, "version": version.version, "metrics": outcome.metrics,
+        "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch,
+        "mlflow_run_url": mlflow_run_url(registry.tracking_uri, experiment_id, run_id),
+    }
+    jobs.update(context.job_id, result=result)
+    return result
+
+
+def output_metadata(result: dict[str, Any], context: JobContext) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "tenant": context.tenant_id, "job_id": context.job_id, "model_id": result["model_id"],
+        "version": result["version"], "epochs_run": result["epochs_run"],
+    }
+    metadata.update({k: float(v) for k, v in result["metrics"].items()})
+    if result.get("mlflow_run_url"):
+        metadata["mlflow_run"] = dg.MetadataValue.url(result["mlflow_run_url"])
+    return metadata
+
+
+@dg.asset(group_name="training", description="A model fitted on Ray, logged to MLflow and registered as a new version")
+def trained_model(
+    config: TrainedModelConfig, training_set: TrainingData, registry: ModelRegistry, ray_cluster: RayCluster,
+    state: StateStore,
+) -> dg.Output[dict]:
+    from resources.estimators import validate_trainer
+    from assets.training.fitting import fit_on_ray
+
+    jobs = JobStore(state)
+    ctx, trainer = config.context, config.trainer
+    problems = validate_trainer(trainer)
+    if problems:
+        raise _fail("; ".join(problems), jobs, ctx.job_id)
+    batch_size = trainer.batch_size
+    params = {"framework": trainer.framework, "estimator": trainer.estimator or "default", "num_workers": trainer.num_workers,
+              "epochs": trainer.epochs, "learning_rate": trainer.learning_rate, "early_stopping": trainer.early_stopping,
+              "patience": trainer.patience, "batch_size": batch_size, **trainer.hyperparameters}
+    try:
+        result = fit_and_register(
+            ctx, config.model_name, trainer, training_set, batch_size, registry, ray_cluster, jobs,
+            fit=lambda progress: fit_on_ray(trainer, training_set, batch_size, progress), params=params,
+        )
+    except (DomainError, ValueError) as exc:
+        raise _fail(str(getattr(exc, "message", exc)), jobs, ctx.job_id) from exc
+    return dg.Output(result, metadata=output_metadata(result, ctx))

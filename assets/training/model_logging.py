@@ -1,0 +1,45 @@
+"""Logging a fitted model to the active MLflow run, with its signature and without pickle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from assets.training.data import TrainingData
+
+SKLEARN_REQUIREMENTS = ["scikit-learn", "pandas", "numpy", "skops"]
+
+
+def _sklearn_output(model: Any, frame):
+    return model.predict_proba(frame) if hasattr(model, "predict_proba") else model.predict(frame)
+
+
+def log_fitted_model(outcome: Any, data: "TrainingData") -> Any:
+    """Log ``outcome.model`` as ``model`` in the active run; returns MLflow's ModelInfo.
+
+    scikit-learn models go through skops (MLflow's default): the types of an estimator we just
+    trained ourselves are trusted explicitly. Torch models go as a state dict with a pyfunc
+    wrapper loaded from code.
+    """
+    from mlflow.models import infer_signature
+
+    example = data.x_val.head(5)
+    if outcome.framework == "pytorch":
+        from assets.training.torch_model import log_torch_model
+
+        signature = infer_signature(example, outcome.model.predict_proba(example) if data.model_type == "classification" else outcome.model.predict(example))
+        return log_torch_model(outcome.model, name="model", signature=signature, input_example=example)
+
+    import mlflow
+    import skops.io
+
+    signature = infer_signature(example, _sklearn_output(outcome.model, example))
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(outcome.model))
+    return mlflow.sklearn.log_model(
+        outcome.model,
+        name="model",
+        signature=signature,
+        input_example=example,
+        pip_requirements=SKLEARN_REQUIREMENTS,
+        skops_trusted_types=trusted,
+    )

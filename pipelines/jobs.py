@@ -1,0 +1,27 @@
+"""Jobs the API launches by name through GraphQL (and people launch from the Dagster UI)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.training.assets import trained_model, training_set
+from assets.tuning.assets import tuned_model
+
+TRAINING_JOB = "training"
+TUNING_JOB = "tuning"
+
+training_job = dg.define_asset_job(
+    TRAINING_JOB,
+    selection=dg.AssetSelection.assets(training_set, trained_model),
+    description="Read and split the training data, fit on Ray, log to MLflow, register a new version",
+    tags={"mlservice/kind": "training"},
+)
+
+tuning_job = dg.define_asset_job(
+    TUNING_JOB,
+    selection=dg.AssetSelection.assets(training_set, tuned_model),
+    description="Hyperparameter search on Ray Tune; the best model is registered as a new version",
+    tags={"mlservice/kind": "tuning"},
+)
+
+ALL_JOBS = [training_job, tuning_job]

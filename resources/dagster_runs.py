@@ -1,0 +1,148 @@
+"""Launching and watching Dagster runs through the webserver's GraphQL API.
+
+The API never imports the Dagster definitions: it names a job, sends run config and tags, and
+reads run status, the first failure message and cancels, all over HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from resources.errors import DependencyUnavailable, DomainError
+
+LOCATION_NAME = "mlservice"  # workspace.yaml
+REPOSITORY_NAME = "__repository__"  # the implicit repository of a Definitions object
+
+STATUS_BY_DAGSTER = {
+    "QUEUED": "queued", "NOT_STARTED": "queued", "MANAGED": "queued", "STARTING": "queued",
+    "STARTED": "running", "SUCCESS": "succeeded", "FAILURE": "failed",
+    "CANCELING": "cancelled", "CANCELED": "cancelled",
+}
+
+_LAUNCH = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on PythonError { message }
+    ... on Error { message }
+  }
+}"""
+
+_RUN = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) {
+    __typename
+    ... on Run { runId status startTime endTime }
+    ... on Error { message }
+  }
+}"""
+
+_FAILURE = """
+query Failure($runId: ID!) {
+  logsForRun(runId: $runId, limit: 1000) {
+    __typename
+    ... on EventConnection { events { __typename
+      ... on ExecutionStepFailureEvent { stepKey error { message } failureMetadata { metadataEntries { label } } }
+      ... on RunFailureEvent { message } } }
+  }
+}"""
+
+_TERMINATE = """
+mutation Terminate($runId: String!) {
+  terminateRun(runId: $runId) { __typename ... on Error { message } }
+}"""
+
+
+class LaunchFailed(DomainError):
+    code = "INVALID_REQUEST"
+
+
+@dataclass
+class RunState:
+    run_id: str
+    status: str  # the API's job status
+    dagster_status: str
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+def _ts(seconds: float | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
+
+
+class DagsterRuns:
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/") + "/graphql"
+        self.timeout_s = timeout_s
+
+    def _query(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        try:
+            with httpx.Client(timeout=self.timeout_s, trust_env=False) as client:
+                response = client.post(self.url, json={"query": query, "variables": variables})
+        except httpx.HTTPError as exc:
+            raise DependencyUnavailable("the Dagster webserver is unreachable", {"component": "dagster"}) from exc
+        if response.status_code != 200:
+            raise DependencyUnavailable(f"the Dagster webserver answered HTTP {response.status_code}", {"component": "dagster"})
+        body = response.json()
+        if body.get("errors"):
+            raise DependencyUnavailable("the Dagster GraphQL API refused the query", {"errors": [e.get("message") for e in body["errors"]]})
+        return body["data"]
+
+    def launch(self, job_name: str, run_config: dict[str, Any], tags: dict[str, str]) -> str:
+        params = {
+            "selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME, "jobName": job_name},
+            "runConfigData": run_config,
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
+        result = self._query(_LAUNCH, {"params": params})["launchRun"]
+        if result["__typename"] == "LaunchRunSuccess":
+            return result["run"]["runId"]
+        if result["__typename"] == "RunConfigValidationInvalid":
+            raise LaunchFailed("run configuration refused by Dagster", {"errors": [e["message"] for e in result["errors"]]})
+        raise DependencyUnavailable(
+            f"Dagster could not launch job '{job_name}': {result.get('message', result['__typename'])}",
+            {"component": "dagster"},
+        )
+
+    def state(self, run_id: str) -> RunState | None:
+        result = self._query(_RUN, {"runId": run_id})["runOrError"]
+        if result["__typename"] != "Run":
+            return None
+        return RunState(
+            run_id=run_id, status=STATUS_BY_DAGSTER.get(result["status"], "queued"), dagster_status=result["status"],
+            started_at=_ts(result.get("startTime")), finished_at=_ts(result.get("endTime")),
+        )
+
+    def failure_message(self, run_id: str) -> str | None:
+        """The first step failure's message (what the asset raised), else the run failure's."""
+        logs = self._query(_FAILURE, {"runId": run_id})["logsForRun"]
+        events = logs.get("events") or []
+        for event in events:
+            if event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
+                return _first_line(event["error"]["message"])
+        for event in events:
+            if event["__typename"] == "RunFailureEvent" and event.get("message"):
+                return _first_line(event["message"])
+        return None
+
+    def terminate(self, run_id: str) -> bool:
+        result = self._query(_TERMINATE, {"runId": run_id})["terminateRun"]
+        return result["__typename"] == "TerminateRunSuccess"
+
+    def run_url(self, base_url: str, run_id: str) -> str:
+        return f"{base_url.rstrip('/')}/runs/{run_id}"
+
+
+def _first_line(message: str) -> str:
+    """Dagster prefixes errors with the exception type; keep the readable part, no traceback."""
+    line = message.strip().splitlines()[0] if message.strip() else message
+    for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
+        if line.startswith(prefix):
+            line = line[len(prefix):]
+    return line[:1000]

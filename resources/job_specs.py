@@ -1,0 +1,82 @@
+"""Run configuration of the platform's Dagster jobs: one definition for both sides.
+
+The API validates a request, builds these objects and sends ``run_config(...)`` through
+GraphQL; the assets declare them as their ``config`` type. A person launching the same job from
+the Dagster UI fills in the same fields.
+"""
+
+
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+Framework = Literal["sklearn", "pytorch"]
+ModelType = Literal["classification", "regression"]
+
+
+class JobContext(dg.Config):
+    """Who asked: every run carries its tenant and the API's job id."""
+
+    tenant_id: str = Field(description="tenant that owns the data and the model")
+    job_id: str = Field(description="the API's job id (also a run tag)")
+    requested_by: str = Field(default="dagster-ui", description="subject of the token that submitted the job")
+
+
+class DataSpec(dg.Config):
+    train_path: str = Field(description="parquet or CSV: relative to the tenant's data area, file:// or s3://")
+    validation_path: str | None = Field(default=None, description="held-out data; split from train when absent")
+    target_column: str = Field(description="label column")
+    feature_columns: list[str] | None = Field(default=None, description="default: every other column except ids")
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="used when validation_path is absent")
+    seed: int = Field(default=42, description="split and model seed")
+
+
+class TrainerSpec(dg.Config):
+    framework: Framework = "sklearn"
+    model_type: ModelType = "classification"
+    estimator: str | None = Field(
+        default=None,
+        description="sklearn estimator (random_forest, gradient_boosting, logistic_regression, sgd, mlp, ...); "
+        "pytorch trains a tabular MLP",
+    )
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    strategy: Literal["data_parallel", "single"] = "data_parallel"
+    num_workers: int = Field(default=1, ge=1)
+    use_gpu: bool = False
+    epochs: int = Field(default=20, ge=1)
+    learning_rate: float = Field(default=0.001, gt=0)
+    batch_size: int = Field(default=64, ge=1, description="mini-batch size of iterative trainers")
+    early_stopping: bool = False
+    patience: int = Field(default=5, ge=1)
+
+
+class TrainingSetConfig(dg.Config):
+    context: JobContext
+    data: DataSpec
+    model_type: ModelType = "classification"
+
+
+class TrainedModelConfig(dg.Config):
+    context: JobContext
+    model_name: str
+    trainer: TrainerSpec
+
+
+class TuningConfig(dg.Config):
+    context: JobContext
+    model_name: str
+    trainer: TrainerSpec = Field(description="fixed settings; search_space values override hyperparameters")
+    search_space: dict[str, dict[str, Any]] = Field(
+        description='{"param": {"type": "choice"|"randint"|"uniform"|"loguniform"|"quniform", ...}}'
+    )
+    objective_metric: str = "val_accuracy"
+    mode: Literal["max", "min"] = "max"
+    num_trials: int = Field(default=10, ge=1)
+    algorithm: Literal["bayesian", "random", "grid"] = "bayesian"
+    max_concurrent_trials: int = Field(default=2, ge=1)
+
+
+def run_config(**ops: dg.Config) -> dict[str, Any]:
+    """``{"ops": {name: {"config": ...}}}`` for the given asset configs."""
+    return {"ops": {name: {"config": config.model_dump()} for name, config in ops.items()}}

@@ -1,0 +1,178 @@
+"""Job records: every asynchronous job of the API (training, tuning, batch scoring,
+materialization, drift reports), its tenant, request, idempotency key, Dagster run and outcome.
+
+Status moves submitted -> queued -> running -> succeeded | failed | cancelled. The live status
+comes from the Dagster run; terminal states are written back here, so a job's end survives the
+run storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+
+from resources.errors import DomainError
+from resources.state_db import StateStore, jobs, utcnow
+
+JOB_KINDS = ("training", "tuning", "batch_prediction", "materialization", "drift_report")
+JOB_STATUSES = ("submitted", "queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+_PREFIX = {"training": "train", "tuning": "tune", "batch_prediction": "batch", "materialization": "mat", "drift_report": "drift"}
+
+
+class JobNotFound(DomainError):
+    code = "JOB_NOT_FOUND"
+
+    def __init__(self, job_id: str):
+        super().__init__(f"job '{job_id}' not found", {"job_id": job_id})
+
+
+class IdempotencyConflict(DomainError):
+    code = "IDEMPOTENCY_CONFLICT"
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    tenant_id: str
+    kind: str
+    status: str
+    model_name: str | None
+    request: dict[str, Any]
+    result: dict[str, Any]
+    dagster_run_id: str | None
+    error: str | None
+    submitted_by: str
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def request_hash(request: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class JobStore:
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    def _row_to_record(self, row: Any) -> JobRecord:
+        return JobRecord(
+            job_id=row["job_id"], tenant_id=row["tenant_id"], kind=row["kind"], status=row["status"],
+            model_name=row["model_name"], request=json.loads(row["request"]), result=json.loads(row["result"] or "{}"),
+            dagster_run_id=row["dagster_run_id"], error=row["error"], submitted_by=row["submitted_by"],
+            created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
+            started_at=_utc(row["started_at"]), finished_at=_utc(row["finished_at"]),
+        )
+
+    def create(
+        self, tenant_id: str, *, kind: str, request: dict[str, Any], submitted_by: str,
+        model_name: str | None = None, idempotency_key: str | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Insert a job; with an idempotency key already used for this tenant and kind, return
+        that job (``created`` False) when the request is the same, else IdempotencyConflict."""
+        digest = request_hash(request)
+        if idempotency_key is not None:
+            existing = self._by_key(tenant_id, kind, idempotency_key)
+            if existing is not None:
+                return self._same_or_conflict(existing, digest), False
+        now = utcnow()
+        job_id = f"{_PREFIX[kind]}-job-{uuid.uuid4().hex[:12]}"
+        try:
+            with self.state.begin() as conn:
+                conn.execute(jobs.insert().values(
+                    job_id=job_id, tenant_id=tenant_id, kind=kind, status="submitted", model_name=model_name,
+                    request=json.dumps(request, default=str), result="{}", request_hash=digest,
+                    idempotency_key=idempotency_key, submitted_by=submitted_by[:256],
+                    created_at=now, updated_at=now,
+                ))
+        except sa.exc.IntegrityError:
+            # A concurrent submit with the same key won the insert: answer with its job.
+            existing = self._by_key(tenant_id, kind, idempotency_key) if idempotency_key else None
+            if existing is None:
+                raise
+            return self._same_or_conflict(existing, digest), False
+        return self.get(tenant_id, job_id), True
+
+    def _same_or_conflict(self, existing: tuple[JobRecord, str], digest: str) -> JobRecord:
+        record, existing_digest = existing
+        if existing_digest != digest:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was used with a different request", {"job_id": record.job_id}
+            )
+        return record
+
+    def _by_key(self, tenant_id: str, kind: str, key: str) -> tuple[JobRecord, str] | None:
+        query = sa.select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.kind == kind, jobs.c.idempotency_key == key)
+        with self.state.begin() as conn:
+            row = conn.execute(query).mappings().first()
+        return (self._row_to_record(row), row["request_hash"]) if row else None
+
+    def get(self, tenant_id: str, job_id: str, kind: str | None = None) -> JobRecord:
+        query = sa.select(jobs).where(jobs.c.job_id == job_id, jobs.c.tenant_id == tenant_id)
+        if kind is not None:
+            query = query.where(jobs.c.kind == kind)
+        with self.state.begin() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise JobNotFound(job_id)
+        return self._row_to_record(row)
+
+    def list(
+        self, tenant_id: str, *, kind: str | None = None, status: str | None = None, limit: int = 20,
+        before: str | None = None, model_name: str | None = None,
+    ) -> list[JobRecord]:
+        """Newest first; ``before`` is the job id of the last item of the previous page."""
+        query = sa.select(jobs).where(jobs.c.tenant_id == tenant_id)
+        if kind is not None:
+            query = query.where(jobs.c.kind == kind)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        if model_name is not None:
+            query = query.where(jobs.c.model_name == model_name)
+        if before is not None:
+            anchor = sa.select(jobs.c.created_at).where(jobs.c.job_id == before, jobs.c.tenant_id == tenant_id).scalar_subquery()
+            query = query.where(sa.or_(jobs.c.created_at < anchor, sa.and_(jobs.c.created_at == anchor, jobs.c.job_id < before)))
+        query = query.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(limit)
+        with self.state.begin() as conn:
+            return [self._row_to_record(row) for row in conn.execute(query).mappings()]
+
+    def update(self, job_id: str, **values: Any) -> bool:
+        """Set columns; ``result`` is merged into the stored result. Terminal states stay final.
+
+        Returns False when no such job exists (a run launched from the Dagster UI has no record).
+        """
+        with self.state.begin() as conn:
+            row = conn.execute(sa.select(jobs.c.status, jobs.c.result).where(jobs.c.job_id == job_id)).mappings().first()
+            if row is None:
+                return False
+            if "result" in values:
+                merged = json.loads(row["result"] or "{}")
+                merged.update(values["result"])
+                values["result"] = json.dumps(merged, default=str)
+            if row["status"] in TERMINAL and "status" in values and values["status"] != row["status"]:
+                values.pop("status")
+            values["updated_at"] = utcnow()
+            conn.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values))
+        return True
+
+    def delete(self, job_id: str) -> None:
+        with self.state.begin() as conn:
+            conn.execute(jobs.delete().where(jobs.c.job_id == job_id))

@@ -1,0 +1,26 @@
+"""/api/v1/jobs: every job of any kind, with its Dagster run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from serving_api.deps import JobServiceDep, JobsReader
+from serving_api.schemas.jobs import JobKind, JobPublic, JobsPublic, JobStatus
+from serving_api.services.job_views import jobs_page
+
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    principal: JobsReader, service: JobServiceDep, kind: JobKind | None = None, status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> JobsPublic:
+    return jobs_page(service, principal.tenant_id, kind=kind, status=status, limit=limit, cursor=cursor)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: str, principal: JobsReader, service: JobServiceDep) -> JobPublic:
+    return JobPublic.model_validate(service.public(service.get(principal.tenant_id, job_id)))

@@ -1,0 +1,74 @@
+"""/api/v1/training: training jobs run as Dagster assets on Ray."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from resources.errors import InvalidRequest
+from resources.estimators import validate_trainer
+from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
+from serving_api.deps import IdempotencyKey, JobServiceDep, JobsReader, JobsWriter
+from serving_api.schemas.jobs import JobAccepted, JobsPublic, JobStatus, TrainingCreate, TrainingStatus
+from serving_api.services.job_views import jobs_page, training_status
+
+router = APIRouter(prefix="/api/v1/training", tags=["training"])
+JOB_NAME, KIND = "training", "training"
+
+
+def data_spec(body) -> DataSpec:
+    data = body.data_config
+    return DataSpec(
+        train_path=data.train_path, validation_path=data.validation_path, target_column=data.target_column,
+        feature_columns=data.feature_columns, validation_fraction=data.validation_fraction,
+    )
+
+
+def trainer_spec(body, settings=None, hyperparameters=None) -> TrainerSpec:
+    settings = settings or body.training_config
+    return TrainerSpec(
+        framework=body.framework, model_type=body.model_type, estimator=body.estimator,
+        hyperparameters=hyperparameters if hyperparameters is not None else dict(body.hyperparameters),
+        strategy=settings.strategy, num_workers=settings.num_workers, use_gpu=settings.use_gpu,
+        epochs=settings.epochs, learning_rate=settings.learning_rate, batch_size=body.data_config.batch_size,
+        early_stopping=settings.early_stopping, patience=settings.patience,
+    )
+
+
+@router.post("", status_code=202, response_model=JobAccepted)
+def submit_training(body: TrainingCreate, principal: JobsWriter, service: JobServiceDep, idempotency_key: IdempotencyKey = None) -> JobAccepted:
+    trainer = trainer_spec(body)
+    problems = validate_trainer(trainer)
+    if problems:
+        raise InvalidRequest("invalid training request", {"problems": problems})
+    service.check_data_paths(principal.tenant_id, body.data_config.train_path, body.data_config.validation_path)
+    service.check_gpu(trainer.use_gpu)
+    data = data_spec(body)
+    record = service.submit(
+        principal, kind=KIND, job_name=JOB_NAME, model_name=body.model_name,
+        request=body.model_dump(mode="json"), idempotency_key=idempotency_key,
+        run_config=lambda ctx: run_config(
+            training_set=TrainingSetConfig(context=ctx, data=data, model_type=body.model_type),
+            trained_model=TrainedModelConfig(context=ctx, model_name=body.model_name, trainer=trainer),
+        ),
+    )
+    return JobAccepted(job_id=record.job_id, status=record.status, model_name=record.model_name)
+
+
+@router.get("", response_model=JobsPublic)
+def list_training(
+    principal: JobsReader, service: JobServiceDep, status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> JobsPublic:
+    return jobs_page(service, principal.tenant_id, kind=KIND, status=status, limit=limit, cursor=cursor)
+
+
+@router.get("/{job_id}", response_model=TrainingStatus)
+def get_training(job_id: str, principal: JobsReader, service: JobServiceDep) -> TrainingStatus:
+    return training_status(service, service.get(principal.tenant_id, job_id, KIND))
+
+
+@router.post("/{job_id}/cancel", response_model=TrainingStatus)
+def cancel_training(job_id: str, principal: JobsWriter, service: JobServiceDep) -> TrainingStatus:
+    return training_status(service, service.cancel(principal.tenant_id, job_id, KIND))

@@ -1,0 +1,75 @@
+"""Response bodies of jobs: the generic view, training progress, tuning trials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resources.jobs import JobRecord
+from serving_api.schemas.jobs import JobPublic, JobsPublic, Progress, Resources, Trial, TrainingStatus, TuningStatus
+from serving_api.services.jobs import JobService
+
+ITERATIVE_ESTIMATORS = {"sgd", "mlp", "gradient_boosting"}
+
+
+def jobs_page(service: JobService, tenant_id: str, *, limit: int, cursor: str | None, **filters: Any) -> JobsPublic:
+    records = service.list(tenant_id, limit=limit, before=cursor, **filters)
+    data = [JobPublic.model_validate(service.public(r)) for r in records]
+    return JobsPublic(data=data, count=len(data), next_cursor=records[-1].job_id if len(records) == limit else None)
+
+
+def _resources(service: JobService, record: JobRecord, settings: dict[str, Any]) -> Resources:
+    gpus = settings.get("num_workers", 1) if settings.get("use_gpu") else 0
+    return Resources(workers=settings.get("num_workers", 1), gpus=gpus, duration_minutes=service.duration_minutes(record))
+
+
+def _total_epochs(request: dict[str, Any], settings: dict[str, Any]) -> int:
+    iterative = request.get("framework") == "pytorch" or request.get("estimator") in ITERATIVE_ESTIMATORS
+    return int(settings.get("epochs", 1)) if iterative else 1
+
+
+def training_status(service: JobService, record: JobRecord) -> TrainingStatus:
+    request, result = record.request, record.result
+    settings = request.get("training_config") or {}
+    live = service.live_metrics(record)
+    metric_keys = ("train_accuracy", "val_accuracy", "train_loss", "val_loss", "val_rmse", "val_r2")
+    metrics = {k: float(live[k]) for k in metric_keys if k in live}
+    metrics.update({k: float(v) for k, v in (result.get("metrics") or {}).items() if k in metric_keys})
+    epoch = live.get("epoch")
+    progress = Progress(
+        current_epoch=int(result.get("epochs_run") or epoch) if (result.get("epochs_run") or epoch) else None,
+        total_epochs=_total_epochs(request, settings),
+        current_loss=live.get("current_loss", live.get("train_loss")),
+        best_loss=live.get("best_loss"),
+        learning_rate=live.get("learning_rate", settings.get("learning_rate")),
+    )
+    return TrainingStatus(
+        job_id=record.job_id, status=record.status, model_name=record.model_name, progress=progress, metrics=metrics,
+        resources=_resources(service, record, settings), model_id=result.get("model_id"),
+        model_version=result.get("version"), error=record.error, created_at=record.created_at,
+        started_at=record.started_at, finished_at=record.finished_at, dagster_run_id=record.dagster_run_id,
+        dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
+    )
+
+
+def _trial(raw: dict[str, Any]) -> Trial:
+    return Trial(trial_id=str(raw.get("trial_id")), config=raw.get("config") or {}, metric=raw.get("metric"),
+                 status=str(raw.get("status")), epochs=raw.get("epochs"))
+
+
+def tuning_status(service: JobService, record: JobRecord) -> TuningStatus:
+    request, result = record.request, record.result
+    trials = [_trial(t) for t in result.get("trials") or []]
+    best = None
+    if result.get("best_config") is not None:
+        best = next((t for t in trials if t.config == result["best_config"] and t.metric == result.get("best_metric")), None)
+        best = best or Trial(trial_id="best", config=result["best_config"], metric=result.get("best_metric"), status="completed")
+    settings = request.get("training_config") or {}
+    return TuningStatus(
+        job_id=record.job_id, status=record.status, model_name=record.model_name,
+        objective_metric=request.get("objective_metric", "val_accuracy"), mode=request.get("mode", "max"),
+        trials_done=int(result.get("trials_done", len(trials))), trials_total=int(result.get("trials_total", request.get("num_trials", 0))),
+        trials=trials, best_trial=best, model_id=result.get("model_id"), model_version=result.get("version"),
+        error=record.error, resources=_resources(service, record, {"num_workers": request.get("max_concurrent_trials", 1), **settings}),
+        created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
+        dagster_run_id=record.dagster_run_id, dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
+    )

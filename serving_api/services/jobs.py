@@ -1,0 +1,130 @@
+"""Submitting, reading and cancelling asynchronous jobs: the management path of the API.
+
+validate -> job record (idempotent) -> launch the Dagster job by name over GraphQL with run
+config and tags {tenant, job id, kind} -> 202. Reads take the live status from the Dagster run
+and write terminal states back to the job record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from resources.dagster_runs import DagsterRuns
+from resources.data_access import DataAccessPolicy
+from resources.errors import DependencyUnavailable, DomainError, InvalidRequest
+from resources.job_specs import JobContext
+from resources.jobs import JobRecord, JobStore
+from resources.ray_cluster import RayCluster
+from resources.registry import ModelRegistry
+from resources.state_db import utcnow
+from serving_api.auth import Principal
+
+
+class JobAlreadyFinished(DomainError):
+    code = "JOB_ALREADY_FINISHED"
+
+
+class JobService:
+    def __init__(
+        self, *, jobs: JobStore, runs: DagsterRuns, ray: RayCluster, policy: DataAccessPolicy,
+        registry: ModelRegistry, dagster_ui_url: str,
+    ):
+        self.jobs, self.runs, self.ray, self.policy, self.registry = jobs, runs, ray, policy, registry
+        self.dagster_ui_url = dagster_ui_url
+
+    # -- checks before anything is stored ---------------------------------------------------------
+    def check_data_paths(self, tenant_id: str, *paths: str | None) -> None:
+        for path in paths:
+            if path is None:
+                continue
+            location = self.policy.resolve(tenant_id, path)
+            if not location.is_s3 and not Path(location.path).is_file():
+                raise InvalidRequest("data path does not exist", {"path": path})
+
+    def check_gpu(self, use_gpu: bool) -> None:
+        if use_gpu and self.ray.total_resources().get("GPU", 0) < 1:
+            raise InvalidRequest("use_gpu is true but the Ray cluster has no GPU", {"use_gpu": True})
+
+    # -- submit / read / cancel -----------------------------------------------------------------
+    def submit(
+        self, principal: Principal, *, kind: str, job_name: str, model_name: str | None, request: dict[str, Any],
+        idempotency_key: str | None, run_config: Callable[[JobContext], dict[str, Any]],
+    ) -> JobRecord:
+        self.ray.ensure_reachable()  # 503 RAY_UNAVAILABLE before anything is stored
+        record, created = self.jobs.create(
+            principal.tenant_id, kind=kind, request=request, submitted_by=principal.subject,
+            model_name=model_name, idempotency_key=idempotency_key,
+        )
+        if not created:
+            return record
+        context = JobContext(tenant_id=principal.tenant_id, job_id=record.job_id, requested_by=principal.subject)
+        tags = {"mlservice/tenant": principal.tenant_id, "mlservice/job_id": record.job_id, "mlservice/kind": kind}
+        try:
+            run_id = self.runs.launch(job_name, run_config(context), tags)
+        except Exception:
+            self.jobs.delete(record.job_id)  # nothing was started: the same request may be retried
+            raise
+        self.jobs.update(record.job_id, dagster_run_id=run_id)
+        return self.jobs.get(principal.tenant_id, record.job_id)
+
+    def get(self, tenant_id: str, job_id: str, kind: str | None = None) -> JobRecord:
+        return self.refresh(self.jobs.get(tenant_id, job_id, kind))
+
+    def list(self, tenant_id: str, **filters: Any) -> list[JobRecord]:
+        return [self.refresh(r) for r in self.jobs.list(tenant_id, **filters)]
+
+    def refresh(self, record: JobRecord) -> JobRecord:
+        if record.terminal or not record.dagster_run_id:
+            return record
+        try:
+            state = self.runs.state(record.dagster_run_id)
+        except DependencyUnavailable:
+            return record  # reads keep answering with the last known state while Dagster is away
+        if state is None:
+            return record
+        values: dict[str, Any] = {"status": state.status, "started_at": state.started_at, "finished_at": state.finished_at}
+        if state.status == "failed" and not record.error:
+            try:
+                values["error"] = self.runs.failure_message(record.dagster_run_id) or "the run failed"
+            except DependencyUnavailable:
+                values["error"] = "the run failed"
+        self.jobs.update(record.job_id, **values)
+        return self.jobs.get(record.tenant_id, record.job_id)
+
+    def cancel(self, tenant_id: str, job_id: str, kind: str) -> JobRecord:
+        record = self.get(tenant_id, job_id, kind)
+        if record.terminal:
+            raise JobAlreadyFinished(f"job '{job_id}' already ended ({record.status})", {"status": record.status})
+        if record.dagster_run_id:
+            self.runs.terminate(record.dagster_run_id)
+        self.jobs.update(job_id, status="cancelled", finished_at=utcnow(), error="cancelled by request")
+        return self.jobs.get(tenant_id, job_id)
+
+    def run_url(self, record: JobRecord) -> str | None:
+        return self.runs.run_url(self.dagster_ui_url, record.dagster_run_id) if record.dagster_run_id else None
+
+    def public(self, record: JobRecord) -> dict[str, Any]:
+        return {
+            "job_id": record.job_id, "kind": record.kind, "status": record.status, "model_name": record.model_name,
+            "created_at": record.created_at, "started_at": record.started_at, "finished_at": record.finished_at,
+            "updated_at": record.updated_at, "dagster_run_id": record.dagster_run_id,
+            "dagster_run_url": self.run_url(record), "error": record.error,
+            "result": {k: v for k, v in record.result.items() if k != "trials"},
+        }
+
+    def duration_minutes(self, record: JobRecord) -> float | None:
+        if record.started_at is None:
+            return None
+        end = record.finished_at or utcnow()
+        return round((end - record.started_at).total_seconds() / 60, 2)
+
+    def live_metrics(self, record: JobRecord) -> dict[str, float]:
+        """Latest value of every metric of the job's MLflow run (progress while it runs)."""
+        run_id = record.result.get("mlflow_run_id")
+        if not run_id:
+            return {}
+        try:
+            return dict(self.registry.client.get_run(run_id).data.metrics)
+        except Exception:  # noqa: BLE001 - progress is best effort; status still answers
+            return {}

@@ -1,0 +1,188 @@
+"""Training and tuning end to end: POST to the running API, Dagster (webserver + daemon) runs the
+assets, the fit runs on the Ray head, progress and models land in MLflow, GET follows it all.
+
+Real data: scikit-learn's bundled breast_cancer set, written as parquet into the tenant's area.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import train_test_split
+
+from tests.utils.platform import REPO_ROOT, bearer, cleanup, start, stop
+
+TENANT = "bc-lab"
+pytestmark = [pytest.mark.integration]
+if importlib.util.find_spec("pytest_timeout"):
+    pytestmark.append(pytest.mark.timeout(900))
+
+
+def _split_breast_cancer():
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    return train_test_split(frame, test_size=0.25, random_state=3, stratify=frame["target"])
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("training-data").resolve()
+    folder = data_dir / "tenants" / TENANT / "bc"
+    folder.mkdir(parents=True)
+    train, val = _split_breast_cancer()
+    train.to_parquet(folder / "train.parquet", index=False)
+    val.to_parquet(folder / "val.parquet", index=False)
+    instance = None
+    try:
+        instance = start(data_dir, data_dir.parent / "training-up.log", args=("--no-demo",))
+        yield instance
+    finally:
+        if instance is not None:
+            stop(instance)
+        cleanup(data_dir)
+
+
+@pytest.fixture(scope="module")
+def api(platform):
+    token = subprocess.run(
+        [sys.executable, "-m", "mlservice.cli", "token", "--tenant", TENANT, "--ttl", "3600"],
+        cwd=REPO_ROOT, env=platform.env, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
+    with httpx.Client(base_url=platform.api, headers=bearer(token), trust_env=False, timeout=60) as client:
+        yield client
+
+
+def _follow(api: httpx.Client, path: str, timeout_s: float = 400, seen: list | None = None) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = api.get(path).json()
+        if seen is not None:
+            seen.append(body)
+        if body["status"] in ("succeeded", "failed", "cancelled"):
+            return body
+        time.sleep(0.5)
+    pytest.fail(f"{path} did not end within {timeout_s} s: {body}")
+
+
+def test_training_reaches_plain_sklearn_accuracy_and_registers_a_version(api):
+    hyperparameters = {"n_estimators": 60, "max_depth": 6, "min_samples_split": 4, "random_state": 0}
+    body = {
+        "model_name": "bc_forest", "framework": "sklearn", "estimator": "random_forest",
+        "data_config": {"train_path": "bc/train.parquet", "validation_path": "bc/val.parquet", "target_column": "target"},
+        "training_config": {"num_workers": 2, "epochs": 1},
+        "hyperparameters": hyperparameters,
+    }
+    accepted = api.post("/api/v1/training", json=body, headers={"Idempotency-Key": "bc-forest-1"})
+    assert accepted.status_code == 202, accepted.text
+    job = accepted.json()
+    assert job["status"] == "submitted" and job["model_name"] == "bc_forest"
+    again = api.post("/api/v1/training", json=body, headers={"Idempotency-Key": "bc-forest-1"})
+    assert again.json()["job_id"] == job["job_id"]  # same key, same body: same job, one run
+
+    final = _follow(api, f"/api/v1/training/{job['job_id']}")
+    assert final["status"] == "succeeded", final
+    train, val = _split_breast_cancer()
+    features = [c for c in train.columns if c != "target"]
+    plain = RandomForestClassifier(**hyperparameters).fit(train[features], train["target"]).score(val[features], val["target"])
+    assert abs(final["metrics"]["val_accuracy"] - plain) <= 0.02, (final["metrics"], plain)
+    assert final["model_version"] == "1.0.0" and final["resources"]["workers"] == 2
+    assert final["dagster_run_url"].endswith(final["dagster_run_id"])
+
+    generic = api.get(f"/api/v1/jobs/{job['job_id']}").json()
+    assert (generic["kind"], generic["status"], generic["dagster_run_id"]) == ("training", "succeeded", final["dagster_run_id"])
+    listed = api.get("/api/v1/jobs", params={"kind": "training"}).json()["data"]
+    assert [j["job_id"] for j in listed].count(job["job_id"]) == 1
+    versions = api.get(f"/api/v1/models/{final['model_id']}/versions").json()["data"]
+    assert [(v["version"], v["stage"]) for v in versions] == [("1.0.0", "development")]
+
+
+def test_iterative_training_shows_live_progress(api):
+    body = {
+        "model_name": "bc_sgd", "estimator": "sgd",
+        "data_config": {"train_path": "bc/train.parquet", "target_column": "target", "batch_size": 8},
+        "training_config": {"epochs": 150, "learning_rate": 0.01, "early_stopping": False},
+        "hyperparameters": {"loss": "log_loss"},
+    }
+    job = api.post("/api/v1/training", json=body).json()
+    seen: list = []
+    final = _follow(api, f"/api/v1/training/{job['job_id']}", seen=seen)
+    assert final["status"] == "succeeded", final
+    running = [s for s in seen if s["status"] == "running" and s["progress"]["current_epoch"]]
+    assert running, "no live progress was seen while the job ran"
+    sample = running[len(running) // 2]
+    assert 1 <= sample["progress"]["current_epoch"] <= 150 and sample["progress"]["total_epochs"] == 150
+    assert sample["progress"]["current_loss"] is not None and "val_accuracy" in sample["metrics"]
+    assert final["progress"]["current_epoch"] == 150 and final["metrics"]["val_accuracy"] > 0.85
+
+
+def test_a_failed_job_says_why(api):
+    body = {"model_name": "bc_broken", "data_config": {"train_path": "bc/train.parquet", "target_column": "churned"}}
+    job = api.post("/api/v1/training", json=body).json()
+    final = _follow(api, f"/api/v1/training/{job['job_id']}")
+    assert final["status"] == "failed"
+    assert "target column 'churned' not found" in final["error"]
+    assert api.get(f"/api/v1/jobs/{job['job_id']}").json()["error"] == final["error"]
+
+
+def test_tuning_runs_trials_and_registers_the_best(api):
+    body = {
+        "model_name": "bc_forest",  # data, estimator and settings come from its training job
+        "search_space": {"n_estimators": {"type": "choice", "values": [10, 40]},
+                         "max_depth": {"type": "randint", "min": 2, "max": 6}},
+        "objective_metric": "val_accuracy", "mode": "max", "num_trials": 4, "algorithm": "bayesian",
+        "max_concurrent_trials": 2,
+    }
+    accepted = api.post("/api/v1/tuning", json=body)
+    assert accepted.status_code == 202, accepted.text
+    final = _follow(api, f"/api/v1/tuning/{accepted.json()['job_id']}")
+    assert final["status"] == "succeeded", final
+    assert final["trials_done"] == final["trials_total"] == 4 and len(final["trials"]) == 4
+    metrics = [t["metric"] for t in final["trials"] if t["metric"] is not None]
+    assert final["best_trial"]["metric"] == max(metrics)
+    assert final["best_trial"]["config"]["n_estimators"] in (10, 40)
+    assert 2 <= final["best_trial"]["config"]["max_depth"] <= 6
+    assert final["model_version"] == "1.1.0"  # after the training job's 1.0.0
+
+
+def test_cancel_ends_a_running_job(api):
+    body = {
+        "model_name": "bc_long", "estimator": "mlp",
+        "data_config": {"train_path": "bc/train.parquet", "target_column": "target", "batch_size": 4},
+        "training_config": {"epochs": 5000},
+    }
+    job = api.post("/api/v1/training", json=body).json()
+    time.sleep(3)
+    cancelled = api.post(f"/api/v1/training/{job['job_id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    again = api.post(f"/api/v1/training/{job['job_id']}/cancel")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "JOB_ALREADY_FINISHED"
+
+
+def test_other_tenants_cannot_see_jobs(api, platform):
+    token = subprocess.run([sys.executable, "-m", "mlservice.cli", "token", "--tenant", "someone-else"],
+                           cwd=REPO_ROOT, env=platform.env, capture_output=True, text=True, check=True).stdout.strip()
+    job_id = api.get("/api/v1/jobs").json()["data"][0]["job_id"]
+    with httpx.Client(base_url=platform.api, headers=bearer(token), trust_env=False) as other:
+        assert other.get(f"/api/v1/jobs/{job_id}").status_code == 404
+        assert other.get(f"/api/v1/training/{job_id}").json()["error"]["code"] == "JOB_NOT_FOUND"
+        assert other.get("/api/v1/jobs").json()["count"] == 0
+        assert other.post(f"/api/v1/training/{job_id}/cancel").status_code == 404
+
+
+def test_use_gpu_on_a_cpu_cluster_is_400(api):
+    body = {
+        "model_name": "bc_gpu", "framework": "pytorch",
+        "data_config": {"train_path": "bc/train.parquet", "target_column": "target"},
+        "training_config": {"use_gpu": True, "num_workers": 1},
+    }
+    response = api.post("/api/v1/training", json=body)
+    assert response.status_code == 400, response.text
+    assert "no GPU" in response.json()["error"]["message"]
