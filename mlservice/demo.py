@@ -1,81 +1,70 @@
-"""The demo tenant that ``mlservice up`` seeds on first start.
+"""The demo tenant that ``mlservice up`` seeds on first start, through the platform's own path.
 
-Tenant ``acme-corp`` gets its churn data under its data area and the model
-``customer_churn_predictor`` with version 1.0.0 trained in process, promoted to production.
-Skipped when the model already has a production version.
+Tenant ``acme-corp`` gets its churn data under its data area; then a training job is submitted
+to the running API (Dagster assets, fit on Ray, logged to MLflow, registered), and the new
+version of ``customer_churn_predictor`` is promoted to staging and production through the
+models API. Skipped when the model already has a production version.
 """
 
 from __future__ import annotations
 
+import time
+
+import httpx
+
+from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 from serving_api.settings import Settings
-from serving_api.wiring import build_registry, build_state_store
 
 DEMO_TENANT = "acme-corp"
 DEMO_MODEL = "customer_churn_predictor"
-DEMO_ACTOR = "system:demo-seed"
+DEMO_SUBJECT = "system:demo-seed"
+DEMO_DATA = "churn/customers.parquet"
+TRAINING_REQUEST = {
+    "model_name": DEMO_MODEL,
+    "framework": "sklearn",
+    "estimator": "gradient_boosting",
+    "data_config": {"train_path": DEMO_DATA, "target_column": "churned", "batch_size": 256,
+                    "feature_columns": ["total_orders", "days_since_last_order", "avg_order_value", "support_tickets"]},
+    "training_config": {"num_workers": 1, "epochs": 10, "early_stopping": True, "patience": 3},
+    "hyperparameters": {"n_estimators": 100, "max_depth": 3, "learning_rate": 0.1},
+}
 
 
-def seed_demo(settings: Settings) -> str:
+def write_demo_data(settings: Settings) -> None:
+    from mlservice.demo_data import churn_customers
+
+    path = settings.tenants_dir / DEMO_TENANT / DEMO_DATA
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        churn_customers().to_parquet(path, index=False)
+
+
+def seed_demo(settings: Settings, timeout_s: float = 600) -> str:
     """Make sure the demo model is in production; returns its model id."""
-    import mlflow
-    from mlflow.models import infer_signature
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, roc_auc_score
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from mlservice.demo_data import CHURN_FEATURES, TARGET, churn_customers
-
-    registry = build_registry(settings, build_state_store(settings))
-    existing = registry.find_by_name(DEMO_TENANT, DEMO_MODEL)
-    if existing is not None and existing.stage == "production":
-        print(f"demo model already in production (version {existing.current_version}); nothing to seed")
-        return existing.model_id
-
-    frame = churn_customers()
-    data_dir = settings.tenants_dir / DEMO_TENANT / "churn"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(data_dir / "customers.parquet", index=False)
-
-    train, test = train_test_split(frame, test_size=0.2, random_state=0, stratify=frame[TARGET])
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    model.fit(train[CHURN_FEATURES], train[TARGET])
-    proba = model.predict_proba(test[CHURN_FEATURES])[:, 1]
-    metrics = {
-        "val_accuracy": float(accuracy_score(test[TARGET], proba > 0.5)),
-        "val_roc_auc": float(roc_auc_score(test[TARGET], proba)),
-    }
-
-    experiment_id = registry.ensure_experiment(DEMO_TENANT, DEMO_MODEL)
-    mlflow.set_tracking_uri(settings.effective_tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="demo-seed", tags={"mlservice.tenant": DEMO_TENANT}) as run:
-        mlflow.log_params({"estimator": "LogisticRegression", "rows": len(train)})
-        mlflow.log_metrics(metrics)
-        signature = infer_signature(test[CHURN_FEATURES], model.predict_proba(test[CHURN_FEATURES]))
-        mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=signature,
-            input_example=test[CHURN_FEATURES].head(2),
-            pip_requirements=["scikit-learn", "pandas", "numpy"],
-        )
-    if existing is None:
-        record = registry.create_model(
-            DEMO_TENANT,
-            name=DEMO_MODEL,
-            model_type="classification",
-            framework="sklearn",
-            description="Demo churn classifier on total_orders, days_since_last_order, avg_order_value, support_tickets",
-            tags={"team": "customer-analytics", "use_case": "churn"},
-            source_uri=run.info.run_id,
-            actor=DEMO_ACTOR,
-        )
-        version = "1.0.0"
-    else:
-        record = existing
-        version = registry.register_version(DEMO_TENANT, existing.model_id, model_uri=run.info.run_id, actor=DEMO_ACTOR).version
-    registry.transition_stage(DEMO_TENANT, record.model_id, version=version, target_stage="staging", actor=DEMO_ACTOR)
-    registry.transition_stage(DEMO_TENANT, record.model_id, version=version, target_stage="production", actor=DEMO_ACTOR)
-    print(f"seeded {DEMO_TENANT}/{DEMO_MODEL} {version} in production ({metrics})")
-    return record.model_id
+    write_demo_data(settings)
+    token = issue_token(settings, tenant_id=DEMO_TENANT, subject=DEMO_SUBJECT, scopes=DEFAULT_TOKEN_SCOPES, ttl_s=3600)
+    base = f"http://127.0.0.1:{settings.api_port}"
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=60) as api:
+        listed = api.get("/api/v1/models", params={"name_prefix": DEMO_MODEL}).raise_for_status().json()["data"]
+        existing = next((m for m in listed if m["name"] == DEMO_MODEL), None)
+        if existing is not None and existing["stage"] == "production":
+            print(f"demo model already in production (version {existing['current_version']}); nothing to seed")
+            return existing["model_id"]
+        job = api.post("/api/v1/training", json=TRAINING_REQUEST, headers={"Idempotency-Key": "demo-seed"})
+        job = job.raise_for_status().json()
+        print(f"training the demo model: job {job['job_id']} (see it in the Dagster UI)")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            status = api.get(f"/api/v1/training/{job['job_id']}").raise_for_status().json()
+            if status["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"demo training job {job['job_id']} did not finish within {timeout_s:.0f} s")
+            time.sleep(1)
+        if status["status"] != "succeeded":
+            raise RuntimeError(f"demo training job {job['job_id']} {status['status']}: {status.get('error')}")
+        model_id, version = status["model_id"], status["model_version"]
+        for stage in ("staging", "production"):
+            api.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}).raise_for_status()
+    print(f"seeded {DEMO_TENANT}/{DEMO_MODEL} {version} in production (val_accuracy {status['metrics'].get('val_accuracy'):.3f})")
+    return model_id

@@ -1,7 +1,8 @@
 """``mlservice up``: the embedded platform on loopback, all state under one data directory.
 
 Starts a local Ray head, the MLflow tracking server (SQLite + local artifacts), the Dagster
-webserver and daemon, seeds the demo tenant on first start, then the API. A part whose address
+webserver and daemon, then the API, and seeds the demo tenant on first start through the API (a
+training job on Dagster and Ray). A part whose address
 is configured (``MLSERVICE_RAY_ADDRESS``, ``MLSERVICE_MLFLOW_TRACKING_URI``,
 ``MLSERVICE_DAGSTER_URL``) is taken as external and not started. Every child runs in its own
 process group and is stopped by it on Ctrl-C, SIGTERM, or when any part dies.
@@ -159,6 +160,10 @@ class Platform:
             mlflow = self._spawn("mlflow", self._mlflow_argv(), env)
             waits.append(("MLflow server", lambda: http_ok(f"http://127.0.0.1:{s.mlflow_port}/health"), mlflow, 120))
         if self.start_dagster:
+            # Create (or migrate) the instance's SQLite storage once, before the webserver and the
+            # daemon both try: two processes stamping a fresh database race into two alembic heads.
+            subprocess.run([_bin("dagster"), "instance", "migrate"], env=env, cwd=REPO_ROOT, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=300)
             workspace = str(REPO_ROOT / "workspace.yaml")
             web = self._spawn(
                 "dagster-webserver",
@@ -170,9 +175,6 @@ class Platform:
         for what, check, process, timeout_s in waits:
             self.echo(f"waiting for {what} ...")
             wait_until(check, timeout_s=timeout_s, what=what, process=process)
-        if self.seed_demo:
-            self.echo("seeding the demo tenant (first start only) ...")
-            subprocess.run([sys.executable, "-m", "mlservice.cli", "seed-demo"], env=env, check=True, cwd=REPO_ROOT)
         api = self._spawn(
             "api",
             [sys.executable, "-m", "uvicorn", "serving_api.main:create_app", "--factory",
@@ -180,6 +182,9 @@ class Platform:
             env,
         )
         wait_until(lambda: http_ok(f"http://127.0.0.1:{s.api_port}/health/ready"), timeout_s=120, what="API", process=api)
+        if self.seed_demo:
+            self.echo("seeding the demo tenant (first start only) ...")
+            subprocess.run([sys.executable, "-m", "mlservice.cli", "seed-demo"], env=env, check=True, cwd=REPO_ROOT)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
