@@ -1,0 +1,129 @@
+"""The training and tuning assets under ``dg.materialize``: real local Ray (num_cpus=2), real
+MLflow (SQLite), the platform's state tables and data-path rule; the Definitions resolve."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from assets.training.assets import trained_model, training_set
+from assets.tuning.assets import tuned_model
+from resources.data_access import DataAccessPolicy
+from resources.job_specs import DataSpec, JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig, TuningConfig, run_config
+from resources.jobs import JobStore
+from resources.ray_cluster import RayCluster
+from resources.registry import ModelRegistry
+from resources.state_db import StateStore
+
+TENANT = "asset-tests"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, local_ray):
+    root = tmp_path_factory.mktemp("assets")
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    (root / "tenants" / TENANT / "bc").mkdir(parents=True)
+    frame.to_parquet(root / "tenants" / TENANT / "bc" / "all.parquet", index=False)
+    state = StateStore(database_url=f"sqlite:///{root / 'state.db'}")
+    (root / "mlflow").mkdir()
+    resources = {
+        "state": state,
+        "registry": ModelRegistry(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}", state=state,
+                                  artifact_root=(root / "mlflow" / "artifacts").as_uri()),
+        "data_access": DataAccessPolicy(data_dir=str(root)),
+        "ray_cluster": RayCluster(address="auto"),  # connect() reuses the local ray.init above
+    }
+    return resources
+
+
+def _job(env, kind: str, model_name: str) -> JobContext:
+    record, _ = JobStore(env["state"]).create(TENANT, kind=kind, request={"model_name": model_name}, submitted_by="tester")
+    return JobContext(tenant_id=TENANT, job_id=record.job_id, requested_by="tester")
+
+
+def test_training_assets_fit_log_and_register(env):
+    ctx = _job(env, "training", "bc_gb")
+    trainer = TrainerSpec(estimator="gradient_boosting", epochs=5, hyperparameters={"n_estimators": 50, "max_depth": 2},
+                          early_stopping=True, patience=2)
+    result = dg.materialize(
+        [training_set, trained_model], resources=env,
+        run_config=run_config(
+            training_set=TrainingSetConfig(context=ctx, data=DataSpec(train_path="bc/all.parquet", target_column="target")),
+            trained_model=TrainedModelConfig(context=ctx, model_name="bc_gb", trainer=trainer),
+        ),
+    )
+    assert result.success
+    data = result.output_for_node("training_set")
+    assert len(data.x_train) + len(data.x_val) == 569 and data.classes == [0, 1]
+    output = result.output_for_node("trained_model")
+    assert output["version"] == "1.0.0" and output["metrics"]["val_accuracy"] > 0.9
+    metadata = result.asset_materializations_for_node("trained_model")[0].metadata
+    assert metadata["version"].value == "1.0.0" and metadata["val_accuracy"].value == output["metrics"]["val_accuracy"]
+    job = JobStore(env["state"]).get(TENANT, ctx.job_id)
+    assert job.result["model_id"] == output["model_id"] and job.result["mlflow_run_id"]
+    history = env["registry"].client.get_metric_history(job.result["mlflow_run_id"], "val_loss")
+    assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 2
+    versions = env["registry"].list_versions(TENANT, output["model_id"])
+    assert [(v.version, v.stage) for v in versions] == [("1.0.0", "development")]
+
+    import mlflow
+
+    loaded = mlflow.sklearn.load_model(f"models:/{TENANT}.bc_gb/{versions[0].mlflow_version}")
+    assert loaded.predict_proba(data.x_val.head(3)).shape == (3, 2)
+
+
+def test_bad_target_fails_the_run_with_a_readable_message(env):
+    ctx = _job(env, "training", "bc_bad")
+    result = dg.materialize(
+        [training_set, trained_model], resources=env, raise_on_error=False,
+        run_config=run_config(
+            training_set=TrainingSetConfig(context=ctx, data=DataSpec(train_path="bc/all.parquet", target_column="churned")),
+            trained_model=TrainedModelConfig(context=ctx, model_name="bc_bad", trainer=TrainerSpec()),
+        ),
+    )
+    assert not result.success
+    assert "target column 'churned' not found" in JobStore(env["state"]).get(TENANT, ctx.job_id).error
+
+
+def test_paths_outside_the_tenant_area_fail(env):
+    ctx = _job(env, "training", "bc_escape")
+    result = dg.materialize(
+        [training_set], resources=env, raise_on_error=False,
+        run_config=run_config(training_set=TrainingSetConfig(
+            context=ctx, data=DataSpec(train_path="../other/all.parquet", target_column="target"))),
+    )
+    assert not result.success
+    assert "not allowed" in JobStore(env["state"]).get(TENANT, ctx.job_id).error
+
+
+def test_tuning_asset_registers_the_best_trial(env):
+    ctx = _job(env, "tuning", "bc_tuned")
+    tuning = TuningConfig(
+        context=ctx, model_name="bc_tuned", trainer=TrainerSpec(estimator="random_forest"),
+        search_space={"n_estimators": {"type": "choice", "values": [5, 20]}, "max_depth": {"type": "randint", "min": 2, "max": 4}},
+        num_trials=3, algorithm="random", max_concurrent_trials=2,
+    )
+    result = dg.materialize(
+        [training_set, tuned_model], resources=env,
+        run_config=run_config(
+            training_set=TrainingSetConfig(context=ctx, data=DataSpec(train_path="bc/all.parquet", target_column="target")),
+            tuned_model=tuning,
+        ),
+    )
+    assert result.success
+    output = result.output_for_node("tuned_model")
+    assert len(output["trials"]) == 3 and output["version"] == "1.0.0"
+    assert output["best_metric"] == max(t["metric"] for t in output["trials"] if t["metric"] is not None)
+    job = JobStore(env["state"]).get(TENANT, ctx.job_id)
+    assert job.result["trials_done"] == 3 and job.result["best_config"] == output["best_config"]
