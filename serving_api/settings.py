@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     rate_limit_overrides: dict[str, RateLimit] = {}
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     health_timeout_s: float = Field(default=2.0, gt=0)
+    model_cache_max_models: int = Field(default=32, ge=1)
+    model_cache_max_bytes: int = Field(default=4 << 30, ge=1)
+    batch_max_size: int = Field(default=64, ge=1, description="rows per micro-batched predict call")
+    batch_max_wait_ms: float = Field(default=2.0, ge=0, description="wait for more rows once requests queue up")
+    warm_models: bool = True
 
     @field_validator("jwt_algorithms", "data_roots", "s3_buckets", mode="before")
     @classmethod

@@ -29,6 +29,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         dagster_url="http://127.0.0.1:9",  # nothing listens on the discard port: not ready
         ray_dashboard_url="http://127.0.0.1:9",
         health_timeout_s=0.5,
+        warm_models=False,
         rate_limit_per_second=1000,
         rate_limit_burst=1000,
     )

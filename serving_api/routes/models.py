@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from serving_api.deps import ModelsReader, ModelsWriter, RegistryDep
 from serving_api.schemas.models import (
@@ -84,8 +84,11 @@ def register_version(model_id: str, body: VersionCreate, principal: ModelsWriter
 
 
 @router.put("/{model_id}/stage", response_model=StageChangePublic)
-def change_stage(model_id: str, body: StageChange, principal: ModelsWriter, registry: RegistryDep) -> StageChangePublic:
+def change_stage(
+    model_id: str, body: StageChange, principal: ModelsWriter, registry: RegistryDep, request: Request
+) -> StageChangePublic:
     result = registry.transition_stage(
         principal.tenant_id, model_id, version=body.version, target_stage=body.target_stage, actor=principal.subject
     )
+    request.app.state.model_cache.invalidate(principal.tenant_id, model_id)  # "production" now means another version
     return StageChangePublic.model_validate(asdict(result))

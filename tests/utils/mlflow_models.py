@@ -4,21 +4,54 @@ from __future__ import annotations
 
 import mlflow
 import numpy as np
-from sklearn.linear_model import LogisticRegression
+import pandas as pd
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from serving_api.settings import Settings
 from serving_api.wiring import build_registry, build_state_store
 
+FEATURES = ["total_orders", "days_since_last_order", "avg_order_value", "support_tickets"]
 
-def log_sklearn_model(settings: Settings, tenant_id: str, *, experiment: str = "tests", tag_run: bool = True) -> str:
-    """Fit a tiny classifier, log it under the tenant's experiment; returns the run id."""
+
+def churn_like(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "total_orders": rng.integers(1, 40, n).astype("int64"),
+        "days_since_last_order": rng.integers(0, 200, n).astype("int64"),
+        "avg_order_value": rng.uniform(10, 300, n),
+        "support_tickets": rng.integers(0, 8, n).astype("int64"),
+    })
+    labels = ((frame["days_since_last_order"] / 60 + frame["support_tickets"] / 3 - frame["total_orders"] / 20) > 1).astype(int)
+    return frame, labels.to_numpy()
+
+
+def log_sklearn_model(
+    settings: Settings, tenant_id: str, *, experiment: str = "tests", tag_run: bool = True, kind: str = "logistic",
+    seed: int = 0,
+) -> str:
+    """Fit a small model on churn-like features, log it (with signature and input example)
+    under the tenant's experiment; returns the run id. kind: logistic, forest, linear, multiclass."""
     registry = build_registry(settings, build_state_store(settings))
     experiment_id = registry.ensure_experiment(tenant_id, experiment)
-    rng = np.random.default_rng(0)
-    features = rng.random((40, 3))
-    labels = (features[:, 0] > 0.5).astype(int)
+    features, labels = churn_like(seed=seed)
+    if kind == "forest":
+        model = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=seed).fit(features, labels)
+    elif kind == "linear":
+        model = LinearRegression().fit(features, features["avg_order_value"] * 0.1 + labels)
+    elif kind == "multiclass":
+        model = LogisticRegression(max_iter=2000).fit(features, features["support_tickets"].clip(0, 2).to_numpy())
+    else:
+        model = LogisticRegression(max_iter=2000).fit(features, labels)
+    output = model.predict_proba(features) if hasattr(model, "predict_proba") else model.predict(features)
+    signature = mlflow.models.infer_signature(features, output)
     mlflow.set_tracking_uri(settings.effective_tracking_uri)
     tags = {"mlservice.tenant": tenant_id} if tag_run else {}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-        mlflow.sklearn.log_model(LogisticRegression().fit(features, labels), name="model", pip_requirements=["scikit-learn"])
+        import skops.io
+
+        mlflow.sklearn.log_model(
+            model, name="model", signature=signature, input_example=features.head(20),
+            pip_requirements=["scikit-learn"], skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
+        )
     return run.info.run_id

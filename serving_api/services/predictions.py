@@ -1,0 +1,75 @@
+"""The online path: resolve -> cached model -> validate features -> micro-batched predict ->
+response shape -> durable prediction-log record (awaited before the response is sent)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from serving_api.inference.cache import ModelCache, Served
+from serving_api.inference.validation import to_frame
+
+# Shapley sampling (models with more than 10 features): 32 antithetic permutations keep an
+# explanation near 80 ms for a 100-tree forest with 30 features; the sum stays exact.
+SAMPLED_PERMUTATIONS = 32
+
+
+@dataclass
+class RowsOutcome:
+    served: Served
+    prediction: list[Any]
+    probabilities: list[list[float]] | None
+    confidence: list[float] | None
+    frame: Any
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    return [v.item() if hasattr(v, "item") else v for v in values]
+
+
+class PredictionService:
+    def __init__(self, cache: ModelCache, log: Any) -> None:
+        self.cache, self.log = cache, log
+
+    async def predict_rows(self, tenant_id: str, model_id: str, version: str | None, rows: list[dict[str, Any]]) -> RowsOutcome:
+        served = await self.cache.get(tenant_id, model_id, version)
+        frame = to_frame(rows, served.model.features)
+        predictions, probabilities = await served.batcher.predict(frame)
+        proba = None if probabilities is None else [[float(p) for p in row] for row in probabilities]
+        confidence = None if probabilities is None else [float(p) for p in probabilities.max(axis=1)]
+        return RowsOutcome(served, _plain(predictions), proba, confidence, frame)
+
+    async def explain(self, outcome: RowsOutcome) -> list[dict[str, Any]]:
+        from serving_api.inference.explain import explain
+
+        model = outcome.served.model
+        if model.estimator is None:
+            return [{"method": "unavailable", "reason": "explanations need a scikit-learn model"}]
+        results = []
+        for index in range(len(outcome.frame)):
+            row = outcome.frame.iloc[[index]]
+            try:
+                explanation = await asyncio.to_thread(
+                    explain, model.estimator, row, model_type=model.model_type, classes=model.classes or None,
+                    background=model.background, n_samples=SAMPLED_PERMUTATIONS,
+                )
+            except ValueError as exc:  # e.g. a non-linear model logged without an input example
+                results.append({"method": "unavailable", "reason": str(exc)})
+                continue
+            results.append(explanation.to_dict())
+        return results
+
+    async def log_prediction(
+        self, *, request_id: str, tenant_id: str, model_id: str, version: str, rows: list[dict[str, Any]],
+        outputs: dict[str, Any], started: float, ensemble_id: str | None = None,
+    ) -> float:
+        latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        await self.log.record(
+            request_id=request_id, tenant_id=tenant_id, model_id=model_id, model_version=version,
+            ensemble_id=ensemble_id, latency_ms=latency_ms, features=rows, outputs=outputs,
+        )
+        return latency_ms

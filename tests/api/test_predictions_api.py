@@ -1,0 +1,227 @@
+"""Online predictions: contract, version resolution, feature validation, micro-batching
+correctness, single-flight loading, the prediction log, tenancy and explanations."""
+
+from __future__ import annotations
+
+import math
+import threading
+import uuid
+
+import numpy as np
+import pytest
+
+from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model
+from tests.utils.tokens import auth, make_token
+
+ROW = {"total_orders": 15, "days_since_last_order": 45, "avg_order_value": 125.5, "support_tickets": 3}
+
+
+@pytest.fixture(scope="module")
+def served(client, settings):
+    """A tenant with model 'churn': 1.0.0 (logistic) in production, 1.1.0 (forest) in staging,
+    and a regression model 'spend' in production."""
+    tenant = f"p-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    logistic = log_sklearn_model(settings, tenant, kind="logistic")
+    forest = log_sklearn_model(settings, tenant, kind="forest")
+    model_id = client.post("/api/v1/models", json={"name": "churn", "source": {"run_id": logistic}}, headers=headers).json()["model_id"]
+    client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": forest}}, headers=headers)
+    for version, stages in (("1.0.0", ("staging", "production")), ("1.1.0", ("staging",))):
+        for stage in stages:
+            assert client.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}, headers=headers).status_code == 200
+    linear = log_sklearn_model(settings, tenant, kind="linear")
+    spend_id = client.post("/api/v1/models", json={"name": "spend", "model_type": "regression", "source": {"run_id": linear}}, headers=headers).json()["model_id"]
+    return {"tenant": tenant, "headers": headers, "model_id": model_id, "spend_id": spend_id}
+
+
+def _predict(client, served, **body):
+    payload = {"model_id": served["model_id"], **body}
+    return client.post("/api/v1/predictions", json=payload, headers=served["headers"])
+
+
+def test_prediction_has_the_seed_shape(client, served):
+    response = _predict(client, served, features=ROW, options={"return_probabilities": True})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert body["model_id"] == served["model_id"] and body["version"] == "1.0.0"  # production
+    assert len(body["prediction"]) == 1 and body["prediction"][0] in (0, 1)
+    [proba] = body["probabilities"]
+    assert len(proba) == 2 and math.isclose(sum(proba), 1.0, rel_tol=1e-9)
+    assert body["confidence"] == max(proba) and body["latency_ms"] > 0
+    assert body["prediction"][0] == int(np.argmax(proba))
+
+
+@pytest.mark.parametrize("version,expected", [(None, "1.0.0"), ("production", "1.0.0"), ("staging", "1.1.0"), ("1.1.0", "1.1.0")])
+def test_version_resolution(client, served, version, expected):
+    response = _predict(client, served, features=ROW, **({"version": version} if version else {}))
+    assert response.status_code == 200, response.text
+    assert response.json()["version"] == expected
+
+
+def test_unknown_model_version_and_other_tenants(client, served):
+    missing = _predict(client, served, features=ROW, version="9.9.9")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "VERSION_NOT_FOUND"
+    assert _predict(client, served, features=ROW, version="archived").status_code == 404
+    unknown = client.post("/api/v1/predictions", json={"model_id": str(uuid.uuid4()), "features": ROW}, headers=served["headers"])
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "MODEL_NOT_FOUND"
+    other = client.post("/api/v1/predictions", json={"model_id": served["model_id"], "features": ROW},
+                        headers=auth(make_token("someone-else")))
+    assert other.status_code == 404 and other.json()["error"] == {**other.json()["error"], "code": "MODEL_NOT_FOUND"}
+
+
+@pytest.mark.parametrize(
+    "features,feature,problem",
+    [
+        ({k: v for k, v in ROW.items() if k != "support_tickets"}, "support_tickets", "missing"),
+        ({**ROW, "favourite_colour": 1}, "favourite_colour", "unknown feature"),
+        ({**ROW, "avg_order_value": "lots"}, "avg_order_value", "expected a number"),
+        ({**ROW, "total_orders": 15.5}, "total_orders", "expected an integer"),
+        ({**ROW, "avg_order_value": True}, "avg_order_value", "expected a number"),
+        ({**ROW, "avg_order_value": None}, "avg_order_value", "is null"),
+    ],
+)
+def test_features_that_do_not_fit_are_422_with_a_per_feature_list(client, served, features, feature, problem):
+    response = _predict(client, served, features=features)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert any(p["feature"] == feature and p["problem"].startswith(problem) for p in error["details"]["problems"])
+    assert [f["name"] for f in error["details"]["expected"]] == FEATURES
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_values_are_422(client, served, literal):
+    body = ('{"model_id": "%s", "features": {"total_orders": 1, "days_since_last_order": 2, '
+            '"avg_order_value": %s, "support_tickets": 0}}') % (served["model_id"], literal)
+    response = client.post("/api/v1/predictions", content=body, headers={**served["headers"], "content-type": "application/json"})
+    assert response.status_code in (400, 422), response.text
+    assert response.status_code != 200
+
+
+def test_bad_request_shapes_are_400(client, served):
+    assert _predict(client, served).status_code == 400  # neither features nor instances
+    assert _predict(client, served, features=ROW, instances=[ROW]).status_code == 400
+    assert _predict(client, served, instances=[]).status_code == 400
+    assert _predict(client, served, instances=[ROW] * 1001).status_code in (400, 413)
+
+
+def test_instances_return_one_prediction_each(client, served):
+    frame, _ = churn_like(n=5, seed=3)
+    rows = frame.to_dict(orient="records")
+    response = _predict(client, served, instances=rows)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["prediction"]) == len(body["probabilities"]) == len(body["confidence"]) == 5
+
+
+def test_regression_returns_values_without_probabilities(client, served):
+    response = client.post("/api/v1/predictions", json={"model_id": served["spend_id"], "features": ROW}, headers=served["headers"])
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body["prediction"][0], float)
+    assert body["probabilities"] is None and body["confidence"] is None
+
+
+def test_concurrent_requests_are_batched_and_answer_like_single_calls(client, served):
+    frame, _ = churn_like(n=40, seed=11)
+    rows = frame.to_dict(orient="records")
+    _predict(client, served, features=rows[0])  # loaded
+    cache = client.app.state.model_cache
+    entry = next(s for k, s in cache._models.items() if k[1] == served["model_id"] and k[2] == "1.0.0")
+    batches_before = entry.batcher.batches
+    answers: dict[int, dict] = {}
+    barrier = threading.Barrier(len(rows))
+
+    def call(i):
+        barrier.wait()
+        answers[i] = _predict(client, served, features=rows[i]).json()
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(rows))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batches = entry.batcher.batches - batches_before
+    assert batches < len(rows)  # concurrent requests shared predict calls
+    expected = entry.model.estimator.predict_proba(frame[FEATURES])
+    for i in range(len(rows)):
+        assert answers[i]["probabilities"][0] == pytest.approx(list(expected[i]), abs=1e-12)
+
+
+def test_concurrent_misses_load_a_model_once(client, settings):
+    tenant = f"sf-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    run_id = log_sklearn_model(settings, tenant, kind="forest")
+    model_id = client.post("/api/v1/models", json={"name": "fresh", "source": {"run_id": run_id}}, headers=headers).json()["model_id"]
+    cache = client.app.state.model_cache
+    loads_before = cache.loads
+    statuses, barrier = [], threading.Barrier(8)
+
+    def call():
+        barrier.wait()
+        statuses.append(client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 8
+    assert cache.loads - loads_before == 1
+
+
+def test_same_model_name_in_two_tenants_serves_each_its_own(client, settings):
+    answers = {}
+    for label, kind in (("a", "logistic"), ("b", "forest")):
+        tenant = f"twin-{label}-{uuid.uuid4().hex[:6]}"
+        headers = auth(make_token(tenant))
+        run_id = log_sklearn_model(settings, tenant, kind=kind)
+        model_id = client.post("/api/v1/models", json={"name": "same-name", "source": {"run_id": run_id}}, headers=headers).json()["model_id"]
+        body = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers).json()
+        answers[label] = (model_id, body["probabilities"][0])
+    assert answers["a"][0] != answers["b"][0]
+    assert answers["a"][1] != answers["b"][1]  # each tenant's own model answered
+
+
+def test_stage_change_is_seen_at_once(client, settings):
+    tenant = f"st-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    first, second = log_sklearn_model(settings, tenant, kind="logistic"), log_sklearn_model(settings, tenant, kind="forest")
+    model_id = client.post("/api/v1/models", json={"name": "m", "source": {"run_id": first}}, headers=headers).json()["model_id"]
+    client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": second}}, headers=headers)
+    for version in ("1.0.0", "1.1.0"):
+        for stage in ("staging", "production"):
+            client.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}, headers=headers)
+        answer = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers).json()
+        assert answer["version"] == version
+
+
+def test_every_200_has_exactly_one_log_record_and_refusals_none(client, served):
+    ids = []
+    for _ in range(5):
+        ok = _predict(client, served, features=ROW)
+        assert ok.status_code == 200
+        ids.append(ok.json()["request_id"])
+    bad = _predict(client, served, features={"total_orders": 1})
+    assert bad.status_code == 422
+    records = client.app.state.prediction_service.log.records(served["tenant"], model_id=served["model_id"], limit=1000)
+    logged = [r["request_id"] for r in records]
+    for request_id in ids:
+        assert logged.count(request_id) == 1
+    assert bad.headers["x-request-id"] not in logged
+    record = next(r for r in records if r["request_id"] == ids[0])
+    assert record["features"] == [ROW] and record["model_version"] == "1.0.0"
+    assert record["outputs"]["prediction"] == _predict(client, served, features=ROW).json()["prediction"]
+
+
+def test_explanations_sum_to_the_model_output(client, served):
+    linear = _predict(client, served, features=ROW, options={"return_explanation": True}).json()["explanation"]
+    assert linear["method"].startswith("linear_exact")
+    assert linear["base_value"] + sum(linear["contributions"].values()) == pytest.approx(linear["output"], abs=1e-6)
+    assert set(linear["contributions"]) == set(FEATURES)
+    forest = _predict(client, served, features=ROW, version="staging", options={"return_explanation": True}).json()
+    explanation = forest["explanation"]
+    assert explanation["method"].startswith("shapley")
+    assert explanation["base_value"] + sum(explanation["contributions"].values()) == pytest.approx(explanation["output"], abs=1e-6)
+    assert explanation["output"] == pytest.approx(forest["confidence"], abs=1e-9)  # the predicted class's probability
