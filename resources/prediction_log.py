@@ -7,10 +7,13 @@ takes everything queued (up to ``max_batch``), inserts it in ONE transaction, co
 wakes every waiter of the batch. Under load many concurrent requests share one commit; a lone
 caller pays one small transaction.
 
-Batching. The writer blocks for the first row, then takes whatever else is already queued. If that
-found company (more than one row: there is concurrent load) and the batch is not full, it holds
-the batch open up to ``max_wait_s`` for stragglers. A lone sequential caller is never held back:
-a batch of one is committed at once. ``max_wait_s=0`` disables the linger.
+Batching. The writer blocks for the first row, then takes whatever else is already queued (this
+alone is the group commit: rows that arrive while a commit runs form the next batch). If that found
+company (more than one row: there is concurrent load) and the batch is not full, it holds the batch
+open for stragglers while they keep coming (each next row awaited at most ``_ARRIVAL_GAP_S``), up
+to ``max_wait_s`` in all. A lone sequential caller is never held back: a batch of one is committed
+at once. ``max_wait_s=0`` disables the linger; with SQLite's cheap WAL commits that is the faster
+setting (the linger buys fewer transactions only where commits are expensive).
 
 Failures. A caller never loses a record silently: either ``record`` returns (committed) or it
 raises. If the batch insert fails with an ``IntegrityError`` (e.g. a duplicate ``request_id``), the

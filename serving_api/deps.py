@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 
 from resources.registry import ModelRegistry
 from serving_api.services.jobs import JobService
+from serving_api.services.ensembles import EnsembleService
 from serving_api.services.predictions import PredictionService
 from serving_api.auth import Principal
 from serving_api.errors import ApiError
@@ -44,6 +45,10 @@ def get_prediction_service(request: Request) -> PredictionService:
     return request.app.state.prediction_service
 
 
+def get_ensemble_service(request: Request) -> EnsembleService:
+    return request.app.state.ensemble_service
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
@@ -53,3 +58,4 @@ JobsWriter = Annotated[Principal, Depends(require_scope("jobs:write"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
 PredictionServiceDep = Annotated[PredictionService, Depends(get_prediction_service)]
 PredictionsWriter = Annotated[Principal, Depends(require_scope("predictions:write"))]
+EnsembleServiceDep = Annotated[EnsembleService, Depends(get_ensemble_service)]

@@ -16,13 +16,15 @@ from fastapi import FastAPI
 from resources.audit import AuditLog
 from resources.prediction_log import PredictionLog
 from serving_api.inference.cache import ModelCache
+from resources.ensembles import EnsembleStore
+from serving_api.services.ensembles import EnsembleService
 from serving_api.services.predictions import PredictionService
 from serving_api.auth import TokenVerifier
 from serving_api.errors import install_error_handlers
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.ratelimit import RateLimiter
-from serving_api.routes import health, jobs, models, predictions, training, tuning
+from serving_api.routes import ensembles, health, jobs, models, predictions, training, tuning
 from serving_api.services.jobs import JobService
 from serving_api.settings import Settings, get_settings
 from serving_api.wiring import (
@@ -58,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.verifier = TokenVerifier(settings)  # refuses to start without a key
         state.engine  # create tables now rather than on the first request
         audit.start()
-        prediction_log = app.state.prediction_service.log = PredictionLog(state)  # one per lifespan
+        prediction_log = app.state.prediction_service.log = PredictionLog(state, max_wait_s=0)  # one per lifespan; commits group by themselves
         prediction_log.start()
         warming = asyncio.get_running_loop().create_task(model_cache.warm_production()) if settings.warm_models else None
         try:
@@ -88,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
     )
     app.state.prediction_service = PredictionService(model_cache, log=None)  # the lifespan opens the log
+    app.state.ensemble_service = EnsembleService(EnsembleStore(state), model_cache)
     app.state.job_service = JobService(
         jobs=build_job_store(state), runs=build_dagster_runs(settings), ray=build_ray_cluster(settings),
         policy=build_data_policy(settings), registry=app.state.registry, dagster_ui_url=settings.effective_dagster_url,
@@ -95,6 +98,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
-    for router in (models.router, predictions.router, training.router, tuning.router, jobs.router):
+    for router in (models.router, predictions.router, ensembles.router, training.router, tuning.router, jobs.router):
         app.include_router(router)
     return app

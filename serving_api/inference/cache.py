@@ -47,7 +47,7 @@ class ModelCache:
         self.max_models, self.max_bytes, self.resolve_ttl_s = max_models, max_bytes, resolve_ttl_s
         self.max_batch, self.max_wait_ms = max_batch, max_wait_ms
         self._models: OrderedDict[tuple[str, str, str], Served] = OrderedDict()
-        self._inflight: dict[tuple[str, str, str], asyncio.Future] = {}
+        self._inflight: dict[tuple[str, str, str], asyncio.Task] = {}
         self._resolutions: dict[tuple[str, str, str | None], tuple[float, Resolved]] = {}
         self.loads = 0  # how many times a model was actually loaded (single-flight shows here)
         self._executor: ThreadPoolExecutor | None = None
@@ -93,25 +93,24 @@ class ModelCache:
         if served is not None:
             self._models.move_to_end(key)
             return served
-        pending = self._inflight.get(key)
-        if pending is None:
-            pending = asyncio.get_running_loop().create_future()
-            self._inflight[key] = pending
-            try:
-                model = await asyncio.to_thread(self._load, tenant_id, model_id, resolved)
-                served = Served(model, MicroBatcher(
-                    model.predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms
-                ))
-                self._models[key] = served
-                self._evict()
-                pending.set_result(served)
-            except BaseException as exc:
-                pending.set_exception(exc)
-                raise
-            finally:
-                self._inflight.pop(key, None)
+        task = self._inflight.get(key)
+        if task is None:
+            # The load runs as its own task: a caller that times out or disconnects does not
+            # cancel it for the others waiting on the same key.
+            task = self._inflight[key] = asyncio.get_running_loop().create_task(self._load_and_keep(key, resolved))
+        return await asyncio.shield(task)
+
+    async def _load_and_keep(self, key: tuple[str, str, str], resolved: Resolved) -> Served:
+        try:
+            model = await asyncio.to_thread(self._load, key[0], key[1], resolved)
+            served = Served(model, MicroBatcher(
+                model.predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms
+            ))
+            self._models[key] = served
+            self._evict()
             return served
-        return await asyncio.shield(pending)
+        finally:
+            self._inflight.pop(key, None)
 
     def _load(self, tenant_id: str, model_id: str, resolved: Resolved) -> LoadedModel:
         self.loads += 1

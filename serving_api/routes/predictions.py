@@ -27,9 +27,9 @@ async def predict(body: PredictionRequest, request: Request, principal: Predicti
         "explanation": (explanation[0] if single else explanation) if explanation is not None else None,
     }
     version = outcome.served.model.version
-    latency_ms = await service.log_prediction(
+    latency_ms, request_id = await service.log_prediction(
         request_id=request_id_of(request), tenant_id=principal.tenant_id, model_id=body.model_id, version=version,
         rows=rows, outputs={k: v for k, v in response.items() if k != "explanation"}, started=started,
     )
-    return PredictionResponse(request_id=request_id_of(request), model_id=body.model_id, version=version,
+    return PredictionResponse(request_id=request_id, model_id=body.model_id, version=version,
                               latency_ms=latency_ms, **response)

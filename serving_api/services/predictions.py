@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,10 +67,20 @@ class PredictionService:
     async def log_prediction(
         self, *, request_id: str, tenant_id: str, model_id: str, version: str, rows: list[dict[str, Any]],
         outputs: dict[str, Any], started: float, ensemble_id: str | None = None,
-    ) -> float:
+    ) -> tuple[float, str]:
+        """Write the durable record; returns (latency_ms, the request id the record carries).
+
+        A client may send the same X-Request-ID twice: the second record gets a unique suffix
+        (and so does that response's body), so every 200 still has exactly one record.
+        """
+        import sqlalchemy as sa
+
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        await self.log.record(
-            request_id=request_id, tenant_id=tenant_id, model_id=model_id, model_version=version,
-            ensemble_id=ensemble_id, latency_ms=latency_ms, features=rows, outputs=outputs,
-        )
-        return latency_ms
+        fields = dict(tenant_id=tenant_id, model_id=model_id, model_version=version, ensemble_id=ensemble_id,
+                      latency_ms=latency_ms, features=rows, outputs=outputs)
+        try:
+            await self.log.record(request_id=request_id, **fields)
+        except sa.exc.IntegrityError:
+            request_id = f"{request_id}~{uuid.uuid4().hex[:8]}"
+            await self.log.record(request_id=request_id, **fields)
+        return latency_ms, request_id

@@ -225,3 +225,14 @@ def test_explanations_sum_to_the_model_output(client, served):
     assert explanation["method"].startswith("shapley")
     assert explanation["base_value"] + sum(explanation["contributions"].values()) == pytest.approx(explanation["output"], abs=1e-6)
     assert explanation["output"] == pytest.approx(forest["confidence"], abs=1e-9)  # the predicted class's probability
+
+
+def test_a_reused_request_id_still_gets_one_record_per_answer(client, served):
+    headers = {**served["headers"], "X-Request-ID": f"client-{uuid.uuid4().hex[:8]}"}
+    first = client.post("/api/v1/predictions", json={"model_id": served["model_id"], "features": ROW}, headers=headers)
+    second = client.post("/api/v1/predictions", json={"model_id": served["model_id"], "features": ROW}, headers=headers)
+    assert first.status_code == second.status_code == 200
+    ids = {first.json()["request_id"], second.json()["request_id"]}
+    assert len(ids) == 2 and headers["X-Request-ID"] in ids
+    logged = [r["request_id"] for r in client.app.state.prediction_service.log.records(served["tenant"], limit=1000)]
+    assert all(logged.count(i) == 1 for i in ids)

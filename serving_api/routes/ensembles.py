@@ -1,0 +1,69 @@
+"""/api/v1/ensembles: weighted ensembles of the tenant's models."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request, Response
+
+from serving_api.deps import EnsembleServiceDep, ModelsReader, ModelsWriter, PredictionServiceDep, PredictionsWriter
+from serving_api.errors import request_id_of
+from serving_api.schemas.predictions import (
+    EnsembleCreate,
+    EnsemblePredictionResponse,
+    EnsemblePublic,
+    EnsemblesPublic,
+    FeatureRows,
+)
+
+router = APIRouter(prefix="/api/v1/ensembles", tags=["ensembles"])
+
+
+def _public(record) -> EnsemblePublic:
+    return EnsemblePublic.model_validate({**asdict(record), "models": record.members})
+
+
+@router.post("", status_code=201, response_model=EnsemblePublic)
+async def create_ensemble(body: EnsembleCreate, principal: ModelsWriter, service: EnsembleServiceDep) -> EnsemblePublic:
+    return _public(await service.create(principal.tenant_id, principal.subject, body))
+
+
+@router.get("", response_model=EnsemblesPublic)
+def list_ensembles(principal: ModelsReader, service: EnsembleServiceDep) -> EnsemblesPublic:
+    data = [_public(r) for r in service.store.list(principal.tenant_id)]
+    return EnsemblesPublic(data=data, count=len(data))
+
+
+@router.get("/{ensemble_id}", response_model=EnsemblePublic)
+def get_ensemble(ensemble_id: str, principal: ModelsReader, service: EnsembleServiceDep) -> EnsemblePublic:
+    return _public(service.store.get(principal.tenant_id, ensemble_id))
+
+
+@router.delete("/{ensemble_id}", status_code=204)
+def delete_ensemble(ensemble_id: str, principal: ModelsWriter, service: EnsembleServiceDep) -> Response:
+    service.store.delete(principal.tenant_id, ensemble_id)
+    return Response(status_code=204)
+
+
+@router.post("/{ensemble_id}/predict", response_model=EnsemblePredictionResponse)
+async def predict_ensemble(
+    ensemble_id: str, body: FeatureRows, request: Request, principal: PredictionsWriter, service: EnsembleServiceDep,
+    predictions: PredictionServiceDep,
+) -> EnsemblePredictionResponse:
+    started = time.perf_counter()
+    ensemble = service.store.get(principal.tenant_id, ensemble_id)
+    rows = body.rows()
+    outcome = await service.predict(principal.tenant_id, ensemble, rows)
+    single = body.features is not None
+    if outcome["confidence"] is not None and single:
+        outcome["confidence"] = outcome["confidence"][0]
+    if not body.options.return_probabilities:
+        outcome["probabilities"] = None
+    latency_ms, request_id = await predictions.log_prediction(
+        request_id=request_id_of(request), tenant_id=principal.tenant_id, model_id=ensemble_id, version="ensemble",
+        rows=rows, outputs={k: outcome[k] for k in ("prediction", "probabilities", "confidence", "members")},
+        started=started, ensemble_id=ensemble_id,
+    )
+    return EnsemblePredictionResponse(request_id=request_id, ensemble_id=ensemble_id, method=ensemble.method,
+                                      latency_ms=latency_ms, **outcome)
