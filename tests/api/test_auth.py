@@ -16,7 +16,10 @@ from serving_api.main import create_app
 from tests.conftest import make_settings
 from tests.utils.tokens import TEST_SECRET, auth, make_token, unsigned_token
 
-PUBLIC_PATHS = {"/health/live", "/health/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+PUBLIC_PATHS = {
+    "/health/live", "/health/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
+    "/v2", "/v2/health/live", "/v2/health/ready",  # Open Inference Protocol health and server metadata
+}
 
 
 def _assert_unauthorized(response) -> None:
@@ -76,6 +79,8 @@ def test_every_route_but_health_requires_a_token(client):
         if not isinstance(route, APIRoute) or route.path in PUBLIC_PATHS:
             continue
         path = route.path.replace("{model_id}", "00000000-0000-0000-0000-000000000000")
+        for placeholder in ("{job_id}", "{ensemble_id}", "{name}", "{version}"):
+            path = path.replace(placeholder, "x")
         for method in route.methods:
             response = client.request(method, path, json={})
             _assert_unauthorized(response)
@@ -85,7 +90,7 @@ def test_every_route_but_health_requires_a_token(client):
 
 def test_public_routes_are_exactly_health_and_metrics(client):
     api_routes = {r.path for r in all_routes(client.app.routes) if hasattr(r, "path")}
-    unauthenticated = api_routes - {p for p in api_routes if p.startswith("/api/")}
+    unauthenticated = api_routes - {p for p in api_routes if p.startswith(("/api/", "/v2/models"))}
     assert unauthenticated <= PUBLIC_PATHS
 
 
