@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 
@@ -41,6 +42,24 @@ def cmd_api(_args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_FEATURES = {"total_orders": 15, "days_since_last_order": 45, "avg_order_value": 125.50, "support_tickets": 3}
+
+
+def _demo_model_id(api: str, token: str) -> str | None:
+    """The demo model's id, for a prediction curl line (None when the demo was not seeded)."""
+    import httpx
+
+    from mlservice.demo import DEMO_MODEL
+
+    try:
+        response = httpx.get(f"{api}/api/v1/models", params={"name_prefix": DEMO_MODEL},
+                             headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=10)
+        models = [m for m in response.json().get("data", []) if m["name"] == DEMO_MODEL]
+    except (httpx.HTTPError, ValueError):
+        return None
+    return models[0]["model_id"] if models else None
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from mlservice.demo import DEMO_MODEL, DEMO_TENANT
     from mlservice.launcher import Platform
@@ -67,8 +86,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  export TOKEN={token}",
             "try:",
             f"  curl -s -H \"Authorization: Bearer $TOKEN\" {shlex.quote(api + '/api/v1/models?name_prefix=' + DEMO_MODEL)}",
-            "",
         ]
+        model_id = _demo_model_id(api, token)
+        if model_id:
+            body = json.dumps({"model_id": model_id, "features": DEMO_FEATURES,
+                               "options": {"return_probabilities": True, "return_explanation": True}})
+            lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                         f"-d {shlex.quote(body)} {api}/api/v1/predictions")
+        lines.append("")
         print("\n".join(lines), flush=True)
 
     return platform.run(banner)

@@ -8,6 +8,7 @@ child process survives, and starts it again on the same data directory. Takes a 
 from __future__ import annotations
 
 import importlib.util
+import json
 import shlex
 import subprocess
 import sys
@@ -56,16 +57,25 @@ def test_health(up, http):
     assert ready.json()["components"] == {"mlflow": "ok", "dagster": "ok", "ray": "ok"}
 
 
-def test_banner_token_and_curl_line(up, http):
+def test_banner_token_and_curl_lines(up, http):
     log = up.log()
     assert "export TOKEN=" in log
-    curl = next(line.strip() for line in log.splitlines() if line.strip().startswith("curl "))
-    url = shlex.split(curl)[-1]  # the printed command, quoting and all
+    curls = [line.strip() for line in log.splitlines() if line.strip().startswith("curl ")]
+    url = shlex.split(curls[0])[-1]  # the printed command, quoting and all
     assert url.startswith(f"{up.api}/api/v1/models")
     response = http.get(url, headers=bearer(up.token()))
     assert response.status_code == 200, response.text
     [model] = [m for m in response.json()["data"] if m["name"] == DEMO_MODEL]
     assert (model["tenant_id"], model["stage"], model["current_version"]) == (DEMO_TENANT, "production", "1.0.0")
+    # The prediction line, run as printed by a shell with TOKEN exported.
+    [predict] = [c for c in curls if "/api/v1/predictions" in c]
+    result = subprocess.run(["bash", "-c", predict], env={"TOKEN": up.token(), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    answer = json.loads(result.stdout)
+    assert answer["model_id"] == model["model_id"] and answer["version"] == "1.0.0", answer
+    assert answer["prediction"][0] in (0, 1) and len(answer["probabilities"][0]) == 2
+    explanation = answer["explanation"]
+    assert abs(explanation["base_value"] + sum(explanation["contributions"].values()) - explanation["output"]) < 1e-6
 
 
 def test_cli_token_for_another_tenant_is_isolated(up, http):
