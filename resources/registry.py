@@ -381,13 +381,15 @@ class ModelRegistry(dg.ConfigurableResource):
                         max_results=1,
                     )
                     model_id = logged[0].model_id if logged else None
-                    source = f"models:/{model_id}" if model_id else f"{run.info.artifact_uri}/{artifact_path}"
+                    # A concrete location, not models:/...: resolving that would use MLflow's
+                    # process-global tracking URI rather than this registry's.
+                    source = logged[0].artifact_location if logged else f"{run.info.artifact_uri}/{artifact_path}"
                 elif model_uri.startswith("models:/m-"):
                     model_id = model_uri[len("models:/") :].split("/", 1)[0]
                     logged_model = client.get_logged_model(model_id)
                     run_id, experiment_id = logged_model.source_run_id, logged_model.experiment_id
                     tenant_tag = client.get_run(run_id).data.tags.get(T_TENANT) if run_id else None
-                    source = f"models:/{model_id}"
+                    source = logged_model.artifact_location
                 else:
                     raise InvalidRequest(
                         "model source must be a run id, a runs:/ URI or a models:/m-... URI",

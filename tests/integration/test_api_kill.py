@@ -1,0 +1,99 @@
+"""Every prediction answered 200 has its log record, even when the API process is killed with
+SIGKILL in the middle of a load."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from mlservice.launcher import free_port
+from serving_api.auth import issue_token
+from serving_api.settings import Settings
+from tests.utils.mlflow_models import log_sklearn_model
+from tests.utils.platform import REPO_ROOT
+
+ROW = {"total_orders": 15, "days_since_last_order": 45, "avg_order_value": 125.5, "support_tickets": 3}
+TENANT = "kill-test"
+pytestmark = [pytest.mark.integration]
+
+
+def _start_api(env: dict[str, str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serving_api.main:create_app", "--factory", "--host", "127.0.0.1",
+         "--port", str(port), "--no-access-log"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(env["MLSERVICE_DATA_DIR"] + "/api.log", "wb"), start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live", trust_env=False, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail("the API did not start")
+
+
+def test_no_answered_prediction_is_lost_to_sigkill(tmp_path):
+    secret = secrets.token_hex(32)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVICE_")}
+    env.update(
+        MLSERVICE_DATA_DIR=str(tmp_path), MLSERVICE_JWT_SECRET=secret,
+        MLSERVICE_MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        MLSERVICE_DAGSTER_URL="http://127.0.0.1:9", MLSERVICE_RAY_DASHBOARD_URL="http://127.0.0.1:9",
+        MLSERVICE_RATE_LIMIT_PER_SECOND="100000", MLSERVICE_RATE_LIMIT_BURST="100000",
+    )
+    settings = Settings(data_dir=tmp_path, jwt_secret=secret, mlflow_tracking_uri=env["MLSERVICE_MLFLOW_TRACKING_URI"])
+    run_id = log_sklearn_model(settings, TENANT, kind="forest")
+    headers = {"Authorization": f"Bearer {issue_token(settings, tenant_id=TENANT, subject='t', scopes=['admin'], ttl_s=600)}"}
+    port = free_port()
+    api = _start_api(env, port)
+    answered: list[str] = []
+    stop = threading.Event()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        created = httpx.post(f"{base}/api/v1/models", json={"name": "m", "source": {"run_id": run_id}},
+                             headers=headers, trust_env=False, timeout=30)
+        assert created.status_code == 201, created.text
+        model_id = created.json()["model_id"]
+
+        def load() -> None:
+            with httpx.Client(base_url=base, headers=headers, trust_env=False, timeout=10) as client:
+                while not stop.is_set():
+                    try:
+                        response = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW})
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    if response.status_code == 200:
+                        answered.append(response.json()["request_id"])
+
+        workers = [threading.Thread(target=load) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        deadline = time.monotonic() + 30
+        while len(answered) < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(api.pid, signal.SIGKILL)  # mid-load: requests are in flight
+        api.wait(timeout=10)
+        stop.set()
+        for worker in workers:
+            worker.join(timeout=15)
+    finally:
+        stop.set()
+        if api.poll() is None:
+            os.killpg(api.pid, signal.SIGKILL)
+    assert len(answered) >= 300
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'api' / 'state.db'}")
+    with engine.connect() as conn:
+        logged = {row[0] for row in conn.execute(sa.text("SELECT request_id FROM prediction_log"))}
+    missing = [request_id for request_id in answered if request_id not in logged]
+    assert missing == [], f"{len(missing)} answered predictions have no record"
