@@ -95,8 +95,9 @@ def test_non_finite_values_are_422(client, served, literal):
     body = ('{"model_id": "%s", "features": {"total_orders": 1, "days_since_last_order": 2, '
             '"avg_order_value": %s, "support_tickets": 0}}') % (served["model_id"], literal)
     response = client.post("/api/v1/predictions", content=body, headers={**served["headers"], "content-type": "application/json"})
-    assert response.status_code in (400, 422), response.text
-    assert response.status_code != 200
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["error"]["details"]["problems"]
+    assert problem == {"feature": "avg_order_value", "problem": "must be finite (no NaN or infinity)"}
 
 
 def test_bad_request_shapes_are_400(client, served):
