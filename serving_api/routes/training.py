@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from resources.errors import InvalidRequest
 from resources.estimators import validate_trainer
 from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
-from serving_api.deps import IdempotencyKey, JobServiceDep, JobsReader, JobsWriter
-from serving_api.schemas.jobs import JobAccepted, JobsPublic, JobStatus, TrainingCreate, TrainingStatus
-from serving_api.services.job_views import jobs_page, training_status
+from serving_api.deps import IdempotencyKey, JobServiceDep, JobsWriter
+from serving_api.schemas.jobs import JobAccepted, TrainingCreate, TrainingStatus
+from serving_api.routes.job_routes import add_job_routes
+from serving_api.services.job_views import training_status
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
 JOB_NAME, KIND = "training", "training"
@@ -56,19 +55,4 @@ def submit_training(body: TrainingCreate, principal: JobsWriter, service: JobSer
     return JobAccepted(job_id=record.job_id, status=record.status, model_name=record.model_name)
 
 
-@router.get("", response_model=JobsPublic)
-def list_training(
-    principal: JobsReader, service: JobServiceDep, status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> JobsPublic:
-    return jobs_page(service, principal.tenant_id, kind=KIND, status=status, limit=limit, cursor=cursor)
-
-
-@router.get("/{job_id}", response_model=TrainingStatus)
-def get_training(job_id: str, principal: JobsReader, service: JobServiceDep) -> TrainingStatus:
-    return training_status(service, service.get(principal.tenant_id, job_id, KIND))
-
-
-@router.post("/{job_id}/cancel", response_model=TrainingStatus)
-def cancel_training(job_id: str, principal: JobsWriter, service: JobServiceDep) -> TrainingStatus:
-    return training_status(service, service.cancel(principal.tenant_id, job_id, KIND))
+add_job_routes(router, kind=KIND, view=training_status, model=TrainingStatus)

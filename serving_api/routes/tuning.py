@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from resources.errors import InvalidRequest
 from resources.job_specs import TrainingSetConfig, TuningConfig, run_config
 from resources.search_space import validate_search_space, validate_tuning
-from serving_api.deps import IdempotencyKey, JobServiceDep, JobsReader, JobsWriter
+from serving_api.deps import IdempotencyKey, JobServiceDep, JobsWriter
 from serving_api.routes.training import data_spec, trainer_spec
-from serving_api.schemas.jobs import DataConfig, JobAccepted, JobsPublic, JobStatus, TrainingSettings, TuningCreate, TuningStatus
-from serving_api.services.job_views import jobs_page, tuning_status
+from serving_api.schemas.jobs import DataConfig, JobAccepted, TrainingSettings, TuningCreate, TuningStatus
+from serving_api.routes.job_routes import add_job_routes
+from serving_api.services.job_views import tuning_status
 from serving_api.services.jobs import JobService
 
 router = APIRouter(prefix="/api/v1/tuning", tags=["tuning"])
@@ -64,19 +63,4 @@ def submit_tuning(body: TuningCreate, principal: JobsWriter, service: JobService
     return JobAccepted(job_id=record.job_id, status=record.status, model_name=record.model_name)
 
 
-@router.get("", response_model=JobsPublic)
-def list_tuning(
-    principal: JobsReader, service: JobServiceDep, status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(max_length=64)] = None,
-) -> JobsPublic:
-    return jobs_page(service, principal.tenant_id, kind=KIND, status=status, limit=limit, cursor=cursor)
-
-
-@router.get("/{job_id}", response_model=TuningStatus)
-def get_tuning(job_id: str, principal: JobsReader, service: JobServiceDep) -> TuningStatus:
-    return tuning_status(service, service.get(principal.tenant_id, job_id, KIND))
-
-
-@router.post("/{job_id}/cancel", response_model=TuningStatus)
-def cancel_tuning(job_id: str, principal: JobsWriter, service: JobServiceDep) -> TuningStatus:
-    return tuning_status(service, service.cancel(principal.tenant_id, job_id, KIND))
+add_job_routes(router, kind=KIND, view=tuning_status, model=TuningStatus)

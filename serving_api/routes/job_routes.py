@@ -1,0 +1,31 @@
+"""The read and cancel routes that every job kind's router shares (list, get, cancel)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Callable
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from resources.jobs import JobRecord
+from serving_api.deps import JobServiceDep, JobsReader, JobsWriter
+from serving_api.schemas.jobs import JobsPublic, JobStatus
+from serving_api.services.job_views import jobs_page
+from serving_api.services.jobs import JobService
+
+
+def add_job_routes(router: APIRouter, *, kind: str, view: Callable[[JobService, JobRecord], BaseModel], model: type[BaseModel]) -> None:
+    @router.get("", response_model=JobsPublic, name=f"list_{kind}")
+    def list_jobs(
+        principal: JobsReader, service: JobServiceDep, status: JobStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> JobsPublic:
+        return jobs_page(service, principal.tenant_id, kind=kind, status=status, limit=limit, cursor=cursor)
+
+    @router.get("/{job_id}", response_model=model, name=f"get_{kind}")
+    def get_job(job_id: str, principal: JobsReader, service: JobServiceDep):
+        return view(service, service.get(principal.tenant_id, job_id, kind))
+
+    @router.post("/{job_id}/cancel", response_model=model, name=f"cancel_{kind}")
+    def cancel_job(job_id: str, principal: JobsWriter, service: JobServiceDep):
+        return view(service, service.cancel(principal.tenant_id, job_id, kind))
