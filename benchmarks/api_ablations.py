@@ -33,8 +33,6 @@ effect on throughput and latency can be measured on its own.
 - ``swr_resolve``: version resolution is stale-while-revalidate: an expired entry is still
   answered at once while ONE background task refreshes it (today every request that arrives
   while the 10 s TTL is expired runs its own registry query in a thread).
-- ``switch1ms``: ``sys.setswitchinterval(0.001)`` (default 5 ms): the predict and log-writer
-  threads get the GIL sooner from the busy event loop.
 - ``nolog``: the prediction log is NOT written (``record`` only builds the row). Only to measure
   what the durable log costs; not a proposal (the log is a requirement).
 """
@@ -49,7 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-ABLATIONS = {"fastframe", "noaudit", "jwtcache", "fastpredict", "concat_in_thread", "asyncdeps", "gcfreeze", "bgcheckpoint", "swr_resolve", "switch1ms", "nolog"}
+ABLATIONS = {"fastframe", "noaudit", "jwtcache", "fastpredict", "concat_in_thread", "asyncdeps", "gcfreeze", "bgcheckpoint", "swr_resolve", "nolog"}
 ACTIVE = set(filter(None, os.environ.get("ABLATE", "").split(",")))
 unknown = ACTIVE - ABLATIONS
 if unknown:
@@ -308,12 +306,6 @@ def _swr_resolve() -> None:
         return resolved
 
     ModelCache.resolve = resolve
-
-
-def _switch1ms() -> None:
-    import sys
-
-    sys.setswitchinterval(0.001)
 
 
 def _nolog() -> None:

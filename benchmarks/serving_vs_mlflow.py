@@ -413,10 +413,8 @@ def main() -> int:
             MLSERVICE_RATE_LIMIT_PER_SECOND="1000000", MLSERVICE_RATE_LIMIT_BURST="1000000",
             MLSERVICE_DAGSTER_URL=f"http://127.0.0.1:{dead}", MLSERVICE_RAY_DASHBOARD_URL=f"http://127.0.0.1:{dead}",
             MLFLOW_DISABLE_TELEMETRY="true",
-            # As `mlservice up` does (mlservice/launcher.py): MLflow's SQL registry store looks a
-            # models:/m-... source up through the *global* tracking URI (MlflowClient()), so without
-            # this, registering a model fails and a stray ./mlflow.db appears in the working dir.
-            MLFLOW_TRACKING_URI=tracking_uri,
+            # No MLFLOW_TRACKING_URI on purpose: the API must work from its MLSERVICE_* settings
+            # alone (registration used to depend on MLflow's process-global URI; fixed in 99854eb).
             PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "benchmarks")]),
             ABLATE=args.ablate,
         )
@@ -466,8 +464,11 @@ def main() -> int:
             results[(t.key, "API")] = measure(f"API / {t.label}", f"{base}/api/v1/predictions", script, args, api)
             if prof is not None:
                 prof.wait(timeout=60)
-        with sqlite3.connect(tmp / "api" / "state.db") as db:
+        db = sqlite3.connect(tmp / "api" / "state.db")
+        try:
             logged = db.execute("select count(*) from prediction_log").fetchone()[0]
+        finally:
+            db.close()
         log(f"prediction_log rows written by the API: {logged}")
         api.stop()
         servers.remove(api)
