@@ -63,6 +63,7 @@ prediction_log = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.String(128), nullable=False, unique=True),
     sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(256), nullable=True),  # the token's sub (answered predictions are not audited twice)
     sa.Column("model_id", sa.String(64), nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("ensemble_id", sa.String(64), nullable=True),
@@ -75,7 +76,7 @@ prediction_log = sa.Table(
 )
 
 _REQUIRED = ("request_id", "tenant_id", "model_id", "model_version")
-_OPTIONAL = ("ensemble_id", "at", "latency_ms", "features", "outputs", "status_code")
+_OPTIONAL = ("subject", "ensemble_id", "at", "latency_ms", "features", "outputs", "status_code")
 _FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 _JSON_FIELDS = ("features", "outputs")
 _STOP = object()

@@ -1,4 +1,8 @@
-"""Typed dependencies for route handlers (``Annotated[T, Depends(...)]``)."""
+"""Typed dependencies for route handlers (``Annotated[T, Depends(...)]``).
+
+Every getter is ``async def``: FastAPI runs a plain ``def`` dependency in its threadpool, one
+thread hop per request for what is an attribute read.
+"""
 
 from __future__ import annotations
 
@@ -33,19 +37,19 @@ def require_scope(scope: str) -> Callable:
     return dependency
 
 
-def get_registry(request: Request) -> ModelRegistry:
+async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def get_job_service(request: Request) -> JobService:
+async def get_job_service(request: Request) -> JobService:
     return request.app.state.job_service
 
 
-def get_prediction_service(request: Request) -> PredictionService:
+async def get_prediction_service(request: Request) -> PredictionService:
     return request.app.state.prediction_service
 
 
-def get_ensemble_service(request: Request) -> EnsembleService:
+async def get_ensemble_service(request: Request) -> EnsembleService:
     return request.app.state.ensemble_service
 
 

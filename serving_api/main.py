@@ -21,6 +21,7 @@ from serving_api.services.ensembles import EnsembleService
 from serving_api.services.predictions import PredictionService
 from serving_api.auth import TokenVerifier
 from serving_api.errors import install_error_handlers
+from serving_api.heap import freeze_long_lived
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.ratelimit import RateLimiter
@@ -49,7 +50,7 @@ _MLFLOW_CLIENT_DEFAULTS = {
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    state = build_state_store(settings)
+    state = build_state_store(settings, serving=True)
     audit = AuditLog(state)
     metrics = ApiMetrics()
 
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prediction_log = app.state.prediction_service.log = PredictionLog(state, max_wait_s=0)  # one per lifespan; commits group by themselves
         prediction_log.start()
         warming = asyncio.get_running_loop().create_task(model_cache.warm_production()) if settings.warm_models else None
+        freeze_long_lived()
         try:
             yield
         finally:

@@ -27,6 +27,9 @@ log = logging.getLogger("mlservice.api")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _AUDITED_PREFIX = "/api/v1"
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Answered predictions each have a durable prediction-log row (with tenant and subject): no
+# second, audit, row for them. Refused ones are audited like every other call.
+_LOGGED_ELSEWHERE = {"/api/v1/predictions", "/api/v1/ensembles/{ensemble_id}/predict"}
 
 
 class _BodyTooLarge(HTTPException):
@@ -117,7 +120,8 @@ class RequestContextMiddleware:
         status = state["status"]
         self.metrics.observe(method, template, status, seconds, state["code"])
         path = scope.get("path", "")
-        if self.audit is not None and path.startswith(_AUDITED_PREFIX) and (method not in _READ_METHODS or status >= 400):
+        audited = status >= 400 or (method not in _READ_METHODS and template not in _LOGGED_ELSEWHERE)
+        if self.audit is not None and audited and path.startswith(_AUDITED_PREFIX):
             principal = scope.get("state", {}).get("principal")
             self.audit.record(
                 request_id=request_id,

@@ -13,8 +13,9 @@ from resources.state_db import StateStore
 from serving_api.settings import Settings
 
 
-def build_state_store(settings: Settings) -> StateStore:
-    return StateStore(database_url=settings.effective_database_url)
+def build_state_store(settings: Settings, *, serving: bool = False) -> StateStore:
+    """``serving``: the API's store, whose SQLite WAL is checkpointed off the commit path."""
+    return StateStore(database_url=settings.effective_database_url, background_checkpoint=serving)
 
 
 def build_registry(settings: Settings, state: StateStore) -> ModelRegistry:

@@ -16,7 +16,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-PredictFn = Callable[[pd.DataFrame], tuple[np.ndarray, "np.ndarray | None"]]
+Inputs = "pd.DataFrame | np.ndarray"
+PredictFn = Callable[[Inputs], tuple[np.ndarray, "np.ndarray | None"]]
+
+
+def _combine(parts: list) -> "pd.DataFrame | np.ndarray":
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return pd.concat(parts, ignore_index=True)
 
 
 class MicroBatcher:
@@ -29,7 +38,7 @@ class MicroBatcher:
         self._worker: asyncio.Task | None = None
         self.batches = 0  # predict calls made (for tests and metrics)
 
-    async def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    async def predict(self, frame: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._worker is None or self._worker.done():
@@ -64,8 +73,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
-            frames = [frame for frame, _ in batch]
-            combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            combined = _combine([frame for frame, _ in batch])
             try:
                 predictions, probabilities = await loop.run_in_executor(self.executor, self.predict_fn, combined)
             except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets the error

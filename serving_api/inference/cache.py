@@ -1,8 +1,10 @@
 """The model cache: one owned object on ``app.state``, keyed by (tenant, model, version).
 
 - Version specs (none, a semantic version, or a stage name) resolve through the registry; the
-  resolution is cached for ``resolve_ttl_s`` and dropped at once when this API changes the
-  model's stage (``invalidate``); other replicas see the change within the TTL.
+  resolution is cached and dropped at once when this API changes the model's stage
+  (``invalidate``). After ``resolve_ttl_s`` an entry is stale: it is still answered at once while
+  one background task re-reads the registry (stale-while-revalidate), so other replicas see a
+  stage change within about the TTL and no request waits on the registry for a known model.
 - Loads are single-flight: concurrent misses for one key wait on the same load.
 - Bounded by count and by approximate memory, least recently used first out.
 """
@@ -10,16 +12,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from resources.errors import VersionNotFound
+from resources.errors import ModelNotFound, VersionNotFound
 from resources.registry import ModelRegistry
 from resources.versioning import STAGES, SemVer
+from serving_api.heap import freeze_long_lived
 from serving_api.inference.batcher import MicroBatcher
 from serving_api.inference.loaded import LoadedModel, load_model_version
+
+log = logging.getLogger("mlservice.api.cache")
 
 
 @dataclass
@@ -49,6 +55,7 @@ class ModelCache:
         self._models: OrderedDict[tuple[str, str, str], Served] = OrderedDict()
         self._inflight: dict[tuple[str, str, str], asyncio.Task] = {}
         self._resolutions: dict[tuple[str, str, str | None], tuple[float, Resolved]] = {}
+        self._refreshing: dict[tuple[str, str, str | None], asyncio.Task] = {}
         self.loads = 0  # how many times a model was actually loaded (single-flight shows here)
         self._executor: ThreadPoolExecutor | None = None
 
@@ -73,17 +80,34 @@ class ModelCache:
     async def resolve(self, tenant_id: str, model_id: str, spec: str | None) -> Resolved:
         key = (tenant_id, model_id, spec)
         hit = self._resolutions.get(key)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.resolve_ttl_s:
-            return hit[1]
-        resolved = await asyncio.to_thread(self._resolve_blocking, tenant_id, model_id, spec)
-        self._resolutions[key] = (now, resolved)
-        return resolved
+        if hit is None:
+            resolved = await asyncio.to_thread(self._resolve_blocking, tenant_id, model_id, spec)
+            self._resolutions[key] = (time.monotonic(), resolved)
+            return resolved
+        if time.monotonic() - hit[0] >= self.resolve_ttl_s and key not in self._refreshing:
+            self._refreshing[key] = asyncio.get_running_loop().create_task(self._refresh(key))
+        return hit[1]
+
+    async def _refresh(self, key: tuple[str, str, str | None]) -> None:
+        try:
+            resolved = await asyncio.to_thread(self._resolve_blocking, *key)
+        except (ModelNotFound, VersionNotFound):
+            self._resolutions.pop(key, None)  # gone or no longer at that stage: the next request re-resolves
+        except Exception:  # noqa: BLE001 - registry unreachable: keep serving what we know, retry later
+            log.warning("re-resolving %s failed; serving the cached resolution", key, exc_info=True)
+        else:
+            if key in self._resolutions:  # not invalidated meanwhile
+                self._resolutions[key] = (time.monotonic(), resolved)
+        finally:
+            self._refreshing.pop(key, None)
 
     def invalidate(self, tenant_id: str, model_id: str) -> None:
         """Forget cached resolutions of a model (its stages changed). Loaded versions stay valid."""
         for key in [k for k in self._resolutions if k[0] == tenant_id and k[1] == model_id]:
             self._resolutions.pop(key, None)
+            refresh = self._refreshing.pop(key, None)
+            if refresh is not None:
+                refresh.cancel()
 
     # -- loading ---------------------------------------------------------------------------
     async def get(self, tenant_id: str, model_id: str, spec: str | None) -> Served:
@@ -104,10 +128,11 @@ class ModelCache:
         try:
             model = await asyncio.to_thread(self._load, key[0], key[1], resolved)
             served = Served(model, MicroBatcher(
-                model.predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms
+                model.batch_predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms
             ))
             self._models[key] = served
             self._evict()
+            freeze_long_lived()
             return served
         finally:
             self._inflight.pop(key, None)
@@ -136,6 +161,9 @@ class ModelCache:
         """Drop loaded models and the predict threads (a later lifespan starts afresh)."""
         self._models.clear()
         self._inflight.clear()
+        for refresh in self._refreshing.values():
+            refresh.cancel()
+        self._refreshing.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

@@ -61,7 +61,8 @@ async def predict_ensemble(
     if not body.options.return_probabilities:
         outcome["probabilities"] = None
     latency_ms, request_id = await predictions.log_prediction(
-        request_id=request_id_of(request), tenant_id=principal.tenant_id, model_id=ensemble_id, version="ensemble",
+        request_id=request_id_of(request), tenant_id=principal.tenant_id, subject=principal.subject,
+        model_id=ensemble_id, version="ensemble",
         rows=rows, outputs={k: outcome[k] for k in ("prediction", "probabilities", "confidence", "members")},
         started=started, ensemble_id=ensemble_id,
     )

@@ -150,7 +150,7 @@ async def infer(
         else:
             raise InvalidRequest(f"unknown output '{output}'", {"outputs": list(metadata)})
     _, logged_id = await service.log_prediction(
-        request_id=request_id_of(request), tenant_id=principal.tenant_id, model_id=record.model_id,
+        request_id=request_id_of(request), tenant_id=principal.tenant_id, subject=principal.subject, model_id=record.model_id,
         version=served.model.version, rows=rows, outputs={"prediction": outcome.prediction, "probabilities": outcome.probabilities},
         started=started,
     )

@@ -28,7 +28,8 @@ async def predict(body: PredictionRequest, request: Request, principal: Predicti
     }
     version = outcome.served.model.version
     latency_ms, request_id = await service.log_prediction(
-        request_id=request_id_of(request), tenant_id=principal.tenant_id, model_id=body.model_id, version=version,
+        request_id=request_id_of(request), tenant_id=principal.tenant_id, subject=principal.subject,
+        model_id=body.model_id, version=version,
         rows=rows, outputs={k: v for k, v in response.items() if k != "explanation"}, started=started,
     )
     return PredictionResponse(request_id=request_id, model_id=body.model_id, version=version,

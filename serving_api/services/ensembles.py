@@ -16,7 +16,7 @@ import numpy as np
 from resources.ensembles import EnsembleRecord, EnsembleStore
 from resources.errors import DomainError, InvalidRequest, ModelNotFound, VersionNotFound
 from serving_api.inference.cache import ModelCache
-from serving_api.inference.validation import FeatureValidationError, to_frame
+from serving_api.inference.validation import FeatureValidationError, model_inputs
 
 
 class EnsembleIncompatible(DomainError):
@@ -73,8 +73,7 @@ class EnsembleService:
             async def run():
                 served = await self.cache.get(tenant_id, member["model_id"], member["version"])
                 result["version"] = served.model.version
-                frame = to_frame(rows, served.model.features)
-                return served, await served.batcher.predict(frame)
+                return served, await served.batcher.predict(model_inputs(served.model, rows))
 
             served, (predictions, probabilities) = await asyncio.wait_for(run(), timeout_s)
             result.update(status="ok", predictions=predictions, probabilities=probabilities, classes=served.model.classes)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from serving_api.inference.cache import ModelCache, Served
-from serving_api.inference.validation import to_frame
+from serving_api.inference.validation import model_inputs, to_frame
 
 # Shapley sampling (models with more than 10 features): 32 antithetic permutations keep an
 # explanation near 80 ms for a 100-tree forest with 30 features; the sum stays exact.
@@ -25,11 +25,11 @@ class RowsOutcome:
     prediction: list[Any]
     probabilities: list[list[float]] | None
     confidence: list[float] | None
-    frame: Any
+    rows: list[dict[str, Any]]
 
 
 def _plain(values: np.ndarray) -> list[Any]:
-    return [v.item() if hasattr(v, "item") else v for v in values]
+    return np.asarray(values).tolist()  # numpy scalars -> Python numbers and strings
 
 
 class PredictionService:
@@ -38,11 +38,12 @@ class PredictionService:
 
     async def predict_rows(self, tenant_id: str, model_id: str, version: str | None, rows: list[dict[str, Any]]) -> RowsOutcome:
         served = await self.cache.get(tenant_id, model_id, version)
-        frame = to_frame(rows, served.model.features)
-        predictions, probabilities = await served.batcher.predict(frame)
-        proba = None if probabilities is None else [[float(p) for p in row] for row in probabilities]
-        confidence = None if probabilities is None else [float(p) for p in probabilities.max(axis=1)]
-        return RowsOutcome(served, _plain(predictions), proba, confidence, frame)
+        inputs = model_inputs(served.model, rows)
+        predictions, probabilities = await served.batcher.predict(inputs)
+        if probabilities is None:
+            return RowsOutcome(served, _plain(predictions), None, None, rows)
+        probabilities = np.asarray(probabilities, dtype=float)
+        return RowsOutcome(served, _plain(predictions), probabilities.tolist(), probabilities.max(axis=1).tolist(), rows)
 
     async def explain(self, outcome: RowsOutcome) -> list[dict[str, Any]]:
         from serving_api.inference.explain import explain
@@ -51,8 +52,9 @@ class PredictionService:
         if model.estimator is None:
             return [{"method": "unavailable", "reason": "explanations need a scikit-learn model"}]
         results = []
-        for index in range(len(outcome.frame)):
-            row = outcome.frame.iloc[[index]]
+        frame = to_frame(outcome.rows, model.features)
+        for index in range(len(frame)):
+            row = frame.iloc[[index]]
             try:
                 explanation = await asyncio.to_thread(
                     explain, model.estimator, row, model_type=model.model_type, classes=model.classes or None,
@@ -66,7 +68,7 @@ class PredictionService:
 
     async def log_prediction(
         self, *, request_id: str, tenant_id: str, model_id: str, version: str, rows: list[dict[str, Any]],
-        outputs: dict[str, Any], started: float, ensemble_id: str | None = None,
+        outputs: dict[str, Any], started: float, ensemble_id: str | None = None, subject: str | None = None,
     ) -> tuple[float, str]:
         """Write the durable record; returns (latency_ms, the request id the record carries).
 
@@ -76,7 +78,7 @@ class PredictionService:
         import sqlalchemy as sa
 
         latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        fields = dict(tenant_id=tenant_id, model_id=model_id, model_version=version, ensemble_id=ensemble_id,
+        fields = dict(tenant_id=tenant_id, subject=subject, model_id=model_id, model_version=version, ensemble_id=ensemble_id,
                       latency_ms=latency_ms, features=rows, outputs=outputs)
         try:
             await self.log.record(request_id=request_id, **fields)

@@ -158,3 +158,22 @@ def test_algorithm_swap_is_refused(rs256_client):
     _assert_unauthorized(client.get("/api/v1/models", headers=auth(f"{signing_input}.{b64(signature)}")))
     # And an HS256 token with the shared test secret means nothing to an RS256 deployment.
     _assert_unauthorized(client.get("/api/v1/models", headers=auth(make_token("t-rs", secret=TEST_SECRET))))
+
+
+def test_verified_tokens_are_remembered_only_until_they_expire(tmp_path):
+    from serving_api.auth import TokenVerifier
+    from serving_api.errors import ApiError
+
+    verifier = TokenVerifier(make_settings(tmp_path))
+    token = make_token("cache-t", exp=int(time.time()) + 30)
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first  # answered from the cache
+    # the same claims under another signature are no cache hit
+    forged = make_token("cache-t", exp=int(time.time()) + 30, secret="another-secret-0123456789abcdef0123456789")
+    with pytest.raises(ApiError) as refused:
+        verifier.verify(forged)
+    assert refused.value.code == "UNAUTHORIZED"
+    # a token past its exp but inside PyJWT's 5 s leeway verifies, and is never served from the cache
+    lapsed = make_token("cache-t", exp=int(time.time()) - 2)
+    once = verifier.verify(lapsed)
+    assert verifier.verify(lapsed) is not once and verifier.verify(lapsed) == once

@@ -237,3 +237,58 @@ def test_a_reused_request_id_still_gets_one_record_per_answer(client, served):
     assert len(ids) == 2 and headers["X-Request-ID"] in ids
     logged = [r["request_id"] for r in client.app.state.prediction_service.log.records(served["tenant"], limit=1000)]
     assert all(logged.count(i) == 1 for i in ids)
+
+
+def test_a_stage_change_by_another_replica_is_picked_up_after_the_ttl(client, settings):
+    """Stale-while-revalidate: past the TTL the known resolution still answers at once, and one
+    background refresh brings the other replica's change in."""
+    import time
+
+    tenant = f"swr-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    first, second = log_sklearn_model(settings, tenant, kind="logistic"), log_sklearn_model(settings, tenant, kind="forest")
+    model_id = client.post("/api/v1/models", json={"name": "m", "source": {"run_id": first}}, headers=headers).json()["model_id"]
+    client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": second}}, headers=headers)
+    for stage in ("staging", "production"):
+        client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": stage}, headers=headers)
+
+    def version() -> str:
+        response = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()["version"]
+
+    assert version() == "1.0.0"
+    registry = client.app.state.registry  # "another replica": the registry changes, this cache is not told
+    for stage in ("staging", "production"):
+        registry.transition_stage(tenant, model_id, version="1.1.0", target_stage=stage, actor="other-replica")
+    cache = client.app.state.model_cache
+    assert version() == "1.0.0"  # within the TTL: the cached resolution
+    ttl = cache.resolve_ttl_s
+    cache.resolve_ttl_s = 0.0
+    try:
+        assert version() == "1.0.0"  # stale: answered at once, a refresh starts in the background
+        seen = []
+        for _ in range(100):
+            seen.append(version())
+            if seen[-1] == "1.1.0":
+                break
+            time.sleep(0.05)
+        assert seen[-1] == "1.1.0"
+    finally:
+        cache.resolve_ttl_s = ttl
+
+
+def test_answered_predictions_are_logged_with_their_subject_and_not_audited_twice(client, served):
+    from tests.api.test_errors import _audit_rows
+
+    ok = _predict(client, served, features=ROW)
+    refused = _predict(client, served, features={"total_orders": 1})
+    assert ok.status_code == 200 and refused.status_code == 422
+    rows = _audit_rows(client, served["tenant"], 1)
+    audited = {r["request_id"]: r for r in rows}
+    assert refused.headers["x-request-id"] in audited
+    assert audited[refused.headers["x-request-id"]]["error_code"] == "VALIDATION_ERROR"
+    assert ok.json()["request_id"] not in audited
+    [record] = [r for r in client.app.state.prediction_service.log.records(served["tenant"], limit=1000)
+                if r["request_id"] == ok.json()["request_id"]]
+    assert record["subject"] == f"user@{served['tenant']}"
