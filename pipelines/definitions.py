@@ -11,17 +11,21 @@ import os
 
 import dagster as dg
 
+from assets.features.assets import FEATURE_ASSETS
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import RESOURCES_BY_ENV
+from pipelines.schedules import HOURLY, build_feature_schedule
 
 
 def build_definitions() -> dg.Definitions:
     environment = os.environ.get("MLSERVICE_ENV", "local")
+    feature_cron = os.environ.get("MLSERVICE_FEATURE_MATERIALIZATION_CRON", HOURLY)
     return dg.Definitions(
-        assets=[training_set, trained_model, tuned_model],
+        assets=[*FEATURE_ASSETS, training_set, trained_model, tuned_model],
         jobs=ALL_JOBS,
+        schedules=[build_feature_schedule(feature_cron)],
         resources=RESOURCES_BY_ENV[environment](),
     )
 

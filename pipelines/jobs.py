@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.features.assets import customer_features, order_features
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
+from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB
 
 TRAINING_JOB = "training"
 TUNING_JOB = "tuning"
@@ -24,4 +26,12 @@ tuning_job = dg.define_asset_job(
     tags={"mlservice/kind": "tuning"},
 )
 
-ALL_JOBS = [training_job, tuning_job]
+feature_materialization_job = dg.define_asset_job(
+    FEATURE_MATERIALIZATION_JOB,
+    selection=dg.AssetSelection.assets(customer_features, order_features),
+    description="Load a tenant's feature views from the offline store into the online store (Feast)",
+    tags={"mlservice/kind": "materialization"},
+    executor_def=dg.in_process_executor,  # small steps that share the tenant's registry: one process, in order
+)
+
+ALL_JOBS = [training_job, tuning_job, feature_materialization_job]

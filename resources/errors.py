@@ -59,3 +59,44 @@ class DependencyUnavailable(DomainError):
 
 class RayUnavailable(DomainError):
     code = "RAY_UNAVAILABLE"
+
+
+# -- feature store (resources/feature_store.py) ------------------------------------------------
+class FeatureRefInvalid(InvalidRequest):
+    """A feature reference that is not ``<feature_view>:<feature>`` (or a request that cannot be
+    answered as asked, e.g. two views' features with the same bare name): 400."""
+
+    code = "INVALID_REQUEST"
+
+
+class FeatureStoreNotFound(DomainError):
+    """The tenant has no feature store (no feature data applied yet)."""
+
+    code = "FEATURE_STORE_NOT_FOUND"
+
+    def __init__(self, tenant_id: str, why: str = "no feature store for this tenant"):
+        super().__init__(why, {"tenant_id": tenant_id})
+
+
+class FeatureViewNotFound(DomainError):
+    code = "FEATURE_VIEW_NOT_FOUND"
+
+    def __init__(self, view: str):
+        super().__init__(f"feature view '{view}' not found", {"feature_view": view})
+
+
+class FeatureNotFound(DomainError):
+    code = "FEATURE_NOT_FOUND"
+
+    def __init__(self, view: str, feature: str):
+        super().__init__(
+            f"feature '{feature}' not found in feature view '{view}'",
+            {"feature_view": view, "feature": feature, "feature_ref": f"{view}:{feature}"},
+        )
+
+
+class FeatureServiceNotFound(DomainError):
+    code = "FEATURE_SERVICE_NOT_FOUND"
+
+    def __init__(self, name: str):
+        super().__init__(f"feature service '{name}' not found", {"feature_service": name})

@@ -29,6 +29,12 @@ class DataSpec(dg.Config):
     target_column: str = Field(description="label column")
     feature_columns: list[str] | None = Field(default=None, description="default: every other column except ids")
     validation_fraction: float = Field(default=0.2, gt=0, lt=1, description="used when validation_path is absent")
+    feature_service: str | None = Field(
+        default=None,
+        description="Feast feature service of the tenant (e.g. churn_v1): train_path (and validation_path) are then "
+        "entity frames (join keys, event_timestamp, target) and the features come from the offline store by a "
+        "point-in-time join; feature_columns default to the service's features",
+    )
     seed: int = Field(default=42, description="split and model seed")
 
 

@@ -14,11 +14,15 @@ from assets.training.data import TrainingData
 from assets.training.datasets import DataProblem, build_training_data
 from resources.data_access import DataAccessPolicy
 from resources.errors import DomainError
+from resources.feature_store import FeatureStoreResource
 from resources.job_specs import JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig
 from resources.jobs import JobStore
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import StateStore
+
+
+FEATURE_SERVICE_TAG = "mlservice.feature_service"  # on the MLflow run and the model version
 
 
 def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None) -> dg.Failure:
@@ -28,10 +32,12 @@ def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None)
 
 
 @dg.asset(group_name="training", description="Features and labels of a training job, split into train and validation")
-def training_set(config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore) -> dg.Output[TrainingData]:
+def training_set(
+    config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore, feature_store: FeatureStoreResource,
+) -> dg.Output[TrainingData]:
     jobs = JobStore(state)
     try:
-        data = build_training_data(config.data, config.model_type, config.context.tenant_id, data_access)
+        data = build_training_data(config.data, config.model_type, config.context.tenant_id, data_access, feature_store)
     except (DataProblem, DomainError) as exc:
         raise _fail(str(getattr(exc, "message", exc)), jobs, config.context.job_id) from None
     metadata: dict[str, Any] = {
@@ -44,6 +50,8 @@ def training_set(config: TrainingSetConfig, data_access: DataAccessPolicy, state
     }
     if data.classes:
         metadata["classes"] = ", ".join(map(str, data.classes))
+    if data.feature_service:
+        metadata["feature_service"] = data.feature_service
     return dg.Output(data, metadata=metadata)
 
 
@@ -69,6 +77,8 @@ def fit_and_register(
     experiment_id = registry.ensure_experiment(context.tenant_id, model_name)
     mlflow.set_tracking_uri(registry.tracking_uri)
     tags = {"mlservice.tenant": context.tenant_id, "mlservice.job_id": context.job_id, **(extra_tags or {})}
+    if data.feature_service:
+        tags[FEATURE_SERVICE_TAG] = data.feature_service
     with mlflow.start_run(experiment_id=experiment_id, run_name=context.job_id, tags=tags) as run:
         run_id = run.info.run_id
         jobs.update(context.job_id, result={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
@@ -89,6 +99,10 @@ def fit_and_register(
         "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch,
         "mlflow_run_url": mlflow_run_url(registry.tracking_uri, experiment_id, run_id),
     }
+    if data.feature_service:  # predictions by entity fetch this service's features for the version
+        registry.client.set_model_version_tag(model.mlflow_name, str(version.mlflow_version), FEATURE_SERVICE_TAG,
+                                              data.feature_service)
+        result["feature_service"] = data.feature_service
     jobs.update(context.job_id, result=result)
     return result
 

@@ -17,6 +17,7 @@ class TrainingData:
     target_column: str
     model_type: str  # "classification" | "regression"
     classes: list = field(default_factory=list)  # sorted class labels for classification
+    feature_service: str | None = None  # the Feast feature service the features came from
 
     @property
     def rows(self) -> dict[str, int]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from assets.training.data import TrainingData
 from resources.data_access import DataAccessPolicy, DataLocation
 from resources.job_specs import DataSpec
+
+if TYPE_CHECKING:
+    from resources.feature_store import FeatureStoreResource
 
 _ID_LIKE = ("id", "customer_id", "entity_id", "event_timestamp", "created_timestamp")
 
@@ -59,14 +64,32 @@ def _clean(frame: pd.DataFrame, features: list[str], target: str, source: str) -
     return subset[features].astype("float64"), subset[target]
 
 
-def build_training_data(spec: DataSpec, model_type: str, tenant_id: str, policy: DataAccessPolicy) -> TrainingData:
+def _read(spec: DataSpec, path: str, tenant_id: str, policy: DataAccessPolicy,
+          feature_store: "FeatureStoreResource | None") -> tuple[pd.DataFrame, DataSpec]:
+    """The frame at ``path``; with a feature service, joined to the store's features (which then
+    are the default feature columns)."""
+    frame = read_table(policy.resolve(tenant_id, path), policy)
+    if not spec.feature_service:
+        return frame, spec
+    from assets.training.feature_sets import join_feature_service
+
+    if feature_store is None:
+        raise DataProblem("this deployment has no feature store: feature_service cannot be used")
+    frame, service_features = join_feature_service(frame, spec.feature_service, tenant_id, feature_store, path)
+    return frame, spec if spec.feature_columns else spec.model_copy(update={"feature_columns": service_features})
+
+
+def build_training_data(
+    spec: DataSpec, model_type: str, tenant_id: str, policy: DataAccessPolicy,
+    feature_store: "FeatureStoreResource | None" = None,
+) -> TrainingData:
     from sklearn.model_selection import train_test_split
 
-    train_frame = read_table(policy.resolve(tenant_id, spec.train_path), policy)
+    train_frame, spec = _read(spec, spec.train_path, tenant_id, policy, feature_store)
     features = _features(train_frame, spec, spec.train_path)
     x, y = _clean(train_frame, features, spec.target_column, spec.train_path)
     if spec.validation_path:
-        val_frame = read_table(policy.resolve(tenant_id, spec.validation_path), policy)
+        val_frame, _ = _read(spec, spec.validation_path, tenant_id, policy, feature_store)
         _features(val_frame, spec.model_copy(update={"feature_columns": features}), spec.validation_path)
         x_val, y_val = _clean(val_frame, features, spec.target_column, spec.validation_path)
         x_train, y_train = x, y
@@ -90,4 +113,5 @@ def build_training_data(spec: DataSpec, model_type: str, tenant_id: str, policy:
         x_train=x_train.reset_index(drop=True), y_train=y_train.reset_index(drop=True),
         x_val=x_val.reset_index(drop=True), y_val=y_val.reset_index(drop=True),
         feature_columns=features, target_column=spec.target_column, model_type=model_type, classes=classes,
+        feature_service=spec.feature_service,
     )

@@ -10,6 +10,7 @@ from sklearn.datasets import load_breast_cancer
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from resources.data_access import DataAccessPolicy
+from resources.feature_store import FeatureStoreResource
 from resources.job_specs import DataSpec, JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig, TuningConfig, run_config
 from resources.jobs import JobStore
 from resources.ray_cluster import RayCluster
@@ -43,6 +44,7 @@ def env(tmp_path_factory, local_ray):
                                   artifact_root=(root / "mlflow" / "artifacts").as_uri()),
         "data_access": DataAccessPolicy(data_dir=str(root)),
         "ray_cluster": RayCluster(address="auto"),  # connect() reuses the local ray.init above
+        "feature_store": FeatureStoreResource(data_dir=str(root)),
     }
     return resources
 

@@ -1,0 +1,44 @@
+"""Run configuration of the ``feature_materialization`` job (one definition for the API, the
+schedule and the Dagster UI), in the style of ``resources.job_specs``.
+
+The job holds one asset per feature view; every asset takes the same ``MaterializationConfig``
+and skips itself when ``feature_views`` is given and does not name its view.
+"""
+
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from resources.job_specs import JobContext
+
+FEATURE_MATERIALIZATION_JOB = "feature_materialization"
+FEATURE_VIEWS = ("customer_features", "order_features")  # the asset (op) names, one per view
+
+
+def parse_timestamp(value: str | None, name: str) -> datetime | None:
+    """ISO 8601; a date or naive time is UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 date or time, got {value!r}") from None
+    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+
+
+class MaterializationConfig(dg.Config):
+    context: JobContext
+    feature_views: list[str] | None = Field(default=None, description="views to materialize; default all")
+    incremental: bool = Field(default=True, description="from where the last run ended (or end - ttl) to end_date")
+    start_date: str | None = Field(default=None, description="ISO 8601; full runs only (default 1970-01-01)")
+    end_date: str | None = Field(default=None, description="ISO 8601 (default: now)")
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        return parse_timestamp(self.start_date, "start_date"), parse_timestamp(self.end_date, "end_date")
+
+
+def materialization_run_config(config: MaterializationConfig) -> dict[str, Any]:
+    """``{"ops": {view: {"config": ...}}}`` for every view asset of the job."""
+    return {"ops": {view: {"config": config.model_dump()} for view in FEATURE_VIEWS}}
