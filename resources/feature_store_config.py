@@ -26,7 +26,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 OnlineStoreKind = Literal["sqlite", "redis", "postgres"]
-REDACTED = "<redacted: set by the platform's online store URL>"
+REDACTED = "REDACTED"  # the secret stays in the platform's online store URL
 
 
 def project_name(tenant_id: str) -> str:

@@ -1,0 +1,103 @@
+"""The Dagster side: one materialization asset per feature view (lineage from source data), the
+job and the hourly schedule resolve in Definitions, runs execute in process and report to the
+job record."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import pytest
+
+from assets.features.assets import FEATURE_ASSETS, customer_features, order_features
+from pipelines.jobs import feature_materialization_job
+from pipelines.schedules import SCHEDULE_NAME, build_feature_schedule
+from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
+from resources.feature_store import FeatureStoreResource
+from resources.job_specs import JobContext
+from resources.jobs import JobStore
+from resources.state_db import StateStore
+from tests.features.conftest import END, REFS, seed_tenant
+
+TENANT = "dagster-tenant"
+
+
+@pytest.fixture
+def env(tmp_path):
+    seed_tenant(tmp_path, TENANT, n=100)
+    return {"feature_store": FeatureStoreResource(data_dir=str(tmp_path)),
+            "state": StateStore(database_url=f"sqlite:///{tmp_path / 'state.db'}")}
+
+
+def _config(job_id: str, **values) -> MaterializationConfig:
+    return MaterializationConfig(context=JobContext(tenant_id=TENANT, job_id=job_id, requested_by="tester"), **values)
+
+
+def test_definitions_hold_the_job_schedule_and_lineage(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
+    from pipelines.definitions import build_definitions
+
+    defs = build_definitions()
+    dg.Definitions.validate_loadable(defs)
+    repository = defs.get_repository_def()
+    job = repository.get_job(FEATURE_MATERIALIZATION_JOB)
+    assert {n.name for n in job.graph.nodes} == {"customer_features", "order_features"}
+    schedule = repository.get_schedule_def(SCHEDULE_NAME)
+    assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == FEATURE_MATERIALIZATION_JOB
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert isinstance(defs.resources["feature_store"], FeatureStoreResource)
+    graph = defs.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("customer_features")).parent_keys == {dg.AssetKey("customer_source_data")}
+    assert graph.get(dg.AssetKey("order_features")).parent_keys == {dg.AssetKey("order_source_data")}
+    assert graph.get(dg.AssetKey("customer_features")).group_name == "features"
+
+
+def test_schedule_requests_one_incremental_run_per_tenant_with_a_store(env, tmp_path):
+    schedule = build_feature_schedule()
+    tick = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
+    with dg.build_schedule_context(resources=env, scheduled_execution_time=tick) as context:
+        assert isinstance(schedule(context), dg.SkipReason)  # nothing applied yet
+    env["feature_store"].apply(TENANT)
+    seed_tenant(tmp_path, "data-but-no-store", n=20)
+    with dg.build_schedule_context(resources=env, scheduled_execution_time=tick) as context:
+        requests = schedule(context)
+    assert [r.tags["mlservice/tenant"] for r in requests] == [TENANT]
+    config = requests[0].run_config["ops"]["customer_features"]["config"]
+    assert config["incremental"] is True and config["context"]["tenant_id"] == TENANT
+    assert config["end_date"] == tick.isoformat()
+    assert requests[0].run_config["ops"]["order_features"]["config"] == config
+
+
+def test_materialize_assets_in_process_and_report_to_the_job(env):
+    record, _ = JobStore(env["state"]).create(TENANT, kind="materialization", request={}, submitted_by="tester")
+    config = _config(record.job_id, incremental=False, end_date=END.isoformat())
+    result = dg.materialize(FEATURE_ASSETS, resources=env, run_config=materialization_run_config(config))
+    assert result.success
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"customer_features", "order_features"}
+    job = JobStore(env["state"]).get(TENANT, record.job_id)
+    assert set(job.result) == {"customer_features", "order_features"}
+    assert job.result["customer_features"]["entities"] == 100 and job.result["customer_features"]["incremental"] is False
+    answers = env["feature_store"].online_features(TENANT, REFS + ["order_features:return_rate"], [{"customer_id": "cust-5"}])
+    assert answers[0]["status"] == "ok"
+
+
+def test_job_executes_only_the_requested_views(env):
+    defs = dg.Definitions(assets=FEATURE_ASSETS, jobs=[feature_materialization_job], resources=env)
+    config = _config("mat-job-none", feature_views=["customer_features"], incremental=True, end_date=END.isoformat())
+    result = defs.resolve_job_def(FEATURE_MATERIALIZATION_JOB).execute_in_process(run_config=materialization_run_config(config))
+    assert result.success
+    assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"customer_features"}
+    store = env["feature_store"]
+    assert store.online_features(TENANT, REFS, [{"customer_id": "cust-5"}])[0]["status"] == "ok"
+    assert store.online_features(TENANT, ["order_features:return_rate"], [{"customer_id": "cust-5"}])[0]["status"] == "missing"
+
+
+def test_a_tenant_without_feature_data_fails_the_run_and_the_job(env):
+    record, _ = JobStore(env["state"]).create("empty-tenant", kind="materialization", request={}, submitted_by="tester")
+    config = MaterializationConfig(context=JobContext(tenant_id="empty-tenant", job_id=record.job_id))
+    result = dg.materialize([customer_features, order_features], resources=env,
+                            run_config=materialization_run_config(config), raise_on_error=False)
+    assert not result.success
+    error = JobStore(env["state"]).get("empty-tenant", record.job_id).error
+    assert error and "no feature data" in error
