@@ -9,7 +9,10 @@ takes another tenant's project, so one tenant can neither read nor materialize a
 All methods are synchronous and thread-safe; one ``feast.FeatureStore`` is cached per tenant.
 Writes (apply, materialize) hold a per-tenant lock that also spans processes (a lock file in
 the tenant's repository), so an API process and Dagster run workers do not interleave registry
-writes. Feast is imported inside methods only.
+writes. With SQLite, lookups of one tenant take turns on Feast's shared connection (a lookup is
+~0.2 ms) and wait while this same process materializes that tenant; materialization normally
+runs in Dagster run workers, and the online store file is in WAL mode so their writes do not
+block the API's reads. Feast is imported inside methods only.
 """
 
 from __future__ import annotations
@@ -178,13 +181,19 @@ class FeatureStoreResource(dg.ConfigurableResource):
             raise FeatureStoreNotFound(tenant_id, f"no feature data for this tenant (expected {', '.join(SOURCE_FILES)} "
                                                   f"under its data area's features/ folder)")
         state = self._tenant(tenant_id, create=True)
-        with self._writing(tenant_id, state):
-            options = self.repo_options(tenant_id)
-            (self.repo_dir(tenant_id) / "feature_store.yaml").write_text(feature_store_yaml(options))
-            state.store.apply(build_objects(str(self.source_dir(tenant_id))))
-            if self.online_store == "sqlite":
-                _use_wal(Path(options["online_store"]["path"]))
-            self._load_catalog(state)
+        try:
+            with self._writing(tenant_id, state):
+                options = self.repo_options(tenant_id)
+                (self.repo_dir(tenant_id) / "feature_store.yaml").write_text(feature_store_yaml(options))
+                state.store.apply(build_objects(str(self.source_dir(tenant_id))))
+                if self.online_store == "sqlite":
+                    _use_wal(Path(options["online_store"]["path"]))
+                self._load_catalog(state)
+        except BaseException:
+            if not self.is_applied(tenant_id):  # never cache a store whose first apply failed
+                with self._guard:
+                    self._tenants.pop(tenant_id, None)
+            raise
         return {"tenant_id": tenant_id, "project": options["project"], "feature_views": sorted(state.views),
                 "feature_services": sorted(state.services)}
 
@@ -347,8 +356,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
         frame = entity_df.copy()
         frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
         frame["_mlservice_row"] = range(len(frame))
-        with state.lock:
-            joined = state.store.get_historical_features(entity_df=frame, features=[str(r) for r in refs]).to_df()
+        joined = state.store.get_historical_features(entity_df=frame, features=[str(r) for r in refs]).to_df()
         # Feast 0.67's file (dask) store drops an entity row whose feature rows all lie after its
         # timestamp (while it keeps one with no rows at all): put every row back, in order.
         names = [r.feature for r in refs]

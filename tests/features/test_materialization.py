@@ -87,3 +87,12 @@ def test_ensure_applied_is_idempotent(tmp_path):
     assert store.ensure_applied("ens")["applied"] is True
     assert store.ensure_applied("ens")["applied"] is False
     assert "# Written by mlservice" in (store.repo_dir("ens") / "feature_store.yaml").read_text()
+
+
+def test_a_reader_sees_what_another_store_object_materialized(tmp_path):
+    """The API's cached store (reader) and a run worker's store (writer) share only files."""
+    writer = _store(tmp_path, "shared")
+    reader = FeatureStoreResource(data_dir=str(tmp_path))
+    assert reader.online_features("shared", REFS, ROWS[:1])[0]["status"] == "missing"
+    writer.materialize("shared", incremental=False, end=END)
+    assert reader.online_features("shared", REFS, ROWS[:1])[0]["status"] == "ok"

@@ -112,3 +112,13 @@ def test_tenant_without_store(feature_store):
     assert err.value.code == "FEATURE_STORE_NOT_FOUND"
     with pytest.raises(InvalidRequest):
         feature_store.online_features("../acme-corp", REFS, ROWS)
+
+
+def test_concurrent_lookups_agree_with_serial_ones(feature_store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = [{"customer_id": f"cust-{i}"} for i in range(1, 40)]
+    serial = [feature_store.online_features(TENANT, REFS, [row]) for row in rows]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(5):
+            assert list(pool.map(lambda row: feature_store.online_features(TENANT, REFS, [row]), rows)) == serial
