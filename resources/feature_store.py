@@ -38,7 +38,7 @@ from resources.errors import (
 )
 from resources.feature_refs import FeatureRef, check_entity_rows, parse_refs, shape_rows
 from resources.feature_store_config import OnlineStoreKind, feature_store_yaml, repo_config_options
-from resources.tenancy import validate_tenant
+from resources.tenancy import is_valid_tenant, validate_tenant
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -107,8 +107,6 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
     def tenants(self) -> list[str]:
         """Tenants with an applied feature store (what the hourly schedule materializes)."""
-        from resources.tenancy import is_valid_tenant
-
         root = Path(self.data_dir).resolve() / "feast"
         if not root.is_dir():
             return []
