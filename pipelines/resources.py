@@ -11,19 +11,8 @@ from typing import Callable
 
 import dagster as dg
 
-from resources.feature_store import FeatureStoreResource
 from serving_api.settings import Settings
-from serving_api.wiring import build_data_policy, build_ray_cluster, build_registry, build_state_store
-
-
-def build_feature_store(settings: Settings) -> FeatureStoreResource:
-    """SQLite online store by default; Redis or PostgreSQL when the settings name one
-    (``feast_online_store`` / ``feast_online_store_url``, once Settings carries them)."""
-    return FeatureStoreResource(
-        data_dir=str(settings.data_dir),
-        online_store=getattr(settings, "feast_online_store", "sqlite"),
-        online_store_url=getattr(settings, "feast_online_store_url", None),
-    )
+from serving_api.wiring import build_data_policy, build_feature_store, build_ray_cluster, build_registry, build_state_store
 
 
 def local_resources() -> dict[str, dg.ConfigurableResource]:

@@ -10,6 +10,7 @@ from typing import Annotated, Callable
 
 from fastapi import Depends, Header, Request
 
+from resources.feature_store import FeatureStoreResource
 from resources.registry import ModelRegistry
 from serving_api.services.jobs import JobService
 from serving_api.services.ensembles import EnsembleService
@@ -53,6 +54,10 @@ async def get_ensemble_service(request: Request) -> EnsembleService:
     return request.app.state.ensemble_service
 
 
+async def get_feature_store(request: Request) -> FeatureStoreResource:
+    return request.app.state.feature_store
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
@@ -63,3 +68,6 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_lengt
 PredictionServiceDep = Annotated[PredictionService, Depends(get_prediction_service)]
 PredictionsWriter = Annotated[Principal, Depends(require_scope("predictions:write"))]
 EnsembleServiceDep = Annotated[EnsembleService, Depends(get_ensemble_service)]
+FeatureStoreDep = Annotated[FeatureStoreResource, Depends(get_feature_store)]
+FeaturesReader = Annotated[Principal, Depends(require_scope("features:read"))]
+FeaturesWriter = Annotated[Principal, Depends(require_scope("features:write"))]

@@ -31,6 +31,7 @@ from serving_api.settings import Settings, get_settings
 from serving_api.wiring import (
     build_dagster_runs,
     build_data_policy,
+    build_feature_store,
     build_job_store,
     build_ray_cluster,
     build_registry,
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry, max_models=settings.model_cache_max_models, max_bytes=settings.model_cache_max_bytes,
         max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
     )
+    app.state.feature_store = build_feature_store(settings)
     app.state.prediction_service = PredictionService(model_cache, log=None)  # the lifespan opens the log
     app.state.ensemble_service = EnsembleService(EnsembleStore(state), model_cache)
     app.state.job_service = JobService(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=64, ge=1, description="rows per micro-batched predict call")
     batch_max_wait_ms: float = Field(default=2.0, ge=0, description="wait for more rows once requests queue up")
     warm_models: bool = True
+    feast_online_store: Literal["sqlite", "redis", "postgres"] = Field(
+        default="sqlite", description="Feast online store of every tenant; redis/postgres need feast[redis]/feast[postgres]"
+    )
+    feast_online_store_url: str | None = Field(
+        default=None, description="redis://host:port[/db] or postgresql://user:pw@host:port/db (not for sqlite)"
+    )
 
     @field_validator("jwt_algorithms", "data_roots", "s3_buckets", mode="before")
     @classmethod

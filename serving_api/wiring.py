@@ -6,6 +6,7 @@ import os
 
 from resources.data_access import DataAccessPolicy
 from resources.dagster_runs import DagsterRuns
+from resources.feature_store import FeatureStoreResource
 from resources.jobs import JobStore
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
@@ -50,3 +51,11 @@ def build_job_store(state: StateStore) -> JobStore:
 
 def build_dagster_runs(settings: Settings) -> DagsterRuns:
     return DagsterRuns(settings.effective_dagster_url)
+
+
+def build_feature_store(settings: Settings) -> FeatureStoreResource:
+    """One Feast project per tenant under the data dir; SQLite online store unless configured."""
+    return FeatureStoreResource(
+        data_dir=str(settings.data_dir), online_store=settings.feast_online_store,
+        online_store_url=settings.feast_online_store_url,
+    )
