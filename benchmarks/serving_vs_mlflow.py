@@ -522,7 +522,7 @@ def main() -> int:
             servers.remove(serve)
 
         # -- report ----------------------------------------------------------------------------
-        report(trained, results, raw, args, logged, time.monotonic() - started_all)
+        report(trained, results, raw, fast, args, logged, time.monotonic() - started_all)
         return 0
     finally:
         for prof in profilers:
@@ -543,7 +543,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(trained, results, raw, args, logged, elapsed) -> None:
+def report(trained, results, raw, fast, args, logged, elapsed) -> None:
     workers = args.mlflow_workers or 1  # MLflow 3.17's default: one uvicorn worker (its --help says so)
     print()
     print(f"## Results ({time.strftime('%Y-%m-%d')}, {platform.node() or 'host'}: {os.cpu_count()} cores, "
