@@ -25,7 +25,7 @@ from serving_api.heap import freeze_long_lived
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.ratelimit import RateLimiter
-from serving_api.routes import ensembles, health, jobs, models, oip, predictions, training, tuning
+from serving_api.routes import ensembles, features, health, jobs, models, oip, predictions, training, tuning
 from serving_api.services.jobs import JobService
 from serving_api.settings import Settings, get_settings
 from serving_api.wiring import (
@@ -102,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
-    for router in (models.router, predictions.router, ensembles.router, training.router, tuning.router, jobs.router, oip.router):
+    for router in (models.router, predictions.router, ensembles.router, training.router, tuning.router, jobs.router,
+                   features.router, oip.router):
         app.include_router(router)
     return app

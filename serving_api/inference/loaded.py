@@ -11,11 +11,14 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+
+from resources.registry import T_FEATURE_SERVICE
 
 INTEGER_TYPES = {"long", "integer"}
 FLOAT_TYPES = {"double", "float"}
@@ -45,6 +48,10 @@ class LoadedModel:
     background: pd.DataFrame | None = None
     approx_bytes: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    # the Feast feature service the version was trained from (version tag ``mlservice.feature_service``):
+    # predictions by entity read its features from the online store
+    feature_service: str | None = None
+    feature_service_read_at: float = field(default_factory=time.monotonic)
 
     @property
     def feature_names(self) -> list[str]:
@@ -110,6 +117,7 @@ def load_model_version(
 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     source = client.get_model_version_download_uri(mlflow_name, str(mlflow_version))
+    feature_service = read_feature_service(client, mlflow_name, mlflow_version)
     workdir = tempfile.mkdtemp(prefix="mlservice-model-")
     try:
         local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=workdir, tracking_uri=tracking_uri)
@@ -145,7 +153,13 @@ def load_model_version(
         tenant_id=tenant_id, model_id=model_id, name=name, version=version, mlflow_version=mlflow_version,
         model_type=model_type, framework=framework, features=features, classes=classes, predict_fn=predict_fn,
         estimator=estimator, matrix_fn=matrix_fn, background=example, approx_bytes=_approx_size(estimator),
+        feature_service=feature_service,
     )
+
+
+def read_feature_service(client: Any, mlflow_name: str, mlflow_version: int) -> str | None:
+    """The version's ``mlservice.feature_service`` tag (None when it was not trained from one)."""
+    return client.get_model_version(mlflow_name, str(mlflow_version)).tags.get(T_FEATURE_SERVICE) or None
 
 
 def _approx_size(obj: Any) -> int:

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from resources.errors import InvalidRequest
 from resources.estimators import validate_trainer
 from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
-from serving_api.deps import IdempotencyKey, JobServiceDep, JobsWriter
+from serving_api.deps import FeatureStoreDep, IdempotencyKey, JobServiceDep, JobsWriter
 from serving_api.schemas.jobs import JobAccepted, TrainingCreate, TrainingStatus
 from serving_api.routes.job_routes import add_job_routes
 from serving_api.services.job_views import training_status
@@ -21,7 +21,14 @@ def data_spec(body) -> DataSpec:
     return DataSpec(
         train_path=data.train_path, validation_path=data.validation_path, target_column=data.target_column,
         feature_columns=data.feature_columns, validation_fraction=data.validation_fraction,
+        feature_service=data.feature_service,
     )
+
+
+def check_feature_service(store, tenant_id: str, data) -> None:
+    """404 before anything is stored when the named feature service is not the tenant's."""
+    if data is not None and data.feature_service is not None:
+        store.service_refs(tenant_id, data.feature_service)
 
 
 def trainer_spec(body, settings=None, hyperparameters=None) -> TrainerSpec:
@@ -36,12 +43,16 @@ def trainer_spec(body, settings=None, hyperparameters=None) -> TrainerSpec:
 
 
 @router.post("", status_code=202, response_model=JobAccepted)
-def submit_training(body: TrainingCreate, principal: JobsWriter, service: JobServiceDep, idempotency_key: IdempotencyKey = None) -> JobAccepted:
+def submit_training(
+    body: TrainingCreate, principal: JobsWriter, service: JobServiceDep, store: FeatureStoreDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobAccepted:
     trainer = trainer_spec(body)
     problems = validate_trainer(trainer)
     if problems:
         raise InvalidRequest("invalid training request", {"problems": problems})
     service.check_data_paths(principal.tenant_id, body.data_config.train_path, body.data_config.validation_path)
+    check_feature_service(store, principal.tenant_id, body.data_config)
     service.check_gpu(trainer.use_gpu)
     data = data_spec(body)
     record = service.submit(

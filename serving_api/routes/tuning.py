@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from resources.errors import InvalidRequest
 from resources.job_specs import TrainingSetConfig, TuningConfig, run_config
 from resources.search_space import validate_search_space, validate_tuning
-from serving_api.deps import IdempotencyKey, JobServiceDep, JobsWriter
-from serving_api.routes.training import data_spec, trainer_spec
+from serving_api.deps import FeatureStoreDep, IdempotencyKey, JobServiceDep, JobsWriter
+from serving_api.routes.training import check_feature_service, data_spec, trainer_spec
 from serving_api.schemas.jobs import DataConfig, JobAccepted, TrainingSettings, TuningCreate, TuningStatus
 from serving_api.routes.job_routes import add_job_routes
 from serving_api.services.job_views import tuning_status
@@ -38,7 +38,10 @@ def _with_training_defaults(body: TuningCreate, service: JobService, tenant_id: 
 
 
 @router.post("", status_code=202, response_model=JobAccepted)
-def submit_tuning(body: TuningCreate, principal: JobsWriter, service: JobServiceDep, idempotency_key: IdempotencyKey = None) -> JobAccepted:
+def submit_tuning(
+    body: TuningCreate, principal: JobsWriter, service: JobServiceDep, store: FeatureStoreDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JobAccepted:
     body = _with_training_defaults(body, service, principal.tenant_id)
     trainer = trainer_spec(body, settings=body.training_config or TrainingSettings(), hyperparameters=dict(body.hyperparameters))
     tuning = TuningConfig(
@@ -51,6 +54,7 @@ def submit_tuning(body: TuningCreate, principal: JobsWriter, service: JobService
     if problems:
         raise InvalidRequest("invalid tuning request", {"problems": problems})
     service.check_data_paths(principal.tenant_id, body.data_config.train_path, body.data_config.validation_path)
+    check_feature_service(store, principal.tenant_id, body.data_config)
     data = data_spec(body)
     record = service.submit(
         principal, kind=KIND, job_name=JOB_NAME, model_name=body.model_name,

@@ -22,6 +22,11 @@ class DataConfig(StrictModel):
     feature_columns: list[str] | None = Field(default=None, max_length=1000)
     batch_size: int = Field(default=64, ge=1, le=65536)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    feature_service: str | None = Field(
+        default=None, max_length=128,
+        description="Feast feature service (e.g. churn_v1): train_path is then an entity frame (join keys, "
+                    "event_timestamp, target) and features come from a point-in-time join",
+    )
 
 
 class TrainingSettings(StrictModel):

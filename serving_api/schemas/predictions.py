@@ -11,7 +11,11 @@ from serving_api.schemas.common import StrictModel
 
 Scalar = str | int | float | bool | None
 MAX_INSTANCES = 1000
+MAX_ENTITIES = 500  # rows of one online-store lookup, as POST /api/v1/features/online allows
 MAX_EXPLAINED_INSTANCES = 10
+# An entity names its join keys (e.g. {"customer_id": "cust-123"}); their types are checked by
+# the feature store against the model's feature service (a wrong key or type is a 400 there).
+Entity = dict[str, Scalar]
 
 
 class PredictionOptions(StrictModel):
@@ -26,19 +30,55 @@ class FeatureRows(StrictModel):
 
     @model_validator(mode="after")
     def _one_input(self):
+        self._check_inputs()
+        return self
+
+    def _check_inputs(self) -> None:
         if (self.features is None) == (self.instances is None):
             raise ValueError("give exactly one of 'features' (one row) and 'instances' (a list of rows)")
-        if self.options.return_explanation and self.instances and len(self.instances) > MAX_EXPLAINED_INSTANCES:
+        self._check_explained(self.instances)
+
+    def _check_explained(self, rows: list | None) -> None:
+        if self.options.return_explanation and rows and len(rows) > MAX_EXPLAINED_INSTANCES:
             raise ValueError(f"explanations are limited to {MAX_EXPLAINED_INSTANCES} instances per request")
-        return self
 
     def rows(self) -> list[dict[str, Any]]:
         return [self.features] if self.features is not None else list(self.instances or [])
 
 
 class PredictionRequest(FeatureRows):
+    """One of: ``features`` (one row), ``instances`` (rows), ``entity`` (one entity whose features
+    the model's feature service reads from the online store) or ``entities`` (several)."""
+
     model_id: str = Field(max_length=64)
     version: str | None = Field(default=None, max_length=64, description="semantic version or stage; default production, else newest")
+    entity: Entity | None = Field(
+        default=None, max_length=16,
+        description="join keys of one entity, e.g. {\"customer_id\": \"cust-123\"}: its features come from the online "
+                    "store, through the feature service the model version was trained from",
+    )
+    entities: list[Entity] | None = Field(
+        default=None, min_length=1, max_length=MAX_ENTITIES, description="several entities, like 'entity'",
+    )
+
+    def _check_inputs(self) -> None:
+        given = [self.features, self.instances, self.entity, self.entities]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of 'features' (one row), 'instances' (a list of rows), "
+                             "'entity' (one entity's join keys) and 'entities' (a list of them)")
+        self._check_explained(self.instances or self.entities)
+
+    @property
+    def by_entity(self) -> bool:
+        return self.entity is not None or self.entities is not None
+
+    @property
+    def single(self) -> bool:
+        """One row asked (``features`` or ``entity``): the response holds scalars, not lists."""
+        return self.features is not None or self.entity is not None
+
+    def entity_rows(self) -> list[dict[str, Any]]:
+        return [self.entity] if self.entity is not None else list(self.entities or [])
 
 
 class PredictionResponse(BaseModel):
@@ -52,6 +92,12 @@ class PredictionResponse(BaseModel):
     )
     latency_ms: float
     explanation: dict[str, Any] | list[dict[str, Any]] | None = None
+    # By entity only: the entity (or entities) asked, the feature service read and the feature
+    # values the model was given (a list, one per entity, for 'entities' requests).
+    entity: dict[str, Any] | None = None
+    entities: list[dict[str, Any]] | None = None
+    feature_service: str | None = None
+    features: dict[str, Any] | list[dict[str, Any]] | None = None
 
 
 class EnsembleMember(StrictModel):

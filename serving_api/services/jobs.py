@@ -49,9 +49,10 @@ class JobService:
     # -- submit / read / cancel -----------------------------------------------------------------
     def submit(
         self, principal: Principal, *, kind: str, job_name: str, model_name: str | None, request: dict[str, Any],
-        idempotency_key: str | None, run_config: Callable[[JobContext], dict[str, Any]],
+        idempotency_key: str | None, run_config: Callable[[JobContext], dict[str, Any]], needs_ray: bool = True,
     ) -> JobRecord:
-        self.ray.ensure_reachable()  # 503 RAY_UNAVAILABLE before anything is stored
+        if needs_ray:
+            self.ray.ensure_reachable()  # 503 RAY_UNAVAILABLE before anything is stored
         record, created = self.jobs.create(
             principal.tenant_id, kind=kind, request=request, submitted_by=principal.subject,
             model_name=model_name, idempotency_key=idempotency_key,

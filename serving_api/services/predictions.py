@@ -1,5 +1,10 @@
 """The online path: resolve -> cached model -> validate features -> micro-batched predict ->
-response shape -> durable prediction-log record (awaited before the response is sent)."""
+response shape -> durable prediction-log record (awaited before the response is sent).
+
+By entity: the model version's feature service (recorded at training) names the features; the
+online store answers them for the entity rows; the model's signature features are taken from
+that answer (never a null: an entity without stored values is a 422) and predicted as above.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from serving_api.inference.cache import ModelCache, Served
-from serving_api.inference.validation import model_inputs, to_frame
+from serving_api.inference.loaded import LoadedModel, read_feature_service
+from serving_api.inference.validation import FeatureValidationError, model_inputs, to_frame
+
+if TYPE_CHECKING:
+    from resources.feature_store import FeatureStoreResource
 
 # Shapley sampling (models with more than 10 features): 32 antithetic permutations keep an
 # explanation near 80 ms for a 100-tree forest with 30 features; the sum stays exact.
@@ -26,10 +35,46 @@ class RowsOutcome:
     probabilities: list[list[float]] | None
     confidence: list[float] | None
     rows: list[dict[str, Any]]
+    entities: list[dict[str, Any]] | None = None  # by entity: the join keys of each row
+    feature_service: str | None = None
 
 
 def _plain(values: np.ndarray) -> list[Any]:
     return np.asarray(values).tolist()  # numpy scalars -> Python numbers and strings
+
+
+def _lookup(
+    feature_store: "FeatureStoreResource", tenant_id: str, service: str, names: list[str], entities: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The online answers of ``service`` for the entities, after checking that the service holds
+    every feature the model takes (blocking: the first call of a tenant imports Feast)."""
+    served = {ref.partition(":")[2] for ref in feature_store.service_refs(tenant_id, service)}
+    absent = [name for name in names if name not in served]
+    if absent:
+        raise FeatureValidationError(
+            f"feature service '{service}' lacks feature(s) the model takes: {', '.join(absent)}",
+            {"feature_service": service, "absent": absent, "service_features": sorted(served)},
+        )
+    return feature_store.online_features_for_service(tenant_id, service, entities)
+
+
+def _model_rows(
+    answers: list[dict[str, Any]], names: list[str], service: str, entities: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The model's features of each answer; a 422 listing every feature without a stored value."""
+    problems = []
+    for index, (answer, entity) in enumerate(zip(answers, entities)):
+        where = {} if len(answers) == 1 else {"instance": index}
+        for name in names:
+            if answer[name] is None:
+                problems.append({**where, "entity": entity, "feature": name, "problem": "no stored value in the online store"})
+    if problems:
+        raise FeatureValidationError(
+            f"the online store has no value for some features of feature service '{service}': "
+            f"send 'features' instead, or materialize the entity's features",
+            {"feature_service": service, "missing": sorted({p["feature"] for p in problems}), "problems": problems},
+        )
+    return [{name: answer[name] for name in names} for answer in answers]
 
 
 class PredictionService:
@@ -38,6 +83,42 @@ class PredictionService:
 
     async def predict_rows(self, tenant_id: str, model_id: str, version: str | None, rows: list[dict[str, Any]]) -> RowsOutcome:
         served = await self.cache.get(tenant_id, model_id, version)
+        return await self._predict(served, rows)
+
+    async def predict_entities(
+        self, tenant_id: str, model_id: str, version: str | None, entities: list[dict[str, Any]],
+        feature_store: "FeatureStoreResource",
+    ) -> RowsOutcome:
+        """Predict from the online store's values of the model's feature service for each entity."""
+        served = await self.cache.get(tenant_id, model_id, version)
+        model = served.model
+        service = await self._feature_service(model, version)
+        answers = await asyncio.to_thread(_lookup, feature_store, tenant_id, service, model.feature_names, entities)
+        rows = _model_rows(answers, model.feature_names, service, entities)
+        outcome = await self._predict(served, rows)
+        outcome.entities, outcome.feature_service = entities, service
+        return outcome
+
+    async def _feature_service(self, model: LoadedModel, spec: str | None) -> str:
+        """The version's feature service, or a 422. A version loaded before training tagged it
+        is re-read (at most once per resolve TTL), so a late tag is not missed until eviction."""
+        if model.feature_service is None:
+            if time.monotonic() - model.feature_service_read_at >= self.cache.resolve_ttl_s:
+                model.feature_service_read_at = time.monotonic()
+                resolved = await self.cache.resolve(model.tenant_id, model.model_id, spec)
+                if resolved.version == model.version:
+                    model.feature_service = await asyncio.to_thread(
+                        read_feature_service, self.cache.registry.client, resolved.mlflow_name, resolved.mlflow_version,
+                    )
+        if model.feature_service is None:
+            raise FeatureValidationError(
+                f"model version {model.version} was not trained from a feature service, so it cannot predict by "
+                f"entity: send 'features' instead",
+                {"model_id": model.model_id, "version": model.version},
+            )
+        return model.feature_service
+
+    async def _predict(self, served: Served, rows: list[dict[str, Any]]) -> RowsOutcome:
         inputs = model_inputs(served.model, rows)
         predictions, probabilities = await served.batcher.predict(inputs)
         if probabilities is None:
