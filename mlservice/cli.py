@@ -93,6 +93,13 @@ def cmd_up(args: argparse.Namespace) -> int:
                                "options": {"return_probabilities": True, "return_explanation": True}})
             lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
                          f"-d {shlex.quote(body)} {api}/api/v1/predictions")
+            by_entity = json.dumps({"model_id": model_id, "entity": {"customer_id": "cust-123"}})
+            lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                         f"-d {shlex.quote(by_entity)} {api}/api/v1/predictions")
+            lookup = json.dumps({"feature_refs": [f"customer_features:{name}" for name in DEMO_FEATURES][:3],
+                                 "entity_rows": [{"customer_id": "cust-123"}, {"customer_id": "cust-456"}]})
+            lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                         f"-d {shlex.quote(lookup)} {api}/api/v1/features/online")
         lines.append("")
         print("\n".join(lines), flush=True)
 

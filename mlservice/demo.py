@@ -1,9 +1,11 @@
 """The demo tenant that ``mlservice up`` seeds on first start, through the platform's own path.
 
-Tenant ``acme-corp`` gets its churn data under its data area; then a training job is submitted
-to the running API (Dagster assets, fit on Ray, logged to MLflow, registered), and the new
-version of ``customer_churn_predictor`` is promoted to staging and production through the
-models API. Skipped when the model already has a production version.
+Tenant ``acme-corp`` gets its churn population (``mlservice.feature_data``: customers ``cust-1``
+... ``cust-20000``, feature snapshots and labels) under its data area; through the running API its
+feature definitions are applied and materialized (a Dagster run), then a training job on feature
+service ``churn_v1`` runs (point-in-time join, Dagster assets, fit on Ray, logged to MLflow,
+registered) and the new version of ``customer_churn_predictor`` is promoted to staging and
+production. Skipped when the model already has a production version.
 """
 
 from __future__ import annotations
@@ -18,25 +20,57 @@ from serving_api.settings import Settings
 DEMO_TENANT = "acme-corp"
 DEMO_MODEL = "customer_churn_predictor"
 DEMO_SUBJECT = "system:demo-seed"
-DEMO_DATA = "churn/customers.parquet"
+FEATURE_SERVICE = "churn_v1"
+LABELS = "features/churn_labels.parquet"  # relative to the tenant's data area
 TRAINING_REQUEST = {
     "model_name": DEMO_MODEL,
     "framework": "sklearn",
     "estimator": "gradient_boosting",
-    "data_config": {"train_path": DEMO_DATA, "target_column": "churned", "batch_size": 256,
-                    "feature_columns": ["total_orders", "days_since_last_order", "avg_order_value", "support_tickets"]},
+    # an entity frame (customer_id, event_timestamp, churned): the features come from the feature
+    # store by a point-in-time join, and the model records churn_v1 for predictions by entity
+    "data_config": {"train_path": LABELS, "target_column": "churned", "feature_service": FEATURE_SERVICE,
+                    "batch_size": 256},
     "training_config": {"num_workers": 1, "epochs": 10, "early_stopping": True, "patience": 3},
     "hyperparameters": {"n_estimators": 100, "max_depth": 3, "learning_rate": 0.1},
 }
+TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 def write_demo_data(settings: Settings) -> None:
-    from mlservice.demo_data import churn_customers
+    """The demo population's feature tables and labels, dated up to today (midnight UTC) so the
+    feature views' ttl holds for live lookups; written once."""
+    from datetime import datetime, timezone
 
-    path = settings.tenants_dir / DEMO_TENANT / DEMO_DATA
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        churn_customers().to_parquet(path, index=False)
+    from mlservice.feature_data import FILES, write_feature_data
+
+    folder = settings.tenants_dir / DEMO_TENANT / "features"
+    if all((folder / name).exists() for name in FILES.values()):
+        return
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    write_feature_data(folder, as_of=today)
+
+
+def _wait(api: httpx.Client, path: str, what: str, timeout_s: float) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = api.get(path).raise_for_status().json()
+        if status["status"] in TERMINAL:
+            if status["status"] != "succeeded":
+                raise RuntimeError(f"demo {what} {status['status']}: {status.get('error')}")
+            return status
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"demo {what} did not finish within {timeout_s:.0f} s ({path})")
+        time.sleep(1)
+
+
+def seed_features(api: httpx.Client, timeout_s: float) -> None:
+    """Register the feature definitions and materialize them (a Dagster run, through the API)."""
+    applied = api.post("/api/v1/features/apply").raise_for_status().json()
+    print(f"feature store of {DEMO_TENANT}: project {applied['project']}, views {', '.join(applied['feature_views'])}")
+    job = api.post("/api/v1/features/materialize", json={"incremental": False},
+                   headers={"Idempotency-Key": "demo-seed-features"}).raise_for_status().json()
+    print(f"materializing the demo features: job {job['job_id']} (see it in the Dagster UI)")
+    _wait(api, f"/api/v1/jobs/{job['job_id']}", f"materialization job {job['job_id']}", timeout_s)
 
 
 def seed_demo(settings: Settings, timeout_s: float = 600) -> str:
@@ -50,19 +84,11 @@ def seed_demo(settings: Settings, timeout_s: float = 600) -> str:
         if existing is not None and existing["stage"] == "production":
             print(f"demo model already in production (version {existing['current_version']}); nothing to seed")
             return existing["model_id"]
+        seed_features(api, timeout_s)
         job = api.post("/api/v1/training", json=TRAINING_REQUEST, headers={"Idempotency-Key": "demo-seed"})
         job = job.raise_for_status().json()
-        print(f"training the demo model: job {job['job_id']} (see it in the Dagster UI)")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            status = api.get(f"/api/v1/training/{job['job_id']}").raise_for_status().json()
-            if status["status"] in ("succeeded", "failed", "cancelled"):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"demo training job {job['job_id']} did not finish within {timeout_s:.0f} s")
-            time.sleep(1)
-        if status["status"] != "succeeded":
-            raise RuntimeError(f"demo training job {job['job_id']} {status['status']}: {status.get('error')}")
+        print(f"training the demo model on feature service {FEATURE_SERVICE}: job {job['job_id']}")
+        status = _wait(api, f"/api/v1/training/{job['job_id']}", f"training job {job['job_id']}", timeout_s)
         model_id, version = status["model_id"], status["model_version"]
         for stage in ("staging", "production"):
             api.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}).raise_for_status()

@@ -67,15 +67,63 @@ def test_banner_token_and_curl_lines(up, http):
     assert response.status_code == 200, response.text
     [model] = [m for m in response.json()["data"] if m["name"] == DEMO_MODEL]
     assert (model["tenant_id"], model["stage"], model["current_version"]) == (DEMO_TENANT, "production", "1.0.0")
-    # The prediction line, run as printed by a shell with TOKEN exported.
-    [predict] = [c for c in curls if "/api/v1/predictions" in c]
-    result = subprocess.run(["bash", "-c", predict], env={"TOKEN": up.token(), "PATH": "/usr/bin:/bin"},
-                            capture_output=True, text=True, timeout=60)
-    answer = json.loads(result.stdout)
+    # The prediction lines, run as printed by a shell with TOKEN exported.
+    by_features, by_entity = [c for c in curls if "/api/v1/predictions" in c]
+    answer = _run_curl(by_features, up.token())
     assert answer["model_id"] == model["model_id"] and answer["version"] == "1.0.0", answer
     assert answer["prediction"][0] in (0, 1) and len(answer["probabilities"][0]) == 2
     explanation = answer["explanation"]
     assert abs(explanation["base_value"] + sum(explanation["contributions"].values()) - explanation["output"]) < 1e-6
+    # by entity: the model was trained on feature service churn_v1, its features come from the online store
+    answer = _run_curl(by_entity, up.token())
+    assert answer["entity"] == {"customer_id": "cust-123"} and answer["prediction"][0] in (0, 1), answer
+    assert set(answer["features"]) == {"total_orders", "days_since_last_order", "avg_order_value", "support_tickets"}
+    [lookup] = [c for c in curls if "/api/v1/features/online" in c]
+    results = _run_curl(lookup, up.token())["results"]
+    assert [r["customer_id"] for r in results] == ["cust-123", "cust-456"]
+    assert all(r["status"] == "ok" for r in results), results
+    assert results[0]["total_orders"] == answer["features"]["total_orders"]
+
+
+def _run_curl(line: str, token: str) -> dict:
+    result = subprocess.run(["bash", "-c", line], env={"TOKEN": token, "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, timeout=60)
+    return json.loads(result.stdout)
+
+
+def test_demo_features_were_materialized_by_a_dagster_run(up, http):
+    """make up applied acme-corp's feature definitions and materialized them through the API."""
+    import pandas as pd
+
+    jobs = http.get(f"{up.api}/api/v1/jobs", params={"kind": "materialization"}, headers=bearer(up.token())).json()["data"]
+    assert jobs and jobs[-1]["status"] == "succeeded" and jobs[-1]["dagster_run_id"], jobs
+    source = pd.read_parquet(up.data_dir / "tenants" / DEMO_TENANT / "features" / "customer_features.parquet")
+    latest = source.sort_values("event_timestamp").groupby("customer_id").tail(1).set_index("customer_id")
+    body = {"feature_refs": ["customer_features:total_orders", "customer_features:avg_order_value"],
+            "entity_rows": [{"customer_id": "cust-7"}, {"customer_id": "cust-19999"}]}
+    results = http.post(f"{up.api}/api/v1/features/online", json=body, headers=bearer(up.token())).json()["results"]
+    for result in results:
+        expected = latest.loc[result["customer_id"]]
+        assert result["total_orders"] == expected["total_orders"]
+        assert abs(result["avg_order_value"] - expected["avg_order_value"]) < 1e-9
+
+
+def test_incremental_materialization_through_the_api(up, http):
+    headers = bearer(up.token())
+    accepted = http.post(f"{up.api}/api/v1/features/materialize", headers=headers,
+                         json={"feature_views": ["order_features"], "incremental": True})
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    deadline = time.monotonic() + 240
+    while True:
+        job = http.get(f"{up.api}/api/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert job["kind"] == "materialization" and job["status"] == "succeeded", job
+    assert set(job["result"]) == {"order_features"}  # only the view asked for ran
+    window = job["result"]["order_features"]
+    assert window["start"] < window["end"]
 
 
 def test_cli_token_for_another_tenant_is_isolated(up, http):
