@@ -22,7 +22,7 @@ from resources.registry import ModelRegistry
 from resources.state_db import StateStore
 
 
-FEATURE_SERVICE_TAG = "mlservice.feature_service"  # on the MLflow run and the model version
+from resources.registry import T_FEATURE_SERVICE as FEATURE_SERVICE_TAG  # on the MLflow run and the model version
 
 
 def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None) -> dg.Failure:
@@ -31,7 +31,13 @@ def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None)
     return dg.Failure(description=message, allow_retries=False)
 
 
-@dg.asset(group_name="training", description="Features and labels of a training job, split into train and validation")
+@dg.asset(
+    group_name="training",
+    description="Features and labels of a training job, split into train and validation (from files, or from the "
+                "feature views by a point-in-time join when the job names a feature service)",
+    # lineage in the UI: source data -> feature views -> training set -> model
+    deps=[dg.AssetKey("customer_features"), dg.AssetKey("order_features")],
+)
 def training_set(
     config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore, feature_store: FeatureStoreResource,
 ) -> dg.Output[TrainingData]:
