@@ -49,6 +49,7 @@ def test_definitions_hold_the_job_schedule_and_lineage(monkeypatch, tmp_path):
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("customer_features")).parent_keys == {dg.AssetKey("customer_source_data")}
     assert graph.get(dg.AssetKey("order_features")).parent_keys == {dg.AssetKey("order_source_data")}
+    assert graph.get(dg.AssetKey("training_set")).parent_keys == {dg.AssetKey("customer_features"), dg.AssetKey("order_features")}
     assert graph.get(dg.AssetKey("customer_features")).group_name == "features"
 
 
