@@ -48,6 +48,7 @@ T_TENANT, T_MODEL_ID, T_NAME = TAG + "tenant", TAG + "model_id", TAG + "name"
 T_TYPE, T_FRAMEWORK = TAG + "model_type", TAG + "framework"
 T_CURRENT, T_STAGE, T_SEMVER = TAG + "current_version", TAG + "stage", TAG + "semver"
 T_LATEST, T_CREATED_BY = TAG + "latest_version", TAG + "created_by"
+T_FEATURE_SERVICE = TAG + "feature_service"  # version (and run): the feature service it was trained from
 PRODUCTION_ALIAS = "production"
 
 MODEL_TYPES = ("classification", "regression")
