@@ -419,9 +419,16 @@ class ModelRegistry(dg.ConfigurableResource):
 
         Without ``version`` the first version is 1.0.0 and later ones bump ``bump`` (default
         minor) of the highest existing version. New versions start in stage development.
+        A source run trained on a feature service passes that tag on to the version, set at
+        creation, so no reader ever sees the version without it.
         """
         rm = self._find(tenant_id, model_id)
         source, run_id, logged_model_id = self._resolve_source(tenant_id, model_uri)
+        trained_on = None
+        if run_id:
+            with self._mlflow_errors():
+                trained_on = self.client.get_run(run_id).data.tags.get(T_FEATURE_SERVICE)
+        extra_tags = {T_FEATURE_SERVICE: trained_on} if trained_on else {}
         with self._model_lock(model_id):
             existing = {SemVer.parse(v.tags[T_SEMVER]) for v in self._versions(rm.name)}
             if version is not None:
@@ -439,7 +446,8 @@ class ModelRegistry(dg.ConfigurableResource):
                     run_id=run_id,
                     description=description,
                     model_id=logged_model_id,
-                    tags={T_SEMVER: str(new), T_STAGE: "development", T_TENANT: tenant_id, T_CREATED_BY: actor},
+                    tags={**extra_tags, T_SEMVER: str(new), T_STAGE: "development", T_TENANT: tenant_id,
+                          T_CREATED_BY: actor},
                 )
             self._record(tenant_id, model_id, str(new), None, "development", actor, "registered")
             self._refresh_summary(rm.name)

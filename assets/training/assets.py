@@ -99,15 +99,14 @@ def fit_and_register(
             context.tenant_id, name=model_name, model_type=data.model_type, framework=trainer.framework,
             actor=context.requested_by, description=f"trained by job {context.job_id}",
         )
+    # the run's feature-service tag passes to the version: predictions by entity read it there
     version = registry.register_version(context.tenant_id, model.model_id, model_uri=run_id, actor=context.requested_by)
     result = {
         "model_id": model.model_id, "version": version.version, "metrics": outcome.metrics,
         "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch,
         "mlflow_run_url": mlflow_run_url(registry.tracking_uri, experiment_id, run_id),
     }
-    if data.feature_service:  # predictions by entity fetch this service's features for the version
-        registry.client.set_model_version_tag(model.mlflow_name, str(version.mlflow_version), FEATURE_SERVICE_TAG,
-                                              data.feature_service)
+    if data.feature_service:
         result["feature_service"] = data.feature_service
     jobs.update(context.job_id, result=result)
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -51,7 +50,6 @@ class LoadedModel:
     # the Feast feature service the version was trained from (version tag ``mlservice.feature_service``):
     # predictions by entity read its features from the online store
     feature_service: str | None = None
-    feature_service_read_at: float = field(default_factory=time.monotonic)
 
     @property
     def feature_names(self) -> list[str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from serving_api.inference.cache import ModelCache, Served
-from serving_api.inference.loaded import LoadedModel, read_feature_service
+from serving_api.inference.loaded import LoadedModel
 from serving_api.inference.validation import FeatureValidationError, model_inputs, to_frame
 
 if TYPE_CHECKING:
@@ -92,24 +92,17 @@ class PredictionService:
         """Predict from the online store's values of the model's feature service for each entity."""
         served = await self.cache.get(tenant_id, model_id, version)
         model = served.model
-        service = await self._feature_service(model, version)
+        service = self._feature_service(model)
         answers = await asyncio.to_thread(_lookup, feature_store, tenant_id, service, model.feature_names, entities)
         rows = _model_rows(answers, model.feature_names, service, entities)
         outcome = await self._predict(served, rows)
         outcome.entities, outcome.feature_service = entities, service
         return outcome
 
-    async def _feature_service(self, model: LoadedModel, spec: str | None) -> str:
-        """The version's feature service, or a 422. A version loaded before training tagged it
-        is re-read (at most once per resolve TTL), so a late tag is not missed until eviction."""
-        if model.feature_service is None:
-            if time.monotonic() - model.feature_service_read_at >= self.cache.resolve_ttl_s:
-                model.feature_service_read_at = time.monotonic()
-                resolved = await self.cache.resolve(model.tenant_id, model.model_id, spec)
-                if resolved.version == model.version:
-                    model.feature_service = await asyncio.to_thread(
-                        read_feature_service, self.cache.registry.client, resolved.mlflow_name, resolved.mlflow_version,
-                    )
+    @staticmethod
+    def _feature_service(model: LoadedModel) -> str:
+        """The feature service the version was trained from (a version tag set when it was
+        registered), or a 422."""
         if model.feature_service is None:
             raise FeatureValidationError(
                 f"model version {model.version} was not trained from a feature service, so it cannot predict by "

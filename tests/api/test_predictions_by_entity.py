@@ -31,12 +31,13 @@ def _register(client, headers, run_id: str, name: str) -> str:
     return response.json()["model_id"]
 
 
-def _tag(client, tenant: str, model_id: str, feature_service: str, version: str = "1.0.0") -> None:
-    """What training does after registering a version trained from a feature service."""
-    registry = client.app.state.registry
-    record = registry.get_model(tenant, model_id)
-    [mv] = [v for v in registry.list_versions(tenant, model_id) if v.version == version]
-    registry.client.set_model_version_tag(record.mlflow_name, str(mv.mlflow_version), T_FEATURE_SERVICE, feature_service)
+def _trained_on(settings, run_id: str, feature_service: str) -> str:
+    """What training does: the run carries the feature service; registering it tags the version."""
+    from mlflow import MlflowClient
+
+    uri = settings.effective_tracking_uri
+    MlflowClient(tracking_uri=uri, registry_uri=uri).set_tag(run_id, T_FEATURE_SERVICE, feature_service)
+    return run_id
 
 
 def _log_model_on(settings, client, tenant: str, columns: list[str]) -> str:
@@ -68,8 +69,8 @@ def store(client, settings):
     feature_store = client.app.state.feature_store
     feature_store.apply(tenant)
     feature_store.materialize(tenant, incremental=False)
-    model_id = _register(client, headers, log_sklearn_model(settings, tenant, kind="forest"), "churn")
-    _tag(client, tenant, model_id, "churn_v1")
+    forest = _trained_on(settings, log_sklearn_model(settings, tenant, kind="forest"), "churn_v1")
+    model_id = _register(client, headers, forest, "churn")
     plain_id = _register(client, headers, log_sklearn_model(settings, tenant, kind="logistic"), "plain")
     return {"tenant": tenant, "headers": headers, "model_id": model_id, "plain_id": plain_id, "fs": feature_store}
 
@@ -148,37 +149,20 @@ def test_a_model_without_a_feature_service_is_422(client, store):
     assert _predict(client, store, model_id=store["plain_id"], features={n: 1 for n in FEATURES}).status_code == 200
 
 
-def test_a_tag_set_after_the_version_was_loaded_is_picked_up(client, settings, store):
-    model_id = _register(client, store["headers"], log_sklearn_model(settings, store["tenant"], kind="logistic"), "late")
-    entity = {"customer_id": "cust-9"}
-    _error(_predict(client, store, model_id=model_id, entity=entity), 422, "VALIDATION_ERROR")  # loaded, untagged
-    _tag(client, store["tenant"], model_id, "churn_v1")
-    cache = client.app.state.model_cache
-    ttl = cache.resolve_ttl_s
-    cache.resolve_ttl_s = 0.0
-    try:
-        response = _predict(client, store, model_id=model_id, entity=entity)
-    finally:
-        cache.resolve_ttl_s = ttl
-    assert response.status_code == 200, response.text
-    assert response.json()["feature_service"] == "churn_v1"
-
-
 def test_only_the_signature_features_of_a_larger_service_are_used(client, settings, store):
-    model_id = _register(client, store["headers"], log_sklearn_model(settings, store["tenant"], kind="logistic"), "v2")
-    _tag(client, store["tenant"], model_id, "churn_v2")  # churn_v1's features plus the order features
+    run_id = _trained_on(settings, log_sklearn_model(settings, store["tenant"], kind="logistic"), "churn_v2")
+    model_id = _register(client, store["headers"], run_id, "v2")  # churn_v2: churn_v1's features plus the order features
     body = _predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}).json()
     assert body["feature_service"] == "churn_v2" and list(body["features"]) == FEATURES
 
 
 def test_a_service_lacking_a_model_feature_is_422(client, settings, store):
     run_id = _log_model_on(settings, client, store["tenant"], FEATURES + ORDER_FEATURES)
-    model_id = _register(client, store["headers"], run_id, "wide")
-    _tag(client, store["tenant"], model_id, "churn_v1")
+    model_id = _register(client, store["headers"], _trained_on(settings, run_id, "churn_v1"), "wide")
     error = _error(_predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}), 422, "VALIDATION_ERROR")
     assert error["details"]["absent"] == ORDER_FEATURES and error["details"]["feature_service"] == "churn_v1"
-    model_id = _register(client, store["headers"], log_sklearn_model(settings, store["tenant"]), "unknown-service")
-    _tag(client, store["tenant"], model_id, "churn_v9")  # a service the store does not define
+    run_id = _trained_on(settings, log_sklearn_model(settings, store["tenant"]), "churn_v9")  # not defined in the store
+    model_id = _register(client, store["headers"], run_id, "unknown-service")
     error = _error(_predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}), 404, "FEATURE_SERVICE_NOT_FOUND")
     assert error["details"]["feature_service"] == "churn_v9"
 
@@ -217,8 +201,8 @@ def test_other_tenants_get_404_or_their_own_store(client, settings, store):
     # another tenant's model answers like a random id
     _error(_predict(client, store, headers=other_headers, entity=entity), 404, "MODEL_NOT_FOUND")
     # the other tenant's own churn_v1 model, before it has a feature store: 404, not this tenant's values
-    own = _register(client, other_headers, log_sklearn_model(settings, other, kind="logistic"), "churn")
-    _tag(client, other, own, "churn_v1")
+    own_run = _trained_on(settings, log_sklearn_model(settings, other, kind="logistic"), "churn_v1")
+    own = _register(client, other_headers, own_run, "churn")
     _error(_predict(client, store, headers=other_headers, model_id=own, entity=entity), 404, "FEATURE_STORE_NOT_FOUND")
     # with a store of its own (applied, nothing materialized), this tenant's customer has no values there
     write_feature_data(features_dir(settings.data_dir, other), n=20, seed=9)
