@@ -74,20 +74,10 @@ def _without_feature_names(estimator: Any) -> Any:
 
 
 def _array_predictor(estimator: Any, model_type: str) -> MatrixPredictor:
-    bare = _without_feature_names(estimator)
-    if model_type == "classification" and hasattr(estimator, "predict_proba"):
-        classes = np.asarray(estimator.classes_)
+    """The usual predictor, over a copy that takes arrays without checking feature names."""
+    from serving_api.inference.loaded import _sklearn_predictor
 
-        def predict_proba(X: np.ndarray):
-            proba = np.asarray(bare.predict_proba(X), dtype=float)
-            return classes[proba.argmax(axis=1)], proba
-
-        return predict_proba
-
-    def predict(X: np.ndarray):
-        return np.asarray(bare.predict(X)), None
-
-    return predict
+    return _sklearn_predictor(_without_feature_names(estimator), model_type)
 
 
 def _parity_inputs(example: pd.DataFrame | None, names: list[str]) -> list[pd.DataFrame]:
