@@ -14,6 +14,9 @@ def _sklearn_output(model: Any, frame):
     return model.predict_proba(frame) if hasattr(model, "predict_proba") else model.predict(frame)
 
 
+EXAMPLE_ROWS = 50
+
+
 def log_fitted_model(outcome: Any, data: "TrainingData") -> Any:
     """Log ``outcome.model`` as ``model`` in the active run; returns MLflow's ModelInfo.
 
@@ -23,7 +26,9 @@ def log_fitted_model(outcome: Any, data: "TrainingData") -> Any:
     """
     from mlflow.models import infer_signature
 
-    example = data.x_val.head(5)
+    # The input example doubles as the explanations' background (serving_api.inference.explain
+    # uses up to 50 rows): a seeded sample of the training rows, not the first validation rows.
+    example = data.x_train.sample(n=min(EXAMPLE_ROWS, len(data.x_train)), random_state=0)
     if outcome.framework == "pytorch":
         from assets.training.torch_model import log_torch_model
 

@@ -83,6 +83,14 @@ def test_training_assets_fit_log_and_register(env):
 
     loaded = mlflow.sklearn.load_model(f"models:/{TENANT}.bc_gb/{versions[0].mlflow_version}")
     assert loaded.predict_proba(data.x_val.head(3)).shape == (3, 2)
+    # the input example (the explanations' background) is 50 training rows, not validation rows
+    from mlflow.models import Model
+
+    local = mlflow.artifacts.download_artifacts(f"models:/{TENANT}.bc_gb/{versions[0].mlflow_version}")
+    example = Model.load(local).load_input_example(local)
+    assert len(example) == 50
+    train_rows = {tuple(r) for r in data.x_train.round(9).itertuples(index=False)}
+    assert all(tuple(r) in train_rows for r in example[list(data.x_train.columns)].round(9).itertuples(index=False))
 
 
 def test_bad_target_fails_the_run_with_a_readable_message(env):
