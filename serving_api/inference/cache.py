@@ -56,6 +56,7 @@ class ModelCache:
         self._inflight: dict[tuple[str, str, str], asyncio.Task] = {}
         self._resolutions: dict[tuple[str, str, str | None], tuple[float, Resolved]] = {}
         self._refreshing: dict[tuple[str, str, str | None], asyncio.Task] = {}
+        self._warming: set[asyncio.Task] = set()
         self.loads = 0  # how many times a model was actually loaded (single-flight shows here)
         self._executor: ThreadPoolExecutor | None = None
 
@@ -161,15 +162,29 @@ class ModelCache:
         """Drop loaded models and the predict threads (a later lifespan starts afresh)."""
         self._models.clear()
         self._inflight.clear()
-        for refresh in self._refreshing.values():
-            refresh.cancel()
+        for task in [*self._refreshing.values(), *self._warming]:
+            task.cancel()
         self._refreshing.clear()
+        self._warming.clear()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
     def cached_keys(self) -> list[tuple[str, str, str]]:
         return list(self._models)
+
+    def warm_in_background(self, tenant_id: str, model_id: str, spec: str | None) -> None:
+        """Load a version now, in the background (e.g. right after its promotion); best effort."""
+
+        async def warm() -> None:
+            try:
+                await self.get(tenant_id, model_id, spec)
+            except Exception:  # noqa: BLE001 - a request will load it (and report any error) later
+                log.warning("warming %s/%s (%s) failed", tenant_id, model_id, spec, exc_info=True)
+
+        task = asyncio.get_running_loop().create_task(warm())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     async def warm_production(self) -> int:
         """Load every tenant's production versions (at start-up, in the background)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import asdict
 from typing import Annotated
 
@@ -84,11 +86,15 @@ def register_version(model_id: str, body: VersionCreate, principal: ModelsWriter
 
 
 @router.put("/{model_id}/stage", response_model=StageChangePublic)
-def change_stage(
+async def change_stage(
     model_id: str, body: StageChange, principal: ModelsWriter, registry: RegistryDep, request: Request
 ) -> StageChangePublic:
-    result = registry.transition_stage(
-        principal.tenant_id, model_id, version=body.version, target_stage=body.target_stage, actor=principal.subject
+    result = await asyncio.to_thread(
+        registry.transition_stage, principal.tenant_id, model_id, version=body.version,
+        target_stage=body.target_stage, actor=principal.subject,
     )
-    request.app.state.model_cache.invalidate(principal.tenant_id, model_id)  # "production" now means another version
+    cache = request.app.state.model_cache
+    cache.invalidate(principal.tenant_id, model_id)  # "production" now means another version
+    if body.target_stage == "production":  # the first prediction should not pay for the load
+        cache.warm_in_background(principal.tenant_id, model_id, "production")
     return StageChangePublic.model_validate(asdict(result))

@@ -292,3 +292,25 @@ def test_answered_predictions_are_logged_with_their_subject_and_not_audited_twic
     [record] = [r for r in client.app.state.prediction_service.log.records(served["tenant"], limit=1000)
                 if r["request_id"] == ok.json()["request_id"]]
     assert record["subject"] == f"user@{served['tenant']}"
+
+
+def test_promotion_to_production_loads_the_version_before_the_first_request(client, settings):
+    import time
+
+    tenant = f"warm-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    run_id = log_sklearn_model(settings, tenant, kind="forest")
+    model_id = client.post("/api/v1/models", json={"name": "warm", "source": {"run_id": run_id}}, headers=headers).json()["model_id"]
+    cache = client.app.state.model_cache
+    key = (tenant, model_id, "1.0.0")
+    client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": "staging"}, headers=headers)
+    assert key not in cache.cached_keys()  # staging: loaded on demand only
+    loads = cache.loads
+    promoted = client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": "production"}, headers=headers)
+    assert promoted.status_code == 200, promoted.text
+    deadline = time.monotonic() + 30
+    while key not in cache.cached_keys() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert key in cache.cached_keys() and cache.loads == loads + 1  # loaded without any prediction
+    assert client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers).status_code == 200
+    assert cache.loads == loads + 1  # the request found it loaded
