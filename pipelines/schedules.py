@@ -1,4 +1,9 @@
-"""Schedules: incremental materialization of every tenant's feature views (hourly by default)."""
+"""Schedules: incremental materialization of every tenant's feature views (hourly by default).
+
+Each tick records one job per tenant in the API's job table (kind ``materialization``, submitted
+by the schedule, the run key as idempotency key, so a re-evaluated tick reuses it): scheduled runs
+answer at ``GET /api/v1/jobs`` like the ones the API launched.
+"""
 
 import dagster as dg
 
@@ -6,6 +11,8 @@ from pipelines.jobs import feature_materialization_job
 from resources.feature_job_specs import MaterializationConfig, materialization_run_config
 from resources.feature_store import FeatureStoreResource
 from resources.job_specs import JobContext
+from resources.jobs import JobStore
+from resources.state_db import StateStore
 
 HOURLY = "0 * * * *"
 SCHEDULE_NAME = "feature_materialization_hourly"
@@ -19,18 +26,24 @@ def build_feature_schedule(cron: str = HOURLY) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Incremental materialization of every tenant's feature views",
     )
-    def feature_materialization_hourly(context: dg.ScheduleEvaluationContext, feature_store: FeatureStoreResource):
+    def feature_materialization_hourly(
+        context: dg.ScheduleEvaluationContext, feature_store: FeatureStoreResource, state: StateStore,
+    ):
         tick = context.scheduled_execution_time
+        submitter = f"schedule:{SCHEDULE_NAME}"
         requests = []
         for tenant in feature_store.tenants():
+            run_key = f"{tenant}:{tick.isoformat()}"
+            request = {"feature_views": None, "incremental": True, "start_date": None, "end_date": tick.isoformat()}
+            record, _ = JobStore(state).create(tenant, kind="materialization", request=request, submitted_by=submitter,
+                                               idempotency_key=run_key)
             config = MaterializationConfig(
-                context=JobContext(tenant_id=tenant, job_id=f"schedule-{tenant}-{tick:%Y%m%dT%H%M}",
-                                   requested_by=f"schedule:{SCHEDULE_NAME}"),
+                context=JobContext(tenant_id=tenant, job_id=record.job_id, requested_by=submitter),
                 incremental=True, end_date=tick.isoformat(),
             )
             requests.append(dg.RunRequest(
-                run_key=f"{tenant}:{tick.isoformat()}", run_config=materialization_run_config(config),
-                tags={"mlservice/tenant": tenant, "mlservice/kind": "materialization"},
+                run_key=run_key, run_config=materialization_run_config(config),
+                tags={"mlservice/tenant": tenant, "mlservice/job_id": record.job_id, "mlservice/kind": "materialization"},
             ))
         return requests or dg.SkipReason("no tenant has a feature store yet")
 

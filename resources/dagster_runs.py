@@ -43,6 +43,15 @@ query Run($runId: ID!) {
   }
 }"""
 
+_RUN_BY_TAG = """
+query RunByTag($key: String!, $value: String!) {
+  runsOrError(filter: {tags: [{key: $key, value: $value}]}, limit: 1) {
+    __typename
+    ... on Runs { results { runId } }
+    ... on Error { message }
+  }
+}"""
+
 _FAILURE = """
 query Failure($runId: ID!) {
   logsForRun(runId: $runId, limit: 1000) {
@@ -118,6 +127,13 @@ class DagsterRuns:
             run_id=run_id, status=STATUS_BY_DAGSTER.get(result["status"], "queued"), dagster_status=result["status"],
             started_at=_ts(result.get("startTime")), finished_at=_ts(result.get("endTime")),
         )
+
+    def run_id_by_tag(self, key: str, value: str) -> str | None:
+        """The newest run carrying the tag (runs the daemon launched, e.g. for a schedule)."""
+        result = self._query(_RUN_BY_TAG, {"key": key, "value": value})["runsOrError"]
+        if result["__typename"] != "Runs" or not result.get("results"):
+            return None
+        return result["results"][0]["runId"]
 
     def failure_message(self, run_id: str) -> str | None:
         """The first step failure's message (what the asset raised), else the run failure's."""

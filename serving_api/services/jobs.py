@@ -76,9 +76,16 @@ class JobService:
         return [self.refresh(r) for r in self.jobs.list(tenant_id, **filters)]
 
     def refresh(self, record: JobRecord) -> JobRecord:
-        if record.terminal or not record.dagster_run_id:
+        if record.terminal:
             return record
         try:
+            if not record.dagster_run_id:
+                # a job whose run the Dagster daemon launched (a schedule): find it by its tag
+                run_id = self.runs.run_id_by_tag("mlservice/job_id", record.job_id)
+                if run_id is None:
+                    return record
+                self.jobs.update(record.job_id, dagster_run_id=run_id)
+                record = self.jobs.get(record.tenant_id, record.job_id)
             state = self.runs.state(record.dagster_run_id)
         except DependencyUnavailable:
             return record  # reads keep answering with the last known state while Dagster is away

@@ -67,6 +67,14 @@ def test_schedule_requests_one_incremental_run_per_tenant_with_a_store(env, tmp_
     assert config["incremental"] is True and config["context"]["tenant_id"] == TENANT
     assert config["end_date"] == tick.isoformat()
     assert requests[0].run_config["ops"]["order_features"]["config"] == config
+    # each run is an API job (GET /api/v1/jobs finds it by the run's tag); a re-evaluated tick reuses it
+    job = JobStore(env["state"]).get(TENANT, config["context"]["job_id"])
+    assert job.kind == "materialization" and job.submitted_by.startswith("schedule:") and job.status == "submitted"
+    assert requests[0].tags["mlservice/job_id"] == job.job_id
+    with dg.build_schedule_context(resources=env, scheduled_execution_time=tick) as context:
+        again = schedule(context)
+    assert again[0].run_config == requests[0].run_config
+    assert len(JobStore(env["state"]).list(TENANT, kind="materialization")) == 1
 
 
 def test_materialize_assets_in_process_and_report_to_the_job(env):

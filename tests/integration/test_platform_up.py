@@ -126,6 +126,38 @@ def test_incremental_materialization_through_the_api(up, http):
     assert window["start"] < window["end"]
 
 
+def test_a_run_the_daemon_launched_answers_as_a_job(up, http):
+    """What the hourly schedule does: a job record without a run id, and a run tagged with the job
+    id launched by Dagster itself; GET /api/v1/jobs/{id} finds the run by its tag and follows it."""
+    from resources.dagster_runs import DagsterRuns
+    from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
+    from resources.job_specs import JobContext
+    from resources.jobs import JobStore
+    from serving_api.settings import Settings
+    from serving_api.wiring import build_state_store
+
+    state = build_state_store(Settings(data_dir=up.data_dir))
+    try:
+        record, _ = JobStore(state).create(DEMO_TENANT, kind="materialization", request={"incremental": True},
+                                           submitted_by="schedule:test")
+    finally:
+        state.dispose()
+    config = MaterializationConfig(context=JobContext(tenant_id=DEMO_TENANT, job_id=record.job_id, requested_by="schedule:test"),
+                                   feature_views=["customer_features"], incremental=True)
+    DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}").launch(
+        FEATURE_MATERIALIZATION_JOB, materialization_run_config(config),
+        {"mlservice/tenant": DEMO_TENANT, "mlservice/job_id": record.job_id, "mlservice/kind": "materialization"},
+    )
+    deadline = time.monotonic() + 240
+    while True:
+        job = http.get(f"{up.api}/api/v1/jobs/{record.job_id}", headers=bearer(up.token())).json()
+        if job["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert job["status"] == "succeeded" and job["dagster_run_id"], job
+    assert set(job["result"]) == {"customer_features"}
+
+
 def test_cli_token_for_another_tenant_is_isolated(up, http):
     result = subprocess.run([sys.executable, "-m", "mlservice.cli", "token", "--tenant", "other-co"],
                             cwd=REPO_ROOT, env=up.env, capture_output=True, text=True, timeout=60, check=True)
