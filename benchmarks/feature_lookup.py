@@ -50,7 +50,7 @@ from serving_vs_mlflow import (  # noqa: E402  (sibling benchmark: helpers only,
     closed_port,
     free_port,
     log,
-    run_wrk,
+    measure,
     wait_http,
     write_lua,
 )
@@ -128,22 +128,6 @@ def http_sequential(client, body: bytes, calls: int, warmup: int) -> Timings:
     return Timings(times)
 
 
-def wrk_runs(url: str, script: Path, args, api: Server) -> dict[int, LoadResult]:
-    results = {}
-    for concurrency in (1, 8):
-        warm = run_wrk(url, script, concurrency=concurrency, seconds=args.warmup, pgid=api.pid)
-        if warm.errors:
-            raise RuntimeError(f"wrk c={concurrency}: errors during warm-up {warm.errors}\n{warm.raw}")
-        result = run_wrk(url, script, concurrency=concurrency, seconds=args.duration, pgid=api.pid)
-        if result.errors:
-            raise RuntimeError(f"wrk c={concurrency}: errors {result.errors} (non-2xx or socket errors)\n{result.raw}")
-        log(f"API wrk c={concurrency}: {result.rps:.1f} req/s  p50 {result.p50_ms:.2f} ms  p99 {result.p99_ms:.2f} ms  "
-            f"({result.requests} requests; cores used: API {result.server_cores:.2f}, wrk {result.wrk_cores:.2f}, "
-            f"other {result.other_cores:.2f})")
-        results[concurrency] = result
-    return results
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=20_000, help="demo population size (default 20000)")
@@ -212,7 +196,7 @@ def main() -> int:
         wrk: dict[int, LoadResult] = {}
         if shutil.which("wrk") is not None:
             script = write_lua(tmp / "features_online.lua", [body], auth)
-            wrk = wrk_runs(f"{base}{ROUTE}", script, args, api)
+            wrk = measure("API /api/v1/features/online", f"{base}{ROUTE}", script, args, api)
         else:
             log("wrk is not on PATH (apt-get install -y wrk): no wrk rows")
         api.stop()
