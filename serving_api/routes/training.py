@@ -11,6 +11,7 @@ from serving_api.deps import FeatureStoreDep, IdempotencyKey, JobServiceDep, Job
 from serving_api.schemas.jobs import JobAccepted, TrainingCreate, TrainingStatus
 from serving_api.routes.job_routes import add_job_routes
 from serving_api.services.job_views import training_status
+from serving_api.services.jobs import JobService
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
 JOB_NAME, KIND = "training", "training"
@@ -25,9 +26,11 @@ def data_spec(body) -> DataSpec:
     )
 
 
-def check_feature_service(store, tenant_id: str, data) -> None:
-    """404 before anything is stored when the named feature service is not the tenant's."""
-    if data is not None and data.feature_service is not None:
+def check_data_config(service: JobService, store, tenant_id: str, data) -> None:
+    """Before anything is stored: paths inside the tenant's area and present (400), and the named
+    feature service the tenant's (404)."""
+    service.check_data_paths(tenant_id, data.train_path, data.validation_path)
+    if data.feature_service is not None:
         store.service_refs(tenant_id, data.feature_service)
 
 
@@ -51,8 +54,7 @@ def submit_training(
     problems = validate_trainer(trainer)
     if problems:
         raise InvalidRequest("invalid training request", {"problems": problems})
-    service.check_data_paths(principal.tenant_id, body.data_config.train_path, body.data_config.validation_path)
-    check_feature_service(store, principal.tenant_id, body.data_config)
+    check_data_config(service, store, principal.tenant_id, body.data_config)
     service.check_gpu(trainer.use_gpu)
     data = data_spec(body)
     record = service.submit(

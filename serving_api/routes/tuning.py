@@ -8,7 +8,7 @@ from resources.errors import InvalidRequest
 from resources.job_specs import TrainingSetConfig, TuningConfig, run_config
 from resources.search_space import validate_search_space, validate_tuning
 from serving_api.deps import FeatureStoreDep, IdempotencyKey, JobServiceDep, JobsWriter
-from serving_api.routes.training import check_feature_service, data_spec, trainer_spec
+from serving_api.routes.training import check_data_config, data_spec, trainer_spec
 from serving_api.schemas.jobs import DataConfig, JobAccepted, TrainingSettings, TuningCreate, TuningStatus
 from serving_api.routes.job_routes import add_job_routes
 from serving_api.services.job_views import tuning_status
@@ -53,8 +53,7 @@ def submit_tuning(
     problems = validate_tuning(tuning)
     if problems:
         raise InvalidRequest("invalid tuning request", {"problems": problems})
-    service.check_data_paths(principal.tenant_id, body.data_config.train_path, body.data_config.validation_path)
-    check_feature_service(store, principal.tenant_id, body.data_config)
+    check_data_config(service, store, principal.tenant_id, body.data_config)
     data = data_spec(body)
     record = service.submit(
         principal, kind=KIND, job_name=JOB_NAME, model_name=body.model_name,
