@@ -47,6 +47,13 @@ if TYPE_CHECKING:
 SOURCE_FILES = ("customer_features.parquet", "order_features.parquet")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CATALOG_RETRY_S = 2.0  # an unknown name re-reads the registry at most this often
+# What a store loads on first use (provider, registry, stores), for ``import_feast``.
+_FEAST_MODULES = (
+    "feast", "feast.repo_operations", "feast.infra.passthrough_provider", "feast.infra.registry.file",
+    "feast.infra.online_stores.sqlite", "feast.infra.offline_stores.dask", "feast.infra.compute_engines.local.compute",
+    "feast.infra.online_stores.postgres_online_store", "feast.infra.online_stores.mysql_online_store",
+    "feast.infra.online_stores.milvus_online_store",
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class _Tenant:
     loaded_at: float = 0.0
 
 
-def utc(value: datetime | None, default: datetime) -> datetime:
+def utc(value: datetime | None, default: datetime | None) -> datetime | None:
     if value is None:
         return default
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
@@ -115,6 +122,25 @@ class FeatureStoreResource(dg.ConfigurableResource):
     def repo_options(self, tenant_id: str) -> dict[str, Any]:
         return repo_config_options(tenant_id, self.repo_dir(tenant_id), self.online_store, self.online_store_url,
                                    self.registry_cache_ttl_s)
+
+    @staticmethod
+    def import_feast() -> None:
+        """Import Feast now; a server calls it on its start-up thread, before request threads exist.
+
+        Feast's modules are instrumented by typeguard at import, which runs ``ast.parse``; CPython
+        3.11 keeps the AST converter's recursion counter per interpreter, not per thread
+        (gh-106905), so that import racing other threads fails at random with "SystemError: AST
+        constructor recursion depth mismatch". Importing up front (~2 s, once) keeps a tenant's
+        first lookup from doing it in a worker thread; the modules a store loads lazily on first
+        use come too.
+        """
+        import importlib
+
+        for name in _FEAST_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # an optional store whose extra is not installed
+                continue
 
     # -- the cached store per tenant -----------------------------------------------------------
     def _open(self, tenant_id: str) -> "FeatureStore":
@@ -302,16 +328,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
         (default now). Returns ``{"tenant_id", "incremental", "end", "views": [{"name", "start",
         "end", "source_rows", "entities"}]}`` (rows and entities of the source in the window)."""
         state = self._catalog(self._tenant(tenant_id), refresh=True)
-        names = list(dict.fromkeys(views)) if views else sorted(state.views)
-        for name in names:
-            if name not in state.views:
-                raise FeatureViewNotFound(name)
-        end_at = utc(end, datetime.now(timezone.utc))
-        if incremental and start is not None:
-            raise InvalidRequest("start_date applies to a full materialization (incremental: false) only")
-        start_at = utc(start, EPOCH)
-        if start_at >= end_at:
-            raise InvalidRequest("start_date must be before end_date", {"start_date": start_at, "end_date": end_at})
+        names, start_at, end_at = self._plan(state, views, incremental, start, end)
         summaries = []
         with self._writing(tenant_id, state):
             for name in names:
@@ -325,6 +342,31 @@ class FeatureStoreResource(dg.ConfigurableResource):
                                   "source_rows": rows, "entities": entities})
             state.store.refresh_registry()
         return {"tenant_id": tenant_id, "incremental": incremental, "end": end_at.isoformat(), "views": summaries}
+
+    def check_materialization(
+        self, tenant_id: str, views: list[str] | None, incremental: bool, start: datetime | None, end: datetime | None,
+    ) -> tuple[list[str], datetime, datetime]:
+        """What ``materialize`` would do, checked without doing it (the API answers 404/400 before
+        it launches a run): the view names, and the window's start and end in UTC."""
+        return self._plan(self._catalog(self._tenant(tenant_id)), views, incremental, start, end)
+
+    @staticmethod
+    def _plan(
+        state: _Tenant, views: list[str] | None, incremental: bool, start: datetime | None, end: datetime | None,
+    ) -> tuple[list[str], datetime, datetime]:
+        names = list(dict.fromkeys(views)) if views else sorted(state.views)
+        for name in names:
+            if name not in state.views:
+                raise FeatureViewNotFound(name)
+        end_at = utc(end, datetime.now(timezone.utc))
+        if incremental and start is not None:
+            raise InvalidRequest("start_date applies to a full materialization (incremental: false) only",
+                                 {"incremental": True, "start_date": start.isoformat()})
+        start_at = utc(start, EPOCH)
+        if start_at >= end_at:
+            raise InvalidRequest("start_date must be before end_date",
+                                 {"start_date": start_at.isoformat(), "end_date": end_at.isoformat()})
+        return names, start_at, end_at
 
     def _incremental_start(self, state: _Tenant, name: str, end_at: datetime) -> datetime:
         fv = state.store.get_feature_view(name)

@@ -49,33 +49,6 @@ _MLFLOW_CLIENT_DEFAULTS = {
 }
 
 
-def import_feast_now() -> None:
-    """Import Feast on the start-up thread, before any request thread exists.
-
-    Feast's modules are instrumented by typeguard at import, which runs ``ast.parse``; CPython
-    3.11 keeps the AST converter's recursion counter per interpreter, not per thread
-    (gh-106905), so that import racing other threads fails at random with "SystemError: AST
-    constructor recursion depth mismatch". Importing it here (~2 s, once) keeps the first
-    feature lookup of a tenant from doing it in a worker thread. The modules a store loads
-    lazily on first use (provider, registry, stores) are imported here too.
-    """
-    import importlib
-
-    for name in _FEAST_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # an optional store whose extra is not installed
-            continue
-
-
-_FEAST_MODULES = (
-    "feast", "feast.repo_operations", "feast.infra.passthrough_provider", "feast.infra.registry.file",
-    "feast.infra.online_stores.sqlite", "feast.infra.offline_stores.dask", "feast.infra.compute_engines.local.compute",
-    "feast.infra.online_stores.postgres_online_store", "feast.infra.online_stores.mysql_online_store",
-    "feast.infra.online_stores.milvus_online_store",
-)
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     state = build_state_store(settings, serving=True)
@@ -88,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             os.environ.setdefault(key, value)
         app.state.verifier = TokenVerifier(settings)  # refuses to start without a key
         state.engine  # create tables now rather than on the first request
-        import_feast_now()
+        app.state.feature_store.import_feast()
         audit.start()
         prediction_log = app.state.prediction_service.log = PredictionLog(state, max_wait_s=0)  # one per lifespan; commits group by themselves
         prediction_log.start()

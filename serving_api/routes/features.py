@@ -8,11 +8,9 @@ Materialization is a job: a Dagster run of one asset per feature view, launched 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from fastapi import APIRouter
 
-from resources.errors import FeatureViewNotFound, InvalidRequest
+from resources.feature_store import utc
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
 from serving_api.deps import FeaturesReader, FeaturesWriter, FeatureStoreDep, IdempotencyKey, JobServiceDep
 from serving_api.schemas.features import (
@@ -51,35 +49,21 @@ def apply_definitions(principal: FeaturesWriter, store: FeatureStoreDep) -> Appl
                        feature_services=result["feature_services"], applied=result["applied"])
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
-
-
 @router.post("/materialize", status_code=202, response_model=MaterializeAccepted)
 def materialize(
     body: MaterializeRequest, principal: FeaturesWriter, store: FeatureStoreDep, service: JobServiceDep,
     idempotency_key: IdempotencyKey = None,
 ) -> MaterializeAccepted:
-    known = [view["name"] for view in store.feature_views(principal.tenant_id)]  # 404 without a store
-    views = list(dict.fromkeys(body.feature_views)) if body.feature_views else known
-    for name in views:
-        if name not in known:
-            raise FeatureViewNotFound(name)
-    start, end = _utc(body.start_date), _utc(body.end_date)
-    if body.incremental and start is not None:
-        raise InvalidRequest("start_date applies to a full materialization (incremental: false) only",
-                             {"incremental": True, "start_date": start.isoformat()})
-    if start is not None and start >= (end or datetime.now(timezone.utc)):
-        raise InvalidRequest("start_date must be before end_date",
-                             {"start_date": start.isoformat(), "end_date": end.isoformat() if end else "now"})
+    # 404 without a store or for an unknown view, 400 for a bad window: before a job is stored
+    views, start, _ = store.check_materialization(principal.tenant_id, body.feature_views, body.incremental,
+                                                  body.start_date, body.end_date)
+    end = utc(body.end_date, None)  # unset: the run's own "now"
     record = service.submit(
         principal, kind=KIND, job_name=FEATURE_MATERIALIZATION_JOB, model_name=None,
         request=body.model_dump(mode="json"), idempotency_key=idempotency_key, needs_ray=False,
         run_config=lambda ctx: materialization_run_config(MaterializationConfig(
             context=ctx, feature_views=views, incremental=body.incremental,
-            start_date=start.isoformat() if start else None, end_date=end.isoformat() if end else None,
+            start_date=start.isoformat() if body.start_date else None, end_date=end.isoformat() if end else None,
         )),
     )
     return MaterializeAccepted(job_id=record.job_id, status=record.status, feature_views=views,
