@@ -78,23 +78,23 @@ class JobService:
     def refresh(self, record: JobRecord) -> JobRecord:
         if record.terminal:
             return record
+        run_id = record.dagster_run_id
         try:
-            if not record.dagster_run_id:
+            if not run_id:
                 # a job whose run the Dagster daemon launched (a schedule): find it by its tag
                 run_id = self.runs.run_id_by_tag("mlservice/job_id", record.job_id)
                 if run_id is None:
                     return record
-                self.jobs.update(record.job_id, dagster_run_id=run_id)
-                record = self.jobs.get(record.tenant_id, record.job_id)
-            state = self.runs.state(record.dagster_run_id)
+            state = self.runs.state(run_id)
         except DependencyUnavailable:
             return record  # reads keep answering with the last known state while Dagster is away
         if state is None:
             return record
-        values: dict[str, Any] = {"status": state.status, "started_at": state.started_at, "finished_at": state.finished_at}
+        values: dict[str, Any] = {"dagster_run_id": run_id, "status": state.status, "started_at": state.started_at,
+                                  "finished_at": state.finished_at}
         if state.status == "failed" and not record.error:
             try:
-                values["error"] = self.runs.failure_message(record.dagster_run_id) or "the run failed"
+                values["error"] = self.runs.failure_message(run_id) or "the run failed"
             except DependencyUnavailable:
                 values["error"] = "the run failed"
         self.jobs.update(record.job_id, **values)
