@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from resources.queues import drain
 from resources.state_db import StateStore, audit_log, utcnow
 
 log = logging.getLogger("mlservice.audit")
@@ -46,15 +47,7 @@ class AuditLog:
         self.flush()
 
     def flush(self) -> None:
-        batch = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                batch.append(item)
-        self._write(batch)
+        self._write(drain(self._queue, _STOP))
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not batch:

@@ -53,6 +53,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from resources.queues import drain
 from resources.state_db import StateStore, metadata, utcnow
 
 log = logging.getLogger("mlservice.prediction_log")
@@ -242,14 +243,7 @@ class PredictionLog:
 
     def _drain_after_stop(self) -> None:
         """Anything queued behind the stop mark (cannot happen through ``_enqueue``) is written."""
-        batch = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not _STOP:
-                batch.append(item)
+        batch = drain(self._queue, _STOP)
         for start in range(0, len(batch), self.max_batch):
             self._commit(batch[start : start + self.max_batch])
 
