@@ -61,6 +61,31 @@ class RayUnavailable(DomainError):
     code = "RAY_UNAVAILABLE"
 
 
+# -- bounds and trust ----------------------------------------------------------------------------
+class QuotaExceeded(DomainError):
+    """The tenant holds as many models / versions / ensembles as its quota allows (409)."""
+
+    code = "QUOTA_EXCEEDED"
+
+
+class JobLimitReached(DomainError):
+    """The tenant has as many unfinished jobs as it may run at once (429; retry when one ends)."""
+
+    code = "JOB_LIMIT_REACHED"
+
+
+class ModelNotVerified(DomainError):
+    """A version with no artifact record: it was not registered through the platform (503)."""
+
+    code = "MODEL_NOT_VERIFIED"
+
+
+class ModelArtifactChanged(DomainError):
+    """The artifact's files no longer match the digest recorded at registration (503)."""
+
+    code = "MODEL_ARTIFACT_CHANGED"
+
+
 # -- feature store (resources/feature_store.py) ------------------------------------------------
 class FeatureRefInvalid(InvalidRequest):
     """A feature reference that is not ``<feature_view>:<feature>`` (or a request that cannot be

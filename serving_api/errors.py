@@ -40,13 +40,17 @@ STATUS_BY_CODE: dict[str, int] = {
     "IDEMPOTENCY_CONFLICT": 409,
     "ENSEMBLE_ALREADY_EXISTS": 409,
     "JOB_ALREADY_FINISHED": 409,
+    "QUOTA_EXCEEDED": 409,  # the tenant holds as many models / versions / ensembles as it may
     "PAYLOAD_TOO_LARGE": 413,
     "VALIDATION_ERROR": 422,
     "RATE_LIMITED": 429,
+    "JOB_LIMIT_REACHED": 429,  # the tenant has as many unfinished jobs as it may: retry when one ends
     "ENSEMBLE_UNAVAILABLE": 503,
     "INTERNAL_ERROR": 500,
     "SERVICE_UNAVAILABLE": 503,
     "RAY_UNAVAILABLE": 503,
+    "MODEL_NOT_VERIFIED": 503,  # a version with no record of its artifact (not registered through the platform)
+    "MODEL_ARTIFACT_CHANGED": 503,  # the artifact's files differ from the digest recorded at registration
 }
 
 

@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from resources.tenancy import is_valid_tenant
+
 HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
 ASYMMETRIC_ALGORITHMS = {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"}
 MIN_SECRET_BYTES = 32
@@ -37,6 +39,24 @@ def _split_list(value: Any) -> Any:
 class RateLimit(BaseModel):
     rate: float = Field(gt=0, description="tokens added per second")
     burst: int = Field(gt=0, description="bucket size")
+
+
+class Quotas(BaseModel):
+    """What one tenant may hold at once (``MLSERVICE_QUOTAS``; per tenant ``MLSERVICE_QUOTA_OVERRIDES``)."""
+
+    models: int = Field(default=100, ge=0, description="registered models")
+    versions_per_model: int = Field(default=100, ge=1, description="versions of one model")
+    concurrent_jobs: int = Field(default=4, ge=1, description="jobs submitted and not yet ended")
+    ensembles: int = Field(default=50, ge=0, description="ensembles")
+
+
+class Retention(BaseModel):
+    """How long records are kept, in days (``MLSERVICE_RETENTION``; per tenant ``MLSERVICE_RETENTION_OVERRIDES``)."""
+
+    prediction_log_days: int = Field(default=30, ge=1)
+    audit_log_days: int = Field(default=90, ge=1)
+    finished_jobs_days: int = Field(default=90, ge=1)
+    idempotency_keys_days: int = Field(default=7, ge=1)
 
 
 class Settings(BaseSettings):
@@ -78,12 +98,40 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(default=64, ge=1, description="rows per micro-batched predict call")
     batch_max_wait_ms: float = Field(default=2.0, ge=0, description="wait for more rows once requests queue up")
     warm_models: bool = True
+    # -- bounds on what one request, job or tenant can cost (README, "Security") --------------
+    quotas: Quotas = Quotas()
+    quota_overrides: dict[str, Quotas] = Field(default={}, description="per tenant; fields not given keep the defaults")
+    max_run_minutes: float = Field(default=120.0, gt=0, description="a Dagster run past this ends failed")
+    max_concurrent_runs: int = Field(default=3, ge=2, description="Dagster runs at once, all tenants")
+    tenant_max_concurrent_runs: int = Field(default=2, ge=1, description="Dagster runs at once per tenant")
+    retention: Retention = Retention()
+    retention_overrides: dict[str, Retention] = Field(default={}, description="per tenant; fields not given keep the defaults")
+    retention_cron: str = Field(default="17 3 * * *", description="schedule of the retention job")
+    prediction_log_max_payload_bytes: int = Field(default=65_536, ge=1024, description="features+outputs kept per record")
+    max_token_lifetime_s: int = Field(default=86_400, gt=0, description="tokens living longer (exp - iat) are refused")
+    unauthenticated_rate_per_second: float = Field(default=10.0, gt=0, description="per client address, before auth")
+    unauthenticated_burst: int = Field(default=50, gt=0)
+    health_cache_s: float = Field(default=2.0, ge=0, description="/health/ready answers from a result this fresh")
+    model_cache_tenant_max_models: int = Field(default=8, ge=1, description="loaded versions per tenant")
+    model_cache_tenant_max_bytes: int = Field(default=1 << 30, ge=1, description="approximate memory per tenant")
+    negative_cache_s: float = Field(default=5.0, ge=0, description="unknown model ids and versions are remembered this long")
+    explain_max_cost: int = Field(default=2_000_000, ge=1, description="rows x coalitions x background rows per request")
+    explain_workers: int = Field(default=1, ge=1, description="threads of the explanations' own executor")
+    offload_rows: int = Field(default=64, ge=1, description="requests with more rows validate and serialise off the event loop")
     feast_online_store: Literal["sqlite", "redis", "postgres"] = Field(
         default="sqlite", description="Feast online store of every tenant; redis/postgres need feast[redis]/feast[postgres]"
     )
     feast_online_store_url: str | None = Field(
         default=None, description="redis://host:port[/db] or postgresql://user:pw@host:port/db (not for sqlite)"
     )
+
+    @field_validator("quota_overrides", "retention_overrides", "rate_limit_overrides")
+    @classmethod
+    def _known_tenants(cls, value: dict) -> dict:
+        bad = sorted(k for k in value if not is_valid_tenant(k))
+        if bad:
+            raise ValueError(f"overrides name invalid tenant ids: {bad}")
+        return value
 
     @field_validator("jwt_algorithms", "data_roots", "s3_buckets", mode="before")
     @classmethod
@@ -191,6 +239,19 @@ class Settings(BaseSettings):
         return self.rate_limit_overrides.get(
             tenant_id, RateLimit(rate=self.rate_limit_per_second, burst=self.rate_limit_burst)
         )
+
+    def quotas_for(self, tenant_id: str) -> Quotas:
+        """The defaults with the tenant's override applied field by field."""
+        return _overridden(self.quotas, self.quota_overrides.get(tenant_id))
+
+    def retention_for(self, tenant_id: str) -> Retention:
+        return _overridden(self.retention, self.retention_overrides.get(tenant_id))
+
+
+def _overridden(default: BaseModel, override: BaseModel | None):
+    if override is None:
+        return default
+    return default.model_copy(update=override.model_dump(exclude_unset=True))
 
 
 @lru_cache
