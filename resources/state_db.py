@@ -115,6 +115,17 @@ def _add_missing_columns(engine: "Engine") -> None:
                     conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
+TABLE_MODULES = ("resources.ensembles", "resources.model_artifacts", "resources.prediction_log")
+
+
+def _import_table_modules() -> None:
+    """Every table is defined before ``create_all``, whichever modules the caller imported."""
+    import importlib
+
+    for name in TABLE_MODULES:
+        importlib.import_module(name)
+
+
 class WalCheckpointer:
     """Checkpoints a SQLite WAL from its own thread, off every commit path.
 
@@ -188,6 +199,7 @@ class StateStore(dg.ConfigurableResource):
                 self._checkpointer = WalCheckpointer(url.database)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
+        _import_table_modules()
         metadata.create_all(engine)
         _add_missing_columns(engine)
         return engine
