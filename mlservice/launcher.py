@@ -6,23 +6,29 @@ training job on Dagster and Ray). A part whose address
 is configured (``MLSERVICE_RAY_ADDRESS``, ``MLSERVICE_MLFLOW_TRACKING_URI``,
 ``MLSERVICE_DAGSTER_URL``) is taken as external and not started. Every child runs in its own
 process group and is stopped by it on Ctrl-C, SIGTERM, or when any part dies.
+
+Exposure: every part binds 127.0.0.1 (Ray with ``RAY_LOOPBACK_ENV``, and without its client
+server: ``mlservice.ray_head``), and the launcher checks that with the sockets its processes
+actually hold (``mlservice.exposure``) after start, after the demo seed and every 30 s: anything
+beyond loopback but the API on ``MLSERVICE_API_HOST`` stops the platform. Children get only the
+environment they need (``mlservice.child_env``); the data dir is 0700 and its files 0600
+(``mlservice.state_dirs``), Ray's temp dir included.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
-from mlservice.processes import ManagedProcess, http_ok, wait_until
+from mlservice import child_env, dagster_instance, exposure, ray_head, state_dirs
+from mlservice.processes import RAY_WORKER_PORTS, ManagedProcess, free_port, http_ok, port_free, wait_until  # noqa: F401 (re-exported)
 from serving_api.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,16 +38,6 @@ def _bin(name: str) -> str:
     """A console script of this environment (next to the running interpreter)."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
-
-
-def port_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def ensure_secret_file(path: Path, nbytes: int = 32) -> None:
@@ -62,23 +58,26 @@ class Platform:
         self.start_ray = settings.ray_address is None
         self.start_mlflow = settings.mlflow_tracking_uri is None
         self.start_dagster = settings.dagster_url is None
+        self.exposure_interval_s = 30.0
         self._stop = threading.Event()
 
     # -- preparation -----------------------------------------------------------------------
     @property
     def ray_temp_dir(self) -> Path:
-        # Ray's unix socket paths must stay short: a per-data-dir folder under /tmp.
-        digest = hashlib.sha1(str(self.settings.data_dir).encode()).hexdigest()[:10]
-        return Path("/tmp") / f"mlservice-ray-{digest}"
+        """What Ray is given: $MLSERVICE_DATA_DIR/ray, or a short link to it (socket path length)."""
+        return state_dirs.ray_temp_dir(self.settings.data_dir)
 
     def prepare(self) -> None:
         s = self.settings
-        for folder in (s.data_dir, s.tenants_dir, s.logs_dir, s.mlflow_artifacts_dir, s.dagster_home / "storage"):
+        state_dirs.make_private(s.data_dir)  # umask 0o077 first: everything below is owner-only
+        for folder in (s.tenants_dir, s.logs_dir, s.mlflow_artifacts_dir, s.dagster_home / "storage"):
             folder.mkdir(parents=True, exist_ok=True)
         if s.jwt_secret is None and s.jwt_public_key is None:
             ensure_secret_file(s.dev_jwt_secret_path)
         ensure_secret_file(s.ray_token_path)
-        shutil.copyfile(REPO_ROOT / "dagster.yaml", s.dagster_home / "dagster.yaml")
+        dagster_instance.write(s, s.dagster_home)
+        if self.start_ray:
+            state_dirs.prepare_ray_temp_dir(s.data_dir)
         busy = [
             f"{name} port {port} ({var})"
             for name, port, var, wanted in (
@@ -87,16 +86,17 @@ class Platform:
                 ("MLflow", s.mlflow_port, "MLSERVICE_MLFLOW_PORT", self.start_mlflow),
                 ("Ray GCS", s.ray_port, "MLSERVICE_RAY_PORT", self.start_ray),
                 ("Ray dashboard", s.ray_dashboard_port, "MLSERVICE_RAY_DASHBOARD_PORT", self.start_ray),
-                ("Ray client", s.ray_client_port, "MLSERVICE_RAY_CLIENT_PORT", self.start_ray),
             )
             if wanted and not port_free(port)
         ]
         if busy:
             raise RuntimeError("ports already in use: " + ", ".join(busy) + "; set the variables to free ports")
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, part: str = "dagster") -> dict[str, str]:
+        """The environment of one part (``child_env.PARTS``); only "api" and "seed" see JWT keys."""
         s = self.settings
         env = dict(os.environ)
+        env.update(child_env.RAY_LOOPBACK_ENV)
         env.update(
             MLSERVICE_DATA_DIR=str(s.data_dir),
             MLSERVICE_MLFLOW_TRACKING_URI=s.mlflow_tracking_uri or f"http://127.0.0.1:{s.mlflow_port}",
@@ -113,7 +113,7 @@ class Platform:
             PYTHONUNBUFFERED="1",
         )
         env["MLFLOW_TRACKING_URI"] = env["MLSERVICE_MLFLOW_TRACKING_URI"]
-        return env
+        return child_env.for_part(env, part)
 
     # -- the parts -------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], stop_timeout_s: float = 15.0) -> ManagedProcess:
@@ -124,20 +124,6 @@ class Platform:
         process.start()
         self.processes.append(process)
         return process
-
-    def _ray_argv(self) -> list[str]:
-        s = self.settings
-        taken = {s.api_port, s.dagster_port, s.mlflow_port, s.ray_port, s.ray_dashboard_port, s.ray_client_port}
-        agent_port = free_port(exclude=taken)
-        metrics_port = free_port(exclude=taken | {agent_port})
-        return [
-            _bin("ray"), "start", "--head", "--block", "--disable-usage-stats",
-            "--node-ip-address", "127.0.0.1", "--port", str(s.ray_port),
-            "--dashboard-host", "127.0.0.1", "--dashboard-port", str(s.ray_dashboard_port),
-            "--ray-client-server-port", str(s.ray_client_port),
-            "--dashboard-agent-listen-port", str(agent_port), "--metrics-export-port", str(metrics_port),
-            "--temp-dir", str(self.ray_temp_dir),
-        ]
 
     def _mlflow_argv(self) -> list[str]:
         s = self.settings
@@ -150,14 +136,15 @@ class Platform:
     def start(self) -> None:
         s = self.settings
         self.prepare()
-        env = self.environment()
+        env = self.environment("dagster")
         waits: list[tuple[str, Callable[[], bool], ManagedProcess, float]] = []
         if self.start_ray:
+            argv, port_env = ray_head.head_command(s, self.ray_temp_dir)
             # `ray start --block` lingers on SIGTERM; its state is disposable, so the wait is short.
-            ray = self._spawn("ray", self._ray_argv(), env, stop_timeout_s=5.0)
+            ray = self._spawn("ray", argv, {**self.environment("ray"), **port_env}, stop_timeout_s=5.0)
             waits.append(("Ray head", lambda: http_ok(s.effective_ray_dashboard_url + "/api/gcs_healthz"), ray, 120))
         if self.start_mlflow:
-            mlflow = self._spawn("mlflow", self._mlflow_argv(), env)
+            mlflow = self._spawn("mlflow", self._mlflow_argv(), self.environment("mlflow"))
             waits.append(("MLflow server", lambda: http_ok(f"http://127.0.0.1:{s.mlflow_port}/health"), mlflow, 120))
         if self.start_dagster:
             # Create (or migrate) the instance's SQLite storage once, before the webserver and the
@@ -179,12 +166,25 @@ class Platform:
             "api",
             [sys.executable, "-m", "uvicorn", "serving_api.main:create_app", "--factory",
              "--host", s.api_host, "--port", str(s.api_port), "--no-access-log"],
-            env,
+            self.environment("api"),
         )
         wait_until(lambda: http_ok(f"http://127.0.0.1:{s.api_port}/health/ready"), timeout_s=120, what="API", process=api)
+        self.check_exposure()
         if self.seed_demo:
             self.echo("seeding the demo tenant (first start only) ...")
-            subprocess.run([sys.executable, "-m", "mlservice.cli", "seed-demo"], env=env, check=True, cwd=REPO_ROOT)
+            subprocess.run([sys.executable, "-m", "mlservice.cli", "seed-demo"], env=self.environment("seed"),
+                           check=True, cwd=REPO_ROOT)
+            self.check_exposure()  # Ray workers and Dagster run workers start lazily: look again
+
+    # -- exposure --------------------------------------------------------------------------
+    def check_exposure(self) -> None:
+        """Raise ``ExposureError`` when a part listens beyond loopback (the API on its host excepted)."""
+        live = [p for p in self.processes if p.alive()]
+        api = next((p.pid for p in live if p.name == "api"), None)
+        found = exposure.offenders([p.pid for p in live], api_root=api, api_host=self.settings.api_host,
+                                   api_port=self.settings.api_port)
+        if found:
+            raise exposure.ExposureError(found)
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -192,6 +192,7 @@ class Platform:
                 self.echo(f"stopping {process.name} (process group {process.pid}) ...")
                 process.stop()
         self.processes.clear()
+        state_dirs.unlink_ray_temp_link(self.settings.data_dir)
 
     # -- running ---------------------------------------------------------------------------
     def request_stop(self, *_args) -> None:
@@ -205,28 +206,22 @@ class Platform:
         try:
             self.start()
             on_ready()
+            next_check = time.monotonic() + self.exposure_interval_s
             while not self._stop.wait(0.5):
                 dead = next((p for p in self.processes if not p.alive()), None)
                 if dead is not None:
                     self.echo(f"{dead.name} exited unexpectedly; last log lines:\n{dead.tail()}")
                     code = 1
                     break
+                if time.monotonic() >= next_check:
+                    self.check_exposure()
+                    next_check = time.monotonic() + self.exposure_interval_s
+        except exposure.ExposureError as exc:
+            self.echo(str(exc))
+            code = 3
         except Exception as exc:  # noqa: BLE001 - report, then clean up whatever started
             self.echo(f"start-up failed: {exc}")
             code = 1
         finally:
             self.stop()
         return code
-
-
-RAY_WORKER_PORTS = range(10002, 20000)
-
-
-def free_port(exclude: set[int] | frozenset[int] = frozenset()) -> int:
-    """A free loopback port outside Ray's worker range and ``exclude``."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in exclude and port not in RAY_WORKER_PORTS:
-            return port

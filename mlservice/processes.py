@@ -2,13 +2,15 @@
 
 Each child starts in a new session (``start_new_session=True``), so one signal to its group
 reaches everything it spawned (Ray's raylet and GCS, Dagster's code server, uvicorn). Stop is
-SIGTERM to the group, a bounded wait, then SIGKILL to the group.
+SIGTERM to the group, a bounded wait, then SIGKILL to the group, and then SIGKILL to whatever is
+left in the child's session: Ray starts its workers in process groups of their own (same session).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -56,6 +58,11 @@ class ManagedProcess:
                 time.sleep(0.1)
             if not _group_alive(pgid):
                 break
+        for pid in _session_members(pgid):  # e.g. Ray workers, each in a group of its own
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.poll()
 
     def tail(self, lines: int = 20) -> str:
@@ -86,6 +93,21 @@ def _group_alive(pgid: int) -> bool:
     return not Path("/proc").exists()
 
 
+def _session_members(sid: int) -> list[int]:
+    """Live (non-zombie) pids whose session id is ``sid``."""
+    members = []
+    for entry in Path("/proc").iterdir() if Path("/proc").exists() else []:
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
 def http_ok(url: str, headers: dict[str, str] | None = None, timeout_s: float = 2.0) -> bool:
     request = urllib.request.Request(url, headers=headers or {})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never a proxy
@@ -106,3 +128,26 @@ def wait_until(check: Callable[[], bool], *, timeout_s: float, what: str, proces
         time.sleep(0.25)
     detail = f"; last log lines:\n{process.tail()}" if process else ""
     raise RuntimeError(f"{what} did not become ready within {timeout_s:.0f} s{detail}")
+
+
+RAY_WORKER_PORTS = range(10002, 20000)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(exclude: set[int] | frozenset[int] = frozenset()) -> int:
+    """A free loopback port outside Ray's worker range and ``exclude``."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in exclude and port not in RAY_WORKER_PORTS:
+            return port

@@ -19,6 +19,9 @@ def pytest_configure(config) -> None:
     # Nothing in the tests talks to the internet: no MLflow telemetry, no Ray usage stats.
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # The tests' own ray.init(num_cpus=2) clusters bind loopback only, like the platform's head
+    # (mlservice/child_env.py, RAY_LOOPBACK_ENV); without it Ray listens on all interfaces.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
@@ -32,6 +35,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
         warm_models=False,
         rate_limit_per_second=1000,
         rate_limit_burst=1000,
+        unauthenticated_burst=10_000,  # the route walk sends dozens of unauthenticated requests
     )
     values.update(overrides)
     return Settings(**values)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import shlex
+import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -17,9 +19,13 @@ import time
 import httpx
 import pytest
 
-from tests.utils.platform import REPO_ROOT, Platform, assert_groups_gone, bearer, cleanup, start, stop
+from tests.utils.platform import (REPO_ROOT, Platform, assert_groups_gone, bearer, cleanup, cmdline, environ, parts,
+                                  ss_listening, start, stop)
 
 DEMO_TENANT, DEMO_MODEL = "acme-corp", "customer_churn_predictor"
+# A JWT-named variable in the launcher's environment: the API may see it, no other part may.
+# (Settings ignore it; the real MLSERVICE_JWT_SECRET would stop the dev key from being generated.)
+JWT_CANARY = ("MLSERVICE_JWT_SECRET_CANARY", "canary-" + "c" * 40)
 
 pytestmark = [pytest.mark.integration]
 if importlib.util.find_spec("pytest_timeout"):  # a generous limit where pytest-timeout is installed
@@ -29,9 +35,10 @@ if importlib.util.find_spec("pytest_timeout"):  # a generous limit where pytest-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("platform-data").resolve()
+    data_dir.chmod(0o755)  # an existing, open data dir: the launcher narrows it
     state = {"current": None}
     try:
-        state["current"] = start(data_dir, data_dir.parent / "up-1.log")
+        state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=dict([JWT_CANARY]))
         yield state  # a holder: the restart test swaps in the second instance
     finally:
         if state["current"] is not None:
@@ -215,6 +222,79 @@ def test_dev_jwt_secret_generated(up):
     secret = up.data_dir / "secrets" / "jwt_secret"
     assert secret.is_file() and len(secret.read_text().strip()) >= 32
     assert secret.stat().st_mode & 0o077 == 0  # owner-only
+
+
+def test_nothing_listens_beyond_loopback(up):
+    """After the demo seed (Ray tasks ran, so Ray workers listen too): every socket any process of
+    the platform listens on is loopback, as /proc and ss both see it; no Ray client server runs."""
+    from mlservice import exposure
+
+    found = parts(up)
+    assert {"api", "ray", "mlflow", "dagster-webserver", "dagster-daemon"} <= set(found), found
+    pids = {pid for pids in found.values() for pid in pids}
+    listening = exposure.listeners(pids)
+    ports = {item.port for item in listening}
+    assert {up.ports["API"], up.ports["DAGSTER"], up.ports["MLFLOW"], up.ports["RAY"], up.ports["RAY_DASHBOARD"]} <= ports
+    assert any(item.process.startswith("ray::") and item.port in range(10002, 20000) for item in listening), listening
+    assert {item.process for item in listening} >= {"gcs_server", "raylet"}
+    assert [str(item) for item in listening if not exposure.is_loopback(item.address)] == []
+    assert not [pid for pid in pids if "ray.util.client.server" in cmdline(pid)]  # no ray:// server
+    if shutil.which("ss"):  # the same from ss's side
+        seen = ss_listening(pids)
+        assert len(seen) >= len(listening) - 2, seen  # sockets may come and go in between
+        assert [line for address, line in seen if not exposure.is_loopback(address)] == []
+
+
+def test_no_signing_key_in_ray_mlflow_or_dagster_processes(up):
+    name, value = JWT_CANARY
+    dev_secret = (up.data_dir / "secrets" / "jwt_secret").read_text().strip()
+    found = parts(up)
+    assert all(environ(pid).get(name) == value for pid in found["api"])  # it did reach the launcher
+    others = {part: pids for part, pids in found.items() if part != "api"}
+    assert sum(len(pids) for pids in others.values()) >= 5, others
+    for part, pids in others.items():
+        for pid in pids:
+            env = environ(pid)
+            assert not [key for key in env if "JWT" in key.upper()], (part, pid)
+            assert dev_secret not in "".join(env.values()), (part, pid)
+            assert env.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0", (part, pid)
+
+
+def test_data_dir_is_owner_only(up):
+    assert stat.S_IMODE(up.data_dir.stat().st_mode) == 0o700
+    state_files = [up.data_dir / "api" / "state.db", up.data_dir / "mlflow" / "mlflow.db",
+                   up.data_dir / "logs" / "api.log", up.data_dir / "dagster" / "dagster.yaml"]
+    feast = {path.name for path in up.data_dir.rglob("*.db")}  # the tenant's Feast registry and online store
+    assert {"registry.db", "online_store.db"} <= feast and all(path.is_file() for path in state_files), feast
+    loose = []
+    for path in up.data_dir.rglob("*"):
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_mode & 0o077:
+            loose.append(f"{stat.S_IMODE(info.st_mode):o} {path}")
+        elif stat.S_ISDIR(info.st_mode) and info.st_mode & 0o077 and "ray" not in path.relative_to(up.data_dir).parts[:1]:
+            loose.append(f"{stat.S_IMODE(info.st_mode):o} {path}/")  # Ray makes its own dirs 0777
+    assert loose == []
+
+
+def test_ray_temp_dir_lives_in_the_data_dir(up):
+    from mlservice import state_dirs
+
+    link = state_dirs.ray_temp_dir(up.data_dir)
+    assert state_dirs.needs_link(up.data_dir) and link.is_symlink()  # this path is too long for Ray's sockets
+    assert link.resolve() == up.data_dir / "ray"
+    sessions = list((up.data_dir / "ray").glob("session_2*/sockets/raylet"))
+    assert sessions, list((up.data_dir / "ray").iterdir())
+
+
+def test_training_runs_carry_the_compute_pool_tag(up, http):
+    query = """{ runsOrError(filter: {tags: [{key: "mlservice/pool", value: "compute"}]}) {
+        ... on Runs { results { jobName status tags { key value } } } } }"""
+    body = http.post(f"http://127.0.0.1:{up.ports['DAGSTER']}/graphql", json={"query": query}).json()
+    runs = body["data"]["runsOrError"]["results"]
+    assert runs and all(run["jobName"] in ("training", "tuning") for run in runs), body
+    tags = {t["key"]: t["value"] for t in runs[-1]["tags"]}
+    assert tags["mlservice/tenant"] == DEMO_TENANT and runs[-1]["status"] == "SUCCESS"
+    assert "applyLimitPerUniqueValue" in (up.data_dir / "dagster" / "dagster.yaml").read_text()
 
 
 def test_stop_leaves_nothing_and_restart_keeps_the_model(platform, http):

@@ -17,7 +17,8 @@ import pytest
 from mlservice.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "RAY_CLIENT")
+START_TIMEOUT_S = 360  # a cold start with the demo seed takes ~3 min on 2 busy cores
+PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD")
 
 
 def free_ports(count: int) -> list[int]:
@@ -84,7 +85,8 @@ def start(data_dir: Path, log_path: Path, args: tuple[str, ...] = (), extra_env:
     # Only our MLSERVICE_* variables: every part is started by the launcher itself, and without
     # MLSERVICE_JWT_SECRET the launcher generates the development key into the data directory.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVICE_")}
-    for name in ("RAY_ADDRESS", "DAGSTER_HOME", "MLFLOW_TRACKING_URI"):
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER comes from tests/conftest.py: the launcher must set it itself.
+    for name in ("RAY_ADDRESS", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
         env.pop(name, None)
     env["MLSERVICE_DATA_DIR"] = str(data_dir)
     env.update({f"MLSERVICE_{name}_PORT": str(port) for name, port in ports.items()})
@@ -95,7 +97,7 @@ def start(data_dir: Path, log_path: Path, args: tuple[str, ...] = (), extra_env:
             [sys.executable, "-m", "mlservice.cli", "up", *args], cwd=REPO_ROOT, env=env,
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + START_TIMEOUT_S
     with httpx.Client(trust_env=False, timeout=5) as client:
         while time.monotonic() < deadline:
             if platform.proc.poll() is not None:
@@ -111,7 +113,7 @@ def start(data_dir: Path, log_path: Path, args: tuple[str, ...] = (), extra_env:
             time.sleep(1)
     stop(platform)
     sweep(data_dir)
-    pytest.fail(f"mlservice up was not ready within 240 s:\n{platform.tail()}")
+    pytest.fail(f"mlservice up was not ready within {START_TIMEOUT_S} s:\n{platform.tail()}")
 
 
 def stop(platform: Platform) -> None:
@@ -154,14 +156,58 @@ def assert_groups_gone(platform: Platform) -> None:
 
 
 def cleanup(data_dir: Path) -> None:
-    """After stop: kill anything left of this data dir and remove Ray's per-data-dir temp folder."""
-    import shutil
-
-    from mlservice.launcher import Platform as LaunchedPlatform
-    from serving_api.settings import Settings
+    """After stop: kill anything left of this data dir and remove Ray's temp dir (inside the data
+    dir, with its short link in /tmp when the path is long: LaunchedPlatform.ray_temp_dir)."""
+    from mlservice import state_dirs
 
     sweep(data_dir)
-    shutil.rmtree(LaunchedPlatform(Settings(data_dir=data_dir)).ray_temp_dir, ignore_errors=True)
+    state_dirs.remove_ray_temp_dir(data_dir)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.decode(errors="replace").split("=", 1) for item in raw.split(b"\0") if b"=" in item)
+
+
+def ss_listening(pids: set[int]) -> list[tuple[str, str]]:
+    """(local address, line) of each `ss -ltnupH` line owned by one of ``pids``."""
+    out = subprocess.run(["ss", "-ltnupH"], capture_output=True, text=True, timeout=30, check=True).stdout
+    lines = [line for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
+    addresses = [line.split()[4].rsplit(":", 1)[0].strip("[]").split("%")[0] for line in lines]
+    return [("::" if address == "*" else address, line) for address, line in zip(addresses, lines)]
+
+
+PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.ray_head"), ("mlflow", "mlflow"),
+                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"))
+
+
+def parts(platform: Platform) -> dict[str, list[int]]:
+    """The launcher's children by part (from their session leader's command line) -> live pids,
+    the launcher's own session (itself, the seed step) left out."""
+    by_session: dict[int, list[int]] = {}
+    for pid in processes_of(platform.data_dir):
+        try:
+            sid = os.getsid(pid)
+        except ProcessLookupError:
+            continue
+        if sid != platform.proc.pid:
+            by_session.setdefault(sid, []).append(pid)
+    named: dict[str, list[int]] = {}
+    for sid, pids in by_session.items():
+        leader = cmdline(sid)
+        name = next((part for part, marker in PART_MARKERS if marker in leader), f"unknown:{leader[:80]}")
+        named.setdefault(name, []).extend(pids)
+    return named
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -1,0 +1,51 @@
+"""The Dagster instance file of the embedded platform, rendered from the repository's dagster.yaml
+with the run queue limits taken from the settings.
+
+- ``max_concurrent_runs``: runs at once, all tenants (``MLSERVICE_MAX_CONCURRENT_RUNS``).
+- per tenant (tag ``mlservice/compute_tenant`` of training and tuning runs, one limit per value):
+  ``MLSERVICE_TENANT_MAX_CONCURRENT_RUNS``, so two huge jobs of one tenant leave room for the
+  others' (and its own scheduled materializations never wait behind them).
+- the compute pool (tag ``mlservice/pool=compute`` on the training and tuning jobs):
+  ``max_concurrent_runs - 1``, so one slot always stays for feature materialization runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from resources.run_tags import COMPUTE_POOL, COMPUTE_TENANT, POOL
+from serving_api.settings import Settings
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
+HEADER = "# Rendered by `mlservice up` from the repository's dagster.yaml and the settings; edits are overwritten.\n"
+
+
+def instance_config(settings: Settings, template: Path = TEMPLATE) -> dict[str, Any]:
+    import yaml
+
+    config = yaml.safe_load(template.read_text())
+    coordinator = config["run_coordinator"]["config"]
+    coordinator["max_concurrent_runs"] = settings.max_concurrent_runs
+    others = [limit for limit in coordinator.get("tag_concurrency_limits", []) if limit["key"] not in (COMPUTE_TENANT, POOL)]
+    coordinator["tag_concurrency_limits"] = [
+        {"key": COMPUTE_TENANT, "value": {"applyLimitPerUniqueValue": True}, "limit": settings.tenant_max_concurrent_runs},
+        {"key": POOL, "value": COMPUTE_POOL, "limit": max(1, settings.max_concurrent_runs - 1)},
+        *others,
+    ]
+    return config
+
+
+def render(settings: Settings, template: Path = TEMPLATE) -> str:
+    import yaml
+
+    return HEADER + yaml.safe_dump(instance_config(settings, template), sort_keys=False)
+
+
+def write(settings: Settings, dagster_home: Path, template: Path = TEMPLATE) -> Path:
+    path = dagster_home / "dagster.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(render(settings, template))
+    tmp.replace(path)
+    return path

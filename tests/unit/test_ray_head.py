@@ -1,0 +1,27 @@
+"""The Ray head's command line: loopback, no client server, free ports for every server it opens.
+(That nothing listens beyond loopback with it is measured by the platform integration test.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlservice import ray_head
+from serving_api.settings import Settings
+
+
+def test_head_command_has_no_client_server_and_binds_loopback(tmp_path):
+    settings = Settings(data_dir=tmp_path, ray_port=6391, ray_dashboard_port=8291)
+    argv, env = ray_head.head_command(settings, Path("/tmp/x"))
+    assert argv[1:3] == ["-m", "mlservice.ray_head"] and not any("client" in arg for arg in argv)
+    flags = dict(zip(argv[::2], argv[1::2])) | dict(zip(argv[1::2], argv[2::2]))
+    assert flags["--node-ip-address"] == "127.0.0.1" and flags["--dashboard-host"] == "127.0.0.1"
+    assert (flags["--port"], flags["--temp-dir"]) == ("6391", "/tmp/x")
+    ports = [int(flags["--dashboard-agent-listen-port"]), int(flags["--metrics-export-port"]),
+             int(env["AUTOSCALER_METRIC_PORT"]), int(env["DASHBOARD_METRIC_PORT"])]
+    assert len(set(ports)) == 4 and not {44217, 44227, 6391, 8291} & set(ports)
+    assert not [p for p in ports if 10002 <= p < 20000]  # Ray's worker range
+
+
+def test_asking_for_a_client_server_port_is_refused(capsys):
+    assert ray_head.main(["start", "--head", "--ray-client-server-port=10001"]) == 2
+    assert "not allowed" in capsys.readouterr().err
