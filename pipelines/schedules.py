@@ -11,8 +11,10 @@ from pipelines.jobs import feature_materialization_job
 from resources.feature_job_specs import MaterializationConfig, materialization_run_config
 from resources.feature_store import FeatureStoreResource
 from resources.job_specs import JobContext
+from resources.run_tags import job_run_tags
 from resources.jobs import JobStore
 from resources.state_db import StateStore
+from serving_api.settings import Settings
 
 HOURLY = "0 * * * *"
 SCHEDULE_NAME = "feature_materialization_hourly"
@@ -31,6 +33,7 @@ def build_feature_schedule(cron: str = HOURLY) -> dg.ScheduleDefinition:
     ):
         tick = context.scheduled_execution_time
         submitter = f"schedule:{SCHEDULE_NAME}"
+        max_run_minutes = Settings().max_run_minutes  # dagster/max_runtime, as the API's runs
         requests = []
         for tenant in feature_store.tenants():
             run_key = f"{tenant}:{tick.isoformat()}"
@@ -43,7 +46,7 @@ def build_feature_schedule(cron: str = HOURLY) -> dg.ScheduleDefinition:
             )
             requests.append(dg.RunRequest(
                 run_key=run_key, run_config=materialization_run_config(config),
-                tags={"mlservice/tenant": tenant, "mlservice/job_id": record.job_id, "mlservice/kind": "materialization"},
+                tags=job_run_tags(tenant, record.job_id, "materialization", max_run_minutes),
             ))
         return requests or dg.SkipReason("no tenant has a feature store yet")
 

@@ -20,7 +20,7 @@ REPOSITORY_NAME = "__repository__"  # the implicit repository of a Definitions o
 STATUS_BY_DAGSTER = {
     "QUEUED": "queued", "NOT_STARTED": "queued", "MANAGED": "queued", "STARTING": "queued",
     "STARTED": "running", "SUCCESS": "succeeded", "FAILURE": "failed",
-    "CANCELING": "cancelled", "CANCELED": "cancelled",
+    "CANCELING": "running", "CANCELED": "cancelled",  # canceling may still end otherwise: not final yet
 }
 
 _LAUNCH = """
@@ -66,6 +66,9 @@ _TERMINATE = """
 mutation Terminate($runId: String!) {
   terminateRun(runId: $runId) { __typename ... on Error { message } }
 }"""
+
+
+MAX_RUNTIME_FAILURE = "Exceeded maximum runtime of "  # what Dagster's run monitoring writes (dagster/max_runtime)
 
 
 class LaunchFailed(DomainError):
@@ -139,6 +142,11 @@ class DagsterRuns:
         """The first step failure's message (what the asset raised), else the run failure's."""
         logs = self._query(_FAILURE, {"runId": run_id})["logsForRun"]
         events = logs.get("events") or []
+        for event in events:  # stopped by run monitoring: that is the reason, not the interrupted step
+            message = event.get("message") or ""
+            if event["__typename"] == "RunFailureEvent" and message.startswith(MAX_RUNTIME_FAILURE):
+                seconds = message[len(MAX_RUNTIME_FAILURE):].split()[0]
+                return f"the run exceeded its maximum runtime of {seconds} seconds (MLSERVICE_MAX_RUN_MINUTES) and was stopped"
         for event in events:
             if event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
                 return _first_line(event["error"]["message"])

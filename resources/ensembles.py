@@ -102,6 +102,11 @@ class EnsembleStore:
         with self.state.begin() as conn:
             return [self._record(row) for row in conn.execute(query).mappings()]
 
+    def count(self, tenant_id: str) -> int:
+        query = sa.select(sa.func.count()).select_from(ensembles).where(ensembles.c.tenant_id == tenant_id)
+        with self.state.begin() as conn:
+            return conn.execute(query).scalar_one()
+
     def delete(self, tenant_id: str, ensemble_id: str) -> None:
         with self.state.begin() as conn:
             deleted = conn.execute(

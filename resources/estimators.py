@@ -23,6 +23,8 @@ import importlib
 import math
 from typing import Any
 
+from resources.limits import PLATFORM_DEFAULTS, hyperparameter_problems, layer_problems
+
 
 ESTIMATORS: dict[str, dict[str, str]] = {
     "random_forest": {"classification": "sklearn.ensemble:RandomForestClassifier",
@@ -51,7 +53,7 @@ _NO_N_JOBS = frozenset({"logistic_regression"})
 FRAMEWORKS = ("sklearn", "pytorch")
 MODEL_TYPES = ("classification", "regression")
 TORCH_ESTIMATORS = (None, "mlp", "tabular_mlp")
-TORCH_HYPERPARAMETERS = {"hidden_sizes": "list of positive ints, default [64, 32]",
+TORCH_HYPERPARAMETERS = {"hidden_sizes": "list of positive ints (bounds: resources/limits.py), default [64, 32]",
                          "dropout": "float in [0, 1), default 0.0",
                          "weight_decay": "float >= 0 (Adam), default 0.0",
                          "random_state": "int seed, default 0"}
@@ -87,6 +89,7 @@ def _kwargs(trainer, name: str, n_jobs: int | None, seed: int | None) -> dict[st
             kwargs["loss"] = "log_loss"
     elif name == "mlp":
         kwargs["learning_rate_init"] = trainer.learning_rate
+    kwargs.update(PLATFORM_DEFAULTS.get(name, {}))  # bounded defaults (resources/limits.py)
     kwargs.update(trainer.hyperparameters)
     if name == "gradient_boosting":
         kwargs["warm_start"] = True
@@ -122,7 +125,8 @@ def boosting_schedule(total: int, epochs: int) -> list[int]:
 
 
 def validate_trainer(trainer) -> list[str]:
-    """Human-readable problems with ``trainer``, found without fitting anything."""
+    """Human-readable problems with ``trainer``, found without fitting anything; hyperparameters
+    beyond the bounds of ``resources/limits.py`` (effective values, defaults included) among them."""
     if trainer.framework not in FRAMEWORKS:
         return [f"framework {trainer.framework!r} is not supported; use one of {list(FRAMEWORKS)}"]
     if trainer.model_type not in MODEL_TYPES:
@@ -140,6 +144,7 @@ def validate_trainer(trainer) -> list[str]:
             estimator._validate_params()
         except (TypeError, ValueError) as exc:
             problems.append(f"{name}: {exc}")
+    problems.extend(hyperparameter_problems(name, estimator.get_params()))
     if name == "mlp" and estimator.get_params().get("solver") == "lbfgs":
         problems.append("mlp with solver='lbfgs' cannot be trained epoch by epoch; use 'adam' or 'sgd'")
     return problems
@@ -154,10 +159,7 @@ def _validate_torch(trainer) -> list[str]:
     if unknown:
         problems.append(f"unknown hyperparameters for pytorch: {unknown}; allowed: {sorted(TORCH_HYPERPARAMETERS)}")
     hp = trainer.hyperparameters
-    hidden = hp.get("hidden_sizes", [64, 32])
-    if not (isinstance(hidden, (list, tuple)) and hidden
-            and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden)):
-        problems.append(f"hidden_sizes must be a non-empty list of positive ints, not {hidden!r}")
+    problems.extend(layer_problems("hidden_sizes", hp.get("hidden_sizes", [64, 32])))
     dropout = hp.get("dropout", 0.0)
     if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
         problems.append(f"dropout must be a number in [0, 1), not {dropout!r}")

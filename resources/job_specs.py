@@ -2,7 +2,7 @@
 
 The API validates a request, builds these objects and sends ``run_config(...)`` through
 GraphQL; the assets declare them as their ``config`` type. A person launching the same job from
-the Dagster UI fills in the same fields.
+the Dagster UI fills in the same fields, within the same bounds (``resources/limits.py``).
 """
 
 
@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
+
+from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 
 Framework = Literal["sklearn", "pytorch"]
 ModelType = Literal["classification", "regression"]
@@ -48,11 +50,11 @@ class TrainerSpec(dg.Config):
     )
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     strategy: Literal["data_parallel", "single"] = "data_parallel"
-    num_workers: int = Field(default=1, ge=1)
+    num_workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     use_gpu: bool = False
-    epochs: int = Field(default=20, ge=1)
+    epochs: int = Field(default=20, ge=1, le=MAX_EPOCHS)
     learning_rate: float = Field(default=0.001, gt=0)
-    batch_size: int = Field(default=64, ge=1, description="mini-batch size of iterative trainers")
+    batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE, description="mini-batch size of iterative trainers")
     early_stopping: bool = False
     patience: int = Field(default=5, ge=1)
 
@@ -78,9 +80,9 @@ class TuningConfig(dg.Config):
     )
     objective_metric: str = "val_accuracy"
     mode: Literal["max", "min"] = "max"
-    num_trials: int = Field(default=10, ge=1)
+    num_trials: int = Field(default=10, ge=1, le=MAX_TRIALS)
     algorithm: Literal["bayesian", "random", "grid"] = "bayesian"
-    max_concurrent_trials: int = Field(default=2, ge=1)
+    max_concurrent_trials: int = Field(default=2, ge=1, le=MAX_CONCURRENT_TRIALS)
 
 
 def run_config(**ops: dg.Config) -> dict[str, Any]:

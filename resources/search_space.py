@@ -14,7 +14,8 @@ with "; "). A problem of the whole space (empty space, grid too large) is report
 ``details={"search_space": "<problem>"}``.
 
 ``validate_tuning`` checks a whole ``TuningConfig`` (space, objective metric, grid budget, the
-trainer with a sample point applied) and returns sentences; ``trial_trainer`` applies one point of
+trainer with a sample point applied, every value the space can give a parameter against its bound
+in ``resources/limits.py``) and returns sentences; ``trial_trainer`` applies one point of
 the space to the trainer: a key that is a tunable ``TrainerSpec`` field (``TUNABLE_TRAINER_FIELDS``)
 sets that field, any other key is an estimator hyperparameter. Exception: a numeric
 ``learning_rate`` is the trainer's field only for sgd/mlp (the estimators it drives); for any other
@@ -30,6 +31,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from resources.errors import InvalidRequest
+from resources.limits import MAX_GRID_POINTS, hyperparameter_problems, range_ends
 
 if TYPE_CHECKING:
     from resources.job_specs import TrainerSpec, TuningConfig
@@ -41,7 +43,6 @@ OBJECTIVE_METRICS = {
 TUNABLE_TRAINER_FIELDS = frozenset({"epochs", "learning_rate", "batch_size", "early_stopping", "patience"})
 LEARNING_RATE_ESTIMATORS = frozenset({"sgd", "mlp"})
 ALGORITHMS = ("bayesian", "random", "grid")
-MAX_GRID_POINTS = 1000
 
 _KEYS = {
     "choice": {"type", "values"},
@@ -245,8 +246,7 @@ def validate_tuning(tuning: TuningConfig) -> list[str]:
         problems.append(f"num_trials: the grid has {grid_size(space)} points but num_trials is "
                         f"{tuning.num_trials}; raise num_trials or shrink the grid")
     for name in sorted(set(space) & TUNABLE_TRAINER_FIELDS):  # every end of a trainer field's range
-        spec = space[name]
-        for value in spec["values"] if spec["type"] == "choice" else (spec["min"], spec["max"]):
+        for value in range_ends(space[name]):
             try:
                 trial_trainer(trainer, {name: value})
             except ValueError as exc:  # pydantic's ValidationError
@@ -257,4 +257,21 @@ def validate_tuning(tuning: TuningConfig) -> list[str]:
 
         sample = {name: spec["values"][0] if spec["type"] == "choice" else spec["min"] for name, spec in space.items()}
         problems.extend(f"trainer: {p}" for p in validate_trainer(trial_trainer(trainer, sample)))
+        if not problems:
+            problems.extend(_bound_problems(trainer, space, sample))
     return problems
+
+
+def _bound_problems(trainer: TrainerSpec, space: dict, sample: dict) -> list[str]:
+    """Every value the space can give an estimator hyperparameter (each choice, both ends of a
+    range), with the sample point for the others, checked against the bounds."""
+    from resources.estimators import build_estimator, estimator_name, final_estimator
+
+    name, fields = estimator_name(trainer), trainer.model_dump()
+    params = final_estimator(build_estimator(trial_trainer(trainer, sample))).get_params()
+    found: dict[str, None] = {}
+    for key, spec in space.items():
+        for value in range_ends(spec):
+            if not _is_trainer_field(key, value, fields):
+                found.update(dict.fromkeys(f"search_space.{key}: {p}" for p in hyperparameter_problems(name, {**params, key: value})))
+    return list(found)

@@ -99,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
         if STATUS_BY_CODE.get(exc.code, 500) >= 500:
             log.warning("request %s: %s: %s", request_id_of(request), exc.code, exc.message)
-        return error_response(request_id_of(request), exc.code, exc.message, exc.details)
+        return error_response(request_id_of(request), exc.code, exc.message, exc.details, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

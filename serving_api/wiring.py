@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from resources.data_access import DataAccessPolicy
 from resources.dagster_runs import DagsterRuns
 from resources.feature_store import FeatureStoreResource
 from resources.jobs import JobStore
+from resources.quotas import TenantQuotas
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import StateStore
 from serving_api.settings import Settings
+
+if TYPE_CHECKING:
+    from serving_api.services.jobs import JobService
 
 
 def build_state_store(settings: Settings, *, serving: bool = False) -> StateStore:
@@ -19,9 +24,18 @@ def build_state_store(settings: Settings, *, serving: bool = False) -> StateStor
     return StateStore(database_url=settings.effective_database_url, background_checkpoint=serving)
 
 
+def build_quotas(settings: Settings) -> TenantQuotas:
+    """Per-tenant quotas: the defaults and, for each overridden tenant, ``Settings.quotas_for``."""
+    return TenantQuotas(
+        defaults=settings.quotas.model_dump(),
+        tenants={tenant: settings.quotas_for(tenant).model_dump() for tenant in settings.quota_overrides},
+    )
+
+
 def build_registry(settings: Settings, state: StateStore) -> ModelRegistry:
     return ModelRegistry(
-        tracking_uri=settings.effective_tracking_uri, state=state, artifact_root=settings.experiment_artifact_root
+        tracking_uri=settings.effective_tracking_uri, state=state, artifact_root=settings.experiment_artifact_root,
+        quotas=build_quotas(settings),
     )
 
 
@@ -51,6 +65,17 @@ def build_job_store(state: StateStore) -> JobStore:
 
 def build_dagster_runs(settings: Settings) -> DagsterRuns:
     return DagsterRuns(settings.effective_dagster_url)
+
+
+def build_job_service(settings: Settings, state: StateStore, registry: ModelRegistry) -> "JobService":
+    """The API's jobs: runs launched with the maximum runtime tag, unfinished jobs within the quota."""
+    from serving_api.services.jobs import JobService
+
+    return JobService(
+        jobs=build_job_store(state), runs=build_dagster_runs(settings), ray=build_ray_cluster(settings),
+        policy=build_data_policy(settings), registry=registry, dagster_ui_url=settings.effective_dagster_url,
+        quotas=build_quotas(settings), max_run_minutes=settings.max_run_minutes,
+    )
 
 
 def build_feature_store(settings: Settings) -> FeatureStoreResource:

@@ -54,6 +54,7 @@ async def predict_ensemble(
     started = time.perf_counter()
     ensemble = service.store.get(principal.tenant_id, ensemble_id)
     rows = body.rows()
+    predictions.charge_rows(principal.tenant_id, len(rows))
     outcome = await service.predict(principal.tenant_id, ensemble, rows)
     single = body.features is not None
     if outcome["confidence"] is not None and single:

@@ -51,10 +51,11 @@ def submit_training(
     idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
     trainer = trainer_spec(body)
-    problems = validate_trainer(trainer)
+    problems = validate_trainer(trainer)  # hyperparameters within their bounds (resources/limits.py) among them
     if problems:
-        raise InvalidRequest("invalid training request", {"problems": problems})
+        raise InvalidRequest("invalid training request: " + "; ".join(problems), {"problems": problems})
     check_data_config(service, store, principal.tenant_id, body.data_config)
+    service.check_model_room(principal.tenant_id, body.model_name)
     service.check_gpu(trainer.use_gpu)
     data = data_spec(body)
     record = service.submit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from resources.errors import InvalidRequest
 from resources.job_specs import TrainingSetConfig, TuningConfig, run_config
@@ -29,12 +30,16 @@ def _with_training_defaults(body: TuningCreate, service: JobService, tenant_id: 
             {"model_name": body.model_name},
         )
     earlier = previous.request if previous else {}
-    return body.model_copy(update={
-        "data_config": body.data_config or DataConfig.model_validate(earlier["data_config"]),
-        "model_type": body.model_type or earlier.get("model_type", "classification"),
-        "estimator": body.estimator or earlier.get("estimator"),
-        "training_config": body.training_config or (TrainingSettings.model_validate(earlier["training_config"]) if earlier.get("training_config") else None),
-    })
+    try:  # an earlier request may lie beyond today's bounds (resources/limits.py)
+        return body.model_copy(update={
+            "data_config": body.data_config or DataConfig.model_validate(earlier["data_config"]),
+            "model_type": body.model_type or earlier.get("model_type", "classification"),
+            "estimator": body.estimator or earlier.get("estimator"),
+            "training_config": body.training_config or (TrainingSettings.model_validate(earlier["training_config"]) if earlier.get("training_config") else None),
+        })
+    except ValidationError as exc:
+        raise InvalidRequest("the model's last training job has settings beyond the current bounds; give data_config "
+                             "and training_config", {"problems": [e["msg"] for e in exc.errors()]}) from None
 
 
 @router.post("", status_code=202, response_model=JobAccepted)
@@ -50,10 +55,11 @@ def submit_tuning(
         num_trials=body.num_trials, algorithm=body.algorithm, max_concurrent_trials=body.max_concurrent_trials,
     )
     validate_search_space(body.search_space, body.algorithm)  # structured details per parameter
-    problems = validate_tuning(tuning)
+    problems = validate_tuning(tuning)  # every value of the space within its bound (resources/limits.py)
     if problems:
-        raise InvalidRequest("invalid tuning request", {"problems": problems})
+        raise InvalidRequest("invalid tuning request: " + "; ".join(problems), {"problems": problems})
     check_data_config(service, store, principal.tenant_id, body.data_config)
+    service.check_model_room(principal.tenant_id, body.model_name)
     data = data_spec(body)
     record = service.submit(
         principal, kind=KIND, job_name=JOB_NAME, model_name=body.model_name,

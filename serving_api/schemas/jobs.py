@@ -1,4 +1,8 @@
-"""Request and response bodies of training, tuning and the generic jobs API."""
+"""Request and response bodies of training, tuning and the generic jobs API.
+
+Bounds on what a job can cost come from one table (``resources/limits.py``); past one, the request
+is 400 ``INVALID_REQUEST`` with the field and its bound in the details.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 from serving_api.schemas.common import StrictModel
 from serving_api.schemas.models import NAME_PATTERN
 
@@ -20,7 +25,7 @@ class DataConfig(StrictModel):
     validation_path: str | None = Field(default=None, min_length=1, max_length=1024)
     target_column: str = Field(min_length=1, max_length=256)
     feature_columns: list[str] | None = Field(default=None, max_length=1000)
-    batch_size: int = Field(default=64, ge=1, le=65536)
+    batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE)
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     feature_service: str | None = Field(
         default=None, max_length=128,
@@ -31,9 +36,9 @@ class DataConfig(StrictModel):
 
 class TrainingSettings(StrictModel):
     strategy: Literal["data_parallel", "single"] = "data_parallel"
-    num_workers: int = Field(default=1, ge=1, le=64)
+    num_workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
     use_gpu: bool = False
-    epochs: int = Field(default=20, ge=1, le=10000)
+    epochs: int = Field(default=20, ge=1, le=MAX_EPOCHS)
     learning_rate: float = Field(default=0.001, gt=0, le=10)
     early_stopping: bool = False
     patience: int = Field(default=5, ge=1, le=1000)
@@ -60,9 +65,9 @@ class TuningCreate(StrictModel):
     search_space: dict[str, dict[str, Any]] = Field(min_length=1, max_length=50)
     objective_metric: str = Field(default="val_accuracy", max_length=64)
     mode: Literal["max", "min"] = "max"
-    num_trials: int = Field(default=10, ge=1, le=1000)
+    num_trials: int = Field(default=10, ge=1, le=MAX_TRIALS)
     algorithm: Literal["bayesian", "random", "grid"] = "bayesian"
-    max_concurrent_trials: int = Field(default=2, ge=1, le=64)
+    max_concurrent_trials: int = Field(default=2, ge=1, le=MAX_CONCURRENT_TRIALS)
 
 
 class JobAccepted(BaseModel):

@@ -15,6 +15,7 @@ import numpy as np
 
 from resources.ensembles import EnsembleRecord, EnsembleStore
 from resources.errors import DomainError, InvalidRequest, ModelNotFound, VersionNotFound
+from resources.quotas import TenantQuotas
 from serving_api.inference.cache import ModelCache
 from serving_api.inference.validation import FeatureValidationError, model_inputs
 
@@ -30,11 +31,21 @@ class EnsembleUnavailable(DomainError):
 METHOD_TYPES = {"voting_soft": "classification", "voting_hard": "classification", "averaging": "regression"}
 
 
+async def _now(fn: Any, *args: Any) -> Any:
+    return fn(*args)
+
+
 class EnsembleService:
-    def __init__(self, store: EnsembleStore, cache: ModelCache) -> None:
-        self.store, self.cache = store, cache
+    def __init__(
+        self, store: EnsembleStore, cache: ModelCache, quotas: TenantQuotas | None = None, offload: Any = None,
+    ) -> None:
+        self.store, self.cache, self.quotas = store, cache, quotas  # quotas None: unlimited
+        # PredictionService.offload: large requests are validated off the event loop
+        self.offload = offload or (lambda rows, fn, *args: _now(fn, *args))
 
     async def create(self, tenant_id: str, actor: str, body: Any) -> EnsembleRecord:
+        if self.quotas is not None:  # 409 QUOTA_EXCEEDED before any member is loaded
+            self.quotas.check(tenant_id, "ensembles", lambda _: self.store.count(tenant_id))
         if body.min_models_required > len(body.models):
             raise InvalidRequest("min_models_required exceeds the number of members",
                                  {"min_models_required": body.min_models_required, "members": len(body.models)})
@@ -73,7 +84,8 @@ class EnsembleService:
             async def run():
                 served = await self.cache.get(tenant_id, member["model_id"], member["version"])
                 result["version"] = served.model.version
-                return served, await served.batcher.predict(model_inputs(served.model, rows))
+                inputs = await self.offload(len(rows), model_inputs, served.model, rows)
+                return served, await served.batcher.predict(inputs)
 
             served, (predictions, probabilities) = await asyncio.wait_for(run(), timeout_s)
             result.update(status="ok", predictions=predictions, probabilities=probabilities, classes=served.model.classes)

@@ -1,12 +1,14 @@
 """Submitting, reading and cancelling asynchronous jobs: the management path of the API.
 
-validate -> job record (idempotent) -> launch the Dagster job by name over GraphQL with run
-config and tags {tenant, job id, kind} -> 202. Reads take the live status from the Dagster run
-and write terminal states back to the job record.
+validate -> job record (idempotent) -> the tenant's unfinished jobs within its quota (429
+JOB_LIMIT_REACHED, the record removed again) -> launch the Dagster job by name over GraphQL with
+run config and tags {tenant, job id, kind, ``dagster/max_runtime``} -> 202. Reads take the live
+status from the Dagster run and write terminal states back to the job record.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,11 +16,18 @@ from resources.dagster_runs import DagsterRuns
 from resources.data_access import DataAccessPolicy
 from resources.errors import DependencyUnavailable, DomainError, InvalidRequest
 from resources.job_specs import JobContext
-from resources.jobs import JobRecord, JobStore
+from resources.jobs import JOB_STATUSES, TERMINAL, JobRecord, JobStore
+from resources import run_tags
+from resources.quotas import TenantQuotas, models_held
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import utcnow
 from serving_api.auth import Principal
+
+
+UNFINISHED = tuple(s for s in JOB_STATUSES if s not in TERMINAL)
+LAUNCH_GRACE = timedelta(minutes=5)  # a record with no Dagster run after this was never launched
+MAX_LISTED = 10_000  # unfinished records of one tenant read per check (far above any quota)
 
 
 class JobAlreadyFinished(DomainError):
@@ -28,10 +37,13 @@ class JobAlreadyFinished(DomainError):
 class JobService:
     def __init__(
         self, *, jobs: JobStore, runs: DagsterRuns, ray: RayCluster, policy: DataAccessPolicy,
-        registry: ModelRegistry, dagster_ui_url: str,
+        registry: ModelRegistry, dagster_ui_url: str, quotas: TenantQuotas | None = None,
+        max_run_minutes: float | None = None,
     ):
+        """``quotas`` None: unlimited; ``max_run_minutes`` None: runs carry no maximum runtime."""
         self.jobs, self.runs, self.ray, self.policy, self.registry = jobs, runs, ray, policy, registry
-        self.dagster_ui_url = dagster_ui_url
+        self.dagster_ui_url, self.quotas = dagster_ui_url, quotas
+        self.max_run_minutes = max_run_minutes
 
     # -- checks before anything is stored ---------------------------------------------------------
     def check_data_paths(self, tenant_id: str, *paths: str | None) -> None:
@@ -46,6 +58,18 @@ class JobService:
         if use_gpu and self.ray.total_resources().get("GPU", 0) < 1:
             raise InvalidRequest("use_gpu is true but the Ray cluster has no GPU", {"use_gpu": True})
 
+    def check_model_room(self, tenant_id: str, model_name: str) -> None:
+        """409 QUOTA_EXCEEDED before a training or tuning job is launched whose model (or its next
+        version) the registry would refuse after the fit. Registration checks again (authoritative)."""
+        if self.quotas is None:
+            return
+        model = self.registry.find_by_name(tenant_id, model_name)
+        if model is None:
+            self.quotas.check(tenant_id, "models", lambda up_to: models_held(self.registry, tenant_id, up_to))
+        else:
+            self.quotas.check(tenant_id, "versions_per_model",
+                              lambda _: len(self.registry.list_versions(tenant_id, model.model_id)))
+
     # -- submit / read / cancel -----------------------------------------------------------------
     def submit(
         self, principal: Principal, *, kind: str, job_name: str, model_name: str | None, request: dict[str, Any],
@@ -59,8 +83,13 @@ class JobService:
         )
         if not created:
             return record
+        try:  # counted with this record in the table: two racing submits can never both pass the quota
+            self._check_job_slots(principal.tenant_id, record.job_id)
+        except DomainError:
+            self.jobs.delete(record.job_id)
+            raise
         context = JobContext(tenant_id=principal.tenant_id, job_id=record.job_id, requested_by=principal.subject)
-        tags = {"mlservice/tenant": principal.tenant_id, "mlservice/job_id": record.job_id, "mlservice/kind": kind}
+        tags = run_tags.job_run_tags(principal.tenant_id, record.job_id, kind, self.max_run_minutes)
         try:
             run_id = self.runs.launch(job_name, run_config(context), tags)
         except Exception:
@@ -68,6 +97,31 @@ class JobService:
             raise
         self.jobs.update(record.job_id, dagster_run_id=run_id)
         return self.jobs.get(principal.tenant_id, record.job_id)
+
+    def _check_job_slots(self, tenant_id: str, new_job_id: str) -> None:
+        """429 JOB_LIMIT_REACHED when the tenant's other unfinished jobs fill its quota. A record
+        still unfinished in the table is refreshed from its Dagster run before it counts (a run that
+        ended frees its slot), and one never launched (no run after ``LAUNCH_GRACE``) does not count."""
+        if self.quotas is None:
+            return
+        others = [r for status in UNFINISHED for r in self.jobs.list(tenant_id, status=status, limit=MAX_LISTED)
+                  if r.job_id != new_job_id]
+
+        def count(limit: int) -> int:
+            if len(others) < limit:
+                return len(others)  # room without asking Dagster
+            held = 0
+            for record in others:
+                held += self._holds_slot(self.refresh(record))
+                if held >= limit:
+                    break
+            return held
+
+        self.quotas.check(tenant_id, "concurrent_jobs", count)
+
+    @staticmethod
+    def _holds_slot(record: JobRecord) -> bool:
+        return not record.terminal and (record.dagster_run_id is not None or utcnow() - record.created_at < LAUNCH_GRACE)
 
     def get(self, tenant_id: str, job_id: str, kind: str | None = None) -> JobRecord:
         return self.refresh(self.jobs.get(tenant_id, job_id, kind))
@@ -82,7 +136,7 @@ class JobService:
         try:
             if not run_id:
                 # a job whose run the Dagster daemon launched (a schedule): find it by its tag
-                run_id = self.runs.run_id_by_tag("mlservice/job_id", record.job_id)
+                run_id = self.runs.run_id_by_tag(run_tags.JOB_ID, record.job_id)
                 if run_id is None:
                     return record
             state = self.runs.state(run_id)

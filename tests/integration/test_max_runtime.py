@@ -1,0 +1,73 @@
+"""A run past its maximum runtime ends failed and says why: the platform's runs carry
+``dagster/max_runtime`` (MLSERVICE_MAX_RUN_MINUTES), the Dagster daemon's run monitoring fails the
+run, and the API's job reads the reason. The attack: a training job sized to run for minutes, on a
+platform whose runs may take 15 seconds."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.utils.platform import REPO_ROOT, bearer, cleanup, start, stop
+
+TENANT = "slow-lab"
+MAX_RUN_MINUTES = 0.25  # 15 s
+pytestmark = [pytest.mark.integration]
+if importlib.util.find_spec("pytest_timeout"):
+    pytestmark.append(pytest.mark.timeout(600))
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("runtime-data").resolve()
+    folder = data_dir / "tenants" / TENANT / "data"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(2000, 8)), columns=[f"f{i}" for i in range(8)])
+    frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
+    frame.to_parquet(folder / "train.parquet", index=False)
+    extra_env = {"MLSERVICE_MAX_RUN_MINUTES": str(MAX_RUN_MINUTES)}
+    platform = None
+    try:
+        platform = start(data_dir, data_dir.parent / "runtime-up.log", args=("--no-demo",), extra_env=extra_env)
+        token = subprocess.run(
+            [sys.executable, "-m", "mlservice.cli", "token", "--tenant", TENANT, "--ttl", "3600"],
+            cwd=REPO_ROOT, env=platform.env, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()
+        with httpx.Client(base_url=platform.api, headers=bearer(token), trust_env=False, timeout=60) as client:
+            yield client
+    finally:
+        if platform is not None:
+            stop(platform)
+        cleanup(data_dir)
+
+
+def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api):
+    # mini-batches of one row over 2000 rows, 5000 epochs: hours of partial_fit calls
+    body = {"model_name": "too_slow", "estimator": "mlp",
+            "data_config": {"train_path": "data/train.parquet", "target_column": "label", "batch_size": 1},
+            "training_config": {"epochs": 5000}, "hyperparameters": {"hidden_layer_sizes": [256, 256]}}
+    accepted = api.post("/api/v1/training", json=body)
+    assert accepted.status_code == 202, accepted.text
+    path = f"/api/v1/training/{accepted.json()['job_id']}"
+    deadline, seen = time.monotonic() + 150, []
+    while time.monotonic() < deadline:
+        job = api.get(path).json()
+        seen.append(job["status"])
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(1)
+    assert job["status"] == "failed", (job, seen)
+    assert "running" in seen  # it did start: the bound stopped a running fit
+    assert "maximum runtime" in job["error"] and "15 seconds" in job["error"], job["error"]
+    started, finished = (pd.Timestamp(job[k]) for k in ("started_at", "finished_at"))
+    assert 15 <= (finished - started).total_seconds() < 15 + 60  # the daemon checks every 10 s
+    generic = api.get(f"/api/v1/jobs/{job['job_id']}").json()
+    assert (generic["status"], generic["error"]) == ("failed", job["error"])
