@@ -16,7 +16,9 @@ from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import RESOURCES_BY_ENV
+from pipelines.retention import build_retention_schedule, retention_job
 from pipelines.schedules import HOURLY, build_feature_schedule
+from serving_api.settings import Settings
 
 
 def build_definitions() -> dg.Definitions:
@@ -24,8 +26,8 @@ def build_definitions() -> dg.Definitions:
     feature_cron = os.environ.get("MLSERVICE_FEATURE_MATERIALIZATION_CRON", HOURLY)
     return dg.Definitions(
         assets=[*FEATURE_ASSETS, training_set, trained_model, tuned_model],
-        jobs=ALL_JOBS,
-        schedules=[build_feature_schedule(feature_cron)],
+        jobs=[*ALL_JOBS, retention_job],
+        schedules=[build_feature_schedule(feature_cron), build_retention_schedule(Settings().retention_cron)],
         resources=RESOURCES_BY_ENV[environment](),
     )
 

@@ -2,6 +2,12 @@
 
 Records are queued by the request path and written in groups by one background thread, so the
 audit costs the hot path a queue append. ``close()`` flushes what is queued.
+
+Every string is cut to its column's size (and NUL characters, which PostgreSQL refuses in text,
+are replaced) before it is queued, so a long path or subject cannot fail a batch. A batch that
+fails anyway because of its rows (integrity, data) is retried row by row: only the rows that fail
+on their own are lost (and logged), never the other tenants' records that shared the batch. A
+database that is down or locked loses the batch (logged), as before.
 """
 
 from __future__ import annotations
@@ -18,6 +24,16 @@ from resources.state_db import StateStore, audit_log, utcnow
 
 log = logging.getLogger("mlservice.audit")
 _STOP = object()
+_LENGTHS = {c.name: c.type.length for c in audit_log.columns if isinstance(c.type, sa.String) and c.type.length}
+
+
+def fit_columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """The record with every string cut to its column's length, NUL characters replaced."""
+    for name, length in _LENGTHS.items():
+        value = fields.get(name)
+        if isinstance(value, str):
+            fields[name] = value[:length].replace("\x00", "\ufffd")
+    return fields
 
 
 class AuditLog:
@@ -27,6 +43,7 @@ class AuditLog:
         self.flush_interval_s = flush_interval_s
         self._queue: "queue.Queue[Any]" = queue.Queue()
         self._thread: threading.Thread | None = None
+        self.records_failed = 0  # rows that could not be written even alone (updated by the writer)
 
     def start(self) -> None:
         if self._thread is None:
@@ -35,7 +52,7 @@ class AuditLog:
 
     def record(self, **fields: Any) -> None:
         fields.setdefault("at", utcnow())
-        self._queue.put(fields)
+        self._queue.put(fit_columns(fields))
         if self._thread is None:
             self.flush()
 
@@ -47,16 +64,35 @@ class AuditLog:
         self.flush()
 
     def flush(self) -> None:
-        self._write(drain(self._queue, _STOP))
+        self.write(drain(self._queue, _STOP))
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
+    def write(self, batch: list[dict[str, Any]]) -> None:
+        """Insert ``batch`` in one transaction; if that fails, each row in its own."""
         if not batch:
             return
         try:
-            with self.state.begin() as conn:
-                conn.execute(audit_log.insert(), batch)
-        except Exception:  # noqa: BLE001 - the writer must outlive a database hiccup
-            log.exception("could not write %d audit records", len(batch))
+            self._insert(batch)
+            return
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:  # the database, not a row: no retry per row
+            self.records_failed += len(batch)
+            log.error("could not write %d audit records: %s", len(batch), exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - the writer must outlive a bad row
+            if len(batch) == 1:
+                self.records_failed += 1
+                log.error("could not write an audit record: %s", exc)
+                return
+            log.warning("audit batch of %d failed (%s); writing row by row", len(batch), type(exc).__name__)
+        for row in batch:
+            try:
+                self._insert([row])
+            except Exception as exc:  # noqa: BLE001 - only this row is lost
+                self.records_failed += 1
+                log.error("could not write an audit record (request %s): %s", row.get("request_id"), exc)
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
+        with self.state.begin() as conn:
+            conn.execute(audit_log.insert(), rows)
 
     def _run(self) -> None:
         while True:
@@ -77,7 +113,7 @@ class AuditLog:
                     stop = True
                     break
                 batch.append(item)
-            self._write(batch)
+            self.write(batch)
             if stop:
                 return
 

@@ -16,7 +16,8 @@ at once. ``max_wait_s=0`` disables the linger; with SQLite's cheap WAL commits t
 setting (the linger buys fewer transactions only where commits are expensive).
 
 Failures. A caller never loses a record silently: either ``record`` returns (committed) or it
-raises. If the batch insert fails with an ``IntegrityError`` (e.g. a duplicate ``request_id``), the
+raises. If the batch insert fails with an ``IntegrityError`` (a tenant reusing one of its own
+request ids: the key is (tenant_id, request_id), so other tenants' ids never collide), the
 writer retries the batch's rows one by one, each in its own transaction, so only the bad rows'
 callers get the error and every other row of the batch is committed. Any other database error
 (database locked, disk full, connection lost) fails the whole batch: every waiter of the batch gets
@@ -33,6 +34,10 @@ acknowledged to a client survives a crash of the API process. Power-loss durabil
 ``synchronous=FULL`` (an fsync per commit, which group commit amortises). On PostgreSQL a commit is
 durable (``synchronous_commit=on`` by default).
 
+Size. The features and outputs kept per record are capped (``max_payload_bytes``, from
+``settings.prediction_log_max_payload_bytes``): above it the larger of them is replaced by
+``{"truncated": true, "bytes": N, "sha256": ...}``; the record is written either way.
+
 Cancellation. If the awaiting caller is cancelled (a client went away), its row is still written;
 only the wait is abandoned.
 
@@ -43,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import hashlib
 import json
 import logging
 import queue
@@ -62,7 +68,8 @@ prediction_log = sa.Table(
     "prediction_log",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("request_id", sa.String(128), nullable=False, unique=True),
+    sa.Column("request_id", sa.String(128), nullable=False),  # unique per tenant, suffixed on a reuse
+    sa.Column("client_request_id", sa.String(128), nullable=True),  # the X-Request-ID as the request carried it
     sa.Column("tenant_id", sa.String(64), nullable=False),
     sa.Column("subject", sa.String(256), nullable=True),  # the token's sub (answered predictions are not audited twice)
     sa.Column("model_id", sa.String(64), nullable=False),
@@ -74,12 +81,17 @@ prediction_log = sa.Table(
     sa.Column("outputs", sa.Text, nullable=True),
     sa.Column("status_code", sa.Integer, nullable=False, default=200, server_default=sa.text("200")),
     sa.Index("ix_prediction_log_tenant_model_time", "tenant_id", "model_id", "at"),
+    # Keyed per tenant: another tenant's use of an id is invisible and never conflicts. Databases
+    # created when request_id was unique alone are migrated (resources.state_migrations).
+    sa.UniqueConstraint("tenant_id", "request_id", name="uq_prediction_log_tenant_request"),
+    info={"retired_unique": [("request_id",)]},
 )
 
 _REQUIRED = ("request_id", "tenant_id", "model_id", "model_version")
-_OPTIONAL = ("subject", "ensemble_id", "at", "latency_ms", "features", "outputs", "status_code")
+_OPTIONAL = ("client_request_id", "subject", "ensemble_id", "at", "latency_ms", "features", "outputs", "status_code")
 _FIELDS = frozenset(_REQUIRED + _OPTIONAL)
 _JSON_FIELDS = ("features", "outputs")
+DEFAULT_MAX_PAYLOAD_BYTES = 65_536  # settings.prediction_log_max_payload_bytes
 _STOP = object()
 # While lingering, the writer waits at most this long for the next row before committing.
 _ARRIVAL_GAP_S = 0.0002
@@ -111,10 +123,14 @@ def _resolve_async(results: list[tuple[asyncio.Future, BaseException | None]]) -
 class PredictionLog:
     """Durable prediction records with group commit. See the module docstring."""
 
-    def __init__(self, state: StateStore, *, max_batch: int = 512, max_wait_s: float = 0.002) -> None:
+    def __init__(
+        self, state: StateStore, *, max_batch: int = 512, max_wait_s: float = 0.002,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.state = state
+        self.max_payload_bytes = max_payload_bytes
         self.max_batch = max_batch
         self.max_wait_s = max(0.0, max_wait_s)
         self._queue: "queue.Queue[Any]" = queue.Queue()
@@ -180,8 +196,7 @@ class PredictionLog:
             self._start_locked()  # raises once closed, so nothing is queued behind the stop mark
             self._queue.put((row, waiter))
 
-    @staticmethod
-    def _row(fields: dict[str, Any]) -> dict[str, Any]:
+    def _row(self, fields: dict[str, Any]) -> dict[str, Any]:
         unknown = set(fields) - _FIELDS
         if unknown:
             raise TypeError(f"unknown prediction log fields: {sorted(unknown)}")
@@ -204,6 +219,7 @@ class PredictionLog:
         for name in _JSON_FIELDS:
             if row[name] is not None:
                 row[name] = json.dumps(row[name], separators=(",", ":"), default=_json_default)
+        _cap_payload(row, self.max_payload_bytes)
         return row
 
     # -- the writer thread --
@@ -337,6 +353,19 @@ class PredictionLog:
             query = query.where(prediction_log.c.tenant_id == tenant_id)
         with self.state.begin() as conn:
             return int(conn.execute(query).scalar_one())
+
+
+def _cap_payload(row: dict[str, Any], limit: int) -> None:
+    """Keep features + outputs within ``limit`` bytes: the largest of them is replaced by a marker
+    (its size and digest) until they fit. The record itself is always written."""
+    sizes = {name: len(row[name]) for name in _JSON_FIELDS if row[name] is not None}  # ASCII JSON
+    total = sum(sizes.values())
+    for name in sorted(sizes, key=sizes.__getitem__, reverse=True):
+        if total <= limit:
+            return
+        raw = row[name].encode()
+        row[name] = json.dumps({"truncated": True, "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()})
+        total += len(row[name]) - len(raw)
 
 
 def _json_default(value: Any) -> Any:

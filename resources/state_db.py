@@ -18,6 +18,8 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
+from resources.state_migrations import upgrade_tables
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
@@ -99,20 +101,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - ex
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-
-
-def _add_missing_columns(engine: "Engine") -> None:
-    """Columns added to a table after a database was created (nullable ones only): ADD COLUMN."""
-    inspector = sa.inspect(engine)
-    for table in metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {c["name"] for c in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name not in present and column.nullable:
-                kind = column.type.compile(dialect=engine.dialect)
-                with engine.begin() as conn:
-                    conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 TABLE_MODULES = ("resources.ensembles", "resources.model_artifacts", "resources.prediction_log")
@@ -201,7 +189,7 @@ class StateStore(dg.ConfigurableResource):
             engine = sa.create_engine(url, pool_pre_ping=True)
         _import_table_modules()
         metadata.create_all(engine)
-        _add_missing_columns(engine)
+        upgrade_tables(engine, metadata)
         return engine
 
     @contextmanager

@@ -4,10 +4,18 @@ Accepted algorithms and keys come from settings, never from the token: HMAC with
 ``MLSERVICE_JWT_SECRET`` (or, in development, the secret that ``mlservice up`` generated into
 the data directory), or RS/ES/PS with ``MLSERVICE_JWT_PUBLIC_KEY``. ``sub``, ``tenant_id`` and
 ``exp`` are required; ``nbf``/``iat`` are honoured; ``aud``/``iss`` are checked when configured.
+
+Configuration that would weaken this silently refuses to start (``UnsafeKeyConfig``, raised by
+``TokenVerifier``; ``Settings`` refuses a public key next to HMAC algorithms): public-key
+algorithms without an audience (any token the identity provider signed for another service would
+pass), a key or secret file that group or others may read (a public key file: write), a
+development secret shorter than 32 bytes. A token living longer than
+``settings.max_token_lifetime_s`` (exp - iat, else exp - nbf, else exp - now) is refused.
 """
 
 from __future__ import annotations
 
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +24,7 @@ import jwt
 
 from resources.tenancy import is_valid_tenant
 from serving_api.errors import ApiError
-from serving_api.settings import Settings
+from serving_api.settings import MIN_SECRET_BYTES, Settings
 
 SCOPES = (
     "models:read", "models:write", "predictions:write", "jobs:read", "jobs:write",
@@ -30,6 +38,10 @@ class KeyNotConfigured(RuntimeError):
     pass
 
 
+class UnsafeKeyConfig(KeyNotConfigured):
+    """A key configuration that would weaken authentication: the API refuses to start."""
+
+
 @dataclass(frozen=True)
 class Principal:
     subject: str
@@ -40,12 +52,32 @@ class Principal:
         return scope in self.scopes or "admin" in self.scopes
 
 
-def _read_key(value: str) -> str:
+def _read_protected(path: Path, *, secret: bool) -> str:
+    """A key file's text, refused when others may read a secret one or change any one."""
+    mode = path.stat().st_mode
+    loose = mode & (stat.S_IRWXG | stat.S_IRWXO) if secret else mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if loose:
+        who = "read or written" if secret else "written"
+        raise UnsafeKeyConfig(
+            f"{path} may be {who} by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"run: chmod {'600' if secret else '644'} {path}"
+        )
+    return path.read_text()
+
+
+def _read_key(value: str, *, secret: bool) -> str:
     """A PEM given inline, or the path of a file holding it."""
     text = value.strip()
     if text.startswith("-----BEGIN"):
         return text
-    return Path(text).expanduser().read_text()
+    return _read_protected(Path(text).expanduser(), secret=secret)
+
+
+def _dev_secret(path: Path) -> str:
+    secret = _read_protected(path, secret=True).strip()
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise UnsafeKeyConfig(f"the development JWT secret {path} is shorter than {MIN_SECRET_BYTES} bytes")
+    return secret
 
 
 def verification_key(settings: Settings) -> str:
@@ -53,14 +85,19 @@ def verification_key(settings: Settings) -> str:
         if settings.jwt_secret is not None:
             return settings.jwt_secret.get_secret_value()
         if settings.dev_jwt_secret_path.exists():
-            return settings.dev_jwt_secret_path.read_text().strip()
+            return _dev_secret(settings.dev_jwt_secret_path)
         raise KeyNotConfigured(
             "no JWT key: set MLSERVICE_JWT_SECRET (HS256, 32+ bytes) or MLSERVICE_JWT_PUBLIC_KEY "
             "with MLSERVICE_JWT_ALGORITHMS, or run `mlservice up` to generate a development key"
         )
     if not settings.jwt_public_key:
         raise KeyNotConfigured("MLSERVICE_JWT_ALGORITHMS names public-key algorithms: set MLSERVICE_JWT_PUBLIC_KEY")
-    return _read_key(settings.jwt_public_key)
+    if not settings.jwt_audience:
+        raise UnsafeKeyConfig(
+            "MLSERVICE_JWT_ALGORITHMS names public-key algorithms but MLSERVICE_JWT_AUDIENCE is not set: "
+            "tokens the key's issuer signed for any other service would be accepted"
+        )
+    return _read_key(settings.jwt_public_key, secret=False)
 
 
 def signing_key(settings: Settings) -> str:
@@ -68,7 +105,7 @@ def signing_key(settings: Settings) -> str:
         return verification_key(settings)
     if settings.jwt_private_key is None:
         raise KeyNotConfigured("signing with a public-key algorithm needs MLSERVICE_JWT_PRIVATE_KEY")
-    return _read_key(settings.jwt_private_key.get_secret_value())
+    return _read_key(settings.jwt_private_key.get_secret_value(), secret=True)
 
 
 def issue_token(
@@ -79,6 +116,10 @@ def issue_token(
     unknown = set(scopes) - set(SCOPES)
     if unknown:
         raise ValueError(f"unknown scopes: {sorted(unknown)}")
+    if not 0 < ttl_s <= settings.max_token_lifetime_s:
+        raise ValueError(
+            f"a token lifetime must be 1 to {settings.max_token_lifetime_s} s (MLSERVICE_MAX_TOKEN_LIFETIME_S), not {ttl_s}"
+        )
     now = int(time.time())
     claims = {"sub": subject, "tenant_id": tenant_id, "scope": " ".join(scopes), "iat": now, "nbf": now, "exp": now + ttl_s}
     if settings.jwt_audience:
@@ -100,6 +141,7 @@ class TokenVerifier:
         self.algorithms = list(settings.jwt_algorithms)
         self.audience = settings.jwt_audience
         self.issuer = settings.jwt_issuer
+        self.max_lifetime_s = settings.max_token_lifetime_s
         self._verified: dict[str, tuple[float, Principal]] = {}
 
     @staticmethod
@@ -113,6 +155,13 @@ class TokenVerifier:
         if scheme.lower() != "bearer" or not token.strip():
             raise self.unauthorized("Authorization header must be 'Bearer <token>'")
         return self.verify(token.strip())
+
+    def remembered(self, authorization: str | None) -> Principal | None:
+        """The principal of a bearer token verified recently and still valid, without verifying
+        anything; None otherwise."""
+        scheme, _, token = (authorization or "").partition(" ")
+        hit = self._verified.get(token.strip()) if scheme.lower() == "bearer" else None
+        return hit[1] if hit is not None and time.time() < hit[0] else None
 
     def verify(self, token: str) -> Principal:
         now = time.time()
@@ -147,6 +196,11 @@ class TokenVerifier:
             raise self.unauthorized(f"token lacks the '{exc.claim}' claim") from None
         except jwt.InvalidTokenError:
             raise self.unauthorized("invalid token") from None
+        start = claims.get("iat", claims.get("nbf"))
+        now = time.time()
+        lifetime = float(claims["exp"]) - (now if start is None else min(now, float(start)))
+        if lifetime > self.max_lifetime_s:
+            raise self.unauthorized(f"token lifetime exceeds the maximum of {self.max_lifetime_s} s")
         tenant_id, subject = claims.get("tenant_id"), claims.get("sub")
         if not is_valid_tenant(tenant_id) or not isinstance(subject, str) or not subject:
             raise self.unauthorized("token carries an invalid tenant_id or sub")

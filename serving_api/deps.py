@@ -20,9 +20,19 @@ from serving_api.errors import ApiError
 
 
 async def authenticate(request: Request) -> Principal:
-    """Verify the bearer token, then charge the tenant's rate limit."""
+    """Verify the bearer token, then charge the tenant's rate limit.
+
+    A token verified recently passes at once. Otherwise the client address must have
+    unauthenticated budget left (429 before any verification once it has spent it on failed
+    authentications and unknown routes: the middleware charges those), then the token is verified.
+    """
     state = request.app.state
-    principal = state.verifier.verify_header(request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    principal = state.verifier.remembered(header)
+    if principal is None:
+        client = request.scope.get("client")
+        state.rate_limiter.check_address(client[0] if client else None)
+        principal = state.verifier.verify_header(header)
     request.state.principal = principal  # for the audit record
     state.rate_limiter.check(principal.tenant_id)
     return principal

@@ -1,6 +1,11 @@
 """One pure-ASGI middleware for what every request needs: a request id, a body-size limit,
 metrics, the audit record, and a 500 envelope (never a traceback) for anything unhandled.
 
+Unauthenticated refusals: a 401 or a request to an unknown route (404, or 405 for an unknown
+method) charges the client address's unauthenticated bucket (the app's ``rate_limiter``); unknown
+routes and the address limit's 429s are counted in ``mlservice_unauthenticated_refusals_total``
+instead of one audit row each.
+
 Pure ASGI rather than ``BaseHTTPMiddleware``: it adds no task or stream copy to the hot path.
 """
 
@@ -119,10 +124,12 @@ class RequestContextMiddleware:
         method = scope.get("method", "")
         status = state["status"]
         self.metrics.observe(method, template, status, seconds, state["code"])
+        principal = scope.get("state", {}).get("principal")
+        if principal is None and self._unauthenticated_refusal(scope, template, status):
+            return
         path = scope.get("path", "")
         audited = status >= 400 or (method not in _READ_METHODS and template not in _LOGGED_ELSEWHERE)
         if self.audit is not None and audited and path.startswith(_AUDITED_PREFIX):
-            principal = scope.get("state", {}).get("principal")
             self.audit.record(
                 request_id=request_id,
                 tenant_id=getattr(principal, "tenant_id", None),
@@ -132,3 +139,20 @@ class RequestContextMiddleware:
                 status=status,
                 error_code=state["code"],
             )
+
+    def _unauthenticated_refusal(self, scope: "Scope", template: str, status: int) -> bool:
+        """For a request no token was accepted for: charge the client address's unauthenticated
+        bucket for a 401 or an unknown route or method (``serving_api.ratelimit``); True when the
+        answer is counted in a metric instead of audited (unknown routes and methods, addresses
+        past their limit), so a flood of them writes no audit rows. 401s stay audited: the limit
+        bounds them per address."""
+        unknown_route = (status == 404 and template == "unmatched") or status == 405  # no route for it
+        if status == 401 or unknown_route:
+            client = scope.get("client")
+            limiter = getattr(getattr(scope.get("app"), "state", None), "rate_limiter", None)
+            if limiter is not None:
+                limiter.charge_address(client[0] if client else None)
+        if unknown_route or status == 429:  # a 429 without a principal: the address limit
+            self.metrics.unauthenticated_refusal("unknown_route" if unknown_route else "address_limited")
+            return True
+        return False

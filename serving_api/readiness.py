@@ -1,9 +1,14 @@
-"""Readiness: the API is ready when MLflow, the Dagster webserver and Ray answer."""
+"""Readiness: the API is ready when MLflow, the Dagster webserver and Ray answer.
+
+``/health/ready`` needs no token, so it answers from a result at most ``settings.health_cache_s``
+old (``ReadinessCache``): a flood of calls costs the dependencies one probe per interval.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 import httpx
 
@@ -64,3 +69,43 @@ async def check_dependencies(settings: "Settings", registry: "ModelRegistry") ->
             _http_ok(client, settings.effective_ray_dashboard_url.rstrip("/") + "/api/gcs_healthz"),
         )
     return {name: problem or "ok" for name, problem in zip(("mlflow", "dagster", "ray"), results)}
+
+
+Probe = Callable[["Settings", "ModelRegistry"], Awaitable[dict[str, str]]]
+
+
+class ReadinessCache:
+    """The last probe's result, reused while younger than ``settings.health_cache_s``; callers
+    that arrive while a probe runs wait for it instead of starting their own."""
+
+    def __init__(self, settings: "Settings", registry: "ModelRegistry", probe: Probe = check_dependencies,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings, self.registry, self.probe, self.clock = settings, registry, probe, clock
+        self._result: dict[str, str] | None = None
+        self._at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> dict[str, str] | None:
+        if self._result is not None and self.clock() - self._at < self.settings.health_cache_s:
+            return self._result
+        return None
+
+    async def components(self) -> dict[str, str]:
+        fresh = self._fresh()
+        if fresh is not None:
+            return fresh
+        async with self._lock:
+            fresh = self._fresh()
+            if fresh is None:
+                fresh = await self.probe(self.settings, self.registry)
+                self._result, self._at = fresh, self.clock()
+            return fresh
+
+
+def app_readiness(state) -> ReadinessCache:
+    """The app's one readiness cache (``app.state.readiness``, made on first use: the event loop
+    is one thread). Every unauthenticated readiness route answers through it."""
+    cache = getattr(state, "readiness", None)
+    if cache is None:
+        cache = state.readiness = ReadinessCache(state.settings, state.registry)
+    return cache

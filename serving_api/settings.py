@@ -74,7 +74,6 @@ class Settings(BaseSettings):
     ray_address: str | None = None
     ray_port: int = 6380
     ray_dashboard_port: int = 8265
-    ray_client_port: int = 10001
     ray_dashboard_url: str | None = None
 
     jwt_secret: SecretStr | None = None
@@ -102,8 +101,8 @@ class Settings(BaseSettings):
     quotas: Quotas = Quotas()
     quota_overrides: dict[str, Quotas] = Field(default={}, description="per tenant; fields not given keep the defaults")
     max_run_minutes: float = Field(default=120.0, gt=0, description="a Dagster run past this ends failed")
-    max_concurrent_runs: int = Field(default=3, ge=2, description="Dagster runs at once, all tenants")
-    tenant_max_concurrent_runs: int = Field(default=2, ge=1, description="Dagster runs at once per tenant")
+    max_concurrent_runs: int = Field(default=4, ge=2, description="Dagster runs at once; training and tuning get one less")
+    tenant_max_concurrent_runs: int = Field(default=2, ge=1, description="training and tuning runs at once per tenant")
     retention: Retention = Retention()
     retention_overrides: dict[str, Retention] = Field(default={}, description="per tenant; fields not given keep the defaults")
     retention_cron: str = Field(default="17 3 * * *", description="schedule of the retention job")
@@ -161,6 +160,18 @@ class Settings(BaseSettings):
                 f"MLSERVICE_JWT_SECRET must be a random value of at least {MIN_SECRET_BYTES} bytes"
             )
         return value
+
+    @model_validator(mode="after")
+    def _public_key_needs_its_algorithms(self) -> "Settings":
+        """A public key next to HMAC algorithms would be ignored, tokens checked against a shared
+        secret instead of the identity provider's key: refused rather than run weaker."""
+        if self.jwt_public_key and self.uses_hmac:
+            raise ValueError(
+                "MLSERVICE_JWT_PUBLIC_KEY is set but MLSERVICE_JWT_ALGORITHMS are HMAC "
+                f"({', '.join(self.jwt_algorithms)}): set the public-key algorithm (e.g. RS256, ES256) "
+                "or unset the public key"
+            )
+        return self
 
     @model_validator(mode="after")
     def _absolute_data_dir(self) -> "Settings":

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from serving_api.metrics import CONTENT_TYPE_LATEST
-from serving_api.readiness import check_dependencies
+from serving_api.readiness import app_readiness
 
 router = APIRouter(tags=["health"])
 
@@ -18,8 +18,9 @@ async def live() -> dict[str, str]:
 
 @router.get("/health/ready")
 async def ready(request: Request) -> JSONResponse:
-    state = request.app.state
-    components = await check_dependencies(state.settings, state.registry)
+    """200 when every dependency answers, else 503 naming those that do not; from a result at
+    most ``settings.health_cache_s`` old."""
+    components = await app_readiness(request.app.state).components()
     failing = sorted(name for name, status in components.items() if status != "ok")
     body = {"status": "ready" if not failing else "not_ready", "components": components}
     if failing:

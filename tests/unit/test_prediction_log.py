@@ -86,7 +86,7 @@ def test_table_and_index_are_created(state):
     inspector = sa.inspect(state.engine)
     columns = {c["name"] for c in inspector.get_columns("prediction_log")}
     assert columns == {
-        "id", "request_id", "tenant_id", "subject", "model_id", "model_version", "ensemble_id",
+        "id", "request_id", "client_request_id", "tenant_id", "subject", "model_id", "model_version", "ensemble_id",
         "at", "latency_ms", "features", "outputs", "status_code",
     }
     indexes = {ix["name"]: ix["column_names"] for ix in inspector.get_indexes("prediction_log")}

@@ -156,6 +156,7 @@ def rsa_pems() -> tuple[str, str]:
 
 def rsa_settings(tmp_path, rsa_pems, **kwargs) -> Settings:
     private_pem, public_pem = rsa_pems
+    kwargs.setdefault("jwt_audience", "mlservice-api")  # public-key algorithms need an audience
     return Settings(
         data_dir=tmp_path, jwt_algorithms=["RS256"], jwt_public_key=public_pem, jwt_private_key=private_pem, **kwargs
     )
@@ -175,10 +176,12 @@ def test_rs256_issue_and_verify_round_trip(tmp_path, rsa_pems):
 def test_rs256_keys_may_be_given_as_file_paths(tmp_path, rsa_pems):
     private_pem, public_pem = rsa_pems
     (tmp_path / "priv.pem").write_text(private_pem)
+    (tmp_path / "priv.pem").chmod(0o600)  # a private key others may read is refused
     (tmp_path / "pub.pem").write_text(public_pem)
     settings = Settings(
         data_dir=tmp_path,
         jwt_algorithms=["RS256"],
+        jwt_audience="mlservice-api",
         jwt_public_key=str(tmp_path / "pub.pem"),
         jwt_private_key=str(tmp_path / "priv.pem"),
     )
@@ -225,6 +228,7 @@ def test_hmac_without_secret_reads_dev_secret_file(tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "jwt_secret").write_text(dev_secret + "\n")
+    (secrets / "jwt_secret").chmod(0o600)  # as `mlservice up` writes it; a looser one is refused
     settings = Settings(data_dir=tmp_path)
     assert settings.dev_jwt_secret_path == tmp_path.resolve() / "secrets" / "jwt_secret"
     assert verification_key(settings) == dev_secret
