@@ -26,17 +26,8 @@ from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.ratelimit import RateLimiter
 from serving_api.routes import ensembles, features, health, jobs, models, oip, predictions, training, tuning
-from serving_api.services.jobs import JobService
 from serving_api.settings import Settings, get_settings
-from serving_api.wiring import (
-    build_dagster_runs,
-    build_data_policy,
-    build_feature_store,
-    build_job_store,
-    build_ray_cluster,
-    build_registry,
-    build_state_store,
-)
+from serving_api.wiring import build_feature_store, build_job_service, build_quotas, build_registry, build_state_store
 
 log = logging.getLogger("mlservice.api")
 
@@ -63,7 +54,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.engine  # create tables now rather than on the first request
         app.state.feature_store.import_feast()
         audit.start()
-        prediction_log = app.state.prediction_service.log = PredictionLog(state, max_wait_s=0)  # one per lifespan; commits group by themselves
+        # one per lifespan; commits group by themselves
+        prediction_log = app.state.prediction_service.log = PredictionLog(
+            state, max_wait_s=0, max_payload_bytes=settings.prediction_log_max_payload_bytes)
         prediction_log.start()
         warming = asyncio.get_running_loop().create_task(model_cache.warm_production()) if settings.warm_models else None
         freeze_long_lived()
@@ -73,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if warming is not None:
                 warming.cancel()
             prediction_log.close()
+            app.state.prediction_service.close()
             model_cache.close()
             audit.close()
             state.dispose()
@@ -92,14 +86,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     model_cache = app.state.model_cache = ModelCache(
         app.state.registry, max_models=settings.model_cache_max_models, max_bytes=settings.model_cache_max_bytes,
         max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
+        tenant_max_models=settings.model_cache_tenant_max_models, tenant_max_bytes=settings.model_cache_tenant_max_bytes,
+        negative_ttl_s=settings.negative_cache_s,
     )
     app.state.feature_store = build_feature_store(settings)
-    app.state.prediction_service = PredictionService(model_cache, log=None)  # the lifespan opens the log
-    app.state.ensemble_service = EnsembleService(EnsembleStore(state), model_cache)
-    app.state.job_service = JobService(
-        jobs=build_job_store(state), runs=build_dagster_runs(settings), ray=build_ray_cluster(settings),
-        policy=build_data_policy(settings), registry=app.state.registry, dagster_ui_url=settings.effective_dagster_url,
+    app.state.prediction_service = PredictionService(  # the lifespan opens the log
+        model_cache, log=None, rate_limiter=app.state.rate_limiter, explain_max_cost=settings.explain_max_cost,
+        explain_workers=settings.explain_workers, offload_rows=settings.offload_rows,
     )
+    app.state.ensemble_service = EnsembleService(EnsembleStore(state), model_cache, quotas=build_quotas(settings),
+                                                 offload=app.state.prediction_service.offload)
+    app.state.job_service = build_job_service(settings, state, app.state.registry)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)

@@ -5,19 +5,32 @@ waiting (up to ``max_batch`` rows), and only when that shows concurrency (more t
 waits up to ``max_wait_ms`` for more. A lone request therefore runs at once; under load, batches
 form by themselves while the previous batch computes. The predict call runs in a worker thread,
 never on the event loop. Results are split back per request in order.
+
+A batch whose predict call fails (or answers a non-finite number) is predicted again request by
+request, in one thread hop: one caller's bad row never fails another caller's prediction. The
+error a caller gets is ``on_error(its inputs, exception)`` when given (the cache maps values a
+model cannot take to a 422 naming the feature). ``close()`` (eviction) ends the worker once the
+queued requests are answered; a caller still holding a closed batcher is served alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 Inputs = "pd.DataFrame | np.ndarray"
 PredictFn = Callable[[Inputs], tuple[np.ndarray, "np.ndarray | None"]]
+ErrorFn = Callable[[Any, Exception], Exception]
+_STOP = object()
+
+
+class NonFiniteOutput(ValueError):
+    """The model answered NaN or infinity (e.g. for a huge input): never sent as a prediction."""
 
 
 def _combine(parts: list) -> "pd.DataFrame | np.ndarray":
@@ -28,31 +41,61 @@ def _combine(parts: list) -> "pd.DataFrame | np.ndarray":
     return pd.concat(parts, ignore_index=True)
 
 
+def _finite(values: Any) -> bool:
+    if not isinstance(values, np.ndarray) or values.dtype.kind != "f":
+        return True
+    if values.size <= 16:  # one or a few rows: plain floats are cheaper than a numpy reduction
+        return all(map(math.isfinite, values.ravel().tolist()))
+    return bool(np.isfinite(values).all())
+
+
 class MicroBatcher:
     def __init__(
         self, predict: PredictFn, *, executor: ThreadPoolExecutor | None = None, max_batch: int = 64, max_wait_ms: float = 2.0,
+        on_error: ErrorFn | None = None,
     ) -> None:
-        self.predict_fn, self.executor = predict, executor
+        self.predict_fn, self.executor, self.on_error = predict, executor, on_error
         self.max_batch, self.max_wait_s = max_batch, max_wait_ms / 1000
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
-        self.batches = 0  # predict calls made (for tests and metrics)
+        self.closed = False
+        self.batches = 0  # predict calls made for whole batches (for tests and metrics)
+        self.retried = 0  # batches that failed and were answered request by request
 
     async def predict(self, frame: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
+        loop = asyncio.get_running_loop()
+        if self.closed:
+            [(ok, result)] = await loop.run_in_executor(self.executor, self._each, [frame])
+            if not ok:
+                raise self._error(frame, result)
+            return result
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._worker is None or self._worker.done():
-            self._worker = asyncio.get_running_loop().create_task(self._run())
-        future = asyncio.get_running_loop().create_future()
+            self._worker = loop.create_task(self._run())
+        future = loop.create_future()
         await self._queue.put((frame, future))
         return await future
 
-    async def _collect(self) -> list[tuple[pd.DataFrame, asyncio.Future]]:
+    def close(self) -> None:
+        """Take no more requests; the worker ends after answering those already queued."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._queue is not None and self._worker is not None and not self._worker.done():
+            self._queue.put_nowait(_STOP)
+
+    async def _collect(self) -> tuple[list[tuple[Any, asyncio.Future]], bool]:
+        """(the next batch, whether the worker should stop after it)."""
         assert self._queue is not None
-        batch = [await self._queue.get()]
-        rows = len(batch[0][0])
+        first = await self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch, rows = [first], len(first[0])
         while rows < self.max_batch and not self._queue.empty():
             item = self._queue.get_nowait()
+            if item is _STOP:
+                return batch, True
             batch.append(item)
             rows += len(item[0])
         if len(batch) > 1 and rows < self.max_batch and self.max_wait_s > 0:
@@ -65,26 +108,64 @@ class MicroBatcher:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
                 except asyncio.TimeoutError:
                     break
+                if item is _STOP:
+                    return batch, True
                 batch.append(item)
                 rows += len(item[0])
-        return batch
+        return batch, False
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._collect()
-            combined = _combine([frame for frame, _ in batch])
+        stop = False
+        while not stop:
+            batch, stop = await self._collect()
+            if batch:
+                await self._answer(loop, batch)
+
+    def _checked(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
+        predictions, probabilities = self.predict_fn(inputs)
+        if not (_finite(predictions) and _finite(probabilities)):
+            raise NonFiniteOutput("the model's output is not a finite number for these inputs")
+        return predictions, probabilities
+
+    def _each(self, frames: list) -> list[tuple[bool, Any]]:
+        """Predict every request alone (in a worker thread): (True, result) or (False, exception)."""
+        answers = []
+        for frame in frames:
             try:
-                predictions, probabilities = await loop.run_in_executor(self.executor, self.predict_fn, combined)
-            except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets the error
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            self.batches += 1
-            start = 0
-            for frame, future in batch:
-                end = start + len(frame)
+                answers.append((True, self._checked(frame)))
+            except Exception as exc:  # noqa: BLE001 - this request's own failure
+                answers.append((False, exc))
+        return answers
+
+    def _error(self, frame: Inputs, exc: Exception) -> Exception:
+        if self.on_error is None:
+            return exc
+        try:
+            return self.on_error(frame, exc)
+        except Exception:  # noqa: BLE001 - mapping must never hide the original failure
+            return exc
+
+    async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future]]) -> None:
+        try:
+            predictions, probabilities = await loop.run_in_executor(self.executor, self._checked, _combine([f for f, _ in batch]))
+        except Exception as exc:  # noqa: BLE001 - one request alone is answered with its error; a batch is retried
+            if len(batch) == 1:
+                answers = [(False, exc)]
+            else:
+                self.retried += 1
+                answers = await loop.run_in_executor(self.executor, self._each, [frame for frame, _ in batch])
+            for (frame, future), (ok, result) in zip(batch, answers):
                 if not future.done():
-                    future.set_result((predictions[start:end], None if probabilities is None else probabilities[start:end]))
-                start = end
+                    if ok:
+                        future.set_result(result)
+                    else:
+                        future.set_exception(self._error(frame, result))
+            return
+        self.batches += 1
+        start = 0
+        for frame, future in batch:
+            end = start + len(frame)
+            if not future.done():
+                future.set_result((predictions[start:end], None if probabilities is None else probabilities[start:end]))
+            start = end

@@ -1,41 +1,37 @@
 """The model cache: one owned object on ``app.state``, keyed by (tenant, model, version).
 
-- Version specs (none, a semantic version, or a stage name) resolve through the registry; the
-  resolution is cached and dropped at once when this API changes the model's stage
-  (``invalidate``). After ``resolve_ttl_s`` an entry is stale: it is still answered at once while
-  one background task re-reads the registry (stale-while-revalidate), so other replicas see a
-  stage change within about the TTL and no request waits on the registry for a known model.
+- Version specs resolve through ``Resolver`` (cached, stale-while-revalidate, dropped at once on a
+  stage change through this API; unknown ids, versions and names remembered for a few seconds).
 - Loads are single-flight: concurrent misses for one key wait on the same load.
-- Bounded by count and by approximate memory, least recently used first out.
+- Bounded per tenant (``tenant_max_models``/``tenant_max_bytes``: a tenant's loads evict only its
+  own versions, its non-production ones first) and globally (``max_models``/``max_bytes``: least
+  recently used first, never a version that is some tenant's production version). An evicted
+  model's batcher ends and a debounced ``Refreezer`` lets the collector reclaim its cycles.
+- A load the platform refused (a version not registered through it, files changed since) is
+  remembered for ``negative_ttl_s`` with its error: a client asking again costs no download.
+- ``peek`` answers whether a version is loaded without loading it (OIP ready and metadata).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import time
-from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from resources.errors import ModelNotFound, VersionNotFound
+from resources.errors import DomainError
 from resources.registry import ModelRegistry
-from resources.versioning import STAGES, SemVer
-from serving_api.heap import freeze_long_lived
+from serving_api.heap import Refreezer, freeze_long_lived
 from serving_api.inference.batcher import MicroBatcher
+from serving_api.inference.bounds import input_error
+from serving_api.inference.expiring import Expiring
 from serving_api.inference.loaded import LoadedModel, load_model_version
+from serving_api.inference.resolver import Resolved, Resolver
 
+__all__ = ["ModelCache", "Resolved", "Served"]
 log = logging.getLogger("mlservice.api.cache")
-
-
-@dataclass
-class Resolved:
-    version: str
-    mlflow_version: int
-    name: str
-    mlflow_name: str
-    model_type: str
-    framework: str
 
 
 @dataclass
@@ -44,71 +40,24 @@ class Served:
     batcher: MicroBatcher
 
 
-class ModelCache:
+class ModelCache(Resolver):
     def __init__(
         self, registry: ModelRegistry, *, max_models: int = 32, max_bytes: int = 4 << 30, resolve_ttl_s: float = 10.0,
-        max_batch: int = 64, max_wait_ms: float = 2.0,
+        max_batch: int = 64, max_wait_ms: float = 2.0, tenant_max_models: int = 8, tenant_max_bytes: int = 1 << 30,
+        negative_ttl_s: float = 5.0,
     ) -> None:
-        self.registry = registry
-        self.max_models, self.max_bytes, self.resolve_ttl_s = max_models, max_bytes, resolve_ttl_s
+        super().__init__(registry, resolve_ttl_s=resolve_ttl_s, negative_ttl_s=negative_ttl_s)
+        self.max_models, self.max_bytes = max_models, max_bytes
+        self.tenant_max_models, self.tenant_max_bytes = tenant_max_models, tenant_max_bytes
         self.max_batch, self.max_wait_ms = max_batch, max_wait_ms
         self._models: OrderedDict[tuple[str, str, str], Served] = OrderedDict()
         self._inflight: dict[tuple[str, str, str], asyncio.Task] = {}
-        self._resolutions: dict[tuple[str, str, str | None], tuple[float, Resolved]] = {}
-        self._refreshing: dict[tuple[str, str, str | None], asyncio.Task] = {}
         self._warming: set[asyncio.Task] = set()
         self.loads = 0  # how many times a model was actually loaded (single-flight shows here)
+        self.evictions = 0
+        self.refreezer = Refreezer()
+        self._refused = Expiring(negative_ttl_s)  # (tenant, model, version) -> the DomainError of its load
         self._executor: ThreadPoolExecutor | None = None
-
-    # -- resolution ------------------------------------------------------------------------
-    def _resolve_blocking(self, tenant_id: str, model_id: str, spec: str | None) -> Resolved:
-        record = self.registry.get_model(tenant_id, model_id)
-        versions = self.registry.list_versions(tenant_id, model_id)
-        if not versions:
-            raise VersionNotFound(model_id, spec or "current")
-        chosen = None
-        if spec is None:
-            chosen = next((v for v in versions if v.stage == "production"), versions[0])  # newest first
-        elif spec in STAGES:
-            chosen = next((v for v in versions if v.stage == spec), None)
-        elif SemVer.is_valid(spec):
-            chosen = next((v for v in versions if v.version == spec), None)
-        if chosen is None:
-            raise VersionNotFound(model_id, spec or "current")
-        return Resolved(chosen.version, chosen.mlflow_version, record.name, record.mlflow_name,
-                        record.model_type, record.framework)
-
-    async def resolve(self, tenant_id: str, model_id: str, spec: str | None) -> Resolved:
-        key = (tenant_id, model_id, spec)
-        hit = self._resolutions.get(key)
-        if hit is None:
-            resolved = await asyncio.to_thread(self._resolve_blocking, tenant_id, model_id, spec)
-            self._resolutions[key] = (time.monotonic(), resolved)
-            return resolved
-        if time.monotonic() - hit[0] >= self.resolve_ttl_s and key not in self._refreshing:
-            self._refreshing[key] = asyncio.get_running_loop().create_task(self._refresh(key))
-        return hit[1]
-
-    async def _refresh(self, key: tuple[str, str, str | None]) -> None:
-        try:
-            resolved = await asyncio.to_thread(self._resolve_blocking, *key)
-        except (ModelNotFound, VersionNotFound):
-            self._resolutions.pop(key, None)  # gone or no longer at that stage: the next request re-resolves
-        except Exception:  # noqa: BLE001 - registry unreachable: keep serving what we know, retry later
-            log.warning("re-resolving %s failed; serving the cached resolution", key, exc_info=True)
-        else:
-            if key in self._resolutions:  # not invalidated meanwhile
-                self._resolutions[key] = (time.monotonic(), resolved)
-        finally:
-            self._refreshing.pop(key, None)
-
-    def invalidate(self, tenant_id: str, model_id: str) -> None:
-        """Forget cached resolutions of a model (its stages changed). Loaded versions stay valid."""
-        for key in [k for k in self._resolutions if k[0] == tenant_id and k[1] == model_id]:
-            self._resolutions.pop(key, None)
-            refresh = self._refreshing.pop(key, None)
-            if refresh is not None:
-                refresh.cancel()
 
     # -- loading ---------------------------------------------------------------------------
     async def get(self, tenant_id: str, model_id: str, spec: str | None) -> Served:
@@ -118,6 +67,9 @@ class ModelCache:
         if served is not None:
             self._models.move_to_end(key)
             return served
+        refused = self._refused.get(key)
+        if refused is not None:
+            raise refused
         task = self._inflight.get(key)
         if task is None:
             # The load runs as its own task: a caller that times out or disconnects does not
@@ -125,14 +77,27 @@ class ModelCache:
             task = self._inflight[key] = asyncio.get_running_loop().create_task(self._load_and_keep(key, resolved))
         return await asyncio.shield(task)
 
+    def invalidate(self, tenant_id: str, model_id: str) -> None:
+        super().invalidate(tenant_id, model_id)
+        self._refused.forget(lambda k: k[0] == tenant_id and k[1] == model_id)
+
+    def peek(self, tenant_id: str, model_id: str, version: str) -> Served | None:
+        """The loaded version, or None; never loads (and does not count as a use)."""
+        return self._models.get((tenant_id, model_id, version))
+
     async def _load_and_keep(self, key: tuple[str, str, str], resolved: Resolved) -> Served:
         try:
-            model = await asyncio.to_thread(self._load, key[0], key[1], resolved)
+            try:
+                model = await asyncio.to_thread(self._load, key[0], key[1], resolved)
+            except DomainError as exc:
+                self._refused.add(key, exc)
+                raise
             served = Served(model, MicroBatcher(
-                model.batch_predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms
+                model.batch_predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
+                on_error=functools.partial(input_error, model),
             ))
             self._models[key] = served
-            self._evict()
+            self._evict(key[0])
             freeze_long_lived()
             return served
         finally:
@@ -141,16 +106,36 @@ class ModelCache:
     def _load(self, tenant_id: str, model_id: str, resolved: Resolved) -> LoadedModel:
         self.loads += 1
         return load_model_version(
-            tracking_uri=self.registry.tracking_uri, mlflow_name=resolved.mlflow_name,
+            registry=self.registry, mlflow_name=resolved.mlflow_name,
             mlflow_version=resolved.mlflow_version, tenant_id=tenant_id, model_id=model_id, name=resolved.name,
             version=resolved.version, model_type=resolved.model_type, framework=resolved.framework,
         )
 
-    def _evict(self) -> None:
-        while len(self._models) > self.max_models or (
-            len(self._models) > 1 and sum(s.model.approx_bytes for s in self._models.values()) > self.max_bytes
-        ):
-            self._models.popitem(last=False)
+    # -- bounds ----------------------------------------------------------------------------
+    def _is_production(self, key: tuple[str, str, str]) -> bool:
+        return self._production.get((key[0], key[1])) == key[2]
+
+    def _bytes(self, keys) -> int:
+        return sum(self._models[k].model.approx_bytes for k in keys)
+
+    def _evict(self, tenant_id: str) -> None:
+        """After a load by ``tenant_id``: its own share first, then the global bound."""
+        while True:
+            mine = [k for k in self._models if k[0] == tenant_id]  # least recently used first
+            if len(mine) <= 1 or (len(mine) <= self.tenant_max_models and self._bytes(mine) <= self.tenant_max_bytes):
+                break
+            self._drop(next((k for k in mine if not self._is_production(k)), mine[0]))
+        while len(self._models) > self.max_models or (len(self._models) > 1 and self._bytes(self._models) > self.max_bytes):
+            victim = next((k for k in self._models if not self._is_production(k)), None)
+            if victim is None:
+                break  # only production versions left: each within its tenant's share
+            self._drop(victim)
+
+    def _drop(self, key: tuple[str, str, str]) -> None:
+        served = self._models.pop(key)
+        served.batcher.close()  # its worker ends once what is queued is answered
+        self.evictions += 1
+        self.refreezer.request()
 
     @property
     def executor(self) -> ThreadPoolExecutor:
@@ -160,12 +145,15 @@ class ModelCache:
 
     def close(self) -> None:
         """Drop loaded models and the predict threads (a later lifespan starts afresh)."""
+        for served in self._models.values():
+            served.batcher.close()
         self._models.clear()
         self._inflight.clear()
         for task in [*self._refreshing.values(), *self._warming]:
             task.cancel()
         self._refreshing.clear()
         self._warming.clear()
+        self.refreezer.cancel()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None

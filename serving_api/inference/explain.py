@@ -97,6 +97,7 @@ def explain(
     seed: int = 0,
     max_background: int = MAX_BACKGROUND_ROWS,
     max_exact_features: int = EXACT_MAX_FEATURES,
+    max_cost: int | None = None,
 ) -> Explanation:
     """Explain one prediction of ``model`` for ``row`` (a one-row DataFrame, features in order).
 
@@ -105,7 +106,8 @@ def explain(
     columns (extra columns are ignored); it is required for non-linear models. ``n_samples`` is
     the number of permutations for ``shapley_sampling`` (rounded up to an even number for the
     antithetic pairs); ``seed`` fixes the background sample and the permutations. Setting
-    ``max_exact_features=0`` forces sampling. Raises ValueError for inputs it cannot explain.
+    ``max_exact_features=0`` forces sampling. ``max_cost`` bounds a Shapley explanation's
+    coalitions x background rows. Raises ValueError for inputs it cannot explain (or past the bound).
     """
     if model_type not in MODEL_TYPES:
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
@@ -128,6 +130,10 @@ def explain(
         )
     background = select_background(background, max_background, seed)
     n_features = row.shape[1]
+    coalitions = (1 << n_features) if n_features <= max_exact_features else (n_samples + n_samples % 2) * (n_features - 1) + 1
+    if max_cost is not None and coalitions * len(background) > max_cost:
+        raise ValueError(f"explaining this row costs {coalitions * len(background):,} (coalitions x background rows), "
+                         f"above the bound of {max_cost:,}")
     if n_features <= max_exact_features:
         return _shapley_exact(model, row, background, model_type, classes)
     return _shapley_sampling(model, row, background, model_type, classes, n_samples, seed)

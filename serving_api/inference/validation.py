@@ -1,7 +1,10 @@
 """Checking request features against a model's signature: 422 with a per-feature list.
 
 ``to_matrix`` (all-numeric signatures, the fast path) and ``to_frame`` (any signature, and the
-explanations) run the same checks and differ only in what they build.
+explanations) run the same checks and differ only in what they build. Numbers must also fit what
+the model computes in: an integer feature within int64, any number within the model's
+``input_limit`` (float32's range for models that cast to float32, else float64's), so a value a
+model cannot take is a 422 naming the feature, never a failure inside the model.
 """
 
 from __future__ import annotations
@@ -13,32 +16,59 @@ import numpy as np
 import pandas as pd
 
 from resources.errors import DomainError
+from serving_api.inference.bounds import FLOAT32_MAX, FLOAT64_MAX, input_limit
 from serving_api.inference.loaded import FLOAT_TYPES, INTEGER_TYPES, FeatureSpec, LoadedModel
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+NUMERIC_TYPES = FLOAT_TYPES | INTEGER_TYPES
 
 
 class FeatureValidationError(DomainError):
     code = "VALIDATION_ERROR"
 
 
-def _problem(spec: FeatureSpec, value: Any) -> str | None:
+def _range(limit: float) -> str:
+    kind = "float32" if limit == FLOAT32_MAX else "float64"
+    return f"out of range: this model takes values within \u00b1{limit:.3g} ({kind})"
+
+
+def _problem(spec: FeatureSpec, value: Any, limit: float = FLOAT64_MAX) -> str | None:
+    kind = spec.type
+    if kind in NUMERIC_TYPES:
+        cls = type(value)  # fast paths first: a plain number in range is the common case
+        if cls is float and -limit <= value <= limit and (kind in FLOAT_TYPES or (value.is_integer() and INT64_MIN <= value <= INT64_MAX)):
+            return None
+        if cls is int and -limit <= value <= limit and (kind in FLOAT_TYPES or INT64_MIN <= value <= INT64_MAX):
+            return None
+        return _number_problem(kind, value, limit)
     if value is None:
         return "is null"
-    if spec.type in FLOAT_TYPES or spec.type in INTEGER_TYPES:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expected a number, got {type(value).__name__}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return "must be finite (no NaN or infinity)"
-        if spec.type in INTEGER_TYPES and isinstance(value, float) and not value.is_integer():
-            return "expected an integer"
-        return None
-    if spec.type == "boolean":
+    if kind == "boolean":
         return None if isinstance(value, bool) else f"expected a boolean, got {type(value).__name__}"
-    if spec.type == "string":
+    if kind == "string":
         return None if isinstance(value, str) else f"expected a string, got {type(value).__name__}"
     return None
 
 
-def check_rows(rows: list[dict[str, Any]], features: list[FeatureSpec]) -> None:
+def _number_problem(kind: str, value: Any, limit: float) -> str | None:
+    if value is None:
+        return "is null"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {type(value).__name__}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "must be finite (no NaN or infinity)"
+        if kind in INTEGER_TYPES and not value.is_integer():
+            return "expected an integer"
+    if kind in INTEGER_TYPES and not INT64_MIN <= value <= INT64_MAX:
+        return "out of range for a 64-bit integer"
+    if not -limit <= value <= limit:
+        kind = "float32" if limit == FLOAT32_MAX else "float64"
+        return f"out of range: this model takes values within \u00b1{limit:.3g} ({kind})"
+    return None  # an int/float subclass in range (e.g. numpy scalars)
+
+
+def check_rows(rows: list[dict[str, Any]], features: list[FeatureSpec], limit: float = FLOAT64_MAX) -> None:
     """Raise FeatureValidationError listing every problem of every row, or return."""
     names = [f.name for f in features]
     name_set = set(names)
@@ -52,7 +82,7 @@ def check_rows(rows: list[dict[str, Any]], features: list[FeatureSpec]) -> None:
                 problems.append({**where, "feature": name, "problem": "unknown feature"})
         for spec in features:
             if spec.name in row:
-                problem = _problem(spec, row[spec.name])
+                problem = _problem(spec, row[spec.name], limit)
                 if problem:
                     problems.append({**where, "feature": spec.name, "problem": problem})
     if problems:
@@ -66,16 +96,16 @@ def is_numeric(features: list[FeatureSpec]) -> bool:
     return bool(features) and all(f.type in FLOAT_TYPES or f.type in INTEGER_TYPES for f in features)
 
 
-def to_matrix(rows: list[dict[str, Any]], features: list[FeatureSpec]) -> np.ndarray:
+def to_matrix(rows: list[dict[str, Any]], features: list[FeatureSpec], limit: float = FLOAT64_MAX) -> np.ndarray:
     """The rows as a float64 matrix in signature order (numeric signatures only)."""
-    check_rows(rows, features)
+    check_rows(rows, features, limit)
     names = [f.name for f in features]
     return np.array([[row[n] for n in names] for row in rows], dtype=np.float64)
 
 
-def to_frame(rows: list[dict[str, Any]], features: list[FeatureSpec]) -> pd.DataFrame:
+def to_frame(rows: list[dict[str, Any]], features: list[FeatureSpec], limit: float = FLOAT64_MAX) -> pd.DataFrame:
     """The rows as a DataFrame in the signature's column order and types."""
-    check_rows(rows, features)
+    check_rows(rows, features, limit)
     columns: dict[str, Any] = {}
     for spec in features:
         values = [row[spec.name] for row in rows]
@@ -90,6 +120,7 @@ def to_frame(rows: list[dict[str, Any]], features: list[FeatureSpec]) -> pd.Data
 
 def model_inputs(model: LoadedModel, rows: list[dict[str, Any]]) -> np.ndarray | pd.DataFrame:
     """Validated rows in the form the model's ``batch_predict`` takes."""
+    limit = input_limit(model)
     if model.matrix_fn is not None:
-        return to_matrix(rows, model.features)
-    return to_frame(rows, model.features)
+        return to_matrix(rows, model.features, limit)
+    return to_frame(rows, model.features, limit)

@@ -32,8 +32,9 @@ def _public(record) -> ModelPublic:
 
 
 @router.post("", status_code=201, response_model=ModelPublic)
-def create_model(body: ModelCreate, principal: ModelsWriter, registry: RegistryDep) -> ModelPublic:
-    record = registry.create_model(
+async def create_model(body: ModelCreate, principal: ModelsWriter, registry: RegistryDep, request: Request) -> ModelPublic:
+    record = await asyncio.to_thread(
+        registry.create_model,
         principal.tenant_id,
         name=body.name,
         description=body.description,
@@ -43,6 +44,7 @@ def create_model(body: ModelCreate, principal: ModelsWriter, registry: RegistryD
         source_uri=body.source.uri() if body.source else None,
         actor=principal.subject,
     )
+    request.app.state.model_cache.invalidate(principal.tenant_id, record.model_id)  # "unknown" answers cached meanwhile
     return _public(record)
 
 
@@ -77,11 +79,14 @@ def list_versions(model_id: str, principal: ModelsReader, registry: RegistryDep)
 
 
 @router.post("/{model_id}/versions", status_code=201, response_model=VersionPublic)
-def register_version(model_id: str, body: VersionCreate, principal: ModelsWriter, registry: RegistryDep) -> VersionPublic:
-    version = registry.register_version(
-        principal.tenant_id, model_id, model_uri=body.source.uri(), actor=principal.subject,
+async def register_version(
+    model_id: str, body: VersionCreate, principal: ModelsWriter, registry: RegistryDep, request: Request,
+) -> VersionPublic:
+    version = await asyncio.to_thread(
+        registry.register_version, principal.tenant_id, model_id, model_uri=body.source.uri(), actor=principal.subject,
         version=body.version, bump=body.bump, description=body.description,
     )
+    request.app.state.model_cache.invalidate(principal.tenant_id, model_id)  # "unknown version" answers cached meanwhile
     return VersionPublic.model_validate(asdict(version))
 
 

@@ -45,6 +45,11 @@ class FeatureRows(StrictModel):
     def rows(self) -> list[dict[str, Any]]:
         return [self.features] if self.features is not None else list(self.instances or [])
 
+    @property
+    def row_count(self) -> int:
+        """Rows asked for (what the rate limit charges)."""
+        return 1 if self.features is not None else len(self.instances or ())
+
 
 class PredictionRequest(FeatureRows):
     """One of: ``features`` (one row), ``instances`` (rows), ``entity`` (one entity whose features
@@ -79,6 +84,12 @@ class PredictionRequest(FeatureRows):
 
     def entity_rows(self) -> list[dict[str, Any]]:
         return [self.entity] if self.entity is not None else list(self.entities or [])
+
+    @property
+    def row_count(self) -> int:
+        if self.entity is not None or self.features is not None:
+            return 1
+        return len(self.instances or self.entities or ())
 
 
 class PredictionResponse(BaseModel):

@@ -57,6 +57,9 @@ def test_tritonclient_health_metadata_and_infer(server, oip_model):
     client = httpclient.InferenceServerClient(url=address)
     headers = oip_model["headers"]
     assert client.is_server_live()
+    deadline = time.monotonic() + 30  # the promotion loads the production version in the background
+    while not client.is_model_ready("churn-oip", headers=headers) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert client.is_model_ready("churn-oip", headers=headers)
     metadata = client.get_model_metadata("churn-oip", headers=headers)
     assert [i["name"] for i in metadata["inputs"]] == FEATURES

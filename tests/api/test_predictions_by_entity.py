@@ -130,6 +130,29 @@ def test_the_log_record_holds_the_features_used_and_the_entity(client, store):
     assert record["outputs"]["prediction"] == body["prediction"]
 
 
+def test_stored_values_are_returned_only_to_a_token_that_may_read_features(client, store):
+    """A predictions:write token must not read the online store through a prediction: the values
+    are left out (the prediction still answers); with features:read as well they are returned."""
+    entity, entities = {"customer_id": "cust-31"}, [{"customer_id": "cust-32"}, {"customer_id": "cust-33"}]
+    writer = auth(make_token(store["tenant"], scopes=("predictions:write",)))
+    reader = auth(make_token(store["tenant"], scopes=("predictions:write", "features:read")))
+    for body in ({"entity": entity}, {"entities": entities}):
+        blind = _predict(client, store, headers=writer, **body)
+        assert blind.status_code == 200, blind.text
+        assert blind.json()["features"] is None
+        assert blind.json()["feature_service"] == "churn_v1" and blind.json()["prediction"]
+        seeing = _predict(client, store, headers=reader, **body).json()
+        assert seeing["features"] is not None and seeing["prediction"] == blind.json()["prediction"]
+    [online] = store["fs"].online_features_for_service(store["tenant"], "churn_v1", [entity])
+    assert _predict(client, store, headers=reader, entity=entity).json()["features"] == {n: online[n] for n in FEATURES}
+    # explanations would reveal the values too (a linear model's contribution is coef * (x - mean))
+    options = {"return_explanation": True}
+    blind = _predict(client, store, headers=writer, entity=entity, options=options).json()["explanation"]
+    assert blind["method"] == "unavailable" and "features:read" in blind["reason"]
+    seeing = _predict(client, store, headers=reader, entity=entity, options=options).json()["explanation"]
+    assert seeing["method"] != "unavailable" and set(seeing["contributions"]) == set(FEATURES)
+
+
 def test_an_entity_without_stored_values_is_422_listing_the_features(client, store):
     response = _predict(client, store, entity=NOBODY)
     error = _error(response, 422, "VALIDATION_ERROR")
