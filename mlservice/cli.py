@@ -14,11 +14,15 @@ def _settings():
     return get_settings()
 
 
+# The token `mlservice up` prints; shorter when MLSERVICE_MAX_TOKEN_LIFETIME_S is.
+BANNER_TOKEN_TTL_S = 12 * 3600
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from serving_api.auth import DEFAULT_TOKEN_SCOPES, KeyNotConfigured, issue_token
 
     scopes = tuple(args.scope.split()) if args.scope else DEFAULT_TOKEN_SCOPES
-    try:
+    try:  # issue_token refuses a --ttl beyond settings.max_token_lifetime_s (the API would refuse the token)
         token = issue_token(_settings(), tenant_id=args.tenant, subject=args.subject or f"dev@{args.tenant}", scopes=scopes, ttl_s=args.ttl)
     except (KeyNotConfigured, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -31,6 +35,21 @@ def cmd_seed_demo(_args: argparse.Namespace) -> int:
     from mlservice.demo import seed_demo
 
     seed_demo(_settings())
+    return 0
+
+
+def cmd_verify_artifacts(_args: argparse.Namespace) -> int:
+    """Inspect and record versions registered before artifact records existed (after an upgrade)."""
+    from resources.artifact_backfill import backfill_artifact_records
+    from serving_api.wiring import build_registry, build_state_store
+
+    settings = _settings()
+    report = backfill_artifact_records(build_registry(settings, build_state_store(settings)))
+    for label in report.recorded:
+        print(f"recorded  {label}")
+    for label, reason in report.refused.items():
+        print(f"refused   {label}: {reason}")
+    print(f"{len(report.recorded)} recorded, {len(report.refused)} refused (never loaded), {report.already} already recorded")
     return 0
 
 
@@ -70,8 +89,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     def banner() -> None:
         s = platform.settings
+        ttl_s = min(BANNER_TOKEN_TTL_S, s.max_token_lifetime_s)
         token = issue_token(s, tenant_id=DEMO_TENANT, subject=f"dev@{DEMO_TENANT}",
-                            scopes=DEFAULT_TOKEN_SCOPES, ttl_s=12 * 3600)
+                            scopes=DEFAULT_TOKEN_SCOPES, ttl_s=ttl_s)
         api = f"http://127.0.0.1:{s.api_port}"
         lines = [
             "",
@@ -82,7 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  Ray dashboard  {s.effective_ray_dashboard_url}   (cluster {s.effective_ray_address}, token auth)",
             f"  data directory {s.data_dir}   (logs in {s.logs_dir})",
             "",
-            f"development token for tenant {DEMO_TENANT} (12 h):",
+            f"development token for tenant {DEMO_TENANT} ({ttl_s / 3600:g} h):",
             f"  export TOKEN={token}",
             "try:",
             f"  curl -s -H \"Authorization: Bearer $TOKEN\" {shlex.quote(api + '/api/v1/models?name_prefix=' + DEMO_MODEL)}",
@@ -117,12 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a JWT signed with the configured key")
     token.add_argument("--tenant", required=True)
     token.add_argument("--scope", default=None, help='space-separated scopes (default: all but admin)')
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--ttl", type=int, default=3600,
+                       help="lifetime in seconds (default 3600; at most MLSERVICE_MAX_TOKEN_LIFETIME_S, 86400)")
     token.add_argument("--subject", default=None, help="the sub claim (default dev@<tenant>)")
     token.set_defaults(func=cmd_token)
 
     api = sub.add_parser("api", help="run only the API (parts configured by MLSERVICE_* variables)")
     api.set_defaults(func=cmd_api)
+
+    verify = sub.add_parser("verify-artifacts", help="inspect and record model versions older than artifact records")
+    verify.set_defaults(func=cmd_verify_artifacts)
 
     seed = sub.add_parser("seed-demo", help="seed the demo tenant unless it exists")
     seed.set_defaults(func=cmd_seed_demo)

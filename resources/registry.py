@@ -36,11 +36,15 @@ from resources.errors import (
     VersionNotFound,
 )
 from resources.tenancy import validate_tenant
+from resources.quotas import TenantQuotas, models_held
 from resources.state_db import StateStore, stage_transitions, utcnow
 from resources.versioning import FIRST_VERSION, STAGES, SemVer, check_transition
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from resources.artifact_check import Inspected
+    from resources.model_artifacts import ArtifactRecords
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 TAG = "mlservice."
@@ -54,7 +58,6 @@ PRODUCTION_ALIAS = "production"
 MODEL_TYPES = ("classification", "regression")
 FRAMEWORKS = ("sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass
@@ -107,6 +110,7 @@ class ModelRegistry(dg.ConfigurableResource):
     tracking_uri: str
     state: StateStore
     artifact_root: str | None = None  # for experiments created on a store without an artifact server
+    quotas: TenantQuotas | None = None  # models and versions per tenant (resources/quotas.py); None: unlimited
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -309,6 +313,8 @@ class ModelRegistry(dg.ConfigurableResource):
         source_uri: str | None = None,
     ) -> ModelRecord:
         validate_tenant(tenant_id)
+        if self.quotas is not None:  # quota: the tenant's registered models (a search on the tenant tag)
+            self.quotas.check(tenant_id, "models", lambda up_to: models_held(self, tenant_id, up_to))
         if not NAME_RE.match(name or ""):
             raise InvalidRequest("model name must be 1-128 characters of letters, digits, '_', '.', '-'")
         if model_type not in MODEL_TYPES:
@@ -357,52 +363,25 @@ class ModelRegistry(dg.ConfigurableResource):
         return self.get_model(tenant_id, model_id)
 
     def _resolve_source(self, tenant_id: str, model_uri: str) -> tuple[str, str | None, str | None]:
-        """Check that a model source belongs to this tenant and resolve it for registration.
+        """``(location, run_id, logged_model_id)`` of a tenant's model source (``resources.model_sources``)."""
+        from resources.model_sources import resolve_source
 
-        Accepts a run id, ``runs:/<run_id>/<name>`` or ``models:/m-<id>``; returns
-        ``(source, run_id, logged_model_id)``. The run (or its experiment) must carry the tag
-        ``mlservice.tenant`` of this tenant; anything else answers like a missing source.
-        """
-        from mlflow.exceptions import MlflowException
-
-        client = self.client
-        not_found = InvalidRequest("model source not found", {"source": model_uri})
         with self._mlflow_errors():
-            try:
-                if _RUN_ID_RE.match(model_uri):
-                    model_uri = f"runs:/{model_uri}/model"
-                if model_uri.startswith("runs:/"):
-                    run_id, _, artifact_path = model_uri[len("runs:/") :].partition("/")
-                    run = client.get_run(run_id)
-                    experiment_id = run.info.experiment_id
-                    tenant_tag = run.data.tags.get(T_TENANT)
-                    logged = client.search_logged_models(
-                        experiment_ids=[experiment_id],
-                        filter_string=f"source_run_id = '{run_id}' AND name = '{artifact_path or 'model'}'",
-                        max_results=1,
-                    )
-                    model_id = logged[0].model_id if logged else None
-                    # A concrete location, not models:/...: resolving that would use MLflow's
-                    # process-global tracking URI rather than this registry's.
-                    source = logged[0].artifact_location if logged else f"{run.info.artifact_uri}/{artifact_path}"
-                elif model_uri.startswith("models:/m-"):
-                    model_id = model_uri[len("models:/") :].split("/", 1)[0]
-                    logged_model = client.get_logged_model(model_id)
-                    run_id, experiment_id = logged_model.source_run_id, logged_model.experiment_id
-                    tenant_tag = client.get_run(run_id).data.tags.get(T_TENANT) if run_id else None
-                    source = logged_model.artifact_location
-                else:
-                    raise InvalidRequest(
-                        "model source must be a run id, a runs:/ URI or a models:/m-... URI",
-                        {"source": model_uri},
-                    )
-                if tenant_tag is None:
-                    tenant_tag = client.get_experiment(experiment_id).tags.get(T_TENANT)
-            except MlflowException:
-                raise not_found from None
-        if tenant_tag != tenant_id:
-            raise not_found
-        return source, run_id, model_id
+            return resolve_source(self.client, tenant_id, model_uri, self.artifact_root)
+
+    @property
+    def artifacts(self) -> "ArtifactRecords":
+        """What registration recorded about each version's files (``resources.model_artifacts``)."""
+        from resources.model_artifacts import ArtifactRecords
+
+        return ArtifactRecords(self.state)
+
+    def inspect(self, location: str) -> "Inspected":
+        """Download and check a model's files (``resources.artifact_check``); a 400 names what is refused."""
+        from resources.model_sources import inspect_source
+
+        with self._mlflow_errors():
+            return inspect_source(location, self.tracking_uri)
 
     def register_version(
         self,
@@ -420,10 +399,15 @@ class ModelRegistry(dg.ConfigurableResource):
         Without ``version`` the first version is 1.0.0 and later ones bump ``bump`` (default
         minor) of the highest existing version. New versions start in stage development.
         A source run trained on a feature service passes that tag on to the version, set at
-        creation, so no reader ever sees the version without it.
+        creation, so no reader ever sees the version without it. The artifact is inspected first
+        (only shapes the platform loads with its own code; a 400 names what is refused) and its
+        digest recorded with the version, so a file swapped later refuses to load.
         """
+        from resources.model_artifacts import ArtifactRecord
+
         rm = self._find(tenant_id, model_id)
         source, run_id, logged_model_id = self._resolve_source(tenant_id, model_uri)
+        inspected = self.inspect(source)
         trained_on = None
         if run_id:
             with self._mlflow_errors():
@@ -439,8 +423,10 @@ class ModelRegistry(dg.ConfigurableResource):
                     )
             else:
                 new = max(existing).bump(bump) if existing else FIRST_VERSION
+            if self.quotas is not None:  # quota: versions of this model, counted under the model lock
+                self.quotas.check(tenant_id, "versions_per_model", lambda _: len(existing))
             with self._mlflow_errors():
-                self.client.create_model_version(
+                created = self.client.create_model_version(
                     rm.name,
                     source,
                     run_id=run_id,
@@ -449,6 +435,16 @@ class ModelRegistry(dg.ConfigurableResource):
                     tags={**extra_tags, T_SEMVER: str(new), T_STAGE: "development", T_TENANT: tenant_id,
                           T_CREATED_BY: actor},
                 )
+            try:
+                self.artifacts.put(ArtifactRecord(
+                    mlflow_name=rm.name, mlflow_version=int(created.version), tenant_id=tenant_id, model_id=model_id,
+                    kind=inspected.kind, digest=inspected.digest, files=inspected.files, features=inspected.features,
+                    classes=inspected.classes,
+                ))
+            except Exception:
+                with self._mlflow_errors():  # no version without its record: it could never load
+                    self.client.delete_model_version(rm.name, created.version)
+                raise
             self._record(tenant_id, model_id, str(new), None, "development", actor, "registered")
             self._refresh_summary(rm.name)
         return next(v for v in self.list_versions(tenant_id, model_id) if v.version == str(new))

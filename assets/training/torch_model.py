@@ -1,7 +1,8 @@
 """PyTorch tabular MLP trained data-parallel with Ray Train, and its MLflow logging (no pickle).
 
 Only the pytorch path imports this module (lazily), so ``import torch`` at module level is fine.
-Keep ``TabularMLP`` in step with the copy in ``torch_pyfunc.py`` (same layer layout/state_dict keys).
+The network is ``resources.torch_mlp.TabularMLP`` (registration and serving read it from there);
+keep the copy in ``torch_pyfunc.py`` in step (same layer layout/state_dict keys).
 """
 
 from __future__ import annotations
@@ -20,31 +21,11 @@ import torch
 from torch import nn
 
 from assets.training.fitting import FitOutcome, class_labels, evaluate, report_safely
+from resources.torch_mlp import ARCH_FILE, STATE_FILE, build_module
 
-STATE_FILE, ARCH_FILE, TRAIN_FILE = "state_dict.pt", "arch.json", "train.json"
+TRAIN_FILE = "train.json"
 PYFUNC_FILE = Path(__file__).with_name("torch_pyfunc.py")
 PIP_REQUIREMENTS = ["torch==2.13.0", "pandas", "numpy"]
-
-
-class TabularMLP(nn.Module):
-    """Linear-ReLU-Dropout blocks then a linear head (Dropout(0) keeps state_dict keys stable)."""
-
-    def __init__(self, n_features: int, hidden=(64, 32), n_outputs: int = 1, dropout: float = 0.0) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = n_features
-        for size in hidden:
-            layers += [nn.Linear(width, int(size)), nn.ReLU(), nn.Dropout(float(dropout))]
-            width = int(size)
-        layers.append(nn.Linear(width, n_outputs))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def build_module(arch: dict) -> TabularMLP:
-    return TabularMLP(arch["n_features"], arch["hidden"], arch["n_outputs"], arch["dropout"])
 
 
 @dataclass

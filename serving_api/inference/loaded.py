@@ -1,9 +1,10 @@
 """A model version loaded for serving: its predict function, feature schema and classes.
 
-scikit-learn models load through their native flavor (skops, no pickle) so probabilities and
-the estimator itself (for explanations) are at hand; other models through pyfunc (the torch MLP
-answers class probabilities). Tree ensembles are switched to ``n_jobs=1``: serving parallelism
-comes from batching concurrent requests, not from thread fan-out per call.
+scikit-learn models are read by skops with the platform's fixed trusted types, so probabilities
+and the estimator itself (for explanations) are at hand; the platform's torch MLP is rebuilt from
+its weights (class probabilities). Nothing the artifact names is executed, and its files must
+match the digest recorded at registration. Tree ensembles are switched to ``n_jobs=1``: serving
+parallelism comes from batching concurrent requests, not from thread fan-out per call.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from resources.registry import T_FEATURE_SERVICE
+
+if TYPE_CHECKING:
+    from resources.registry import ModelRegistry
 
 INTEGER_TYPES = {"long", "integer"}
 FLOAT_TYPES = {"double", "float"}
@@ -90,9 +95,10 @@ def _sklearn_predictor(estimator: Any, model_type: str) -> Callable:
     return predict_values
 
 
-def _pyfunc_predictor(pyfunc: Any, model_type: str, classes: list) -> Callable:
+def _outputs_predictor(outputs_fn: Callable, model_type: str, classes: list) -> Callable:
+    """For models that answer class probabilities (classifiers) or values: the platform's torch MLP."""
     def predict(frame: pd.DataFrame):
-        output = np.asarray(pyfunc.predict(frame), dtype=float)
+        output = np.asarray(outputs_fn(frame), dtype=float)
         if model_type == "classification" and output.ndim == 2:
             labels = np.asarray(classes) if len(classes) == output.shape[1] else np.arange(output.shape[1])
             return labels[output.argmax(axis=1)], output
@@ -102,46 +108,64 @@ def _pyfunc_predictor(pyfunc: Any, model_type: str, classes: list) -> Callable:
 
 
 def load_model_version(
-    *, tracking_uri: str, mlflow_name: str, mlflow_version: int, tenant_id: str, model_id: str, name: str,
+    *, registry: "ModelRegistry", mlflow_name: str, mlflow_version: int, tenant_id: str, model_id: str, name: str,
     version: str, model_type: str, framework: str,
 ) -> LoadedModel:
-    """Download and load one registered version (blocking: call it off the event loop)."""
+    """Download one registered version, verify its files against the digest recorded at
+    registration, and load it with the platform's own code (blocking: call it off the event loop).
+
+    No code chosen by the artifact runs: scikit-learn models are read by skops with the fixed
+    trusted types, torch models are rebuilt from their weights (``resources.artifact_check``).
+    """
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.models import Model
 
+    from resources.artifact_check import SKLEARN_SKOPS, STATE_DIR, load_sklearn, verify_files
+    from resources.errors import DomainError, ModelArtifactChanged, ModelNotVerified
+    from resources.torch_mlp import load_predictor
     from serving_api.inference.fast_paths import matrix_predictor
     from serving_api.inference.validation import is_numeric
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    source = client.get_model_version_download_uri(mlflow_name, str(mlflow_version))
-    feature_service = read_feature_service(client, mlflow_name, mlflow_version)
+    where = {"model_id": model_id, "version": version}
+    record = registry.artifacts.get(mlflow_name, mlflow_version)
+    if record is None or (record.tenant_id, record.model_id) != (tenant_id, model_id):
+        raise ModelNotVerified(
+            f"version {version} has no record of its artifact (it was not registered through the platform); "
+            "register it again, or run `mlservice verify-artifacts` for versions older than the records", where,
+        )
+    with registry._mlflow_errors():
+        registered = registry.client.get_model_version(mlflow_name, str(mlflow_version))
+    feature_service = registered.tags.get(T_FEATURE_SERVICE) or None
     workdir = tempfile.mkdtemp(prefix="mlservice-model-")
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=workdir, tracking_uri=tracking_uri)
-        model_meta = Model.load(local)
-        features: list[FeatureSpec] = []
-        if model_meta.signature is not None and model_meta.signature.inputs is not None:
-            for column in model_meta.signature.inputs.inputs:
-                features.append(FeatureSpec(name=column.name, type=str(getattr(column.type, "name", column.type))))
+        with registry._mlflow_errors():
+            local = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=registered.source, dst_path=workdir, tracking_uri=registry.tracking_uri))
+        changed = verify_files(local, record.files)
+        if changed:
+            raise ModelArtifactChanged(
+                f"the files of version {version} changed after it was registered; it is not loaded", {**where, "files": changed[:20]},
+            )
         try:
-            background = model_meta.load_input_example(local)
+            background = Model.load(str(local)).load_input_example(str(local))
         except Exception:  # noqa: BLE001 - an example is optional
             background = None
         estimator = None
-        if "sklearn" in model_meta.flavors:
-            estimator = mlflow.sklearn.load_model(local)
-            _single_threaded(estimator)
-            classes = list(getattr(estimator, "classes_", []))
-            predict_fn = _sklearn_predictor(estimator, model_type)
-        else:
-            pyfunc = mlflow.pyfunc.load_model(local)
-            classes = list((model_meta.metadata or {}).get("classes", []))
-            predict_fn = _pyfunc_predictor(pyfunc, model_type, classes)
+        try:
+            if record.kind == SKLEARN_SKOPS:
+                estimator = load_sklearn(local)
+                _single_threaded(estimator)
+                classes = list(getattr(estimator, "classes_", []))
+                predict_fn = _sklearn_predictor(estimator, model_type)
+            else:
+                outputs_fn, info = load_predictor(local / STATE_DIR)
+                classes = list(info["classes"])
+                predict_fn = _outputs_predictor(outputs_fn, model_type, classes)
+        except DomainError as exc:  # passed at registration, refused now: the platform's trust changed
+            raise ModelNotVerified(f"version {version} no longer passes the artifact checks: {exc.message}", where) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if not features and estimator is not None and hasattr(estimator, "feature_names_in_"):
-        features = [FeatureSpec(name=str(n), type="double") for n in estimator.feature_names_in_]
+    features = [FeatureSpec(name=f["name"], type=f["type"]) for f in record.features]
     classes = [c.item() if hasattr(c, "item") else c for c in classes]
     example = background if isinstance(background, pd.DataFrame) else None
     matrix_fn = None
@@ -153,11 +177,6 @@ def load_model_version(
         estimator=estimator, matrix_fn=matrix_fn, background=example, approx_bytes=_approx_size(estimator),
         feature_service=feature_service,
     )
-
-
-def read_feature_service(client: Any, mlflow_name: str, mlflow_version: int) -> str | None:
-    """The version's ``mlservice.feature_service`` tag (None when it was not trained from one)."""
-    return client.get_model_version(mlflow_name, str(mlflow_version)).tags.get(T_FEATURE_SERVICE) or None
 
 
 def _approx_size(obj: Any) -> int:
