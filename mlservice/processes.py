@@ -80,22 +80,18 @@ def _group_alive(pgid: int) -> bool:
     except PermissionError:
         return True
     # Zombies still count for killpg(0); look for a live member.
-    for entry in Path("/proc").iterdir() if Path("/proc").exists() else []:
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            return True
-    return not Path("/proc").exists()
+    if not Path("/proc").exists():
+        return True
+    return any(group == pgid for _, group, _ in _live_processes())
 
 
 def _session_members(sid: int) -> list[int]:
     """Live (non-zombie) pids whose session id is ``sid``."""
-    members = []
+    return [pid for pid, _, session in _live_processes() if session == sid]
+
+
+def _live_processes():
+    """(pid, process group, session) of every live (non-zombie) process, from /proc."""
     for entry in Path("/proc").iterdir() if Path("/proc").exists() else []:
         if not entry.name.isdigit():
             continue
@@ -103,9 +99,8 @@ def _session_members(sid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(entry.name))
-    return members
+        if fields[0] != "Z":
+            yield int(entry.name), int(fields[2]), int(fields[3])
 
 
 def http_ok(url: str, headers: dict[str, str] | None = None, timeout_s: float = 2.0) -> bool:

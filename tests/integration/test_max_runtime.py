@@ -6,16 +6,13 @@ platform whose runs may take 15 seconds."""
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 import time
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.utils.platform import REPO_ROOT, bearer, cleanup, start, stop
+from tests.utils.platform import cleanup, start, stop, tenant_client
 
 TENANT = "slow-lab"
 MAX_RUN_MINUTES = 0.25  # 15 s
@@ -37,11 +34,7 @@ def api(tmp_path_factory):
     platform = None
     try:
         platform = start(data_dir, data_dir.parent / "runtime-up.log", args=("--no-demo",), extra_env=extra_env)
-        token = subprocess.run(
-            [sys.executable, "-m", "mlservice.cli", "token", "--tenant", TENANT, "--ttl", "3600"],
-            cwd=REPO_ROOT, env=platform.env, capture_output=True, text=True, check=True, timeout=60,
-        ).stdout.strip()
-        with httpx.Client(base_url=platform.api, headers=bearer(token), trust_env=False, timeout=60) as client:
+        with tenant_client(platform, TENANT) as client:
             yield client
     finally:
         if platform is not None:

@@ -7,8 +7,6 @@ Real data: scikit-learn's bundled breast_cancer set, written as parquet into the
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 import time
 
 import httpx
@@ -17,7 +15,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
-from tests.utils.platform import REPO_ROOT, bearer, cleanup, start, stop
+from tests.utils.platform import cleanup, start, stop, tenant_client
 
 TENANT = "bc-lab"
 pytestmark = [pytest.mark.integration]
@@ -51,11 +49,7 @@ def platform(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def api(platform):
-    token = subprocess.run(
-        [sys.executable, "-m", "mlservice.cli", "token", "--tenant", TENANT, "--ttl", "3600"],
-        cwd=REPO_ROOT, env=platform.env, capture_output=True, text=True, check=True, timeout=60,
-    ).stdout.strip()
-    with httpx.Client(base_url=platform.api, headers=bearer(token), trust_env=False, timeout=60) as client:
+    with tenant_client(platform, TENANT) as client:
         yield client
 
 
@@ -167,10 +161,8 @@ def test_cancel_ends_a_running_job(api):
 
 
 def test_other_tenants_cannot_see_jobs(api, platform):
-    token = subprocess.run([sys.executable, "-m", "mlservice.cli", "token", "--tenant", "someone-else"],
-                           cwd=REPO_ROOT, env=platform.env, capture_output=True, text=True, check=True).stdout.strip()
     job_id = api.get("/api/v1/jobs").json()["data"][0]["job_id"]
-    with httpx.Client(base_url=platform.api, headers=bearer(token), trust_env=False) as other:
+    with tenant_client(platform, "someone-else") as other:
         assert other.get(f"/api/v1/jobs/{job_id}").status_code == 404
         assert other.get(f"/api/v1/training/{job_id}").json()["error"]["code"] == "JOB_NOT_FOUND"
         assert other.get("/api/v1/jobs").json()["count"] == 0

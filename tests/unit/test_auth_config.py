@@ -3,13 +3,10 @@ longer than the maximum lifetime are refused (the `mlservice token` command will
 
 from __future__ import annotations
 
-import os
 import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
 from serving_api.auth import TokenVerifier, UnsafeKeyConfig, issue_token, signing_key
@@ -19,19 +16,7 @@ from serving_api.settings import Settings, get_settings
 SECRET = "s" * 40
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for name in list(os.environ):
-        if name.upper().startswith("MLSERVICE_"):
-            monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="module")
-def pems() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private.decode(), public.decode()
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def _write(path, text: str, mode: int):
@@ -40,16 +25,16 @@ def _write(path, text: str, mode: int):
     return path
 
 
-def test_a_public_key_with_hmac_algorithms_is_refused(monkeypatch, tmp_path, pems):
+def test_a_public_key_with_hmac_algorithms_is_refused(monkeypatch, tmp_path, rsa_pems):
     monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("MLSERVICE_JWT_SECRET", SECRET)
-    monkeypatch.setenv("MLSERVICE_JWT_PUBLIC_KEY", pems[1])  # algorithms left at HS256
+    monkeypatch.setenv("MLSERVICE_JWT_PUBLIC_KEY", rsa_pems[1])  # algorithms left at HS256
     with pytest.raises(ValidationError, match="MLSERVICE_JWT_PUBLIC_KEY is set but MLSERVICE_JWT_ALGORITHMS are HMAC"):
         Settings()
 
 
-def test_a_public_key_algorithm_without_an_audience_is_refused(tmp_path, pems):
-    settings = Settings(data_dir=tmp_path, jwt_algorithms=["RS256"], jwt_public_key=pems[1])
+def test_a_public_key_algorithm_without_an_audience_is_refused(tmp_path, rsa_pems):
+    settings = Settings(data_dir=tmp_path, jwt_algorithms=["RS256"], jwt_public_key=rsa_pems[1])
     with pytest.raises(UnsafeKeyConfig, match="MLSERVICE_JWT_AUDIENCE is not set"):
         TokenVerifier(settings)
     TokenVerifier(settings.model_copy(update={"jwt_audience": "mlservice-api"}))
@@ -76,8 +61,8 @@ def test_a_private_development_secret_is_used(tmp_path):
     assert TokenVerifier(settings).verify(token).tenant_id == "tenant-a"
 
 
-def test_key_files_others_may_read_or_change_are_refused(tmp_path, pems):
-    private, public = pems
+def test_key_files_others_may_read_or_change_are_refused(tmp_path, rsa_pems):
+    private, public = rsa_pems
     key_settings = dict(data_dir=tmp_path, jwt_algorithms=["RS256"], jwt_audience="mlservice-api")
     loose_private = _write(tmp_path / "private.pem", private, 0o640)
     with pytest.raises(UnsafeKeyConfig, match="chmod 600"):

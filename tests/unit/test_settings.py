@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -14,14 +12,7 @@ from serving_api.errors import ApiError
 from serving_api.settings import RateLimit, Settings
 
 SECRET = "s" * 40
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    """The test process may carry MLSERVICE_* variables; none of them may leak in."""
-    for name in list(os.environ):
-        if name.upper().startswith("MLSERVICE_"):
-            monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 # --- environment parsing ------------------------------------------------------------------
@@ -140,18 +131,6 @@ def test_empty_list_settings_from_env(monkeypatch, tmp_path):
 
 
 # --- JWT keys -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def rsa_pems() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-    return private_pem, public_pem
 
 
 def rsa_settings(tmp_path, rsa_pems, **kwargs) -> Settings:

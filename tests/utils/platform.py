@@ -212,3 +212,12 @@ def parts(platform: Platform) -> dict[str, list[int]]:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def tenant_client(platform: Platform, tenant: str):
+    """An HTTP client of the running API with a token for ``tenant`` minted by `mlservice token`."""
+    token = subprocess.run(
+        [sys.executable, "-m", "mlservice.cli", "token", "--tenant", tenant, "--ttl", "3600"],
+        cwd=REPO_ROOT, env=platform.env, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout.strip()
+    return httpx.Client(base_url=platform.api, headers=bearer(token), trust_env=False, timeout=60)
