@@ -8,6 +8,7 @@ The op reads the settings from the ``MLSERVICE_*`` environment at run time, as
 
 import dagster as dg
 
+from resources import run_tags
 from resources.retention import apply_retention
 from resources.state_db import StateStore
 from serving_api.settings import Settings
@@ -25,7 +26,7 @@ def apply_retention_op(context: dg.OpExecutionContext, state: StateStore) -> dg.
 
 
 @dg.job(name=RETENTION_JOB, description="Apply the retention settings to the platform's own tables",
-        tags={"mlservice/kind": "retention"}, executor_def=dg.in_process_executor)
+        tags={run_tags.KIND: "retention"}, executor_def=dg.in_process_executor)
 def retention_job() -> None:
     apply_retention_op()
 
