@@ -161,7 +161,7 @@ def main() -> int:
 
         # -- the API, a separate process on the same data directory ------------------------------
         from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
-        from serving_api.settings import Settings
+        from config.settings import Settings
 
         secret = secrets.token_hex(32)
         port, dead = free_port(), closed_port()

@@ -428,7 +428,7 @@ def main() -> int:
 
         # -- the platform API ------------------------------------------------------------------
         from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
-        from serving_api.settings import Settings
+        from config.settings import Settings
 
         secret = secrets.token_hex(32)
         api_port, dead = free_port(), closed_port()

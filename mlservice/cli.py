@@ -9,7 +9,7 @@ import sys
 
 
 def _settings():
-    from serving_api.settings import get_settings
+    from config.settings import get_settings
 
     return get_settings()
 
@@ -41,7 +41,7 @@ def cmd_seed_demo(_args: argparse.Namespace) -> int:
 def cmd_verify_artifacts(_args: argparse.Namespace) -> int:
     """Inspect and record versions registered before artifact records existed (after an upgrade)."""
     from resources.artifact_backfill import backfill_artifact_records
-    from serving_api.wiring import build_registry, build_state_store
+    from config.wiring import build_registry, build_state_store
 
     settings = _settings()
     report = backfill_artifact_records(build_registry(settings, build_state_store(settings)))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from resources.run_tags import COMPUTE_POOL, COMPUTE_TENANT, POOL
-from serving_api.settings import Settings
+from config.settings import Settings
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
 HEADER = "# Rendered by `mlservice up` from the repository's dagster.yaml and the settings; edits are overwritten.\n"

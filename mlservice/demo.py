@@ -15,7 +15,7 @@ import time
 import httpx
 
 from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
-from serving_api.settings import Settings
+from config.settings import Settings
 
 DEMO_TENANT = "acme-corp"
 DEMO_MODEL = "customer_churn_predictor"

@@ -29,7 +29,7 @@ from typing import Callable
 
 from mlservice import child_env, dagster_instance, exposure, ray_head, state_dirs
 from mlservice.processes import RAY_WORKER_PORTS, ManagedProcess, free_port, http_ok, port_free, wait_until  # noqa: F401 (re-exported)
-from serving_api.settings import Settings
+from config.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

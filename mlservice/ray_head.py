@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from mlservice.processes import free_port
 
 if TYPE_CHECKING:
-    from serving_api.settings import Settings
+    from config.settings import Settings
 
 CLIENT_DISABLED = ImportError("the Ray client server is disabled by mlservice (nothing uses ray://)")
 

@@ -18,7 +18,7 @@ from pipelines.jobs import ALL_JOBS
 from pipelines.resources import RESOURCES_BY_ENV
 from pipelines.retention import build_retention_schedule, retention_job
 from pipelines.schedules import HOURLY, build_feature_schedule
-from serving_api.settings import Settings
+from config.settings import Settings
 
 
 def build_definitions() -> dg.Definitions:

@@ -11,7 +11,7 @@ import dagster as dg
 from resources import run_tags
 from resources.retention import apply_retention
 from resources.state_db import StateStore
-from serving_api.settings import Settings
+from config.settings import Settings
 
 RETENTION_JOB = "retention"
 SCHEDULE_NAME = "retention_daily"

@@ -14,7 +14,7 @@ from resources.job_specs import JobContext
 from resources.run_tags import job_run_tags
 from resources.jobs import JobStore
 from resources.state_db import StateStore
-from serving_api.settings import Settings
+from config.settings import Settings
 
 HOURLY = "0 * * * *"
 SCHEDULE_NAME = "feature_materialization_hourly"

@@ -35,7 +35,7 @@ class RetentionDays(Protocol):
 
 
 class RetentionSettings(Protocol):
-    """What is read from ``serving_api.settings.Settings``."""
+    """What is read from ``config.settings.Settings``."""
 
     retention: RetentionDays
 

@@ -24,7 +24,7 @@ import jwt
 
 from resources.tenancy import is_valid_tenant
 from serving_api.errors import ApiError
-from serving_api.settings import MIN_SECRET_BYTES, Settings
+from config.settings import MIN_SECRET_BYTES, Settings
 
 SCOPES = (
     "models:read", "models:write", "predictions:write", "jobs:read", "jobs:write",

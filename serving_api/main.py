@@ -26,8 +26,9 @@ from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.ratelimit import RateLimiter
 from serving_api.routes import ensembles, features, health, jobs, models, oip, predictions, training, tuning
-from serving_api.settings import Settings, get_settings
-from serving_api.wiring import build_feature_store, build_job_service, build_quotas, build_registry, build_state_store
+from config.settings import Settings, get_settings
+from config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
+from serving_api.services.jobs import JobService
 
 log = logging.getLogger("mlservice.api")
 
@@ -96,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.ensemble_service = EnsembleService(EnsembleStore(state), model_cache, quotas=build_quotas(settings),
                                                  offload=app.state.prediction_service.offload)
-    app.state.job_service = build_job_service(settings, state, app.state.registry)
+    app.state.job_service = JobService.from_settings(settings, state, app.state.registry)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)

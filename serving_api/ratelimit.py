@@ -19,7 +19,7 @@ import math
 import time
 
 from serving_api.errors import ApiError
-from serving_api.settings import Settings
+from config.settings import Settings
 
 # Address buckets kept at most; past it, full buckets (equivalent to none) are dropped first.
 MAX_ADDRESSES = 100_000

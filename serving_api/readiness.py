@@ -14,7 +14,7 @@ import httpx
 
 if TYPE_CHECKING:
     from resources.registry import ModelRegistry
-    from serving_api.settings import Settings
+    from config.settings import Settings
 
 
 async def _http_ok(client: httpx.AsyncClient, url: str) -> str | None:

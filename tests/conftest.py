@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving_api.main import create_app
-from serving_api.settings import Settings
+from config.settings import Settings
 from tests.utils.tokens import TEST_SECRET, auth, make_token
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from resources.dagster_runs import DagsterRuns
 from resources.data_access import DataAccessPolicy
@@ -21,8 +21,13 @@ from resources import run_tags
 from resources.quotas import TenantQuotas, models_held
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
+from config.wiring import build_dagster_runs, build_data_policy, build_job_store, build_quotas, build_ray_cluster
 from resources.state_db import utcnow
 from serving_api.auth import Principal
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from resources.state_db import StateStore
 
 
 UNFINISHED = tuple(s for s in JOB_STATUSES if s not in TERMINAL)
@@ -35,6 +40,16 @@ class JobAlreadyFinished(DomainError):
 
 
 class JobService:
+    @classmethod
+    def from_settings(cls, settings: "Settings", state: "StateStore", registry: ModelRegistry) -> "JobService":
+        """The API's jobs: runs launched with the maximum runtime tag, unfinished jobs within the quota."""
+
+        return cls(
+            jobs=build_job_store(state), runs=build_dagster_runs(settings), ray=build_ray_cluster(settings),
+            policy=build_data_policy(settings), registry=registry, dagster_ui_url=settings.effective_dagster_url,
+            quotas=build_quotas(settings), max_run_minutes=settings.max_run_minutes,
+        )
+
     def __init__(
         self, *, jobs: JobStore, runs: DagsterRuns, ray: RayCluster, policy: DataAccessPolicy,
         registry: ModelRegistry, dagster_ui_url: str, quotas: TenantQuotas | None = None,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-from serving_api.wiring import build_registry, build_state_store
+from config.wiring import build_registry, build_state_store
 from tests.utils.tokens import auth, make_token
 
 VERSIONS, ROUNDS = 40, 5

@@ -33,7 +33,7 @@ def _log_scaled(settings, tenant: str) -> str:
     frame, labels = churn_like(seed=2)
     frame["avg_order_value"] = frame["avg_order_value"] / 1000
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(frame, labels)
-    from serving_api.wiring import build_registry, build_state_store
+    from config.wiring import build_registry, build_state_store
 
     experiment_id = build_registry(settings, build_state_store(settings)).ensure_experiment(tenant, "tests")
     mlflow.set_tracking_uri(settings.effective_tracking_uri)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from mlservice.launcher import free_port
 from serving_api.auth import issue_token
-from serving_api.settings import Settings
+from config.settings import Settings
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.platform import REPO_ROOT
 

@@ -140,8 +140,8 @@ def test_a_run_the_daemon_launched_answers_as_a_job(up, http):
     from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
     from resources.job_specs import JobContext
     from resources.jobs import JobStore
-    from serving_api.settings import Settings
-    from serving_api.wiring import build_state_store
+    from config.settings import Settings
+    from config.wiring import build_state_store
 
     state = build_state_store(Settings(data_dir=up.data_dir))
     try:

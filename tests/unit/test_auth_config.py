@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from serving_api.auth import TokenVerifier, UnsafeKeyConfig, issue_token, signing_key
 from serving_api.errors import ApiError
-from serving_api.settings import Settings, get_settings
+from config.settings import Settings, get_settings
 
 SECRET = "s" * 40
 

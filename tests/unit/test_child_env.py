@@ -7,7 +7,7 @@ import pytest
 
 from mlservice import child_env
 from mlservice.launcher import Platform
-from serving_api.settings import Settings
+from config.settings import Settings
 
 SECRET = "k" * 48
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----"

@@ -15,7 +15,7 @@ import pytest
 from mlservice import exposure
 from mlservice.launcher import Platform
 from mlservice.processes import free_port
-from serving_api.settings import Settings
+from config.settings import Settings
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux /proc")
 

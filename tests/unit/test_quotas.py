@@ -10,8 +10,8 @@ import pytest
 from resources.errors import QuotaExceeded
 from resources.quotas import count_up_to
 from resources.registry import ModelRegistry
-from serving_api.settings import Settings
-from serving_api.wiring import build_quotas
+from config.settings import Settings
+from config.wiring import build_quotas
 
 
 def test_overrides_merge_field_by_field_and_other_tenants_keep_the_defaults(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlservice import ray_head
-from serving_api.settings import Settings
+from config.settings import Settings
 
 
 def test_head_command_has_no_client_server_and_binds_loopback(tmp_path):

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from resources.prediction_log import prediction_log
 from resources.retention import apply_retention
 from resources.state_db import StateStore, audit_log, jobs, utcnow
-from serving_api.settings import Settings
+from config.settings import Settings
 
 NOW = utcnow()
 # tenant-b keeps predictions 60 days, audit 120 days and finished jobs 200 days; the rest default

@@ -16,7 +16,7 @@ from dagster._core.test_utils import MockedRunLauncher
 
 from mlservice import dagster_instance
 from resources.run_tags import job_run_tags
-from serving_api.settings import Settings
+from config.settings import Settings
 
 
 class RecordingRunLauncher(MockedRunLauncher):

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from serving_api.auth import KeyNotConfigured, Principal, TokenVerifier, issue_token, verification_key
 from serving_api.errors import ApiError
-from serving_api.settings import RateLimit, Settings
+from config.settings import RateLimit, Settings
 
 SECRET = "s" * 40
 pytestmark = pytest.mark.usefixtures("clean_env")

@@ -15,8 +15,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from serving_api.settings import Settings
-from serving_api.wiring import build_registry, build_state_store
+from config.settings import Settings
+from config.wiring import build_registry, build_state_store
 from tests.utils.mlflow_models import FEATURES, churn_like
 
 MARKER_ENV = "MLSERVICE_TEST_MARKER"

@@ -8,8 +8,8 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from serving_api.settings import Settings
-from serving_api.wiring import build_registry, build_state_store
+from config.settings import Settings
+from config.wiring import build_registry, build_state_store
 
 FEATURES = ["total_orders", "days_since_last_order", "avg_order_value", "support_tickets"]
 

@@ -1,4 +1,5 @@
-"""Resources built from settings: the one place the API side (and the CLI) wires them."""
+"""Resources built from settings: the one place the API, the Dagster code location and the CLI
+wire them, so every process agrees on every location."""
 
 from __future__ import annotations
 
@@ -13,10 +14,8 @@ from resources.quotas import TenantQuotas
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import StateStore
-from serving_api.settings import Settings
+from config.settings import Settings
 
-if TYPE_CHECKING:
-    from serving_api.services.jobs import JobService
 
 
 def build_state_store(settings: Settings, *, serving: bool = False) -> StateStore:
@@ -65,17 +64,6 @@ def build_job_store(state: StateStore) -> JobStore:
 
 def build_dagster_runs(settings: Settings) -> DagsterRuns:
     return DagsterRuns(settings.effective_dagster_url)
-
-
-def build_job_service(settings: Settings, state: StateStore, registry: ModelRegistry) -> "JobService":
-    """The API's jobs: runs launched with the maximum runtime tag, unfinished jobs within the quota."""
-    from serving_api.services.jobs import JobService
-
-    return JobService(
-        jobs=build_job_store(state), runs=build_dagster_runs(settings), ray=build_ray_cluster(settings),
-        policy=build_data_policy(settings), registry=registry, dagster_ui_url=settings.effective_dagster_url,
-        quotas=build_quotas(settings), max_run_minutes=settings.max_run_minutes,
-    )
 
 
 def build_feature_store(settings: Settings) -> FeatureStoreResource:
