@@ -1,14 +1,24 @@
 # The front door: `make up` runs the platform, `make test` runs the suite.
+#
+# `make test` runs two tiers, each one pytest run with PYTEST_ARGS: first the fast tier (every test
+# not marked `integration`: no platform processes; the trainer tests' local Ray is no platform),
+# then, only when the fast tier passed, the integration tier (tests that start Ray heads, MLflow
+# servers, Dagster or the API as processes). TIER=fast or TIER=integration runs one tier alone.
+# A tier that PYTEST_ARGS leaves without tests (e.g. PYTEST_ARGS=tests/unit) counts as passed.
+# PYTEST_ARGS with its own -m (e.g. PYTEST_ARGS="-m 'not integration'") is one run, as given.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+TIER ?= all
+$(if $(filter $(TIER),all fast integration),,$(error TIER is all, fast or integration, not "$(TIER)"))
+OWN_SELECTION := $(filter -m -m%,$(PYTEST_ARGS))
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 # pip's configured extra indexes print one harmless warning per package: keep the output readable.
 QUIET := { grep -v "is ignored" || true; }
 
-.PHONY: install up test clean-data
+.PHONY: install up test lint clean-data
 
 install: $(VENV)/.installed
 
@@ -22,7 +32,22 @@ up: install
 	$(BIN)/mlservice up
 
 test: install
+ifneq ($(OWN_SELECTION),)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+else
+ifneq ($(TIER),integration)
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS) || test $$? -eq 5
+endif
+ifneq ($(TIER),fast)
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS) || test $$? -eq 5
+endif
+endif
+
+# The house rules CI checks before the tests: ruff (lint and import order, config in pyproject.toml)
+# and import-linter's contracts (the import directions between packages, [tool.importlinter]).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean-data:
 	rm -rf .mlservice

@@ -254,7 +254,7 @@ def train_and_log(data_dir: Path, tracking_uri: str):
 def raw_predict_p50_ms(model, row_frame, calls: int) -> float:
     """Median wall time of predict_proba on one row (a DataFrame), in process."""
     if hasattr(model, "n_jobs"):
-        model.set_params(n_jobs=1)  # what the API does on load (serving_api.inference.loaded)
+        model.set_params(n_jobs=1)  # what the API does on load (inference.loaded)
     for _ in range(20):
         model.predict_proba(row_frame)
     times = []
@@ -269,8 +269,8 @@ def fast_path_p50_ms(model, row_frame, calls: int) -> float | None:
     """Median wall time of the API's own verified matrix predictor on one row, in process."""
     import numpy as np
 
-    from serving_api.inference.fast_paths import matrix_predictor
-    from serving_api.inference.loaded import _sklearn_predictor
+    from inference.fast_paths import matrix_predictor
+    from inference.predictors import sklearn_predictor as _sklearn_predictor
 
     names = list(row_frame.columns)
     fast = matrix_predictor(model, "classification", _sklearn_predictor(model, "classification"), names, row_frame)

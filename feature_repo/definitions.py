@@ -19,13 +19,9 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.types import Float64, Int64, String
 from feast.value_type import ValueType
 
+from feature_repo.names import CHURN_V1, CUSTOMER_FEATURES, FEATURE_SERVICES, FEATURE_VIEWS, ORDER_FEATURES, SOURCE_FILES  # noqa: F401
+
 TTL = timedelta(days=90)
-CUSTOMER_FEATURES = ["total_orders", "avg_order_value", "days_since_last_order", "support_tickets"]
-ORDER_FEATURES = ["orders_last_30d", "return_rate", "days_since_first_order"]
-CHURN_V1 = ["total_orders", "days_since_last_order", "avg_order_value", "support_tickets"]
-SOURCE_FILES = {"customer_features": "customer_features.parquet", "order_features": "order_features.parquet"}
-FEATURE_VIEWS = tuple(SOURCE_FILES)
-FEATURE_SERVICES = ("churn_v1", "churn_v2")
 TAGS = {"owner": "mlservice", "domain": "churn"}
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resources.run_tags import COMPUTE_POOL, COMPUTE_TENANT, POOL
+from resources.vocabulary import COMPUTE_POOL, RUN_COMPUTE_TENANT, RUN_POOL
 from config.settings import Settings
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
@@ -27,10 +27,10 @@ def instance_config(settings: Settings, template: Path = TEMPLATE) -> dict[str, 
     config = yaml.safe_load(template.read_text())
     coordinator = config["run_coordinator"]["config"]
     coordinator["max_concurrent_runs"] = settings.max_concurrent_runs
-    others = [limit for limit in coordinator.get("tag_concurrency_limits", []) if limit["key"] not in (COMPUTE_TENANT, POOL)]
+    others = [limit for limit in coordinator.get("tag_concurrency_limits", []) if limit["key"] not in (RUN_COMPUTE_TENANT, RUN_POOL)]
     coordinator["tag_concurrency_limits"] = [
-        {"key": COMPUTE_TENANT, "value": {"applyLimitPerUniqueValue": True}, "limit": settings.tenant_max_concurrent_runs},
-        {"key": POOL, "value": COMPUTE_POOL, "limit": max(1, settings.max_concurrent_runs - 1)},
+        {"key": RUN_COMPUTE_TENANT, "value": {"applyLimitPerUniqueValue": True}, "limit": settings.tenant_max_concurrent_runs},
+        {"key": RUN_POOL, "value": COMPUTE_POOL, "limit": max(1, settings.max_concurrent_runs - 1)},
         *others,
     ]
     return config

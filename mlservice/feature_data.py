@@ -28,14 +28,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from feature_repo.names import SOURCE_FILES
+
 AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
 HISTORY_DAYS = 365
 TICKET_WINDOW_DAYS = 90
-FILES = {
-    "customer_features": "customer_features.parquet",
-    "order_features": "order_features.parquet",
-    "churn_labels": "churn_labels.parquet",
-}
+FILES = {**SOURCE_FILES, "churn_labels": "churn_labels.parquet"}
 
 
 def _population(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:

@@ -7,33 +7,32 @@ import dagster as dg
 from assets.features.assets import customer_features, order_features
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
-from resources import run_tags
+from resources import vocabulary
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB
+from resources.job_specs import TRAINING_JOB, TUNING_JOB
 
-TRAINING_JOB = "training"
-TUNING_JOB = "tuning"
 # The run queue keeps one slot free of this pool (mlservice/dagster_instance.py): heavy jobs only.
-COMPUTE_POOL_TAGS = {run_tags.POOL: run_tags.COMPUTE_POOL}
+COMPUTE_POOL_TAGS = {vocabulary.RUN_POOL: vocabulary.COMPUTE_POOL}
 
 training_job = dg.define_asset_job(
     TRAINING_JOB,
     selection=dg.AssetSelection.assets(training_set, trained_model),
     description="Read and split the training data, fit on Ray, log to MLflow, register a new version",
-    tags={run_tags.KIND: "training", **COMPUTE_POOL_TAGS},
+    tags={vocabulary.RUN_KIND: "training", **COMPUTE_POOL_TAGS},
 )
 
 tuning_job = dg.define_asset_job(
     TUNING_JOB,
     selection=dg.AssetSelection.assets(training_set, tuned_model),
     description="Hyperparameter search on Ray Tune; the best model is registered as a new version",
-    tags={run_tags.KIND: "tuning", **COMPUTE_POOL_TAGS},
+    tags={vocabulary.RUN_KIND: "tuning", **COMPUTE_POOL_TAGS},
 )
 
 feature_materialization_job = dg.define_asset_job(
     FEATURE_MATERIALIZATION_JOB,
     selection=dg.AssetSelection.assets(customer_features, order_features),
     description="Load a tenant's feature views from the offline store into the online store (Feast)",
-    tags={run_tags.KIND: "materialization"},
+    tags={vocabulary.RUN_KIND: "materialization"},
     executor_def=dg.in_process_executor,  # small steps that share the tenant's registry: one process, in order
 )
 

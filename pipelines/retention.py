@@ -8,7 +8,7 @@ The op reads the settings from the ``MLSERVICE_*`` environment at run time, as
 
 import dagster as dg
 
-from resources import run_tags
+from resources import vocabulary
 from resources.retention import apply_retention
 from resources.state_db import StateStore
 from config.settings import Settings
@@ -26,7 +26,7 @@ def apply_retention_op(context: dg.OpExecutionContext, state: StateStore) -> dg.
 
 
 @dg.job(name=RETENTION_JOB, description="Apply the retention settings to the platform's own tables",
-        tags={run_tags.KIND: "retention"}, executor_def=dg.in_process_executor)
+        tags={vocabulary.RUN_KIND: "retention"}, executor_def=dg.in_process_executor)
 def retention_job() -> None:
     apply_retention_op()
 

@@ -11,7 +11,7 @@ from pipelines.jobs import feature_materialization_job
 from resources.feature_job_specs import MaterializationConfig, materialization_run_config
 from resources.feature_store import FeatureStoreResource
 from resources.job_specs import JobContext
-from resources.run_tags import job_run_tags
+from resources.vocabulary import job_run_tags
 from resources.jobs import JobStore
 from resources.state_db import StateStore
 from config.settings import Settings

@@ -27,7 +27,7 @@ class BackfillReport:
 
 def backfill_artifact_records(registry: "ModelRegistry") -> BackfillReport:
     from resources.model_artifacts import ArtifactRecord
-    from resources.registry import T_MODEL_ID, T_SEMVER, T_TENANT
+    from resources.vocabulary import T_MODEL_ID, T_SEMVER, T_TENANT
 
     report = BackfillReport()
     records = registry.artifacts

@@ -20,9 +20,24 @@ from typing import Any
 import sqlalchemy as sa
 
 from resources.queues import drain
-from resources.state_db import StateStore, audit_log, utcnow
+from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 
 log = logging.getLogger("mlservice.audit")
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=True),
+    sa.Column("subject", sa.String(256), nullable=True),
+    sa.Column("method", sa.String(16), nullable=False),
+    sa.Column("path", sa.String(2048), nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Index("ix_audit_log_tenant_time", "tenant_id", "at"),
+)
 _STOP = object()
 _LENGTHS = {c.name: c.type.length for c in audit_log.columns if isinstance(c.type, sa.String) and c.type.length}
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from resources.errors import DomainError
-from resources.state_db import StateStore, metadata, utcnow
+from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 
 ensembles = sa.Table(
     "ensembles",
@@ -28,7 +28,7 @@ ensembles = sa.Table(
     sa.Column("model_type", sa.String(32), nullable=False),
     sa.Column("classes", sa.Text, nullable=True),
     sa.Column("created_by", sa.String(256), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("tenant_id", "name", name="uq_ensembles_tenant_name"),
 )
 
@@ -66,14 +66,13 @@ class EnsembleStore:
 
     @staticmethod
     def _record(row: Any) -> EnsembleRecord:
-        created = row["created_at"]
         return EnsembleRecord(
             ensemble_id=row["ensemble_id"], tenant_id=row["tenant_id"], name=row["name"], method=row["method"],
             members=json.loads(row["members"]), parallel_inference=row["parallel_inference"],
             fail_on_partial=row["fail_on_partial"], min_models_required=row["min_models_required"],
             timeout_ms=row["timeout_ms"], model_type=row["model_type"],
             classes=json.loads(row["classes"]) if row["classes"] else None,
-            created_at=created if created.tzinfo else created.replace(tzinfo=timezone.utc),
+            created_at=row["created_at"],
         )
 
     def create(self, tenant_id: str, *, created_by: str, **fields: Any) -> EnsembleRecord:

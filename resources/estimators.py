@@ -23,6 +23,8 @@ import importlib
 import math
 from typing import Any
 
+from resources.vocabulary import MODEL_TYPES, TRAINABLE_FRAMEWORKS
+
 from resources.limits import PLATFORM_DEFAULTS, hyperparameter_problems, layer_problems
 
 
@@ -50,8 +52,6 @@ ITERATIVE = frozenset({"sgd", "mlp", "gradient_boosting"})
 SCALED = frozenset({"sgd", "mlp", "knn", "logistic_regression"})
 # LogisticRegression's n_jobs has no effect since scikit-learn 1.8 (FutureWarning).
 _NO_N_JOBS = frozenset({"logistic_regression"})
-FRAMEWORKS = ("sklearn", "pytorch")
-MODEL_TYPES = ("classification", "regression")
 TORCH_ESTIMATORS = (None, "mlp", "tabular_mlp")
 TORCH_HYPERPARAMETERS = {"hidden_sizes": "list of positive ints (bounds: resources/limits.py), default [64, 32]",
                          "dropout": "float in [0, 1), default 0.0",
@@ -127,8 +127,8 @@ def boosting_schedule(total: int, epochs: int) -> list[int]:
 def validate_trainer(trainer) -> list[str]:
     """Human-readable problems with ``trainer``, found without fitting anything; hyperparameters
     beyond the bounds of ``resources/limits.py`` (effective values, defaults included) among them."""
-    if trainer.framework not in FRAMEWORKS:
-        return [f"framework {trainer.framework!r} is not supported; use one of {list(FRAMEWORKS)}"]
+    if trainer.framework not in TRAINABLE_FRAMEWORKS:
+        return [f"framework {trainer.framework!r} is not supported; use one of {list(TRAINABLE_FRAMEWORKS)}"]
     if trainer.model_type not in MODEL_TYPES:
         return [f"model_type {trainer.model_type!r} is not supported; use one of {list(MODEL_TYPES)}"]
     if trainer.framework == "pytorch":

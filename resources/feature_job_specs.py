@@ -11,10 +11,10 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from feature_repo.names import FEATURE_VIEWS  # the asset (op) names, one per view
 from resources.job_specs import JobContext
 
 FEATURE_MATERIALIZATION_JOB = "feature_materialization"
-FEATURE_VIEWS = ("customer_features", "order_features")  # the asset (op) names, one per view
 
 
 def parse_timestamp(value: str | None, name: str) -> datetime | None:

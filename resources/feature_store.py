@@ -37,6 +37,7 @@ from resources.errors import (
     InvalidRequest,
 )
 from resources.feature_refs import FeatureRef, check_entity_rows, parse_refs, shape_rows
+from feature_repo.names import SOURCE_FILES as VIEW_SOURCE_FILES
 from resources.feature_store_config import OnlineStoreKind, feature_store_yaml, repo_config_options
 from resources.tenancy import is_valid_tenant, validate_tenant
 
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
 
-SOURCE_FILES = ("customer_features.parquet", "order_features.parquet")
+SOURCE_FILES = tuple(VIEW_SOURCE_FILES.values())
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _CATALOG_RETRY_S = 2.0  # an unknown name re-reads the registry at most this often
 # What a store loads on first use (provider, registry, stores), for ``import_feast``.
@@ -224,11 +225,11 @@ class FeatureStoreResource(dg.ConfigurableResource):
     def ensure_applied(self, tenant_id: str) -> dict[str, Any]:
         """Apply unless the registry already holds every view (over this tenant's sources) and
         service of the definitions; ``applied`` says whether it did."""
-        from feature_repo.definitions import FEATURE_SERVICES, SOURCE_FILES as VIEW_FILES
+        from feature_repo.names import FEATURE_SERVICES
 
         if self.is_applied(tenant_id):
             state = self._catalog(self._tenant(tenant_id), refresh=True)
-            sources = {name: str(self.source_dir(tenant_id) / file) for name, file in VIEW_FILES.items()}
+            sources = {name: str(self.source_dir(tenant_id) / file) for name, file in VIEW_SOURCE_FILES.items()}
             current = all(name in state.views and state.views[name].source_path == path for name, path in sources.items())
             if current and set(FEATURE_SERVICES) <= set(state.services):
                 return {"tenant_id": tenant_id, "project": state.store.project, "feature_views": sorted(state.views),

@@ -4,6 +4,15 @@ materialization, drift reports), its tenant, request, idempotency key, Dagster r
 Status moves submitted -> queued -> running -> succeeded | failed | cancelled. The live status
 comes from the Dagster run; terminal states are written back here, so a job's end survives the
 run storage.
+
+One writer per field:
+- the API (``record_run_state``, from the Dagster run it launched or a cancel): ``status``,
+  ``dagster_run_id``, ``started_at``, ``finished_at`` and ``run_error`` (why the run ended as it
+  did: Dagster's failure message, a stop at the maximum runtime, "cancelled by request");
+- the run (``record_outcome``, the job's assets): ``result`` (merged) and ``error`` (what the job's
+  own code found wrong: a data problem, a bound);
+- retention (``resources.retention``): clearing ``idempotency_key``.
+A job's public error is ``error``, else ``run_error`` (``JobRecord.reason``).
 """
 
 from __future__ import annotations
@@ -12,18 +21,40 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from resources.errors import DomainError
-from resources.state_db import StateStore, jobs, utcnow
+from resources.vocabulary import TERMINAL_STATUSES
+from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 
-JOB_KINDS = ("training", "tuning", "batch_prediction", "materialization", "drift_report")
-JOB_STATUSES = ("submitted", "queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _PREFIX = {"training": "train", "tuning": "tune", "batch_prediction": "batch", "materialization": "mat", "drift_report": "drift"}
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("model_name", sa.String(128), nullable=True),
+    sa.Column("request", sa.Text, nullable=False),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("idempotency_key", sa.String(256), nullable=True),
+    sa.Column("dagster_run_id", sa.String(64), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),  # the run's: what the job's code found wrong
+    sa.Column("run_error", sa.Text, nullable=True),  # the API's: why the Dagster run ended as it did
+    sa.Column("submitted_by", sa.String(256), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("tenant_id", "kind", "idempotency_key", name="uq_jobs_idempotency"),
+    sa.Index("ix_jobs_tenant_kind_time", "tenant_id", "kind", "created_at"),
+)
 
 
 class JobNotFound(DomainError):
@@ -53,16 +84,16 @@ class JobRecord:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    run_error: str | None = None
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TERMINAL_STATUSES
 
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
+    @property
+    def reason(self) -> str | None:
+        """Why the job failed or stopped: its own code's error, else the run's."""
+        return self.error or self.run_error
 
 
 def request_hash(request: dict[str, Any]) -> str:
@@ -78,8 +109,8 @@ class JobStore:
             job_id=row["job_id"], tenant_id=row["tenant_id"], kind=row["kind"], status=row["status"],
             model_name=row["model_name"], request=json.loads(row["request"]), result=json.loads(row["result"] or "{}"),
             dagster_run_id=row["dagster_run_id"], error=row["error"], submitted_by=row["submitted_by"],
-            created_at=_utc(row["created_at"]), updated_at=_utc(row["updated_at"]),
-            started_at=_utc(row["started_at"]), finished_at=_utc(row["finished_at"]),
+            created_at=row["created_at"], updated_at=row["updated_at"],
+            started_at=row["started_at"], finished_at=row["finished_at"], run_error=row["run_error"],
         )
 
     def create(
@@ -154,11 +185,24 @@ class JobStore:
         with self.state.begin() as conn:
             return [self._row_to_record(row) for row in conn.execute(query).mappings()]
 
-    def update(self, job_id: str, **values: Any) -> bool:
-        """Set columns; ``result`` is merged into the stored result. Terminal states stay final.
+    def record_run_state(
+        self, job_id: str, *, status: str | None = None, dagster_run_id: str | None = None,
+        started_at: datetime | None = None, finished_at: datetime | None = None, run_error: str | None = None,
+    ) -> bool:
+        """The API's fields (see the module doc); None leaves a field as it is. Terminal states stay
+        final. False when no such job exists (a run launched from the Dagster UI has no record)."""
+        values = {"status": status, "dagster_run_id": dagster_run_id, "started_at": started_at,
+                  "finished_at": finished_at, "run_error": run_error}
+        return self._update(job_id, {k: v for k, v in values.items() if v is not None})
 
-        Returns False when no such job exists (a run launched from the Dagster UI has no record).
-        """
+    def record_outcome(self, job_id: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> bool:
+        """The run's fields: ``result`` merged into the stored one, ``error``. False when no such job."""
+        values: dict[str, Any] = {"result": result} if result is not None else {}
+        if error is not None:
+            values["error"] = error
+        return self._update(job_id, values)
+
+    def _update(self, job_id: str, values: dict[str, Any]) -> bool:
         with self.state.begin() as conn:
             row = conn.execute(sa.select(jobs.c.status, jobs.c.result).where(jobs.c.job_id == job_id)).mappings().first()
             if row is None:
@@ -167,7 +211,7 @@ class JobStore:
                 merged = json.loads(row["result"] or "{}")
                 merged.update(values["result"])
                 values["result"] = json.dumps(merged, default=str)
-            if row["status"] in TERMINAL and "status" in values and values["status"] != row["status"]:
+            if row["status"] in TERMINAL_STATUSES and "status" in values and values["status"] != row["status"]:
                 values.pop("status")
             values["updated_at"] = utcnow()
             conn.execute(jobs.update().where(jobs.c.job_id == job_id).values(**values))

@@ -4,7 +4,7 @@ A request past a bound is answered 400 ``INVALID_REQUEST`` naming the setting an
 before anything is stored or launched. The same checks run again in the assets (the Dagster
 configs carry the same field bounds; the assets call ``validate_trainer`` / ``validate_tuning``),
 so a run launched from the Dagster UI is bounded too. Every run the platform launches also carries
-``dagster/max_runtime`` (``resources.run_tags``): the daemon's run monitoring fails a run past
+``dagster/max_runtime`` (``resources.vocabulary``): the daemon's run monitoring fails a run past
 ``MLSERVICE_MAX_RUN_MINUTES``.
 
 Trainer settings (the API's ``training_config`` / ``data_config.batch_size``, ``TrainerSpec``):

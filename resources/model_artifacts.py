@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from resources.state_db import StateStore, metadata, utcnow
+from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 
 model_artifacts = sa.Table(
     "model_artifacts",
@@ -30,7 +30,7 @@ model_artifacts = sa.Table(
     sa.Column("files", sa.Text, nullable=False),  # JSON {relative path: sha256}
     sa.Column("features", sa.Text, nullable=False),  # JSON [{"name", "type"}] of the signature's inputs
     sa.Column("classes", sa.Text, nullable=True),  # JSON list, classifiers only
-    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("registered_at", UTCDateTime(), nullable=False),
 )
 
 

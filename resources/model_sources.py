@@ -26,11 +26,11 @@ from urllib.parse import unquote, urlparse
 
 from resources.artifact_check import Inspected, inspect_artifact, refuse
 from resources.errors import InvalidRequest
+from resources.vocabulary import T_TENANT
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-T_TENANT = "mlservice.tenant"
 RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 LOGGED_MODEL_RE = re.compile(r"^m-[0-9a-f]{32}$")
 SEGMENT_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")

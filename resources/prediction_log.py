@@ -54,13 +54,13 @@ import logging
 import queue
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from resources.queues import drain
-from resources.state_db import StateStore, metadata, utcnow
+from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 
 log = logging.getLogger("mlservice.prediction_log")
 
@@ -75,16 +75,15 @@ prediction_log = sa.Table(
     sa.Column("model_id", sa.String(64), nullable=False),
     sa.Column("model_version", sa.String(64), nullable=False),
     sa.Column("ensemble_id", sa.String(64), nullable=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("at", UTCDateTime(), nullable=False),  # a naive value is taken as UTC
     sa.Column("latency_ms", sa.Float, nullable=True),
     sa.Column("features", sa.Text, nullable=True),
     sa.Column("outputs", sa.Text, nullable=True),
     sa.Column("status_code", sa.Integer, nullable=False, default=200, server_default=sa.text("200")),
     sa.Index("ix_prediction_log_tenant_model_time", "tenant_id", "model_id", "at"),
     # Keyed per tenant: another tenant's use of an id is invisible and never conflicts. Databases
-    # created when request_id was unique alone are migrated (resources.state_migrations).
+    # created when request_id was unique alone are migrated (resources/migrations, the baseline).
     sa.UniqueConstraint("tenant_id", "request_id", name="uq_prediction_log_tenant_request"),
-    info={"retired_unique": [("request_id",)]},
 )
 
 _REQUIRED = ("request_id", "tenant_id", "model_id", "model_version")
@@ -145,10 +144,13 @@ class PredictionLog:
 
     # -- lifecycle --
     def start(self) -> None:
-        """Start the writer thread. Also opens the engine (creating missing tables), so the first
-        record does not pay for it."""
+        """Start the writer thread (again, after ``close``: an app's lifespan may run more than
+        once). Also opens the engine (creating missing tables), so the first record does not pay
+        for it."""
         self.state.engine
         with self._lock:
+            if self._closed and (self._thread is None or not self._thread.is_alive()):
+                self._closed, self._thread = False, None  # close() wrote everything queued
             self._start_locked()
 
     def _start_locked(self) -> None:
@@ -205,15 +207,10 @@ class PredictionLog:
             raise TypeError(f"missing prediction log fields: {missing}")
         row = {name: fields.get(name) for name in _REQUIRED + _OPTIONAL}
         row["request_id"] = str(row["request_id"])
-        at = row["at"]
-        if at is None:
+        if row["at"] is None:
             row["at"] = utcnow()
-        elif not isinstance(at, datetime):
+        elif not isinstance(row["at"], datetime):
             raise TypeError("at must be a datetime")
-        elif at.tzinfo is None:
-            row["at"] = at.replace(tzinfo=timezone.utc)  # naive means UTC
-        else:
-            row["at"] = at.astimezone(timezone.utc)  # SQLite keeps no offset: store UTC
         if row["status_code"] is None:
             row["status_code"] = 200
         for name in _JSON_FIELDS:
@@ -342,9 +339,6 @@ class PredictionLog:
             for name in _JSON_FIELDS:
                 if row[name] is not None:
                     row[name] = json.loads(row[name])
-            at = row["at"]
-            if isinstance(at, datetime) and at.tzinfo is None:  # SQLite keeps no offset; stored as UTC
-                row["at"] = at.replace(tzinfo=timezone.utc)
         return rows
 
     def count(self, tenant_id: str | None = None) -> int:

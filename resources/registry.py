@@ -37,8 +37,26 @@ from resources.errors import (
 )
 from resources.tenancy import validate_tenant
 from resources.quotas import TenantQuotas, models_held
-from resources.state_db import StateStore, stage_transitions, utcnow
-from resources.versioning import FIRST_VERSION, STAGES, SemVer, check_transition
+from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
+from resources.versioning import FIRST_VERSION, SemVer, check_transition
+from resources.vocabulary import (
+    FRAMEWORKS,
+    MODEL_TYPES,
+    PRODUCTION_ALIAS,
+    STAGES,
+    TAG,
+    T_CREATED_BY,
+    T_CURRENT,
+    T_FEATURE_SERVICE,
+    T_FRAMEWORK,
+    T_LATEST,
+    T_MODEL_ID,
+    T_NAME,
+    T_SEMVER,
+    T_STAGE,
+    T_TENANT,
+    T_TYPE,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,16 +65,22 @@ if TYPE_CHECKING:
     from resources.model_artifacts import ArtifactRecords
     from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
-TAG = "mlservice."
-T_TENANT, T_MODEL_ID, T_NAME = TAG + "tenant", TAG + "model_id", TAG + "name"
-T_TYPE, T_FRAMEWORK = TAG + "model_type", TAG + "framework"
-T_CURRENT, T_STAGE, T_SEMVER = TAG + "current_version", TAG + "stage", TAG + "semver"
-T_LATEST, T_CREATED_BY = TAG + "latest_version", TAG + "created_by"
-T_FEATURE_SERVICE = TAG + "feature_service"  # version (and run): the feature service it was trained from
-PRODUCTION_ALIAS = "production"
+# Every stage change of a version (registration included), written and read only here.
+stage_transitions = sa.Table(
+    "stage_transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("model_id", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("from_stage", sa.String(32), nullable=True),
+    sa.Column("to_stage", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("reason", sa.String(512), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_stage_transitions_model", "tenant_id", "model_id"),
+)
 
-MODEL_TYPES = ("classification", "regression")
-FRAMEWORKS = ("sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -87,6 +111,19 @@ class ModelRecord:
     updated_at: datetime
     mlflow_name: str
     latest_version: str | None
+
+
+@dataclass
+class ResolvedVersion:
+    """What a version spec resolved to: enough to load it (``inference.loaded``)."""
+
+    version: str
+    mlflow_version: int
+    name: str
+    mlflow_name: str
+    model_type: str
+    framework: str
+    stage: str = "development"
 
 
 @dataclass
@@ -204,6 +241,32 @@ class ModelRegistry(dg.ConfigurableResource):
     def get_model(self, tenant_id: str, model_id: str) -> ModelRecord:
         return self._to_record(self._find(tenant_id, model_id))
 
+    def resolve_version(self, tenant_id: str, model_id: str, spec: str | None) -> ResolvedVersion:
+        """A version spec -> the version: None means production, else the newest; a stage name
+        its version; a semantic version itself. VersionNotFound otherwise (two registry reads)."""
+        rm = self._find(tenant_id, model_id)
+        record, production = self._to_record(rm), self._production_version(rm)
+        staged = sorted(((SemVer.parse(v.tags[T_SEMVER]), v, self._stage_of(v, production)) for v in self._versions(rm.name)),
+                        key=lambda item: item[0], reverse=True)
+        if spec is None:
+            chosen = next((s for s in staged if s[2] == "production"), staged[0] if staged else None)
+        elif spec in STAGES:
+            chosen = next((s for s in staged if s[2] == spec), None)
+        else:
+            chosen = next((s for s in staged if s[1].tags[T_SEMVER] == spec), None)
+        if chosen is None:
+            raise VersionNotFound(model_id, spec or "current")
+        _, mv, stage = chosen
+        return ResolvedVersion(mv.tags[T_SEMVER], int(mv.version), record.name, record.mlflow_name,
+                               record.model_type, record.framework, stage)
+
+    def production_models(self, limit: int) -> list[tuple[str, str]]:
+        """(tenant, model id) of models with a production version, at most ``limit``."""
+        with self._mlflow_errors():
+            found = self.client.search_registered_models(filter_string=f"tags.`{T_STAGE}` = 'production'",
+                                                         max_results=limit)
+        return [(rm.tags[T_TENANT], rm.tags[T_MODEL_ID]) for rm in found if T_TENANT in rm.tags and T_MODEL_ID in rm.tags]
+
     def find_by_name(self, tenant_id: str, name: str) -> ModelRecord | None:
         if not NAME_RE.match(name or ""):
             return None
@@ -293,7 +356,7 @@ class ModelRegistry(dg.ConfigurableResource):
                         "from_stage": row["from_stage"],
                         "to_stage": row["to_stage"],
                         "changed_by": row["actor"],
-                        "changed_at": row["at"].replace(tzinfo=timezone.utc) if row["at"].tzinfo is None else row["at"],
+                        "changed_at": row["at"],
                         "reason": row["reason"],
                     }
                 )

@@ -20,9 +20,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from resources.jobs import TERMINAL
 from resources.prediction_log import prediction_log
-from resources.state_db import StateStore, audit_log, jobs, utcnow
+from resources.audit import audit_log
+from resources.jobs import jobs
+from resources.state_db import StateStore, utcnow
+from resources.vocabulary import TERMINAL_STATUSES
 
 log = logging.getLogger("mlservice.retention")
 
@@ -57,7 +59,7 @@ TARGETS = (
     _Target("prediction_log", prediction_log, prediction_log.c.id, prediction_log.c.at, "prediction_log_days"),
     _Target("audit_log", audit_log, audit_log.c.id, audit_log.c.at, "audit_log_days"),
     _Target("finished_jobs", jobs, jobs.c.job_id, sa.func.coalesce(jobs.c.finished_at, jobs.c.updated_at),
-            "finished_jobs_days", only=jobs.c.status.in_(sorted(TERMINAL))),
+            "finished_jobs_days", only=jobs.c.status.in_(sorted(TERMINAL_STATUSES))),
     _Target("idempotency_keys", jobs, jobs.c.job_id, jobs.c.created_at, "idempotency_keys_days",
             only=jobs.c.idempotency_key.is_not(None), clear="idempotency_key"),
 )

@@ -1,8 +1,13 @@
 """API state in a SQL database (SQLite by default, PostgreSQL by URL) through SQLAlchemy Core.
 
-``StateStore`` owns one engine. It is a Dagster resource as well as a plain object, so the API
-and Dagster runs share the same tables: stage history, model locks, the audit log (and, as the
-platform grows, jobs, ensembles and the prediction log).
+``StateStore`` owns one engine; opening it brings the schema to the newest migration
+(``resources.migrations``), so no table depends on which modules were imported. It is a Dagster
+resource as well as a plain object, so the API and Dagster runs share the same tables.
+
+Every table is defined once, on ``metadata``, by the module that writes it: ``model_locks`` here
+(the store's leases), ``stage_transitions`` in ``registry``, ``audit_log`` in ``audit``, ``jobs``,
+``ensembles``, ``prediction_log`` and ``model_artifacts`` in the modules of those names. Every
+datetime column is a ``UTCDateTime``.
 """
 
 from __future__ import annotations
@@ -12,18 +17,45 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import dagster as dg
 import sqlalchemy as sa
 from pydantic import PrivateAttr
 
-from resources.state_migrations import upgrade_tables
+from resources.migrations import upgrade as upgrade_schema
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine import Connection, Dialect, Engine
 
 metadata = sa.MetaData()
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """A timezone-aware datetime column: stores UTC and reads back aware UTC datetimes on every
+    database (SQLite keeps no offset: it holds the UTC wall clock). A naive datetime written is
+    taken as UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def process_bind_param(self, value: Any, dialect: "Dialect") -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+    def process_result_value(self, value: Any, dialect: "Dialect") -> datetime | None:
+        return None if value is None else _as_utc(value)
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
 
 model_locks = sa.Table(
     "model_locks",
@@ -33,66 +65,7 @@ model_locks = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
-stage_transitions = sa.Table(
-    "stage_transitions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("tenant_id", sa.String(64), nullable=False),
-    sa.Column("model_id", sa.String(64), nullable=False),
-    sa.Column("version", sa.String(64), nullable=False),
-    sa.Column("from_stage", sa.String(32), nullable=True),
-    sa.Column("to_stage", sa.String(32), nullable=False),
-    sa.Column("actor", sa.String(256), nullable=False),
-    sa.Column("reason", sa.String(512), nullable=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Index("ix_stage_transitions_model", "tenant_id", "model_id"),
-)
-
-audit_log = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
-    sa.Column("tenant_id", sa.String(64), nullable=True),
-    sa.Column("subject", sa.String(256), nullable=True),
-    sa.Column("method", sa.String(16), nullable=False),
-    sa.Column("path", sa.String(2048), nullable=False),
-    sa.Column("status", sa.Integer, nullable=False),
-    sa.Column("error_code", sa.String(64), nullable=True),
-    sa.Index("ix_audit_log_tenant_time", "tenant_id", "at"),
-)
-
-
 _ENGINE_INIT_LOCK = threading.Lock()
-
-
-jobs = sa.Table(
-    "jobs",
-    metadata,
-    sa.Column("job_id", sa.String(64), primary_key=True),
-    sa.Column("tenant_id", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("model_name", sa.String(128), nullable=True),
-    sa.Column("request", sa.Text, nullable=False),
-    sa.Column("request_hash", sa.String(64), nullable=False),
-    sa.Column("result", sa.Text, nullable=True),
-    sa.Column("idempotency_key", sa.String(256), nullable=True),
-    sa.Column("dagster_run_id", sa.String(64), nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.Column("submitted_by", sa.String(256), nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
-    sa.UniqueConstraint("tenant_id", "kind", "idempotency_key", name="uq_jobs_idempotency"),
-    sa.Index("ix_jobs_tenant_kind_time", "tenant_id", "kind", "created_at"),
-)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - exercised via engine
@@ -101,17 +74,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - ex
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
-
-
-TABLE_MODULES = ("resources.ensembles", "resources.model_artifacts", "resources.prediction_log")
-
-
-def _import_table_modules() -> None:
-    """Every table is defined before ``create_all``, whichever modules the caller imported."""
-    import importlib
-
-    for name in TABLE_MODULES:
-        importlib.import_module(name)
 
 
 class WalCheckpointer:
@@ -177,19 +139,24 @@ class StateStore(dg.ConfigurableResource):
 
     def _create_engine(self) -> "Engine":
         url = sa.engine.make_url(self.database_url)
+        file_db = url.get_backend_name() == "sqlite" and bool(url.database) and url.database != ":memory:"
+        checkpoint = self.background_checkpoint and file_db
         if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
+            if file_db:
                 Path(url.database).parent.mkdir(parents=True, exist_ok=True)
             engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
-            if self.background_checkpoint and url.database and url.database != ":memory:":
+            if checkpoint:
                 sa.event.listen(engine, "connect", _no_autocheckpoint)
-                self._checkpointer = WalCheckpointer(url.database)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
-        _import_table_modules()
-        metadata.create_all(engine)
-        upgrade_tables(engine, metadata)
+        try:
+            upgrade_schema(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+        if checkpoint:
+            self._checkpointer = WalCheckpointer(url.database)
         return engine
 
     @contextmanager

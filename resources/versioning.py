@@ -10,8 +10,7 @@ import re
 from functools import total_ordering
 
 from resources.errors import InvalidRequest, StageConflict
-
-STAGES = ("development", "staging", "production", "archived")
+from resources.vocabulary import STAGES
 
 ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
     {

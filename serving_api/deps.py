@@ -10,9 +10,13 @@ from typing import Annotated, Callable
 
 from fastapi import Depends, Header, Request
 
+from config.settings import Settings
 from resources.feature_store import FeatureStoreResource
+from resources.prediction_log import PredictionLog
 from resources.registry import ModelRegistry
+from serving_api.online.cache import ModelCache
 from serving_api.services.jobs import JobService
+from serving_api.services.models import ModelService
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.predictions import PredictionService
 from serving_api.auth import Principal
@@ -68,6 +72,22 @@ async def get_feature_store(request: Request) -> FeatureStoreResource:
     return request.app.state.feature_store
 
 
+async def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_model_cache(request: Request) -> ModelCache:
+    return request.app.state.model_cache
+
+
+async def get_model_service(request: Request) -> ModelService:
+    return request.app.state.model_service
+
+
+async def get_prediction_log(request: Request) -> PredictionLog:
+    return request.app.state.prediction_log
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
@@ -79,5 +99,9 @@ PredictionServiceDep = Annotated[PredictionService, Depends(get_prediction_servi
 PredictionsWriter = Annotated[Principal, Depends(require_scope("predictions:write"))]
 EnsembleServiceDep = Annotated[EnsembleService, Depends(get_ensemble_service)]
 FeatureStoreDep = Annotated[FeatureStoreResource, Depends(get_feature_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
+ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
+PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 FeaturesReader = Annotated[Principal, Depends(require_scope("features:read"))]
 FeaturesWriter = Annotated[Principal, Depends(require_scope("features:write"))]

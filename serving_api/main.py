@@ -15,9 +15,11 @@ from fastapi import FastAPI
 
 from resources.audit import AuditLog
 from resources.prediction_log import PredictionLog
-from serving_api.inference.cache import ModelCache
+from serving_api.online.cache import ModelCache
 from resources.ensembles import EnsembleStore
 from serving_api.services.ensembles import EnsembleService
+from serving_api.services.explanations import Explainer
+from serving_api.services.prediction_record import PredictionRecorder
 from serving_api.services.predictions import PredictionService
 from serving_api.auth import TokenVerifier
 from serving_api.errors import install_error_handlers
@@ -29,6 +31,7 @@ from serving_api.routes import ensembles, features, health, jobs, models, oip, p
 from config.settings import Settings, get_settings
 from config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
 from serving_api.services.jobs import JobService
+from serving_api.services.models import ModelService
 
 log = logging.getLogger("mlservice.api")
 
@@ -55,9 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.engine  # create tables now rather than on the first request
         app.state.feature_store.import_feast()
         audit.start()
-        # one per lifespan; commits group by themselves
-        prediction_log = app.state.prediction_service.log = PredictionLog(
-            state, max_wait_s=0, max_payload_bytes=settings.prediction_log_max_payload_bytes)
         prediction_log.start()
         warming = asyncio.get_running_loop().create_task(model_cache.warm_production()) if settings.warm_models else None
         freeze_long_lived()
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if warming is not None:
                 warming.cancel()
             prediction_log.close()
-            app.state.prediction_service.close()
+            explainer.close()
             model_cache.close()
             audit.close()
             state.dispose()
@@ -91,12 +91,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         negative_ttl_s=settings.negative_cache_s,
     )
     app.state.feature_store = build_feature_store(settings)
-    app.state.prediction_service = PredictionService(  # the lifespan opens the log
-        model_cache, log=None, rate_limiter=app.state.rate_limiter, explain_max_cost=settings.explain_max_cost,
-        explain_workers=settings.explain_workers, offload_rows=settings.offload_rows,
+    # commits group by themselves (max_wait_s=0); the lifespan starts and closes the writer
+    prediction_log = PredictionLog(state, max_wait_s=0, max_payload_bytes=settings.prediction_log_max_payload_bytes)
+    explainer = Explainer(max_cost=settings.explain_max_cost, workers=settings.explain_workers)
+    app.state.prediction_log = prediction_log
+    app.state.prediction_service = PredictionService(
+        model_cache, PredictionRecorder(prediction_log), explainer=explainer, feature_store=app.state.feature_store,
+        rate_limiter=app.state.rate_limiter, offload_rows=settings.offload_rows,
     )
-    app.state.ensemble_service = EnsembleService(EnsembleStore(state), model_cache, quotas=build_quotas(settings),
-                                                 offload=app.state.prediction_service.offload)
+    app.state.ensemble_service = EnsembleService(EnsembleStore(state), app.state.prediction_service,
+                                                 quotas=build_quotas(settings))
+    app.state.model_service = ModelService(app.state.registry, model_cache)
     app.state.job_service = JobService.from_settings(settings, state, app.state.registry)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)

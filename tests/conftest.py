@@ -1,5 +1,7 @@
 """Shared fixtures: settings on a temporary data directory, a real MLflow (SQLite) registry,
-the API app under TestClient, and token helpers."""
+the API app under TestClient, token headers, an RSA key pair, state tables on SQLite, a tenant's
+tiny training file, the Dagster Definitions, and one local Ray for the tests that fit on Ray.
+Plain helpers live in tests/utils/."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from serving_api.main import create_app
 from config.settings import Settings
+from tests.utils.datasets import write_tiny_training_file
 from tests.utils.tokens import TEST_SECRET, auth, make_token
 
 
@@ -22,6 +25,16 @@ def pytest_configure(config) -> None:
     # The tests' own ray.init(num_cpus=2) clusters bind loopback only, like the platform's head
     # (mlservice/child_env.py, RAY_LOOPBACK_ENV); without it Ray listens on all interfaces.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The integration tier is tests/integration: the tests there start platform processes and must
+    carry the mark (or the fast tier would start them); no test elsewhere may carry it."""
+    integration_dir = Path(__file__).parent / "integration"
+    misplaced = [item.nodeid for item in items
+                 if (integration_dir in Path(item.path).parents) != (item.get_closest_marker("integration") is not None)]
+    if misplaced:
+        raise pytest.UsageError(f"tests marked integration must be exactly those in {integration_dir}: {misplaced}")
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
@@ -73,3 +86,59 @@ def headers(tenant) -> dict[str, str]:
 @pytest.fixture
 def other_headers() -> dict[str, str]:
     return auth(make_token(f"o-{uuid.uuid4().hex[:10]}"))
+
+
+@pytest.fixture
+def state(tmp_path):
+    """The platform's state tables on a fresh SQLite file in the test's tmp_path, disposed after."""
+    from resources.state_db import StateStore
+
+    store = StateStore(database_url=f"sqlite:///{tmp_path / 'state.db'}")
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def train_file(settings, tenant) -> str:
+    """The tenant's four-row training file (``data/train.parquet``) for tests that submit jobs."""
+    return write_tiny_training_file(settings, tenant)
+
+
+@pytest.fixture
+def definitions(monkeypatch, tmp_path):
+    """The Dagster code location's one Definitions (pipelines/definitions.py) with its ``local``
+    resources on a data directory in tmp_path, checked loadable."""
+    import dagster as dg
+
+    from pipelines.definitions import build_definitions
+
+    monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
+    defs = build_definitions()
+    dg.Definitions.validate_loadable(defs)
+    return defs
+
+
+@pytest.fixture(scope="session")
+def rsa_pems() -> tuple[str, str]:
+    """(private, public) PEM of a fresh RSA key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private.decode(), public.decode()
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray cluster (2 CPUs, loopback, no dashboard) for every test that fits or tunes on
+    Ray in this process: started by the first test that asks for it, shut down when the session
+    ends. Tests that do not ask (the API tests among them) never start Ray. Not a platform
+    process: the fast tier keeps these tests; assets reach it through ``RayCluster(address="auto")``,
+    whose connect() reuses an initialized Ray."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
+    yield ray
+    ray.shutdown()

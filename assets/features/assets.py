@@ -47,7 +47,7 @@ def materialize_view(
     except (DomainError, ValueError) as exc:
         raise _fail(str(getattr(exc, "message", exc)), jobs, ctx.job_id) from exc
     done = summary["views"][0]
-    jobs.update(ctx.job_id, result={view: {**done, "incremental": config.incremental}})
+    jobs.record_outcome(ctx.job_id, result={view: {**done, "incremental": config.incremental}})
     metadata: dict[str, Any] = {
         "tenant": ctx.tenant_id, "job_id": ctx.job_id, "incremental": config.incremental,
         "window_start": done["start"], "window_end": done["end"],

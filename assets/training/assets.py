@@ -12,6 +12,7 @@ import dagster as dg
 
 from assets.training.data import TrainingData
 from assets.training.datasets import DataProblem, build_training_data
+from feature_repo.names import FEATURE_VIEWS
 from resources.data_access import DataAccessPolicy
 from resources.errors import DomainError
 from resources.feature_store import FeatureStoreResource
@@ -22,12 +23,12 @@ from resources.registry import ModelRegistry
 from resources.state_db import StateStore
 
 
-from resources.registry import T_FEATURE_SERVICE as FEATURE_SERVICE_TAG  # on the MLflow run and the model version
+from resources.vocabulary import T_FEATURE_SERVICE, T_JOB_ID, T_TENANT
 
 
 def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None) -> dg.Failure:
     if jobs is not None and job_id is not None:
-        jobs.update(job_id, error=message)
+        jobs.record_outcome(job_id, error=message)
     return dg.Failure(description=message, allow_retries=False)
 
 
@@ -36,7 +37,7 @@ def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None)
     description="Features and labels of a training job, split into train and validation (from files, or from the "
                 "feature views by a point-in-time join when the job names a feature service)",
     # lineage in the UI: source data -> feature views -> training set -> model
-    deps=[dg.AssetKey("customer_features"), dg.AssetKey("order_features")],
+    deps=[dg.AssetKey(view) for view in FEATURE_VIEWS],
 )
 def training_set(
     config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore, feature_store: FeatureStoreResource,
@@ -82,12 +83,12 @@ def fit_and_register(
     ray_cluster.connect()
     experiment_id = registry.ensure_experiment(context.tenant_id, model_name)
     mlflow.set_tracking_uri(registry.tracking_uri)
-    tags = {"mlservice.tenant": context.tenant_id, "mlservice.job_id": context.job_id, **(extra_tags or {})}
+    tags = {T_TENANT: context.tenant_id, T_JOB_ID: context.job_id, **(extra_tags or {})}
     if data.feature_service:
-        tags[FEATURE_SERVICE_TAG] = data.feature_service
+        tags[T_FEATURE_SERVICE] = data.feature_service
     with mlflow.start_run(experiment_id=experiment_id, run_name=context.job_id, tags=tags) as run:
         run_id = run.info.run_id
-        jobs.update(context.job_id, result={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
+        jobs.record_outcome(context.job_id, result={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         outcome = fit(MlflowProgress(registry.tracking_uri, run_id))
         mlflow.log_metrics({f"final_{k}": v for k, v in outcome.metrics.items()})
@@ -108,7 +109,7 @@ def fit_and_register(
     }
     if data.feature_service:
         result["feature_service"] = data.feature_service
-    jobs.update(context.job_id, result=result)
+    jobs.record_outcome(context.job_id, result=result)
     return result
 
 

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 
+class DataProblem(ValueError):
+    """The data cannot train this model: the message is what the job's status shows."""
+
+
 @dataclass
 class TrainingData:
     x_train: pd.DataFrame

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from assets.training.data import TrainingData
+from assets.training.data import DataProblem, TrainingData
 from resources.data_access import DataAccessPolicy, DataLocation
 from resources.job_specs import DataSpec
 
@@ -14,10 +14,6 @@ if TYPE_CHECKING:
     from resources.feature_store import FeatureStoreResource
 
 _ID_LIKE = ("id", "customer_id", "entity_id", "event_timestamp", "created_timestamp")
-
-
-class DataProblem(ValueError):
-    """The data cannot train this model: the message is what the job's status shows."""
 
 
 def read_table(location: DataLocation, policy: DataAccessPolicy) -> pd.DataFrame:

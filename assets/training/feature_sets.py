@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from assets.training.data import DataProblem
+
 if TYPE_CHECKING:
     from resources.feature_store import FeatureStoreResource
 
@@ -17,8 +19,6 @@ def join_feature_service(
 ) -> tuple[pd.DataFrame, list[str]]:
     """The entity frame with the service's features appended (NaN where none was valid at the
     row's time), and the feature names in the service's order."""
-    from assets.training.datasets import DataProblem
-
     features = [ref.split(":", 1)[1] for ref in feature_store.service_refs(tenant_id, service)]
     clashing = [c for c in features if c in frame.columns]
     if clashing:

@@ -26,7 +26,7 @@ def log_fitted_model(outcome: Any, data: "TrainingData") -> Any:
     """
     from mlflow.models import infer_signature
 
-    # The input example doubles as the explanations' background (serving_api.inference.explain
+    # The input example doubles as the explanations' background (inference.explain
     # uses up to 50 rows): a seeded sample of the training rows, not the first validation rows.
     example = data.x_train.sample(n=min(EXAMPLE_ROWS, len(data.x_train)), random_state=0)
     if outcome.framework == "pytorch":

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from assets.training.fitting import FitOutcome, class_labels, evaluate, report_safely
+from assets.training.outcome import FitOutcome, class_labels, evaluate, report_safely
 from resources.torch_mlp import ARCH_FILE, STATE_FILE, build_module
 
 TRAIN_FILE = "train.json"

@@ -32,7 +32,7 @@ def tuned_model(
 
     def on_trial_done(trial, done: int) -> None:
         trials.append(asdict(trial))
-        jobs.update(ctx.job_id, result={"trials_done": done, "trials_total": total, "trials": trials})
+        jobs.record_outcome(ctx.job_id, result={"trials_done": done, "trials_total": total, "trials": trials})
 
     def fit(progress):
         with tempfile.TemporaryDirectory(prefix="mlservice-tune-") as storage:
@@ -44,7 +44,7 @@ def tuned_model(
 
         mlflow.log_params({f"best.{k}": str(v)[:500] for k, v in outcome.best_config.items()})
         mlflow.log_metric(f"best_{config.objective_metric}", outcome.best_metric)
-        jobs.update(ctx.job_id, result={**summary, "trials_done": len(outcome.trials)})
+        jobs.record_outcome(ctx.job_id, result={**summary, "trials_done": len(outcome.trials)})
         return outcome.best_model
 
     params = {"objective_metric": config.objective_metric, "mode": config.mode, "num_trials": config.num_trials,

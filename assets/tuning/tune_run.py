@@ -47,7 +47,7 @@ from resources.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from assets.training.data import TrainingData
-    from assets.training.fitting import FitOutcome
+    from assets.training.outcome import FitOutcome
     from resources.job_specs import TuningConfig
 
 log = logging.getLogger(__name__)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 
 from fastapi import APIRouter, Request, Response
 
-from serving_api.deps import EnsembleServiceDep, ModelsReader, ModelsWriter, PredictionServiceDep, PredictionsWriter
+from serving_api.deps import EnsembleServiceDep, ModelsReader, ModelsWriter, PredictionsWriter
 from serving_api.errors import request_id_of
 from serving_api.schemas.predictions import (
     EnsembleCreate,
@@ -49,23 +48,5 @@ def delete_ensemble(ensemble_id: str, principal: ModelsWriter, service: Ensemble
 @router.post("/{ensemble_id}/predict", response_model=EnsemblePredictionResponse)
 async def predict_ensemble(
     ensemble_id: str, body: FeatureRows, request: Request, principal: PredictionsWriter, service: EnsembleServiceDep,
-    predictions: PredictionServiceDep,
 ) -> EnsemblePredictionResponse:
-    started = time.perf_counter()
-    ensemble = service.store.get(principal.tenant_id, ensemble_id)
-    rows = body.rows()
-    predictions.charge_rows(principal.tenant_id, len(rows))
-    outcome = await service.predict(principal.tenant_id, ensemble, rows)
-    single = body.features is not None
-    if outcome["confidence"] is not None and single:
-        outcome["confidence"] = outcome["confidence"][0]
-    if not body.options.return_probabilities:
-        outcome["probabilities"] = None
-    latency_ms, request_id = await predictions.log_prediction(
-        request_id=request_id_of(request), tenant_id=principal.tenant_id, subject=principal.subject,
-        model_id=ensemble_id, version="ensemble",
-        rows=rows, outputs={k: outcome[k] for k in ("prediction", "probabilities", "confidence", "members")},
-        started=started, ensemble_id=ensemble_id,
-    )
-    return EnsemblePredictionResponse(request_id=request_id, ensemble_id=ensemble_id, method=ensemble.method,
-                                      latency_ms=latency_ms, **outcome)
+    return await service.answer(ensemble_id, body, principal, request_id_of(request))

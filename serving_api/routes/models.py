@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from serving_api.deps import ModelsReader, ModelsWriter, RegistryDep
+from serving_api.deps import ModelServiceDep, ModelsReader, ModelsWriter, RegistryDep
 from serving_api.schemas.models import (
     Framework,
     ModelCreate,
@@ -32,20 +30,8 @@ def _public(record) -> ModelPublic:
 
 
 @router.post("", status_code=201, response_model=ModelPublic)
-async def create_model(body: ModelCreate, principal: ModelsWriter, registry: RegistryDep, request: Request) -> ModelPublic:
-    record = await asyncio.to_thread(
-        registry.create_model,
-        principal.tenant_id,
-        name=body.name,
-        description=body.description,
-        model_type=body.model_type,
-        framework=body.framework,
-        tags=body.tags,
-        source_uri=body.source.uri() if body.source else None,
-        actor=principal.subject,
-    )
-    request.app.state.model_cache.invalidate(principal.tenant_id, record.model_id)  # "unknown" answers cached meanwhile
-    return _public(record)
+async def create_model(body: ModelCreate, principal: ModelsWriter, service: ModelServiceDep) -> ModelPublic:
+    return _public(await service.create(principal, body))
 
 
 @router.get("", response_model=ModelsPublic)
@@ -79,27 +65,10 @@ def list_versions(model_id: str, principal: ModelsReader, registry: RegistryDep)
 
 
 @router.post("/{model_id}/versions", status_code=201, response_model=VersionPublic)
-async def register_version(
-    model_id: str, body: VersionCreate, principal: ModelsWriter, registry: RegistryDep, request: Request,
-) -> VersionPublic:
-    version = await asyncio.to_thread(
-        registry.register_version, principal.tenant_id, model_id, model_uri=body.source.uri(), actor=principal.subject,
-        version=body.version, bump=body.bump, description=body.description,
-    )
-    request.app.state.model_cache.invalidate(principal.tenant_id, model_id)  # "unknown version" answers cached meanwhile
-    return VersionPublic.model_validate(asdict(version))
+async def register_version(model_id: str, body: VersionCreate, principal: ModelsWriter, service: ModelServiceDep) -> VersionPublic:
+    return VersionPublic.model_validate(asdict(await service.register_version(principal, model_id, body)))
 
 
 @router.put("/{model_id}/stage", response_model=StageChangePublic)
-async def change_stage(
-    model_id: str, body: StageChange, principal: ModelsWriter, registry: RegistryDep, request: Request
-) -> StageChangePublic:
-    result = await asyncio.to_thread(
-        registry.transition_stage, principal.tenant_id, model_id, version=body.version,
-        target_stage=body.target_stage, actor=principal.subject,
-    )
-    cache = request.app.state.model_cache
-    cache.invalidate(principal.tenant_id, model_id)  # "production" now means another version
-    if body.target_stage == "production":  # the first prediction should not pay for the load
-        cache.warm_in_background(principal.tenant_id, model_id, "production")
-    return StageChangePublic.model_validate(asdict(result))
+async def change_stage(model_id: str, body: StageChange, principal: ModelsWriter, service: ModelServiceDep) -> StageChangePublic:
+    return StageChangePublic.model_validate(asdict(await service.change_stage(principal, model_id, body)))

@@ -12,12 +12,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
+from resources.vocabulary import JobKind, JobStatus, ModelType, TrainableFramework
 from serving_api.schemas.common import StrictModel
 from serving_api.schemas.models import NAME_PATTERN
 
 Scalar = str | int | float | bool | None
-JobKind = Literal["training", "tuning", "batch_prediction", "materialization", "drift_report"]
-JobStatus = Literal["submitted", "queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class DataConfig(StrictModel):
@@ -46,8 +45,8 @@ class TrainingSettings(StrictModel):
 
 class TrainingCreate(StrictModel):
     model_name: str = Field(pattern=NAME_PATTERN)
-    framework: Literal["sklearn", "pytorch"] = "sklearn"
-    model_type: Literal["classification", "regression"] = "classification"
+    framework: TrainableFramework = "sklearn"
+    model_type: ModelType = "classification"
     estimator: str | None = Field(default=None, max_length=64, description="sklearn estimator; default random_forest")
     data_config: DataConfig
     training_config: TrainingSettings = Field(default_factory=TrainingSettings)
@@ -57,7 +56,7 @@ class TrainingCreate(StrictModel):
 class TuningCreate(StrictModel):
     model_name: str = Field(pattern=NAME_PATTERN)
     framework: Literal["sklearn"] = "sklearn"
-    model_type: Literal["classification", "regression"] | None = None
+    model_type: ModelType | None = None
     estimator: str | None = Field(default=None, max_length=64)
     data_config: DataConfig | None = Field(default=None, description="default: the data of the model's last training job")
     training_config: TrainingSettings | None = None

@@ -7,11 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from resources.vocabulary import Framework, ModelType, Stage
 from serving_api.schemas.common import StrictModel
 
-Stage = Literal["development", "staging", "production", "archived"]
-ModelType = Literal["classification", "regression"]
-Framework = Literal["sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 SEMVER_PATTERN = r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$"
 # MLflow's rule for tag keys; values are bounded.

@@ -16,8 +16,12 @@ import numpy as np
 from resources.ensembles import EnsembleRecord, EnsembleStore
 from resources.errors import DomainError, InvalidRequest, ModelNotFound, VersionNotFound
 from resources.quotas import TenantQuotas
-from serving_api.inference.cache import ModelCache
-from serving_api.inference.validation import FeatureValidationError, model_inputs
+from inference.errors import FeatureValidationError
+from inference.validation import model_inputs
+from serving_api.auth import Principal
+from serving_api.schemas.predictions import EnsemblePredictionResponse, FeatureRows
+from serving_api.services.prediction_record import Answer
+from serving_api.services.predictions import PredictionService
 
 
 class EnsembleIncompatible(DomainError):
@@ -31,17 +35,12 @@ class EnsembleUnavailable(DomainError):
 METHOD_TYPES = {"voting_soft": "classification", "voting_hard": "classification", "averaging": "regression"}
 
 
-async def _now(fn: Any, *args: Any) -> Any:
-    return fn(*args)
-
-
 class EnsembleService:
     def __init__(
-        self, store: EnsembleStore, cache: ModelCache, quotas: TenantQuotas | None = None, offload: Any = None,
+        self, store: EnsembleStore, predictions: PredictionService, quotas: TenantQuotas | None = None,
     ) -> None:
-        self.store, self.cache, self.quotas = store, cache, quotas  # quotas None: unlimited
-        # PredictionService.offload: large requests are validated off the event loop
-        self.offload = offload or (lambda rows, fn, *args: _now(fn, *args))
+        # the prediction service: its cache, row charges, off-loop validation and the prediction log
+        self.store, self.predictions, self.cache, self.quotas = store, predictions, predictions.cache, quotas
 
     async def create(self, tenant_id: str, actor: str, body: Any) -> EnsembleRecord:
         if self.quotas is not None:  # 409 QUOTA_EXCEEDED before any member is loaded
@@ -84,7 +83,7 @@ class EnsembleService:
             async def run():
                 served = await self.cache.get(tenant_id, member["model_id"], member["version"])
                 result["version"] = served.model.version
-                inputs = await self.offload(len(rows), model_inputs, served.model, rows)
+                inputs = await self.predictions.offload(len(rows), model_inputs, served.model, rows)
                 return served, await served.batcher.predict(inputs)
 
             served, (predictions, probabilities) = await asyncio.wait_for(run(), timeout_s)
@@ -97,6 +96,24 @@ class EnsembleService:
             result.update(status="failed", error=getattr(exc, "message", None) or type(exc).__name__)
         result["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return result
+
+    async def answer(self, ensemble_id: str, body: FeatureRows, principal: Principal, request_id: str | None) -> Any:
+        """A predict request answered: rows charged, members predicted and combined, recorded."""
+        started = time.perf_counter()
+        ensemble = self.store.get(principal.tenant_id, ensemble_id)
+        rows = body.rows()
+        self.predictions.charge_rows(principal.tenant_id, len(rows))
+        outcome = await self.predict(principal.tenant_id, ensemble, rows)
+        answer = Answer(ensemble_id, "ensemble", rows, outcome["prediction"], outcome["probabilities"],
+                        outcome["confidence"], members=outcome["members"], ensemble_id=ensemble_id)
+        latency_ms, logged_id = await self.predictions.record(answer, request_id=request_id, tenant_id=principal.tenant_id,
+                                                              subject=principal.subject, started=started)
+        if outcome["confidence"] is not None and body.features is not None:
+            outcome["confidence"] = outcome["confidence"][0]
+        if not body.options.return_probabilities:
+            outcome["probabilities"] = None
+        return EnsemblePredictionResponse(request_id=logged_id, ensemble_id=ensemble_id, method=ensemble.method,
+                                          latency_ms=latency_ms, **outcome)
 
     async def predict(self, tenant_id: str, ensemble: EnsembleRecord, rows: list[dict]) -> dict[str, Any]:
         timeout_s = ensemble.timeout_ms / 1000

@@ -45,7 +45,7 @@ def training_status(service: JobService, record: JobRecord) -> TrainingStatus:
     return TrainingStatus(
         job_id=record.job_id, status=record.status, model_name=record.model_name, progress=progress, metrics=metrics,
         resources=_resources(service, record, settings), model_id=result.get("model_id"),
-        model_version=result.get("version"), error=record.error, created_at=record.created_at,
+        model_version=result.get("version"), error=record.reason, created_at=record.created_at,
         started_at=record.started_at, finished_at=record.finished_at, dagster_run_id=record.dagster_run_id,
         dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
     )
@@ -69,7 +69,7 @@ def tuning_status(service: JobService, record: JobRecord) -> TuningStatus:
         objective_metric=request.get("objective_metric", "val_accuracy"), mode=request.get("mode", "max"),
         trials_done=int(result.get("trials_done", len(trials))), trials_total=int(result.get("trials_total", request.get("num_trials", 0))),
         trials=trials, best_trial=best, model_id=result.get("model_id"), model_version=result.get("version"),
-        error=record.error, resources=_resources(service, record, {"num_workers": request.get("max_concurrent_trials", 1), **settings}),
+        error=record.reason, resources=_resources(service, record, {"num_workers": request.get("max_concurrent_trials", 1), **settings}),
         created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
         dagster_run_id=record.dagster_run_id, dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
     )

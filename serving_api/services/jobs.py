@@ -16,8 +16,8 @@ from resources.dagster_runs import DagsterRuns
 from resources.data_access import DataAccessPolicy
 from resources.errors import DependencyUnavailable, DomainError, InvalidRequest
 from resources.job_specs import JobContext
-from resources.jobs import JOB_STATUSES, TERMINAL, JobRecord, JobStore
-from resources import run_tags
+from resources.jobs import JobRecord, JobStore
+from resources import vocabulary
 from resources.quotas import TenantQuotas, models_held
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from resources.state_db import StateStore
 
 
-UNFINISHED = tuple(s for s in JOB_STATUSES if s not in TERMINAL)
 LAUNCH_GRACE = timedelta(minutes=5)  # a record with no Dagster run after this was never launched
 MAX_LISTED = 10_000  # unfinished records of one tenant read per check (far above any quota)
 
@@ -104,13 +103,13 @@ class JobService:
             self.jobs.delete(record.job_id)
             raise
         context = JobContext(tenant_id=principal.tenant_id, job_id=record.job_id, requested_by=principal.subject)
-        tags = run_tags.job_run_tags(principal.tenant_id, record.job_id, kind, self.max_run_minutes)
+        tags = vocabulary.job_run_tags(principal.tenant_id, record.job_id, kind, self.max_run_minutes)
         try:
             run_id = self.runs.launch(job_name, run_config(context), tags)
         except Exception:
             self.jobs.delete(record.job_id)  # nothing was started: the same request may be retried
             raise
-        self.jobs.update(record.job_id, dagster_run_id=run_id)
+        self.jobs.record_run_state(record.job_id, dagster_run_id=run_id)
         return self.jobs.get(principal.tenant_id, record.job_id)
 
     def _check_job_slots(self, tenant_id: str, new_job_id: str) -> None:
@@ -119,7 +118,7 @@ class JobService:
         ended frees its slot), and one never launched (no run after ``LAUNCH_GRACE``) does not count."""
         if self.quotas is None:
             return
-        others = [r for status in UNFINISHED for r in self.jobs.list(tenant_id, status=status, limit=MAX_LISTED)
+        others = [r for status in vocabulary.UNFINISHED_STATUSES for r in self.jobs.list(tenant_id, status=status, limit=MAX_LISTED)
                   if r.job_id != new_job_id]
 
         def count(limit: int) -> int:
@@ -151,7 +150,7 @@ class JobService:
         try:
             if not run_id:
                 # a job whose run the Dagster daemon launched (a schedule): find it by its tag
-                run_id = self.runs.run_id_by_tag(run_tags.JOB_ID, record.job_id)
+                run_id = self.runs.run_id_by_tag(vocabulary.RUN_JOB_ID, record.job_id)
                 if run_id is None:
                     return record
             state = self.runs.state(run_id)
@@ -159,14 +158,14 @@ class JobService:
             return record  # reads keep answering with the last known state while Dagster is away
         if state is None:
             return record
-        values: dict[str, Any] = {"dagster_run_id": run_id, "status": state.status, "started_at": state.started_at,
-                                  "finished_at": state.finished_at}
-        if state.status == "failed" and not record.error:
+        run_error = None
+        if state.status == "failed" and not record.run_error:
             try:
-                values["error"] = self.runs.failure_message(run_id) or "the run failed"
+                run_error = self.runs.failure_message(run_id) or "the run failed"
             except DependencyUnavailable:
-                values["error"] = "the run failed"
-        self.jobs.update(record.job_id, **values)
+                run_error = "the run failed"
+        self.jobs.record_run_state(record.job_id, dagster_run_id=run_id, status=state.status, started_at=state.started_at,
+                                   finished_at=state.finished_at, run_error=run_error)
         return self.jobs.get(record.tenant_id, record.job_id)
 
     def cancel(self, tenant_id: str, job_id: str, kind: str) -> JobRecord:
@@ -175,7 +174,7 @@ class JobService:
             raise JobAlreadyFinished(f"job '{job_id}' already ended ({record.status})", {"status": record.status})
         if record.dagster_run_id:
             self.runs.terminate(record.dagster_run_id)
-        self.jobs.update(job_id, status="cancelled", finished_at=utcnow(), error="cancelled by request")
+        self.jobs.record_run_state(job_id, status="cancelled", finished_at=utcnow(), run_error="cancelled by request")
         return self.jobs.get(tenant_id, job_id)
 
     def run_url(self, record: JobRecord) -> str | None:
@@ -186,7 +185,7 @@ class JobService:
             "job_id": record.job_id, "kind": record.kind, "status": record.status, "model_name": record.model_name,
             "created_at": record.created_at, "started_at": record.started_at, "finished_at": record.finished_at,
             "updated_at": record.updated_at, "dagster_run_id": record.dagster_run_id,
-            "dagster_run_url": self.run_url(record), "error": record.error,
+            "dagster_run_url": self.run_url(record), "error": record.reason,
             "result": {k: v for k, v in record.result.items() if k != "trials"},
         }
 

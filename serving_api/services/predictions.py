@@ -18,36 +18,23 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from resources.errors import InvalidRequest
-from serving_api.inference.bounds import explanation_cost
-from serving_api.inference.cache import ModelCache, Served
-from serving_api.inference.loaded import LoadedModel
-from serving_api.inference.validation import FeatureValidationError, model_inputs, to_frame
+from inference.errors import FeatureValidationError
+from inference.model import LoadedModel
+from inference.validation import model_inputs
+from serving_api.online.cache import ModelCache, Served
+from serving_api.services.explanations import Explainer
+from serving_api.schemas.predictions import PredictionResponse
+from serving_api.services.prediction_record import Answer, PredictionRecorder, RowsOutcome
+from serving_api.services.prediction_responses import UNAVAILABLE_BY_ENTITY, prediction_fields, prediction_json
 
 if TYPE_CHECKING:
     from resources.feature_store import FeatureStoreResource
-
-# Shapley sampling (models with more than 10 features): 32 antithetic permutations keep an
-# explanation near 80 ms for a 100-tree forest with 30 features; the sum stays exact.
-SAMPLED_PERMUTATIONS = 32
-
-
-@dataclass
-class RowsOutcome:
-    served: Served
-    prediction: list[Any]
-    probabilities: list[list[float]] | None
-    confidence: list[float] | None
-    rows: list[dict[str, Any]]
-    entities: list[dict[str, Any]] | None = None  # by entity: the join keys of each row
-    feature_service: str | None = None
+    from serving_api.auth import Principal
+    from serving_api.schemas.predictions import PredictionRequest
 
 
 def _plain(values: np.ndarray) -> list[Any]:
@@ -97,12 +84,11 @@ def _outcome(served: Served, rows: list[dict[str, Any]], predictions: np.ndarray
 
 class PredictionService:
     def __init__(
-        self, cache: ModelCache, log: Any, *, rate_limiter: Any = None, explain_max_cost: int = 2_000_000,
-        explain_workers: int = 1, offload_rows: int = 64,
+        self, cache: ModelCache, recorder: PredictionRecorder, *, explainer: Explainer, feature_store: Any = None,
+        rate_limiter: Any = None, offload_rows: int = 64,
     ) -> None:
-        self.cache, self.log, self.rate_limiter = cache, log, rate_limiter
-        self.explain_max_cost, self.explain_workers, self.offload_rows = explain_max_cost, explain_workers, offload_rows
-        self._explain_executor: ThreadPoolExecutor | None = None
+        self.cache, self.recorder, self.explainer, self.rate_limiter = cache, recorder, explainer, rate_limiter
+        self.feature_store, self.offload_rows = feature_store, offload_rows  # the store: predictions by entity
 
     def charge_rows(self, tenant_id: str, rows: int) -> None:
         """Charge the rows of a request to the tenant's rate limit (the request itself paid one)."""
@@ -117,6 +103,31 @@ class PredictionService:
 
     async def off_loop(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.cache.executor, functools.partial(fn, *args))
+
+    async def answer(self, body: "PredictionRequest", principal: "Principal", request_id: str | None) -> Any:
+        """A /api/v1/predictions request answered: rows charged, predicted (from the online store
+        by entity), explained when asked and allowed, recorded, and shaped as the client asked."""
+        started = time.perf_counter()
+        tenant_id, n_rows = principal.tenant_id, body.row_count
+        self.charge_rows(tenant_id, n_rows)
+        # By entity, contributions (e.g. coef * (x - mean)) would reveal the stored values: only with features:read.
+        sees_features = principal.has_scope("features:read")
+        explain = body.options.return_explanation and (sees_features or not body.by_entity)
+        if body.by_entity:
+            outcome = await self.predict_entities(tenant_id, body.model_id, body.version, body.entity_rows(),
+                                                  self.feature_store, explain=explain)
+        else:
+            outcome = await self.predict_rows(tenant_id, body.model_id, body.version, body.rows(), explain=explain)
+        explanation = await self.explainer.explain(outcome) if explain else None
+        if body.options.return_explanation and not explain:
+            explanation = [UNAVAILABLE_BY_ENTITY] * n_rows
+        latency_ms, logged_id = await self.record(outcome.answer(body.model_id), request_id=request_id,
+                                                  tenant_id=tenant_id, subject=principal.subject, started=started)
+        fields = dict(request_id=logged_id, model_id=body.model_id, version=outcome.served.model.version,
+                      latency_ms=latency_ms, **prediction_fields(body, outcome, explanation, sees_features=sees_features))
+        if n_rows <= self.offload_rows:
+            return PredictionResponse(**fields)
+        return await self.offload(n_rows, prediction_json, fields)
 
     async def predict_rows(
         self, tenant_id: str, model_id: str, version: str | None, rows: list[dict[str, Any]], *, explain: bool = False,
@@ -133,7 +144,7 @@ class PredictionService:
         model = served.model
         service = self._feature_service(model)
         if explain:  # refused before the online store is read
-            self.check_explanation(model, len(entities))
+            self.explainer.check(model, len(entities))
         answers = await asyncio.to_thread(_lookup, feature_store, tenant_id, service, model.feature_names, entities)
         rows = _model_rows(answers, model.feature_names, service, entities)
         outcome = await self._predict(served, rows)
@@ -154,81 +165,15 @@ class PredictionService:
 
     async def _predict(self, served: Served, rows: list[dict[str, Any]], explain: bool = False) -> RowsOutcome:
         if explain:
-            self.check_explanation(served.model, len(rows))
+            self.explainer.check(served.model, len(rows))
         if len(rows) <= self.offload_rows:  # the one-row path: no thread hop
             predictions, probabilities = await served.batcher.predict(model_inputs(served.model, rows))
             return _outcome(served, rows, predictions, probabilities)
         predictions, probabilities = await served.batcher.predict(await self.off_loop(model_inputs, served.model, rows))
         return await self.off_loop(_outcome, served, rows, predictions, probabilities)
 
-    def check_explanation(self, model: LoadedModel, rows: int) -> None:
-        """400 when explaining ``rows`` rows of ``model`` would cost more than the bound."""
-        cost = explanation_cost(model, rows, SAMPLED_PERMUTATIONS)
-        if cost.total > self.explain_max_cost:
-            raise InvalidRequest(
-                f"explanation cost {cost.total:,} (rows {cost.rows} x coalitions {cost.coalitions:,} x background rows "
-                f"{cost.background_rows}) exceeds the bound of {self.explain_max_cost:,}: explain fewer rows",
-                {"explanation_cost": cost.total, "max_explanation_cost": self.explain_max_cost, "rows": cost.rows,
-                 "coalitions": cost.coalitions, "background_rows": cost.background_rows},
-            )
-
-    @property
-    def explain_executor(self) -> ThreadPoolExecutor:
-        if self._explain_executor is None:
-            self._explain_executor = ThreadPoolExecutor(max_workers=self.explain_workers, thread_name_prefix="explain")
-        return self._explain_executor
-
-    def close(self) -> None:
-        if self._explain_executor is not None:
-            self._explain_executor.shutdown(wait=False, cancel_futures=True)
-            self._explain_executor = None
-
-    async def explain(self, outcome: RowsOutcome) -> list[dict[str, Any]]:
-        from serving_api.inference.explain import explain
-
-        model = outcome.served.model
-        if model.estimator is None:
-            return [{"method": "unavailable", "reason": "explanations need a scikit-learn model"}]
-        results = []
-        frame = to_frame(outcome.rows, model.features)
-        loop = asyncio.get_running_loop()
-        per_row = self.explain_max_cost // max(1, len(frame))  # also bounds a linear model that falls back to Shapley
-        for index in range(len(frame)):
-            row = frame.iloc[[index]]
-            try:
-                explanation = await loop.run_in_executor(self.explain_executor, functools.partial(
-                    explain, model.estimator, row, model_type=model.model_type, classes=model.classes or None,
-                    background=model.background, n_samples=SAMPLED_PERMUTATIONS, max_cost=per_row,
-                ))
-            except ValueError as exc:  # e.g. a non-linear model logged without an input example
-                results.append({"method": "unavailable", "reason": str(exc)})
-                continue
-            results.append(explanation.to_dict())
-        return results
-
-    async def log_prediction(
-        self, *, request_id: str, tenant_id: str, model_id: str, version: str, rows: list[dict[str, Any]],
-        outputs: dict[str, Any], started: float, ensemble_id: str | None = None, subject: str | None = None,
-    ) -> tuple[float, str]:
-        """Write the durable record; returns (latency_ms, the request id the record carries).
-
-        Records are keyed by (tenant, request id), so another tenant's use of an id is never seen.
-        A tenant that sends the same X-Request-ID twice gets a unique suffix on the second record
-        (and that response's body), cut to fit the 128-character column; the id as sent is kept
-        in ``client_request_id``. Every 200 still has exactly one record.
-        """
-        import sqlalchemy as sa
-
-        latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        fields = dict(tenant_id=tenant_id, subject=subject, model_id=model_id, model_version=version, ensemble_id=ensemble_id,
-                      latency_ms=latency_ms, features=rows, outputs=outputs, client_request_id=request_id)
-        logged_id = request_id
-        for attempt in range(3):  # a suffix that clashes too (odds 2**-32) takes another
-            try:
-                await self.log.record(request_id=logged_id, **fields)
-                break
-            except sa.exc.IntegrityError:
-                if attempt == 2:
-                    raise
-                logged_id = f"{request_id[:128 - 9]}~{uuid.uuid4().hex[:8]}"
-        return latency_ms, logged_id
+    async def record(self, answer: Answer, *, request_id: str, tenant_id: str, subject: str | None,
+                     started: float) -> tuple[float, str]:
+        """The durable log record (``serving_api.services.prediction_record``): (latency ms, its request id)."""
+        return await self.recorder.record(answer, request_id=request_id, tenant_id=tenant_id, subject=subject,
+                                          started=started)

@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 from tests.utils import hostile_models as hostile
+from tests.utils.api import error_envelope, register_model
 from tests.utils.mlflow_models import log_sklearn_model
 
 ROW = {"total_orders": 12, "days_since_last_order": 40, "avg_order_value": 80.5, "support_tickets": 1}
@@ -42,9 +43,7 @@ def test_artifacts_that_choose_their_loader_are_refused_at_registration(client, 
     run_id = log(settings, tenant)
     marker.unlink(missing_ok=True)  # MLflow runs a models-from-code file when it logs it: in the attacker's process
     created = client.post("/api/v1/models", json={"name": "attack", "source": {"run_id": run_id}}, headers=headers)
-    assert created.status_code == 400, created.text
-    error = created.json()["error"]
-    assert error["code"] == "INVALID_REQUEST" and refused in error["message"]
+    assert refused in error_envelope(created, 400, "INVALID_REQUEST")["message"]
     assert client.get("/api/v1/models", params={"name_prefix": "attack"}, headers=headers).json()["data"] == []
     model_id = _model(client, headers)
     version = client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"model_uri": f"runs:/{run_id}/model"}},
@@ -101,10 +100,7 @@ def test_a_platform_model_registers_and_serves(client, settings, tenant, headers
 
 
 def _registered(client, settings, tenant, headers) -> tuple[str, str]:
-    run_id = log_sklearn_model(settings, tenant)
-    created = client.post("/api/v1/models", json={"name": "swap", "source": {"run_id": run_id}}, headers=headers)
-    assert created.status_code == 201, created.text
-    model_id = created.json()["model_id"]
+    model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "swap")
     return model_id, client.get(f"/api/v1/models/{model_id}/versions", headers=headers).json()["data"][0]["source"]
 
 
@@ -139,8 +135,7 @@ def test_a_version_created_behind_the_platforms_back_is_not_loaded(client, setti
             "inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in ROW.items()]}),
     ):
         response = request()
-        assert response.status_code == 503, response.text
-        assert response.json()["error"]["code"] == "MODEL_NOT_VERIFIED"
+        error_envelope(response, 503, "MODEL_NOT_VERIFIED")
     assert not marker.exists()
 
 
@@ -151,5 +146,5 @@ def test_a_refused_load_is_remembered_briefly_not_downloaded_per_request(client,
     loads = cache.loads
     for _ in range(10):
         response = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers)
-        assert response.status_code == 503 and response.json()["error"]["code"] == "MODEL_ARTIFACT_CHANGED"
+        error_envelope(response, 503, "MODEL_ARTIFACT_CHANGED")
     assert cache.loads == loads + 1

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from tests.utils import hostile_models as hostile
+from tests.utils.api import error_envelope
 
 ROW = {"total_orders": 12.0, "days_since_last_order": 40.0, "avg_order_value": 80.5, "support_tickets": 1.0}
 
@@ -37,8 +38,7 @@ def test_code_planted_in_the_pyfunc_file_after_registration_never_runs(client, s
     pyfunc.write_text(hostile._PAYLOAD + pyfunc.read_text())
     response = client.post("/api/v1/predictions", json={"model_id": created.json()["model_id"], "features": ROW},
                            headers=headers)
-    assert response.status_code == 503, response.text
-    assert response.json()["error"]["code"] == "MODEL_ARTIFACT_CHANGED"
+    error_envelope(response, 503, "MODEL_ARTIFACT_CHANGED")
     assert response.json()["error"]["details"]["files"] == ["torch_pyfunc.py"]
     assert not marker.exists()
 

@@ -7,13 +7,12 @@ import time
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from serving_api.main import create_app
 from tests.conftest import make_settings
+from tests.utils.api import error_envelope
 from tests.utils.tokens import TEST_SECRET, auth, make_token, unsigned_token
 
 PUBLIC_PATHS = {
@@ -25,9 +24,7 @@ PUBLIC_PATHS = {
 def _assert_unauthorized(response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["www-authenticate"].startswith("Bearer")
-    body = response.json()
-    assert body["error"]["code"] == "UNAUTHORIZED"
-    assert body["error"]["request_id"] == response.headers["x-request-id"]
+    error_envelope(response, 401, "UNAUTHORIZED")
 
 
 FORGED = {
@@ -97,9 +94,7 @@ def test_public_routes_are_exactly_health_and_metrics(client):
 def test_missing_scope_is_forbidden(client, tenant):
     read_only = auth(make_token(tenant, scopes=("models:read",)))
     response = client.post("/api/v1/models", json={"name": "m"}, headers=read_only)
-    assert response.status_code == 403
-    assert response.json()["error"]["code"] == "FORBIDDEN"
-    assert response.json()["error"]["details"] == {"required_scope": "models:write"}
+    assert error_envelope(response, 403, "FORBIDDEN")["details"] == {"required_scope": "models:write"}
     assert client.get("/api/v1/models", headers=read_only).status_code == 200
     no_scope = auth(make_token(tenant, scopes=""))
     assert client.get("/api/v1/models", headers=no_scope).status_code == 403
@@ -110,16 +105,9 @@ def test_admin_scope_grants_everything(client, tenant):
     assert client.post("/api/v1/models", json={"name": "m"}, headers=admin).status_code == 201
 
 
-def _rsa_pem() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private.decode(), public.decode()
-
-
 @pytest.fixture(scope="module")
-def rs256_client(tmp_path_factory):
-    private, public = _rsa_pem()
+def rs256_client(tmp_path_factory, rsa_pems):
+    private, public = rsa_pems
     data_dir = tmp_path_factory.mktemp("rs256")
     settings = make_settings(
         data_dir, jwt_secret=None, jwt_algorithms=["RS256"], jwt_public_key=public,

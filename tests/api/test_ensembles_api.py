@@ -8,6 +8,7 @@ import uuid
 import numpy as np
 import pytest
 
+from tests.utils.api import error_envelope, register_model
 from tests.utils.mlflow_models import churn_like, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
@@ -15,11 +16,7 @@ ROW = {"total_orders": 15, "days_since_last_order": 45, "avg_order_value": 125.5
 
 
 def _register(client, settings, tenant, headers, name, kind, seed=0, model_type="classification"):
-    run_id = log_sklearn_model(settings, tenant, kind=kind, seed=seed)
-    body = {"name": name, "model_type": model_type, "source": {"run_id": run_id}}
-    response = client.post("/api/v1/models", json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    return response.json()["model_id"]
+    return register_model(client, headers, log_sklearn_model(settings, tenant, kind=kind, seed=seed), name, model_type=model_type)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +57,7 @@ def test_soft_voting_is_the_weighted_mean_of_member_probabilities(client, world)
     assert body["prediction"] == [int(np.argmax(expected))] and body["confidence"] == pytest.approx(max(expected))
     assert [m["status"] for m in body["members"]] == ["ok", "ok", "ok"]
     assert all(m["version"] == "1.0.0" and m["latency_ms"] >= 0 for m in body["members"])
-    log = client.app.state.prediction_service.log.records(world["tenant"], model_id=ensemble["ensemble_id"])
+    log = client.app.state.prediction_log.records(world["tenant"], model_id=ensemble["ensemble_id"])
     assert [r["request_id"] for r in log].count(body["request_id"]) == 1
 
 
@@ -92,8 +89,7 @@ def test_hard_voting_and_averaging(client, world):
 def test_incompatible_or_missing_members_are_422(client, world, members, method, fragment):
     ids = {**world["ids"], "missing": str(uuid.uuid4())}
     response = _create(client, world, method=method, models=[{"model_id": ids[m]} for m in members])
-    assert response.status_code == 422, response.text
-    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    error_envelope(response, 422, "VALIDATION_ERROR")
     assert fragment in str(response.json()["error"]["details"])
 
 
@@ -130,7 +126,7 @@ def test_input_errors_answer_422_not_503(client, world):
     ensemble = _create(client, world, models=[{"model_id": world["ids"]["lr"]}, {"model_id": world["ids"]["rf"]}]).json()
     response = client.post(f"/api/v1/ensembles/{ensemble['ensemble_id']}/predict", json={"features": {"total_orders": 1}},
                            headers=world["headers"])
-    assert response.status_code == 422 and response.json()["error"]["code"] == "VALIDATION_ERROR"
+    error_envelope(response, 422, "VALIDATION_ERROR")
 
 
 def test_slow_members_time_out(client, settings, monkeypatch):
@@ -169,7 +165,7 @@ def test_crud_and_tenant_isolation(client, world):
     for method, path, body in (("GET", f"/api/v1/ensembles/{eid}", None), ("DELETE", f"/api/v1/ensembles/{eid}", None),
                                ("POST", f"/api/v1/ensembles/{eid}/predict", {"features": ROW})):
         response = client.request(method, path, json=body, headers=other)
-        assert response.status_code == 404 and response.json()["error"]["code"] == "ENSEMBLE_NOT_FOUND"
+        error_envelope(response, 404, "ENSEMBLE_NOT_FOUND")
     assert client.get("/api/v1/ensembles", headers=other).json()["count"] == 0
     # Another tenant cannot build an ensemble from this tenant's models either.
     stolen = client.post("/api/v1/ensembles", json={"name": "x", "models": [{"model_id": world["ids"]["lr"]}]}, headers=other)

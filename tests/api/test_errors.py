@@ -9,22 +9,13 @@ from fastapi.testclient import TestClient
 
 from serving_api.main import create_app
 from tests.conftest import make_settings
+from tests.utils.api import error_envelope
 from tests.utils.tokens import TEST_SECRET
-
-
-def _envelope(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details", "request_id"}
-    assert body["error"]["code"] == code
-    assert body["error"]["request_id"] == response.headers["x-request-id"]
-    return body["error"]
 
 
 def test_malformed_json_is_400(client, headers):
     response = client.post("/api/v1/models", content=b'{"name": "x",', headers={**headers, "content-type": "application/json"})
-    error = _envelope(response, 400, "INVALID_REQUEST")
+    error = error_envelope(response, 400, "INVALID_REQUEST")
     assert "JSON" in error["message"]
 
 
@@ -43,18 +34,18 @@ def test_malformed_json_is_400(client, headers):
     ],
 )
 def test_body_not_matching_schema_is_400(client, headers, body):
-    error = _envelope(client.post("/api/v1/models", json=body, headers=headers), 400, "INVALID_REQUEST")
+    error = error_envelope(client.post("/api/v1/models", json=body, headers=headers), 400, "INVALID_REQUEST")
     assert error["details"]
 
 
 def test_reserved_tag_prefix_is_400(client, headers):
     response = client.post("/api/v1/models", json={"name": "m", "tags": {"mlservice.tenant": "other"}}, headers=headers)
-    _envelope(response, 400, "INVALID_REQUEST")
+    error_envelope(response, 400, "INVALID_REQUEST")
 
 
 def test_unknown_route_and_method(client, headers):
-    _envelope(client.get("/api/v1/nothing-here", headers=headers), 404, "NOT_FOUND")
-    _envelope(client.delete("/api/v1/models", headers=headers), 405, "METHOD_NOT_ALLOWED")
+    error_envelope(client.get("/api/v1/nothing-here", headers=headers), 404, "NOT_FOUND")
+    error_envelope(client.delete("/api/v1/models", headers=headers), 405, "METHOD_NOT_ALLOWED")
 
 
 def test_request_id_is_echoed_or_generated(client, headers):
@@ -72,14 +63,14 @@ def test_body_over_the_limit_is_413(tmp_path):
         from tests.utils.tokens import auth, make_token
 
         response = small.post("/api/v1/models", json=big, headers=auth(make_token("t-size")))
-        _envelope(response, 413, "PAYLOAD_TOO_LARGE")
+        error_envelope(response, 413, "PAYLOAD_TOO_LARGE")
 
         def chunks():  # no Content-Length: the streamed body is counted as it arrives
             for _ in range(5):
                 yield b"x" * 500
 
         streamed = small.post("/api/v1/models", content=chunks(), headers={**auth(make_token("t-size")), "content-type": "application/json"})
-        _envelope(streamed, 413, "PAYLOAD_TOO_LARGE")
+        error_envelope(streamed, 413, "PAYLOAD_TOO_LARGE")
 
 
 def test_unhandled_error_is_500_without_internals(tmp_path):
@@ -92,7 +83,7 @@ def test_unhandled_error_is_500_without_internals(tmp_path):
     app.add_api_route("/api/v1/_explode", explode)
     with TestClient(app, raise_server_exceptions=False) as c:
         response = c.get("/api/v1/_explode")
-    error = _envelope(response, 500, "INTERNAL_ERROR")
+    error = error_envelope(response, 500, "INTERNAL_ERROR")
     text = response.text
     assert "Traceback" not in text and "/secret/path" not in text and TEST_SECRET not in text
     assert "boom" not in error["message"]

@@ -5,14 +5,12 @@ materialization route's checks (the Dagster run itself: tests/integration)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.features.conftest import REFS, seed_tenant
+from tests.features.conftest import END, REFS, seed_tenant
+from tests.utils.api import error_envelope
 from tests.utils.tokens import auth, make_token
-
-END = datetime(2026, 11, 2, tzinfo=timezone.utc)  # after the newest snapshot of the generator's default as_of
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +27,6 @@ def feature_tenant(client, settings):
 
 def _online(client, feature_tenant, **body):
     return client.post("/api/v1/features/online", json=body, headers=feature_tenant["headers"])
-
-
-def _error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code and error["request_id"] == response.headers["x-request-id"]
-    return error
 
 
 def test_online_lookup_has_the_seed_shape_and_equals_the_sdk(client, feature_tenant):
@@ -71,16 +62,16 @@ def test_missing_entities_are_marked_in_place(client, feature_tenant):
 
 @pytest.mark.parametrize("refs", [["total_orders"], ["customer_features:"], [":total_orders"], ["a:b:c"], ["view with space:x"]])
 def test_malformed_refs_are_400(client, feature_tenant, refs):
-    _error(_online(client, feature_tenant, feature_refs=refs, entity_rows=[{"customer_id": "cust-1"}]), 400, "INVALID_REQUEST")
+    error_envelope(_online(client, feature_tenant, feature_refs=refs, entity_rows=[{"customer_id": "cust-1"}]), 400, "INVALID_REQUEST")
 
 
 def test_unknown_view_feature_and_service_are_404_naming_them(client, feature_tenant):
     rows = [{"customer_id": "cust-1"}]
-    error = _error(_online(client, feature_tenant, feature_refs=["nope_features:total_orders"], entity_rows=rows), 404, "FEATURE_VIEW_NOT_FOUND")
+    error = error_envelope(_online(client, feature_tenant, feature_refs=["nope_features:total_orders"], entity_rows=rows), 404, "FEATURE_VIEW_NOT_FOUND")
     assert error["details"]["feature_view"] == "nope_features" and "nope_features" in error["message"]
-    error = _error(_online(client, feature_tenant, feature_refs=["customer_features:shoe_size"], entity_rows=rows), 404, "FEATURE_NOT_FOUND")
+    error = error_envelope(_online(client, feature_tenant, feature_refs=["customer_features:shoe_size"], entity_rows=rows), 404, "FEATURE_NOT_FOUND")
     assert error["details"]["feature_ref"] == "customer_features:shoe_size"
-    error = _error(_online(client, feature_tenant, feature_service="churn_v99", entity_rows=rows), 404, "FEATURE_SERVICE_NOT_FOUND")
+    error = error_envelope(_online(client, feature_tenant, feature_service="churn_v99", entity_rows=rows), 404, "FEATURE_SERVICE_NOT_FOUND")
     assert error["details"]["feature_service"] == "churn_v99"
 
 
@@ -95,16 +86,16 @@ def test_unknown_view_feature_and_service_are_404_naming_them(client, feature_te
     {"feature_refs": REFS, "entity_rows": [{"customer_id": None}]},
 ])
 def test_bad_request_bodies_are_400(client, feature_tenant, body):
-    _error(_online(client, feature_tenant, **body), 400, "INVALID_REQUEST")
+    error_envelope(_online(client, feature_tenant, **body), 400, "INVALID_REQUEST")
 
 
 def test_tenants_are_isolated(client, feature_tenant):
     other = auth(make_token(f"fo-{uuid.uuid4().hex[:8]}"))
     body = {"feature_refs": REFS, "entity_rows": [{"customer_id": "cust-1"}]}
-    _error(client.post("/api/v1/features/online", json=body, headers=other), 404, "FEATURE_STORE_NOT_FOUND")
-    _error(client.get("/api/v1/features/views", headers=other), 404, "FEATURE_STORE_NOT_FOUND")
-    _error(client.post("/api/v1/features/materialize", json={"incremental": True}, headers=other), 404, "FEATURE_STORE_NOT_FOUND")
-    _error(client.post("/api/v1/features/apply", headers=other), 404, "FEATURE_STORE_NOT_FOUND")  # no feature data
+    error_envelope(client.post("/api/v1/features/online", json=body, headers=other), 404, "FEATURE_STORE_NOT_FOUND")
+    error_envelope(client.get("/api/v1/features/views", headers=other), 404, "FEATURE_STORE_NOT_FOUND")
+    error_envelope(client.post("/api/v1/features/materialize", json={"incremental": True}, headers=other), 404, "FEATURE_STORE_NOT_FOUND")
+    error_envelope(client.post("/api/v1/features/apply", headers=other), 404, "FEATURE_STORE_NOT_FOUND")  # no feature data
 
 
 def test_catalog_lists_views_and_services(client, feature_tenant):
@@ -129,7 +120,7 @@ def test_apply_again_is_a_no_op(client, feature_tenant):
 ])
 def test_materialize_checks_before_anything_is_stored(client, feature_tenant, body, status, code):
     jobs_before = client.get("/api/v1/jobs", params={"kind": "materialization"}, headers=feature_tenant["headers"]).json()["count"]
-    _error(client.post("/api/v1/features/materialize", json=body, headers=feature_tenant["headers"]), status, code)
+    error_envelope(client.post("/api/v1/features/materialize", json=body, headers=feature_tenant["headers"]), status, code)
     jobs_after = client.get("/api/v1/jobs", params={"kind": "materialization"}, headers=feature_tenant["headers"]).json()["count"]
     assert jobs_after == jobs_before == 0
 
@@ -143,7 +134,7 @@ def test_materialize_without_dagster_is_503_and_stores_no_job(client, feature_te
 
 def test_scopes(client, feature_tenant):
     read_only = auth(make_token(feature_tenant["tenant"], scopes=("features:read",)))
-    _error(client.post("/api/v1/features/materialize", json={}, headers=read_only), 403, "FORBIDDEN")
+    error_envelope(client.post("/api/v1/features/materialize", json={}, headers=read_only), 403, "FORBIDDEN")
     no_features = auth(make_token(feature_tenant["tenant"], scopes=("models:read",)))
-    _error(client.post("/api/v1/features/online", json={"feature_refs": REFS, "entity_rows": [{"customer_id": "cust-1"}]},
+    error_envelope(client.post("/api/v1/features/online", json={"feature_refs": REFS, "entity_rows": [{"customer_id": "cust-1"}]},
                        headers=no_features), 403, "FORBIDDEN")

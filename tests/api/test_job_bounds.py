@@ -4,18 +4,10 @@ the bounds would get as far as 503 RAY_UNAVAILABLE)."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 
 from resources import limits
-
-
-@pytest.fixture
-def train_file(settings, tenant) -> str:
-    folder = settings.tenants_dir / tenant / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "churned": [0, 1, 0, 1]}).to_parquet(folder / "train.parquet")
-    return "data/train.parquet"
+from tests.utils.api import error_envelope
 
 
 def _training(train_file: str, **changes) -> dict:
@@ -31,10 +23,7 @@ def _training(train_file: str, **changes) -> dict:
 
 
 def _refused(client, headers, path: str, body: dict, fragment: str) -> None:
-    response = client.post(path, json=body, headers=headers)
-    assert response.status_code == 400, response.text
-    error = response.json()["error"]
-    assert error["code"] == "INVALID_REQUEST"
+    error = error_envelope(client.post(path, json=body, headers=headers), 400, "INVALID_REQUEST")
     assert fragment in error["message"] + str(error["details"]), error
     assert client.get("/api/v1/jobs", headers=headers).json()["count"] == 0
 
@@ -59,7 +48,7 @@ def test_oversized_training_is_400_naming_the_bound(client, headers, train_file,
 def test_a_training_request_at_the_bounds_gets_past_validation(client, headers, train_file):
     body = _training(train_file, **{"hyperparameters": {"n_estimators": 1000, "max_depth": 32},
                                     "training_config.epochs": limits.MAX_EPOCHS})
-    assert client.post("/api/v1/training", json=body, headers=headers).json()["error"]["code"] == "RAY_UNAVAILABLE"
+    error_envelope(client.post("/api/v1/training", json=body, headers=headers), 503, "RAY_UNAVAILABLE")
 
 
 @pytest.mark.parametrize(

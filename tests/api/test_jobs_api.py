@@ -3,8 +3,9 @@ anything is stored, an unreachable Ray answers 503 RAY_UNAVAILABLE, unknown jobs
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
+
+from tests.utils.api import error_envelope
 
 VALID = {
     "model_name": "churn_v2",
@@ -16,14 +17,6 @@ VALID = {
 }
 
 
-@pytest.fixture
-def train_file(settings, tenant):
-    folder = settings.tenants_dir / tenant / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "churned": [0, 1, 0, 1]}).to_parquet(folder / "train.parquet")
-    return "data/train.parquet"
-
-
 def _with(**changes) -> dict:
     body = {k: (dict(v) if isinstance(v, dict) else v) for k, v in VALID.items()}
     for dotted, value in changes.items():
@@ -33,12 +26,6 @@ def _with(**changes) -> dict:
             target = target[part]
         target[leaf] = value
     return body
-
-
-def _error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
-    return response.json()["error"]
 
 
 @pytest.mark.parametrize(
@@ -60,20 +47,20 @@ def _error(response, status: int, code: str) -> dict:
     ],
 )
 def test_invalid_training_requests_are_400_and_store_nothing(client, headers, train_file, changes):
-    error = _error(client.post("/api/v1/training", json=_with(**changes), headers=headers), 400, "INVALID_REQUEST")
+    error = error_envelope(client.post("/api/v1/training", json=_with(**changes), headers=headers), 400, "INVALID_REQUEST")
     assert error["details"]
     assert client.get("/api/v1/jobs", headers=headers).json()["count"] == 0
 
 
 def test_unreachable_ray_is_503_promptly_and_stores_nothing(client, headers, train_file):
-    error = _error(client.post("/api/v1/training", json=VALID, headers=headers), 503, "RAY_UNAVAILABLE")
+    error = error_envelope(client.post("/api/v1/training", json=VALID, headers=headers), 503, "RAY_UNAVAILABLE")
     assert "Ray" in error["message"]
     assert client.get("/api/v1/training", headers=headers).json() == {"data": [], "count": 0, "next_cursor": None}
 
 
 def test_use_gpu_needs_a_reachable_cluster_to_check(client, headers, train_file):
     body = _with(**{"training_config.use_gpu": True})
-    _error(client.post("/api/v1/training", json=body, headers=headers), 503, "RAY_UNAVAILABLE")
+    error_envelope(client.post("/api/v1/training", json=body, headers=headers), 503, "RAY_UNAVAILABLE")
 
 
 @pytest.mark.parametrize(
@@ -98,25 +85,25 @@ def test_invalid_tuning_requests_are_400(client, headers, train_file, changes):
         "objective_metric": "val_accuracy", "mode": "max", "num_trials": 2, "algorithm": "random",
     }
     body.update(changes)
-    _error(client.post("/api/v1/tuning", json=body, headers=headers), 400, "INVALID_REQUEST")
+    error_envelope(client.post("/api/v1/tuning", json=body, headers=headers), 400, "INVALID_REQUEST")
 
 
 def test_tuning_without_data_needs_an_earlier_training_job(client, headers):
     body = {"model_name": "never_trained", "search_space": {"n_estimators": {"type": "choice", "values": [5, 10]}}}
-    error = _error(client.post("/api/v1/tuning", json=body, headers=headers), 400, "INVALID_REQUEST")
+    error = error_envelope(client.post("/api/v1/tuning", json=body, headers=headers), 400, "INVALID_REQUEST")
     assert "data_config" in error["message"]
 
 
 @pytest.mark.parametrize("path", ["/api/v1/training/train-job-nope", "/api/v1/tuning/tune-job-nope", "/api/v1/jobs/x"])
 def test_unknown_jobs_are_404(client, headers, path):
-    _error(client.get(path, headers=headers), 404, "JOB_NOT_FOUND")
+    error_envelope(client.get(path, headers=headers), 404, "JOB_NOT_FOUND")
 
 
 def test_job_routes_need_job_scopes(client, tenant):
     from tests.utils.tokens import auth, make_token
 
     models_only = auth(make_token(tenant, scopes=("models:read", "models:write")))
-    _error(client.get("/api/v1/jobs", headers=models_only), 403, "FORBIDDEN")
-    _error(client.post("/api/v1/training", json=VALID, headers=models_only), 403, "FORBIDDEN")
+    error_envelope(client.get("/api/v1/jobs", headers=models_only), 403, "FORBIDDEN")
+    error_envelope(client.post("/api/v1/training", json=VALID, headers=models_only), 403, "FORBIDDEN")
     reader = auth(make_token(tenant, scopes=("jobs:read",)))
-    _error(client.post("/api/v1/tuning", json={}, headers=reader), 403, "FORBIDDEN")
+    error_envelope(client.post("/api/v1/tuning", json={}, headers=reader), 403, "FORBIDDEN")

@@ -9,12 +9,12 @@ import os
 import time
 import uuid
 
-import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-from config.wiring import build_registry, build_state_store
+from tests.utils.api import register_model
+from tests.utils.mlflow_models import log_fitted_model
 from tests.utils.tokens import auth, make_token
 
 VERSIONS, ROUNDS = 40, 5
@@ -31,13 +31,7 @@ def _log_big_forest(settings, tenant: str) -> str:
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(8000, 4)), columns=FEATURES)
     model = RandomForestClassifier(n_estimators=12, random_state=0).fit(frame, rng.integers(0, 2, len(frame)))
-    experiment_id = build_registry(settings, build_state_store(settings)).ensure_experiment(tenant, "tests")
-    mlflow.set_tracking_uri(settings.effective_tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, tags={"mlservice.tenant": tenant}) as run:
-        mlflow.sklearn.log_model(model, name="model", signature=mlflow.models.infer_signature(frame, model.predict_proba(frame)),
-                                 input_example=frame.head(5), pip_requirements=["scikit-learn"],
-                                 skops_trusted_types=["sklearn.tree._tree.Tree"])
-    return run.info.run_id
+    return log_fitted_model(settings, tenant, model, frame, example_rows=5)
 
 
 def test_rss_stays_flat_while_a_tenant_cycles_through_more_versions_than_the_cache_holds(client, settings):
@@ -46,9 +40,7 @@ def test_rss_stays_flat_while_a_tenant_cycles_through_more_versions_than_the_cac
     tenant = f"mem-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     run_id = _log_big_forest(settings, tenant)
-    created = client.post("/api/v1/models", json={"name": "big", "source": {"run_id": run_id}}, headers=headers)
-    assert created.status_code == 201, created.text
-    model_id = created.json()["model_id"]
+    model_id = register_model(client, headers, run_id, "big")
     for _ in range(VERSIONS - 1):
         added = client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": run_id}}, headers=headers)
         assert added.status_code == 201, added.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.utils.api import error_envelope
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
@@ -29,7 +30,7 @@ def test_create_returns_the_seed_shape(client, tenant, headers):
 def test_duplicate_name_in_tenant_is_409_but_other_tenant_may_reuse_it(client, headers, other_headers):
     assert client.post("/api/v1/models", json={"name": "dup"}, headers=headers).status_code == 201
     again = client.post("/api/v1/models", json={"name": "dup"}, headers=headers)
-    assert again.status_code == 409 and again.json()["error"]["code"] == "MODEL_ALREADY_EXISTS"
+    error_envelope(again, 409, "MODEL_ALREADY_EXISTS")
     assert client.post("/api/v1/models", json={"name": "dup"}, headers=other_headers).status_code == 201
 
 
@@ -73,15 +74,13 @@ def test_list_filters_and_cursor_pagination(client, headers):
 )
 def test_invalid_list_parameters_are_400(client, headers, params):
     response = client.get("/api/v1/models", params=params, headers=headers)
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "INVALID_REQUEST"
+    error_envelope(response, 400, "INVALID_REQUEST")
 
 
 def test_unknown_model_is_404(client, headers):
     for model_id in ("00000000-0000-0000-0000-000000000000", "not-a-uuid", "' or 1=1 --"):
         response = client.get(f"/api/v1/models/{model_id}", headers=headers)
-        assert response.status_code == 404
-        assert response.json()["error"]["code"] == "MODEL_NOT_FOUND"
+        error_envelope(response, 404, "MODEL_NOT_FOUND")
 
 
 def test_register_existing_mlflow_model_as_first_version(client, settings, tenant, headers):
@@ -113,7 +112,7 @@ def test_version_numbering(client, settings, tenant, headers):
     assert register(bump="major").json()["version"] == "2.0.0"
     assert register(version="2.0.0-rc.1").json()["version"] == "2.0.0-rc.1"
     clash = register(version="1.1.0")
-    assert clash.status_code == 409 and clash.json()["error"]["code"] == "VERSION_ALREADY_EXISTS"
+    error_envelope(clash, 409, "VERSION_ALREADY_EXISTS")
     assert register(version="1.2").status_code == 400
     listed = [v["version"] for v in client.get(url, headers=headers).json()["data"]]
     assert listed == ["2.0.0", "2.0.0-rc.1", "1.1.1", "1.1.0", "1.0.0"]

@@ -13,6 +13,7 @@ import uvicorn
 
 from mlservice.launcher import free_port
 from serving_api.main import create_app
+from tests.utils.api import error_envelope
 from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
@@ -87,7 +88,7 @@ def test_tritonclient_health_metadata_and_infer(server, oip_model):
     pinned = client.infer("churn-oip", [matrix], model_version="1.0.0", outputs=outputs[1:], headers=headers)
     assert np.allclose(pinned.as_numpy("predict_proba"), proba)
     # Every answered inference is logged.
-    logged = app.state.prediction_service.log.records(oip_model["tenant"], model_id=oip_model["model_id"])
+    logged = app.state.prediction_log.records(oip_model["tenant"], model_id=oip_model["model_id"])
     assert len(logged) >= 2
 
 
@@ -99,7 +100,7 @@ def test_oip_refuses_without_token_and_hides_other_tenants(server, oip_model):
         assert http.get("/v2/health/live").json() == {"live": True}
         assert http.get("/v2/models/churn-oip").status_code == 401
         other = http.get("/v2/models/churn-oip", headers=auth(make_token("somebody-else")))
-        assert other.status_code == 404 and other.json()["error"]["code"] == "MODEL_NOT_FOUND"
+        error_envelope(other, 404, "MODEL_NOT_FOUND")
         binary = http.post("/v2/models/churn-oip/infer", content=b"\x00", headers={
             **oip_model["headers"], "Inference-Header-Content-Length": "10", "content-type": "application/octet-stream"})
         assert binary.status_code == 400

@@ -10,6 +10,7 @@ import uuid
 import numpy as np
 import pytest
 
+from tests.utils.api import error_envelope, register_model
 from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
@@ -24,13 +25,13 @@ def served(client, settings):
     headers = auth(make_token(tenant))
     logistic = log_sklearn_model(settings, tenant, kind="logistic")
     forest = log_sklearn_model(settings, tenant, kind="forest")
-    model_id = client.post("/api/v1/models", json={"name": "churn", "source": {"run_id": logistic}}, headers=headers).json()["model_id"]
+    model_id = register_model(client, headers, logistic, "churn")
     client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": forest}}, headers=headers)
     for version, stages in (("1.0.0", ("staging", "production")), ("1.1.0", ("staging",))):
         for stage in stages:
             assert client.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}, headers=headers).status_code == 200
     linear = log_sklearn_model(settings, tenant, kind="linear")
-    spend_id = client.post("/api/v1/models", json={"name": "spend", "model_type": "regression", "source": {"run_id": linear}}, headers=headers).json()["model_id"]
+    spend_id = register_model(client, headers, linear, "spend", model_type="regression")
     return {"tenant": tenant, "headers": headers, "model_id": model_id, "spend_id": spend_id}
 
 
@@ -61,10 +62,10 @@ def test_version_resolution(client, served, version, expected):
 
 def test_unknown_model_version_and_other_tenants(client, served):
     missing = _predict(client, served, features=ROW, version="9.9.9")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "VERSION_NOT_FOUND"
+    error_envelope(missing, 404, "VERSION_NOT_FOUND")
     assert _predict(client, served, features=ROW, version="archived").status_code == 404
     unknown = client.post("/api/v1/predictions", json={"model_id": str(uuid.uuid4()), "features": ROW}, headers=served["headers"])
-    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "MODEL_NOT_FOUND"
+    error_envelope(unknown, 404, "MODEL_NOT_FOUND")
     other = client.post("/api/v1/predictions", json={"model_id": served["model_id"], "features": ROW},
                         headers=auth(make_token("someone-else")))
     assert other.status_code == 404 and other.json()["error"] == {**other.json()["error"], "code": "MODEL_NOT_FOUND"}
@@ -154,7 +155,7 @@ def test_concurrent_misses_load_a_model_once(client, settings):
     tenant = f"sf-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     run_id = log_sklearn_model(settings, tenant, kind="forest")
-    model_id = client.post("/api/v1/models", json={"name": "fresh", "source": {"run_id": run_id}}, headers=headers).json()["model_id"]
+    model_id = register_model(client, headers, run_id, "fresh")
     cache = client.app.state.model_cache
     loads_before = cache.loads
     statuses, barrier = [], threading.Barrier(8)
@@ -178,7 +179,7 @@ def test_same_model_name_in_two_tenants_serves_each_its_own(client, settings):
         tenant = f"twin-{label}-{uuid.uuid4().hex[:6]}"
         headers = auth(make_token(tenant))
         run_id = log_sklearn_model(settings, tenant, kind=kind)
-        model_id = client.post("/api/v1/models", json={"name": "same-name", "source": {"run_id": run_id}}, headers=headers).json()["model_id"]
+        model_id = register_model(client, headers, run_id, "same-name")
         body = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers).json()
         answers[label] = (model_id, body["probabilities"][0])
     assert answers["a"][0] != answers["b"][0]
@@ -189,7 +190,7 @@ def test_stage_change_is_seen_at_once(client, settings):
     tenant = f"st-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     first, second = log_sklearn_model(settings, tenant, kind="logistic"), log_sklearn_model(settings, tenant, kind="forest")
-    model_id = client.post("/api/v1/models", json={"name": "m", "source": {"run_id": first}}, headers=headers).json()["model_id"]
+    model_id = register_model(client, headers, first, "m")
     client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": second}}, headers=headers)
     for version in ("1.0.0", "1.1.0"):
         for stage in ("staging", "production"):
@@ -206,7 +207,7 @@ def test_every_200_has_exactly_one_log_record_and_refusals_none(client, served):
         ids.append(ok.json()["request_id"])
     bad = _predict(client, served, features={"total_orders": 1})
     assert bad.status_code == 422
-    records = client.app.state.prediction_service.log.records(served["tenant"], model_id=served["model_id"], limit=1000)
+    records = client.app.state.prediction_log.records(served["tenant"], model_id=served["model_id"], limit=1000)
     logged = [r["request_id"] for r in records]
     for request_id in ids:
         assert logged.count(request_id) == 1
@@ -235,7 +236,7 @@ def test_a_reused_request_id_still_gets_one_record_per_answer(client, served):
     assert first.status_code == second.status_code == 200
     ids = {first.json()["request_id"], second.json()["request_id"]}
     assert len(ids) == 2 and headers["X-Request-ID"] in ids
-    logged = [r["request_id"] for r in client.app.state.prediction_service.log.records(served["tenant"], limit=1000)]
+    logged = [r["request_id"] for r in client.app.state.prediction_log.records(served["tenant"], limit=1000)]
     assert all(logged.count(i) == 1 for i in ids)
 
 
@@ -247,7 +248,7 @@ def test_a_stage_change_by_another_replica_is_picked_up_after_the_ttl(client, se
     tenant = f"swr-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     first, second = log_sklearn_model(settings, tenant, kind="logistic"), log_sklearn_model(settings, tenant, kind="forest")
-    model_id = client.post("/api/v1/models", json={"name": "m", "source": {"run_id": first}}, headers=headers).json()["model_id"]
+    model_id = register_model(client, headers, first, "m")
     client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": second}}, headers=headers)
     for stage in ("staging", "production"):
         client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": stage}, headers=headers)
@@ -293,7 +294,7 @@ def test_answered_predictions_are_logged_with_their_subject_and_not_audited_twic
     assert refused.headers["x-request-id"] in audited
     assert audited[refused.headers["x-request-id"]]["error_code"] == "VALIDATION_ERROR"
     assert ok.json()["request_id"] not in audited
-    [record] = [r for r in client.app.state.prediction_service.log.records(served["tenant"], limit=1000)
+    [record] = [r for r in client.app.state.prediction_log.records(served["tenant"], limit=1000)
                 if r["request_id"] == ok.json()["request_id"]]
     assert record["subject"] == f"user@{served['tenant']}"
 
@@ -304,7 +305,7 @@ def test_promotion_to_production_loads_the_version_before_the_first_request(clie
     tenant = f"warm-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     run_id = log_sklearn_model(settings, tenant, kind="forest")
-    model_id = client.post("/api/v1/models", json={"name": "warm", "source": {"run_id": run_id}}, headers=headers).json()["model_id"]
+    model_id = register_model(client, headers, run_id, "warm")
     cache = client.app.state.model_cache
     key = (tenant, model_id, "1.0.0")
     client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": "staging"}, headers=headers)

@@ -9,26 +9,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
 from mlservice.feature_data import write_feature_data
-from resources.registry import T_FEATURE_SERVICE
+from resources.vocabulary import T_FEATURE_SERVICE
 from tests.features.conftest import features_dir
-from tests.utils.mlflow_models import FEATURES, log_sklearn_model
+from tests.utils.api import error_envelope, register_model
+from tests.utils.mlflow_models import FEATURES, log_fitted_model, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
 ORDER_FEATURES = ["orders_last_30d", "return_rate", "days_since_first_order"]
 NOBODY = {"customer_id": "cust-999999"}
-
-
-def _register(client, headers, run_id: str, name: str) -> str:
-    response = client.post("/api/v1/models", json={"name": name, "source": {"run_id": run_id}}, headers=headers)
-    assert response.status_code == 201, response.text
-    return response.json()["model_id"]
 
 
 def _trained_on(settings, run_id: str, feature_service: str) -> str:
@@ -40,22 +34,13 @@ def _trained_on(settings, run_id: str, feature_service: str) -> str:
     return run_id
 
 
-def _log_model_on(settings, client, tenant: str, columns: list[str]) -> str:
+def _log_model_on(settings, tenant: str, columns: list[str]) -> str:
     """A logistic model whose signature is ``columns`` (integers); returns the run id."""
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({c: rng.integers(0, 50, 200).astype("int64") for c in columns})
     labels = (frame[columns[0]] > 25).astype(int)
     model = LogisticRegression(max_iter=500).fit(frame, labels)
-    experiment_id = client.app.state.registry.ensure_experiment(tenant, "tests")
-    mlflow.set_tracking_uri(settings.effective_tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, tags={"mlservice.tenant": tenant}) as run:
-        import skops.io
-
-        mlflow.sklearn.log_model(
-            model, name="model", signature=mlflow.models.infer_signature(frame, model.predict_proba(frame)),
-            pip_requirements=["scikit-learn"], skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
-        )
-    return run.info.run_id
+    return log_fitted_model(settings, tenant, model, frame, example_rows=None)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +55,8 @@ def store(client, settings):
     feature_store.apply(tenant)
     feature_store.materialize(tenant, incremental=False)
     forest = _trained_on(settings, log_sklearn_model(settings, tenant, kind="forest"), "churn_v1")
-    model_id = _register(client, headers, forest, "churn")
-    plain_id = _register(client, headers, log_sklearn_model(settings, tenant, kind="logistic"), "plain")
+    model_id = register_model(client, headers, forest, "churn")
+    plain_id = register_model(client, headers, log_sklearn_model(settings, tenant, kind="logistic"), "plain")
     return {"tenant": tenant, "headers": headers, "model_id": model_id, "plain_id": plain_id, "fs": feature_store}
 
 
@@ -80,15 +65,8 @@ def _predict(client, store, headers=None, **body):
     return client.post("/api/v1/predictions", json=payload, headers=headers or store["headers"])
 
 
-def _error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
-    return error
-
-
 def _records(client, store, request_id: str) -> list[dict]:
-    records = client.app.state.prediction_service.log.records(store["tenant"], limit=1000)
+    records = client.app.state.prediction_log.records(store["tenant"], limit=1000)
     return [r for r in records if r["request_id"] == request_id]
 
 
@@ -126,7 +104,7 @@ def test_the_log_record_holds_the_features_used_and_the_entity(client, store):
     body = response.json()
     [record] = _records(client, store, body["request_id"])
     assert record["features"] == [body["features"]] and record["model_version"] == "1.0.0"
-    assert record["outputs"]["entity"] == entity and record["outputs"]["feature_service"] == "churn_v1"
+    assert record["outputs"]["entities"] == [entity] and record["outputs"]["feature_service"] == "churn_v1"
     assert record["outputs"]["prediction"] == body["prediction"]
 
 
@@ -155,38 +133,38 @@ def test_stored_values_are_returned_only_to_a_token_that_may_read_features(clien
 
 def test_an_entity_without_stored_values_is_422_listing_the_features(client, store):
     response = _predict(client, store, entity=NOBODY)
-    error = _error(response, 422, "VALIDATION_ERROR")
+    error = error_envelope(response, 422, "VALIDATION_ERROR")
     assert error["details"]["missing"] == sorted(FEATURES)
     assert {p["feature"] for p in error["details"]["problems"]} == set(FEATURES)
     assert all(p["entity"] == NOBODY for p in error["details"]["problems"])
     assert _records(client, store, response.headers["x-request-id"]) == []  # never predicted on nulls
     mixed = _predict(client, store, entities=[{"customer_id": "cust-1"}, NOBODY])
-    problems = _error(mixed, 422, "VALIDATION_ERROR")["details"]["problems"]
+    problems = error_envelope(mixed, 422, "VALIDATION_ERROR")["details"]["problems"]
     assert {p["instance"] for p in problems} == {1}
 
 
 def test_a_model_without_a_feature_service_is_422(client, store):
     response = _predict(client, store, model_id=store["plain_id"], entity={"customer_id": "cust-7"})
-    error = _error(response, 422, "VALIDATION_ERROR")
+    error = error_envelope(response, 422, "VALIDATION_ERROR")
     assert "feature service" in error["message"] and "'features'" in error["message"]
     assert _predict(client, store, model_id=store["plain_id"], features={n: 1 for n in FEATURES}).status_code == 200
 
 
 def test_only_the_signature_features_of_a_larger_service_are_used(client, settings, store):
     run_id = _trained_on(settings, log_sklearn_model(settings, store["tenant"], kind="logistic"), "churn_v2")
-    model_id = _register(client, store["headers"], run_id, "v2")  # churn_v2: churn_v1's features plus the order features
+    model_id = register_model(client, store["headers"], run_id, "v2")  # churn_v2: churn_v1's features plus the order features
     body = _predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}).json()
     assert body["feature_service"] == "churn_v2" and list(body["features"]) == FEATURES
 
 
 def test_a_service_lacking_a_model_feature_is_422(client, settings, store):
-    run_id = _log_model_on(settings, client, store["tenant"], FEATURES + ORDER_FEATURES)
-    model_id = _register(client, store["headers"], _trained_on(settings, run_id, "churn_v1"), "wide")
-    error = _error(_predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}), 422, "VALIDATION_ERROR")
+    run_id = _log_model_on(settings, store["tenant"], FEATURES + ORDER_FEATURES)
+    model_id = register_model(client, store["headers"], _trained_on(settings, run_id, "churn_v1"), "wide")
+    error = error_envelope(_predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}), 422, "VALIDATION_ERROR")
     assert error["details"]["absent"] == ORDER_FEATURES and error["details"]["feature_service"] == "churn_v1"
     run_id = _trained_on(settings, log_sklearn_model(settings, store["tenant"]), "churn_v9")  # not defined in the store
-    model_id = _register(client, store["headers"], run_id, "unknown-service")
-    error = _error(_predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}), 404, "FEATURE_SERVICE_NOT_FOUND")
+    model_id = register_model(client, store["headers"], run_id, "unknown-service")
+    error = error_envelope(_predict(client, store, model_id=model_id, entity={"customer_id": "cust-7"}), 404, "FEATURE_SERVICE_NOT_FOUND")
     assert error["details"]["feature_service"] == "churn_v9"
 
 
@@ -196,7 +174,7 @@ def test_a_service_lacking_a_model_feature_is_422(client, settings, store):
      ({"customer_id": "cust-7", "region": "eu"}, "join keys"), ({}, "join keys")],
 )
 def test_bad_join_keys_are_400(client, store, entity, message):
-    error = _error(_predict(client, store, entity=entity), 400, "INVALID_REQUEST")
+    error = error_envelope(_predict(client, store, entity=entity), 400, "INVALID_REQUEST")
     assert message in error["message"]
 
 
@@ -222,14 +200,14 @@ def test_other_tenants_get_404_or_their_own_store(client, settings, store):
     other = f"oth-{uuid.uuid4().hex[:8]}"
     other_headers = auth(make_token(other))
     # another tenant's model answers like a random id
-    _error(_predict(client, store, headers=other_headers, entity=entity), 404, "MODEL_NOT_FOUND")
+    error_envelope(_predict(client, store, headers=other_headers, entity=entity), 404, "MODEL_NOT_FOUND")
     # the other tenant's own churn_v1 model, before it has a feature store: 404, not this tenant's values
     own_run = _trained_on(settings, log_sklearn_model(settings, other, kind="logistic"), "churn_v1")
-    own = _register(client, other_headers, own_run, "churn")
-    _error(_predict(client, store, headers=other_headers, model_id=own, entity=entity), 404, "FEATURE_STORE_NOT_FOUND")
+    own = register_model(client, other_headers, own_run, "churn")
+    error_envelope(_predict(client, store, headers=other_headers, model_id=own, entity=entity), 404, "FEATURE_STORE_NOT_FOUND")
     # with a store of its own (applied, nothing materialized), this tenant's customer has no values there
     write_feature_data(features_dir(settings.data_dir, other), n=20, seed=9)
     store["fs"].apply(other)
-    error = _error(_predict(client, store, headers=other_headers, model_id=own, entity=entity), 422, "VALIDATION_ERROR")
+    error = error_envelope(_predict(client, store, headers=other_headers, model_id=own, entity=entity), 422, "VALIDATION_ERROR")
     assert error["details"]["missing"] == sorted(FEATURES)
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from resources.dagster_runs import STATUS_BY_DAGSTER, RunState
 from resources.state_db import utcnow
+from resources.jobs import jobs as jobs_table
 from serving_api.main import create_app
 from tests.conftest import make_settings
+from tests.utils.api import error_envelope, register_model
+from tests.utils.datasets import write_tiny_training_file
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
@@ -75,19 +77,14 @@ def world(tmp_path_factory):
 
 
 def _refused(response, status: int, code: str, quota: str, limit: int) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["code"] == code
+    error = error_envelope(response, status, code)
     assert error["details"]["quota"] == quota and error["details"]["limit"] == limit
     assert quota in error["message"] and str(limit) in error["message"]
     return error
 
 
 def _model_with_version(world, tenant: str, headers: dict, name: str) -> str:
-    run_id = log_sklearn_model(world["settings"], tenant)
-    created = world["client"].post("/api/v1/models", json={"name": name, "source": {"run_id": run_id}}, headers=headers)
-    assert created.status_code == 201, created.text
-    return created.json()["model_id"]
+    return register_model(world["client"], headers, log_sklearn_model(world["settings"], tenant), name)
 
 
 def test_the_model_past_the_quota_is_409_and_nothing_is_stored(world):
@@ -139,17 +136,10 @@ def _tuning(train_path: str) -> dict:
             "algorithm": "random"}
 
 
-def _train_file(settings, tenant: str) -> str:
-    folder = settings.tenants_dir / tenant / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "churned": [0, 1, 0, 1]}).to_parquet(folder / "train.parquet")
-    return "data/train.parquet"
-
-
 def test_a_job_whose_model_or_version_would_pass_the_quota_is_409_before_it_runs(world):
     """Not hours of fitting refused at registration: the submit is refused, nothing stored or launched."""
     client, runs, headers = world["client"], world["runs"], auth(make_token("q-room"))
-    path, launched = _train_file(world["settings"], "q-room"), len(runs.tags)
+    path, launched = write_tiny_training_file(world["settings"], "q-room"), len(runs.tags)
     model_id = _model_with_version(world, "q-room", headers, "full")  # 1.0.0
     run_id = log_sklearn_model(world["settings"], "q-room")
     assert client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": run_id}}, headers=headers).status_code == 201
@@ -165,8 +155,8 @@ def test_a_job_whose_model_or_version_would_pass_the_quota_is_409_before_it_runs
 
 def test_unfinished_jobs_past_the_quota_are_429_and_an_ended_job_frees_its_slot(world):
     client, runs, settings = world["client"], world["runs"], world["settings"]
-    path = _train_file(settings, "q-jobs")
-    _train_file(settings, "q-jobs-other")
+    path = write_tiny_training_file(settings, "q-jobs")
+    write_tiny_training_file(settings, "q-jobs-other")
     headers, launched = auth(make_token("q-jobs")), len(runs.tags)
     first = client.post("/api/v1/training", json=_training(path), headers={**headers, "Idempotency-Key": "k1"})
     second = client.post("/api/v1/tuning", json=_tuning(path), headers=headers)
@@ -201,9 +191,10 @@ def test_unfinished_jobs_past_the_quota_are_429_and_an_ended_job_frees_its_slot(
 def test_a_job_record_that_never_got_a_run_stops_holding_a_slot(world):
     client, jobs, settings = world["client"], world["jobs"], world["settings"]
     tenant = "q-jobs-stale"
-    path, headers = _train_file(settings, tenant), auth(make_token(tenant))
+    path, headers = write_tiny_training_file(settings, tenant), auth(make_token(tenant))
     for _ in range(4):  # the API died between storing these and launching their runs, an hour ago
         record, _ = jobs.create(tenant, kind="training", request={}, submitted_by="crashed")
-        jobs.update(record.job_id, created_at=utcnow() - timedelta(hours=1))
+        with jobs.state.begin() as conn:  # backdated, as no writer of the platform would
+            conn.execute(jobs_table.update().where(jobs_table.c.job_id == record.job_id).values(created_at=utcnow() - timedelta(hours=1)))
     submits = [client.post("/api/v1/training", json=_training(path), headers=headers) for _ in range(5)]
     assert [r.status_code for r in submits] == [202, 202, 202, 202, 429]  # the default quota: 4 at once

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 
+from tests.utils.api import register_model
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
@@ -17,9 +18,7 @@ def _serving_tenant(client, settings) -> dict:
     tenant = f"rid-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     run_id = log_sklearn_model(settings, tenant, kind="logistic")
-    response = client.post("/api/v1/models", json={"name": "churn", "source": {"run_id": run_id}}, headers=headers)
-    assert response.status_code == 201, response.text
-    model_id = response.json()["model_id"]
+    model_id = register_model(client, headers, run_id, "churn")
     for stage in ("staging", "production"):
         moved = client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": stage}, headers=headers)
         assert moved.status_code == 200, moved.text
@@ -32,7 +31,7 @@ def _predict(client, who: dict, request_id: str):
 
 
 def _records(client, tenant: str, request_id: str) -> list[dict]:
-    log = client.app.state.prediction_service.log
+    log = client.app.state.prediction_log
     return [r for r in log.records(tenant, limit=1000) if r["client_request_id"] == request_id]
 
 

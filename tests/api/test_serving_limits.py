@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 
-import mlflow
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -21,7 +20,8 @@ from sklearn.preprocessing import StandardScaler
 from resources.registry import ModelRegistry
 from serving_api.main import create_app
 from tests.conftest import make_settings
-from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model
+from tests.utils.api import error_envelope, register_model
+from tests.utils.mlflow_models import FEATURES, churn_like, log_fitted_model, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
 ROW = {"total_orders": 15, "days_since_last_order": 45, "avg_order_value": 125.5, "support_tickets": 3}
@@ -33,20 +33,11 @@ def _log_scaled(settings, tenant: str) -> str:
     frame, labels = churn_like(seed=2)
     frame["avg_order_value"] = frame["avg_order_value"] / 1000
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(frame, labels)
-    from config.wiring import build_registry, build_state_store
-
-    experiment_id = build_registry(settings, build_state_store(settings)).ensure_experiment(tenant, "tests")
-    mlflow.set_tracking_uri(settings.effective_tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id, tags={"mlservice.tenant": tenant}) as run:
-        mlflow.sklearn.log_model(model, name="model", signature=mlflow.models.infer_signature(frame, model.predict_proba(frame)),
-                                 input_example=frame.head(20), pip_requirements=["scikit-learn"])
-    return run.info.run_id
+    return log_fitted_model(settings, tenant, model, frame)
 
 
 def _create(client, headers, name: str, run_id: str, *stages: str) -> str:
-    created = client.post("/api/v1/models", json={"name": name, "source": {"run_id": run_id}}, headers=headers)
-    assert created.status_code == 201, created.text
-    model_id = created.json()["model_id"]
+    model_id = register_model(client, headers, run_id, name)
     for stage in stages:
         moved = client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": stage}, headers=headers)
         assert moved.status_code == 200, moved.text
@@ -70,9 +61,7 @@ def _predict(client, world, model: str, **body):
 
 
 def _problem(response, status=422, code="VALIDATION_ERROR") -> list[dict]:
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
-    return response.json()["error"]["details"]["problems"]
+    return error_envelope(response, status, code)["details"]["problems"]
 
 
 def test_oip_refuses_more_rows_than_instances_allow(client, world):
@@ -161,21 +150,19 @@ def test_one_bad_request_in_a_micro_batch_never_fails_the_others(client, world):
 
 
 def test_explanations_past_their_cost_budget_are_400_naming_the_cost(client, world, monkeypatch):
-    service = client.app.state.prediction_service
-    monkeypatch.setattr(service, "explain_max_cost", 1000)  # forest: 16 coalitions x 20 background rows = 320 a row
+    monkeypatch.setattr(client.app.state.prediction_service.explainer, "explain_max_cost", 1000)  # forest: 16 coalitions x 20 background rows = 320 a row
     options = {"return_explanation": True}
     assert _predict(client, world, "forest", instances=[ROW] * 3, options=options).status_code == 200
     refused = _predict(client, world, "forest", instances=[ROW] * 4, options=options)
-    assert refused.status_code == 400, refused.text
-    error = refused.json()["error"]
-    assert error["code"] == "INVALID_REQUEST" and "1,280" in error["message"] and "1,000" in error["message"]
+    error = error_envelope(refused, 400, "INVALID_REQUEST")
+    assert "1,280" in error["message"] and "1,000" in error["message"]
     assert error["details"]["explanation_cost"] == 1280 and error["details"]["max_explanation_cost"] == 1000
-    logged = [r["request_id"] for r in service.log.records(world["tenant"], limit=1000)]
+    logged = [r["request_id"] for r in client.app.state.prediction_log.records(world["tenant"], limit=1000)]
     assert refused.headers["x-request-id"] not in logged  # refused before any prediction
 
 
 def test_explanations_saturating_their_threads_leave_loads_and_stage_changes_alone(client, settings, world, monkeypatch):
-    import serving_api.inference.explain as explain_module
+    import inference.explain as explain_module
 
     release, entered = threading.Event(), []
     real = explain_module.explain
@@ -233,7 +220,7 @@ def test_every_row_is_charged_to_the_rate_limit(client, settings, data_dir):
         many = own.post("/api/v1/predictions", json={"model_id": ids["api"], "instances": [ROW] * 50}, headers=headers)
         assert many.status_code == 200, many.text
         after = own.post("/api/v1/predictions", json={"model_id": ids["api"], "features": ROW}, headers=headers)
-        assert after.status_code == 429 and after.json()["error"]["code"] == "RATE_LIMITED"
+        error_envelope(after, 429, "RATE_LIMITED")
         headers = auth(make_token(tenants["oip"]))
         tensors = {"inputs": [{"name": f, "shape": [50], "datatype": "INT64", "data": [1] * 50} for f in FEATURES]}
         assert own.post("/v2/models/m/infer", json=tensors, headers=headers).status_code == 200
@@ -247,7 +234,7 @@ def test_every_row_is_charged_to_the_rate_limit(client, settings, data_dir):
 
 
 def test_bogus_ids_versions_and_names_query_the_registry_once(client, world, monkeypatch):
-    calls = {"get_model": 0, "list_versions": 0, "find_by_name": 0}
+    calls = {"resolve_version": 0, "_find": 0, "find_by_name": 0}  # every model lookup goes through _find
     for method in calls:
         real = getattr(ModelRegistry, method)
 
@@ -262,7 +249,7 @@ def test_bogus_ids_versions_and_names_query_the_registry_once(client, world, mon
         assert missing.status_code == 404
         assert _predict(client, world, "forest", features=ROW, version="9.9.9").status_code == 404
         assert client.get("/v2/models/no-such-model", headers=world["headers"]).status_code == 404
-    assert calls == {"get_model": 2, "list_versions": 1, "find_by_name": 1}
+    assert calls == {"resolve_version": 2, "_find": 2, "find_by_name": 1}
 
 
 def test_read_only_calls_never_load_a_model(client, settings, world):
@@ -284,11 +271,10 @@ def test_read_only_calls_never_load_a_model(client, settings, world):
 
 
 def test_large_requests_are_validated_and_serialised_off_the_event_loop(client, world, monkeypatch):
-    import serving_api.routes.predictions as route
     import serving_api.services.predictions as service_module
 
     threads: dict[str, list[str]] = {"validate": [], "serialise": []}
-    real_inputs, real_json = service_module.model_inputs, route._json
+    real_inputs, real_json = service_module.model_inputs, service_module.prediction_json
 
     def validate(*args):
         threads["validate"].append(threading.current_thread().name)
@@ -299,7 +285,7 @@ def test_large_requests_are_validated_and_serialised_off_the_event_loop(client, 
         return real_json(*args)
 
     monkeypatch.setattr(service_module, "model_inputs", validate)
-    monkeypatch.setattr(route, "_json", serialise)
+    monkeypatch.setattr(service_module, "prediction_json", serialise)
     frame, _ = churn_like(n=200, seed=8)
     many = _predict(client, world, "forest", instances=frame.to_dict(orient="records"))
     assert many.status_code == 200, many.text[:300]

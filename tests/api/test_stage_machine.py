@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from tests.utils.api import error_envelope, register_model
 from tests.utils.mlflow_models import log_sklearn_model
 
 STAGES = ["development", "staging", "production", "archived"]
@@ -40,9 +41,7 @@ def stage_headers():
 def _new_model(client, headers, run_id: str, versions: int = 1) -> str:
     import uuid
 
-    model_id = client.post(
-        "/api/v1/models", json={"name": f"m-{uuid.uuid4().hex[:8]}", "source": {"run_id": run_id}}, headers=headers
-    ).json()["model_id"]
+    model_id = register_model(client, headers, run_id, f"m-{uuid.uuid4().hex[:8]}")
     for _ in range(versions - 1):
         client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": run_id}}, headers=headers)
     return model_id
@@ -71,15 +70,14 @@ def test_every_edge_of_the_stage_machine(client, stage_headers, run_id, current,
         assert (body["from_stage"], body["to_stage"]) == (current, target)
         assert _stages(client, stage_headers, model_id)["1.0.0"] == target
     else:
-        assert response.status_code == 409, response.text
-        assert response.json()["error"]["code"] == "STAGE_CONFLICT"
+        error_envelope(response, 409, "STAGE_CONFLICT")
         assert _stages(client, stage_headers, model_id)["1.0.0"] == current  # nothing changed
 
 
 def test_unknown_version_is_404_and_bad_stage_is_400(client, stage_headers, run_id):
     model_id = _new_model(client, stage_headers, run_id)
     missing = _move(client, stage_headers, model_id, "9.9.9", "staging")
-    assert missing.status_code == 404 and missing.json()["error"]["code"] == "VERSION_NOT_FOUND"
+    error_envelope(missing, 404, "VERSION_NOT_FOUND")
     assert _move(client, stage_headers, model_id, "1.0.0", "live").status_code == 400
     assert _move(client, stage_headers, model_id, "latest", "staging").status_code == 400
 
@@ -146,7 +144,7 @@ def test_a_held_model_lease_refuses_a_second_writer(client, stage_headers, run_i
     assert store.try_lock(f"model:{model_id}", "other-writer")
     try:
         response = _move(client, stage_headers, model_id, "1.0.0", "staging")
-        assert response.status_code == 409 and response.json()["error"]["code"] == "STAGE_CONFLICT"
+        error_envelope(response, 409, "STAGE_CONFLICT")
         assert _stages(client, stage_headers, model_id)["1.0.0"] == "development"
     finally:
         store.unlock(f"model:{model_id}", "other-writer")

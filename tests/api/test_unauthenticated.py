@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from serving_api.main import create_app
 from serving_api.readiness import ReadinessCache
 from tests.conftest import make_settings
+from tests.utils.api import error_envelope
 from tests.utils.tokens import auth, make_token
 
 BURST = 5
@@ -70,7 +71,7 @@ def test_failed_authentications_spend_the_address_budget_then_429_before_verifyi
     verified = len(verifications)
 
     refused = attacker.get("/api/v1/models", headers=forged)
-    assert refused.status_code == 429 and refused.json()["error"]["code"] == "RATE_LIMITED"
+    error_envelope(refused, 429, "RATE_LIMITED")
     assert int(refused.headers["retry-after"]) >= 1
     fresh = auth(make_token("tenant-new"))  # valid, but never verified: 429 without verifying it
     assert attacker.get("/api/v1/models", headers=fresh).status_code == 429

@@ -33,12 +33,8 @@ def _config(job_id: str, **values) -> MaterializationConfig:
     return MaterializationConfig(context=JobContext(tenant_id=TENANT, job_id=job_id, requested_by="tester"), **values)
 
 
-def test_definitions_hold_the_job_schedule_and_lineage(monkeypatch, tmp_path):
-    monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
-    from pipelines.definitions import build_definitions
-
-    defs = build_definitions()
-    dg.Definitions.validate_loadable(defs)
+def test_definitions_hold_the_job_schedule_and_lineage(definitions):
+    defs = definitions  # built on a data directory in tmp_path, checked loadable (tests/conftest.py)
     repository = defs.get_repository_def()
     job = repository.get_job(FEATURE_MATERIALIZATION_JOB)
     assert {n.name for n in job.graph.nodes} == {"customer_features", "order_features"}

@@ -5,20 +5,17 @@ platform whose runs may take 15 seconds."""
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.utils.platform import cleanup, start, stop, tenant_client
+from tests.utils.platform import integration_marks, running_platform, tenant_client
 
 TENANT = "slow-lab"
 MAX_RUN_MINUTES = 0.25  # 15 s
-pytestmark = [pytest.mark.integration]
-if importlib.util.find_spec("pytest_timeout"):
-    pytestmark.append(pytest.mark.timeout(600))
+pytestmark = integration_marks(timeout_s=600)
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +28,9 @@ def api(tmp_path_factory):
     frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
     frame.to_parquet(folder / "train.parquet", index=False)
     extra_env = {"MLSERVICE_MAX_RUN_MINUTES": str(MAX_RUN_MINUTES)}
-    platform = None
-    try:
-        platform = start(data_dir, data_dir.parent / "runtime-up.log", args=("--no-demo",), extra_env=extra_env)
+    with running_platform(data_dir, data_dir.parent / "runtime-up.log", args=("--no-demo",), extra_env=extra_env) as platform:
         with tenant_client(platform, TENANT) as client:
             yield client
-    finally:
-        if platform is not None:
-            stop(platform)
-        cleanup(data_dir)
 
 
 def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api):

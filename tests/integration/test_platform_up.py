@@ -7,7 +7,6 @@ child process survives, and starts it again on the same data directory. Takes a 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
 import shutil
@@ -19,17 +18,15 @@ import time
 import httpx
 import pytest
 
-from tests.utils.platform import (REPO_ROOT, Platform, assert_groups_gone, bearer, cleanup, cmdline, environ, parts,
-                                  ss_listening, start, stop)
+from tests.utils.platform import (REPO_ROOT, Platform, assert_groups_gone, bearer, cleanup, cmdline, environ,
+                                  integration_marks, parts, ss_listening, start, stop)
 
 DEMO_TENANT, DEMO_MODEL = "acme-corp", "customer_churn_predictor"
 # A JWT-named variable in the launcher's environment: the API may see it, no other part may.
 # (Settings ignore it; the real MLSERVICE_JWT_SECRET would stop the dev key from being generated.)
 JWT_CANARY = ("MLSERVICE_JWT_SECRET_CANARY", "canary-" + "c" * 40)
 
-pytestmark = [pytest.mark.integration]
-if importlib.util.find_spec("pytest_timeout"):  # a generous limit where pytest-timeout is installed
-    pytestmark.append(pytest.mark.timeout(600))
+pytestmark = integration_marks(timeout_s=600)
 
 
 @pytest.fixture(scope="module")

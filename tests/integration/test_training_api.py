@@ -6,26 +6,22 @@ Real data: scikit-learn's bundled breast_cancer set, written as parquet into the
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import httpx
 import pytest
-from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
-from tests.utils.platform import cleanup, start, stop, tenant_client
+from tests.utils.datasets import breast_cancer
+from tests.utils.platform import integration_marks, running_platform, tenant_client
 
 TENANT = "bc-lab"
-pytestmark = [pytest.mark.integration]
-if importlib.util.find_spec("pytest_timeout"):
-    pytestmark.append(pytest.mark.timeout(900))
+pytestmark = integration_marks(timeout_s=900)
 
 
 def _split_breast_cancer():
-    frame = load_breast_cancer(as_frame=True).frame
-    frame.columns = [c.replace(" ", "_") for c in frame.columns]
+    frame = breast_cancer(snake_case=True)
     return train_test_split(frame, test_size=0.25, random_state=3, stratify=frame["target"])
 
 
@@ -37,14 +33,8 @@ def platform(tmp_path_factory):
     train, val = _split_breast_cancer()
     train.to_parquet(folder / "train.parquet", index=False)
     val.to_parquet(folder / "val.parquet", index=False)
-    instance = None
-    try:
-        instance = start(data_dir, data_dir.parent / "training-up.log", args=("--no-demo",))
+    with running_platform(data_dir, data_dir.parent / "training-up.log", args=("--no-demo",)) as instance:
         yield instance
-    finally:
-        if instance is not None:
-            stop(instance)
-        cleanup(data_dir)
 
 
 @pytest.fixture(scope="module")

@@ -5,57 +5,27 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
-from sklearn.datasets import load_breast_cancer
 
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
-from resources.data_access import DataAccessPolicy
-from resources.feature_store import FeatureStoreResource
-from resources.job_specs import DataSpec, JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig, TuningConfig, run_config
+from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, TuningConfig, run_config
 from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore
+from tests.utils.asset_resources import asset_resources, submitted_job
+from tests.utils.datasets import breast_cancer
 
 TENANT = "asset-tests"
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def env(tmp_path_factory, local_ray):
     root = tmp_path_factory.mktemp("assets")
-    frame = load_breast_cancer(as_frame=True).frame
-    frame.columns = [c.replace(" ", "_") for c in frame.columns]
     (root / "tenants" / TENANT / "bc").mkdir(parents=True)
-    frame.to_parquet(root / "tenants" / TENANT / "bc" / "all.parquet", index=False)
-    state = StateStore(database_url=f"sqlite:///{root / 'state.db'}")
-    (root / "mlflow").mkdir()
-    resources = {
-        "state": state,
-        "registry": ModelRegistry(tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}", state=state,
-                                  artifact_root=(root / "mlflow" / "artifacts").as_uri()),
-        "data_access": DataAccessPolicy(data_dir=str(root)),
-        "ray_cluster": RayCluster(address="auto"),  # connect() reuses the local ray.init above
-        "feature_store": FeatureStoreResource(data_dir=str(root)),
-    }
-    return resources
-
-
-def _job(env, kind: str, model_name: str) -> JobContext:
-    record, _ = JobStore(env["state"]).create(TENANT, kind=kind, request={"model_name": model_name}, submitted_by="tester")
-    return JobContext(tenant_id=TENANT, job_id=record.job_id, requested_by="tester")
+    breast_cancer(snake_case=True).to_parquet(root / "tenants" / TENANT / "bc" / "all.parquet", index=False)
+    return asset_resources(root)  # its RayCluster(address="auto") reuses local_ray
 
 
 def test_training_assets_fit_log_and_register(env):
-    ctx = _job(env, "training", "bc_gb")
+    ctx = submitted_job(env["state"], TENANT, "training", {"model_name": "bc_gb"})
     trainer = TrainerSpec(estimator="gradient_boosting", epochs=5, hyperparameters={"n_estimators": 50, "max_depth": 2},
                           early_stopping=True, patience=2)
     result = dg.materialize(
@@ -94,7 +64,7 @@ def test_training_assets_fit_log_and_register(env):
 
 
 def test_bad_target_fails_the_run_with_a_readable_message(env):
-    ctx = _job(env, "training", "bc_bad")
+    ctx = submitted_job(env["state"], TENANT, "training", {"model_name": "bc_bad"})
     result = dg.materialize(
         [training_set, trained_model], resources=env, raise_on_error=False,
         run_config=run_config(
@@ -107,7 +77,7 @@ def test_bad_target_fails_the_run_with_a_readable_message(env):
 
 
 def test_paths_outside_the_tenant_area_fail(env):
-    ctx = _job(env, "training", "bc_escape")
+    ctx = submitted_job(env["state"], TENANT, "training", {"model_name": "bc_escape"})
     result = dg.materialize(
         [training_set], resources=env, raise_on_error=False,
         run_config=run_config(training_set=TrainingSetConfig(
@@ -118,7 +88,7 @@ def test_paths_outside_the_tenant_area_fail(env):
 
 
 def test_tuning_asset_registers_the_best_trial(env):
-    ctx = _job(env, "tuning", "bc_tuned")
+    ctx = submitted_job(env["state"], TENANT, "tuning", {"model_name": "bc_tuned"})
     tuning = TuningConfig(
         context=ctx, model_name="bc_tuned", trainer=TrainerSpec(estimator="random_forest"),
         search_space={"n_estimators": {"type": "choice", "values": [5, 20]}, "max_depth": {"type": "randint", "min": 2, "max": 4}},

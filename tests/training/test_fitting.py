@@ -3,52 +3,32 @@
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import types
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.model_selection import train_test_split
 
 from assets.training.data import TrainingData
 from resources.estimators import boosting_schedule, build_estimator, validate_trainer
-from assets.training.fitting import GpuUnavailable, evaluate, fit_on_ray, fit_sklearn
+from assets.training.fitting import GpuUnavailable, fit_on_ray, fit_sklearn
+from assets.training.outcome import evaluate
 from assets.training.progress import MlflowProgress, NullProgress
 from resources.job_specs import TrainerSpec
+from tests.utils import datasets
 
 EPOCH_KEYS = {"train_loss", "val_loss", "train_accuracy", "val_accuracy", "current_loss", "best_loss", "learning_rate"}
 
 
-def _split(frame, model_type: str) -> TrainingData:
-    x, y = frame.data, frame.target
-    x_train, x_val, y_train, y_val = train_test_split(x, y, test_size=0.2, random_state=7)
-    classes = sorted(y.unique().tolist()) if model_type == "classification" else []
-    return TrainingData(x_train, y_train, x_val, y_val, list(x.columns), "target", model_type, classes)
-
-
 @pytest.fixture(scope="module")
 def cancer() -> TrainingData:
-    return _split(load_breast_cancer(as_frame=True), "classification")
+    return datasets.training_data(datasets.breast_cancer(), "classification")
 
 
 @pytest.fixture(scope="module")
 def diabetes() -> TrainingData:
-    return _split(load_diabetes(as_frame=True), "regression")
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
-    yield ray
-    ray.shutdown()
+    return datasets.training_data(datasets.diabetes(), "regression")
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +161,7 @@ def test_progress_objects_are_picklable(tmp_path):
 
 # ---- on Ray -----------------------------------------------------------------------------------
 
-def test_fit_on_ray_sklearn_logs_epochs_to_mlflow(ray_cluster, cancer, tracking_uri):
+def test_fit_on_ray_sklearn_logs_epochs_to_mlflow(local_ray, cancer, tracking_uri):
     run_id = _new_run(tracking_uri)
     trainer = TrainerSpec(estimator="sgd", epochs=4, num_workers=2, learning_rate=0.01)
     outcome = fit_on_ray(trainer, cancer, batch_size=32, progress=MlflowProgress(tracking_uri, run_id), seed=1)
@@ -190,7 +170,7 @@ def test_fit_on_ray_sklearn_logs_epochs_to_mlflow(ray_cluster, cancer, tracking_
         assert _steps(tracking_uri, run_id, key) == [1, 2, 3, 4]
 
 
-def test_gpu_requested_on_cpu_cluster(ray_cluster, cancer):
+def test_gpu_requested_on_cpu_cluster(local_ray, cancer):
     for framework in ("sklearn", "pytorch"):
         with pytest.raises(GpuUnavailable, match="use_gpu is true but the Ray cluster has no GPU"):
             fit_on_ray(TrainerSpec(framework=framework, use_gpu=True), cancer)
@@ -198,7 +178,7 @@ def test_gpu_requested_on_cpu_cluster(ray_cluster, cancer):
 
 
 @pytest.fixture(scope="module")
-def torch_fit(ray_cluster, cancer, tracking_uri):
+def torch_fit(local_ray, cancer, tracking_uri):
     run_id = _new_run(tracking_uri)
     trainer = TrainerSpec(framework="pytorch", num_workers=2, epochs=6, learning_rate=0.01,
                           hyperparameters={"hidden_sizes": [16, 8]})
@@ -233,7 +213,7 @@ def test_log_torch_model_round_trip(torch_fit, cancer, tracking_uri):
     assert (np.asarray(cancer.classes)[proba.argmax(axis=1)] == state.predict(x_val)).all()
 
 
-def test_torch_regression_smoke(ray_cluster, diabetes):
+def test_torch_regression_smoke(local_ray, diabetes):
     trainer = TrainerSpec(framework="pytorch", model_type="regression", strategy="single", epochs=5,
                           learning_rate=0.01, early_stopping=True, patience=2, hyperparameters={"hidden_sizes": [16]})
     outcome = fit_on_ray(trainer, diabetes, batch_size=32)

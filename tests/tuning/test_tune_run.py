@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-from assets.training.data import TrainingData  # noqa: E402
-from assets.tuning.tune_run import (  # noqa: E402
+from assets.training.data import TrainingData
+from assets.tuning.tune_run import (
     TrialResult,
     run_tuning,
     trial_trainer,
     validate_tuning,
 )
-from resources.errors import InvalidRequest  # noqa: E402
-from resources.job_specs import JobContext, TrainerSpec, TuningConfig  # noqa: E402
+from resources.errors import InvalidRequest
+from resources.job_specs import JobContext, TrainerSpec, TuningConfig
+from tests.utils import datasets
 
 RF_SPACE = {
     "n_estimators": {"type": "choice", "values": [10, 30]},
@@ -28,27 +25,7 @@ RF_SPACE = {
 
 @pytest.fixture(scope="module")
 def data() -> TrainingData:
-    from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
-
-    frame = load_breast_cancer(as_frame=True).frame
-    features = [c for c in frame.columns if c != "target"]
-    train, val = train_test_split(frame, test_size=0.2, random_state=7, stratify=frame["target"])
-    return TrainingData(
-        x_train=train[features], y_train=train["target"], x_val=val[features], y_val=val["target"],
-        feature_columns=features, target_column="target", model_type="classification", classes=[0, 1],
-    )
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    return datasets.training_data(datasets.breast_cancer(), "classification", stratify=True)
 
 
 def tuning(space, **overrides) -> TuningConfig:
@@ -128,7 +105,7 @@ def test_unknown_objective_metric_is_refused_before_any_trial(tmp_path):
 # --- real Ray Tune runs -----------------------------------------------------------------------
 
 
-def test_bayesian_random_forest(ray_cluster, data, tmp_path):
+def test_bayesian_random_forest(local_ray, data, tmp_path):
     seen: list[tuple[TrialResult, int]] = []
     started = time.monotonic()
     outcome = run_tuning(
@@ -156,7 +133,7 @@ def test_bayesian_random_forest(ray_cluster, data, tmp_path):
     print(f"bayesian 4 trials: {elapsed:.1f}s")
 
 
-def test_grid_runs_exactly_the_grid(ray_cluster, data, tmp_path):
+def test_grid_runs_exactly_the_grid(local_ray, data, tmp_path):
     space = {
         "n_estimators": {"type": "choice", "values": [5, 15]},
         "criterion": {"type": "choice", "values": ["gini", "entropy"]},
@@ -169,7 +146,7 @@ def test_grid_runs_exactly_the_grid(ray_cluster, data, tmp_path):
     assert outcome.best_metric == max(t.metric for t in outcome.trials)
 
 
-def test_failing_trials_are_reported_as_errors(ray_cluster, data, tmp_path):
+def test_failing_trials_are_reported_as_errors(local_ray, data, tmp_path):
     # only the first choice is checked up front; "bogus" fails inside its trial
     space = {"max_features": {"type": "choice", "values": ["sqrt", "bogus"]}}
     seen: list[TrialResult] = []
@@ -185,7 +162,7 @@ def test_failing_trials_are_reported_as_errors(ray_cluster, data, tmp_path):
     assert sorted(t.status for t in seen) == ["completed", "error"]
 
 
-def test_random_search_with_continuous_space(ray_cluster, data, tmp_path):
+def test_random_search_with_continuous_space(local_ray, data, tmp_path):
     space = {
         "max_features": {"type": "uniform", "min": 0.2, "max": 0.8},
         "min_samples_leaf": {"type": "randint", "min": 1, "max": 4},
@@ -202,7 +179,7 @@ def test_random_search_with_continuous_space(ray_cluster, data, tmp_path):
     assert outcome.best_model.metrics["val_loss"] == pytest.approx(outcome.best_metric, rel=0.1)
 
 
-def test_iterative_estimator_reports_every_epoch_under_asha(ray_cluster, data, tmp_path):
+def test_iterative_estimator_reports_every_epoch_under_asha(local_ray, data, tmp_path):
     space = {"alpha": {"type": "loguniform", "min": 1e-5, "max": 1.0}}
     trainer = TrainerSpec(estimator="sgd", epochs=8, learning_rate=0.01)
     done: list[int] = []

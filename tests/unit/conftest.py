@@ -1,4 +1,4 @@
-"""Fixtures the settings and auth-configuration tests share."""
+"""Fixtures the settings and auth-configuration tests share (the RSA key pair is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,3 @@ def clean_env(monkeypatch):
     for name in list(os.environ):
         if name.upper().startswith("MLSERVICE_"):
             monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(scope="session")
-def rsa_pems() -> tuple[str, str]:
-    """(private, public) PEM of a fresh RSA key."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return private.decode(), public.decode()

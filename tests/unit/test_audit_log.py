@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from resources.audit import AuditLog
-from resources.state_db import StateStore, audit_log, utcnow
+from resources.audit import AuditLog, audit_log
+from resources.state_db import utcnow
 
 
 @pytest.fixture
-def audit(tmp_path):
-    store = StateStore(database_url=f"sqlite:///{tmp_path / 'state.db'}")
-    yield AuditLog(store)
-    store.dispose()
+def audit(state):
+    return AuditLog(state)
 
 
 def _row(request_id: str, tenant: str, **extra) -> dict:

@@ -1,19 +1,46 @@
-"""The Dagster side loads: the one Definitions object resolves with its resources."""
+"""The Dagster side loads: the one Definitions object resolves with its resources, and every job,
+schedule and asset in it resolves by name (``defs.resolve_job_def(...)``): a job the API or a
+schedule launches that no longer resolves, or resolves to other steps, fails here, not at launch."""
 
 from __future__ import annotations
 
-import dagster as dg
+# The jobs launched by name (the API through GraphQL, the schedules) and the steps each runs.
+JOBS = {
+    "training": {"training_set", "trained_model"},
+    "tuning": {"training_set", "tuned_model"},
+    "feature_materialization": {"customer_features", "order_features"},
+    "retention": {"apply_retention_op"},
+}
+SCHEDULES = {"feature_materialization_hourly": "feature_materialization", "retention_daily": "retention"}
 
 
-def test_definitions_load_and_resolve(monkeypatch, tmp_path):
-    monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
-    from pipelines.definitions import build_definitions
-
-    defs = build_definitions()
-    dg.Definitions.validate_loadable(defs)
-    repository = defs.get_repository_def()
+def test_definitions_load_and_resolve(definitions, tmp_path):
+    repository = definitions.get_repository_def()
     assert {"state", "registry", "data_access"} <= set(repository.get_top_level_resources())
-    for job in repository.get_all_jobs():
-        assert job.name  # every job resolves (asset jobs included)
-    registry = defs.resources["registry"]
+    registry = definitions.resources["registry"]
     assert registry.tracking_uri.endswith(str(tmp_path / "mlflow" / "mlflow.db"))
+
+
+def test_every_job_resolves_by_name(definitions):
+    for name, steps in JOBS.items():
+        job = definitions.resolve_job_def(name)  # raises when the name does not resolve
+        assert job.name == name and {node.name for node in job.graph.nodes} == steps, name
+    names = {job.name for job in definitions.resolve_all_job_defs()}
+    assert set(JOBS) <= names
+    for name in names:  # asset jobs included (the implicit __ASSET_JOB too)
+        assert definitions.resolve_job_def(name).graph.nodes, name
+
+
+def test_every_schedule_sensor_and_asset_resolves(definitions):
+    schedules = {schedule.name for schedule in definitions.schedules or []}
+    assert schedules == set(SCHEDULES)
+    for name, job_name in SCHEDULES.items():
+        schedule = definitions.resolve_schedule_def(name)
+        assert schedule.job_name == job_name and definitions.resolve_job_def(schedule.job_name).name == job_name
+    for sensor in definitions.sensors or []:  # none yet
+        assert definitions.resolve_sensor_def(sensor.name).name == sensor.name
+    keys = definitions.resolve_all_asset_keys()
+    assert {key.to_user_string() for key in keys} >= {"training_set", "trained_model", "tuned_model", "customer_features",
+                                                      "order_features"}
+    for key in keys:
+        assert key in definitions.resolve_assets_def(key).keys

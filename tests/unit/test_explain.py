@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.datasets import load_iris
 from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression, PoissonRegressor, Ridge, SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from mlservice.demo_data import CHURN_FEATURES, churn_customers
-from serving_api.inference.explain import Explanation, explain, select_background
+from inference.explain import Explanation, explain, select_background
+from tests.utils import datasets
 
 DIABETES_5 = ["age", "bmi", "bp", "s1", "s5"]
 CANCER_6 = ["mean radius", "mean texture", "mean smoothness", "mean concave points", "worst area", "worst symmetry"]
@@ -31,14 +32,12 @@ def total(e: Explanation) -> float:
 
 @pytest.fixture(scope="module")
 def diabetes():
-    X, y = load_diabetes(return_X_y=True, as_frame=True)
-    return X, y
+    return datasets.features_and_target(datasets.diabetes())
 
 
 @pytest.fixture(scope="module")
 def cancer():
-    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
-    return X, y
+    return datasets.features_and_target(datasets.breast_cancer())
 
 
 @pytest.fixture(scope="module")

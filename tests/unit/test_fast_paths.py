@@ -12,8 +12,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from serving_api.inference.fast_paths import matrix_predictor
-from serving_api.inference.loaded import _sklearn_predictor
+from inference.fast_paths import matrix_predictor
+from inference.predictors import sklearn_predictor as _sklearn_predictor
 from tests.utils.mlflow_models import FEATURES, churn_like
 
 FRAME, LABELS = churn_like(n=400, seed=3)

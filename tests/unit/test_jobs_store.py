@@ -7,12 +7,11 @@ import threading
 import pytest
 
 from resources.jobs import IdempotencyConflict, JobNotFound, JobStore
-from resources.state_db import StateStore
 
 
 @pytest.fixture
-def store(tmp_path) -> JobStore:
-    return JobStore(StateStore(database_url=f"sqlite:///{tmp_path / 'state.db'}"))
+def store(state) -> JobStore:
+    return JobStore(state)
 
 
 def test_same_key_and_body_return_the_same_job(store):
@@ -47,11 +46,14 @@ def test_tenancy_and_terminal_states(store):
     assert record.job_id.startswith("train-job-") and record.status == "submitted"
     with pytest.raises(JobNotFound):
         store.get("t2", record.job_id)
-    store.update(record.job_id, status="failed", error="boom", result={"a": 1})
-    store.update(record.job_id, status="running", result={"b": 2})  # a late update cannot revive it
+    store.record_run_state(record.job_id, status="failed")
+    store.record_outcome(record.job_id, error="boom", result={"a": 1})
+    store.record_run_state(record.job_id, status="running")  # a late update cannot revive it
+    store.record_outcome(record.job_id, result={"b": 2})
     final = store.get("t1", record.job_id)
     assert (final.status, final.error, final.result) == ("failed", "boom", {"a": 1, "b": 2})
-    assert store.update("no-such-job", status="running") is False
+    assert store.record_run_state("no-such-job", status="running") is False
+    assert store.record_outcome("no-such-job", result={"c": 3}) is False
 
 
 def test_list_pages_newest_first(store):

@@ -140,14 +140,14 @@ def test_the_training_asset_refuses_an_oversized_run_before_touching_ray(tmp_pat
 def test_runs_carry_dagsters_max_runtime_tag():
     from dagster._core.storage.tags import MAX_RUNTIME_SECONDS_TAG  # what the daemon's run monitoring reads
 
-    from resources import run_tags
+    from resources import vocabulary
 
-    assert run_tags.MAX_RUNTIME == MAX_RUNTIME_SECONDS_TAG == "dagster/max_runtime"
-    assert run_tags.job_run_tags("t1", "train-job-1", "training", 120)["dagster/max_runtime"] == "7200"
-    assert run_tags.job_run_tags("t1", "mat-job-1", "materialization", 0.3) == {
+    assert vocabulary.RUN_MAX_RUNTIME == MAX_RUNTIME_SECONDS_TAG == "dagster/max_runtime"
+    assert vocabulary.job_run_tags("t1", "train-job-1", "training", 120)["dagster/max_runtime"] == "7200"
+    assert vocabulary.job_run_tags("t1", "mat-job-1", "materialization", 0.3) == {
         "mlservice/tenant": "t1", "mlservice/job_id": "mat-job-1", "mlservice/kind": "materialization",
         "dagster/max_runtime": "18"}
-    assert run_tags.job_run_tags("t1", "tune-job-1", "tuning", None)["mlservice/compute_tenant"] == "t1"
+    assert vocabulary.job_run_tags("t1", "tune-job-1", "tuning", None)["mlservice/compute_tenant"] == "t1"
 
 
 def test_scheduled_materializations_carry_the_max_runtime_tag(tmp_path, monkeypatch):

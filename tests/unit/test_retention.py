@@ -8,24 +8,18 @@ import json
 from datetime import timedelta
 
 import dagster as dg
-import pytest
 import sqlalchemy as sa
 
 from resources.prediction_log import prediction_log
 from resources.retention import apply_retention
-from resources.state_db import StateStore, audit_log, jobs, utcnow
+from resources.audit import audit_log
+from resources.jobs import jobs
+from resources.state_db import StateStore, utcnow
 from config.settings import Settings
 
 NOW = utcnow()
 # tenant-b keeps predictions 60 days, audit 120 days and finished jobs 200 days; the rest default
 OVERRIDES = {"tenant-b": {"prediction_log_days": 60, "audit_log_days": 120, "finished_jobs_days": 200}}
-
-
-@pytest.fixture
-def state(tmp_path):
-    store = StateStore(database_url=f"sqlite:///{tmp_path / 'state.db'}")
-    yield store
-    store.dispose()
 
 
 def _days_ago(days: float):

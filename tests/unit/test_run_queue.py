@@ -15,7 +15,7 @@ import yaml
 from dagster._core.test_utils import MockedRunLauncher
 
 from mlservice import dagster_instance
-from resources.run_tags import job_run_tags
+from resources.vocabulary import job_run_tags
 from config.settings import Settings
 
 

@@ -17,12 +17,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from resources.errors import ModelNotFound, VersionNotFound
-from serving_api.inference.batcher import MicroBatcher
-from serving_api.inference.bounds import FLOAT32_MAX, explanation_cost, input_limit
-from serving_api.inference.cache import ModelCache
-from serving_api.inference.explain import explain
-from serving_api.inference.loaded import FeatureSpec, LoadedModel
-from serving_api.inference.validation import FeatureValidationError, model_inputs
+from resources.registry import ResolvedVersion
+from serving_api.online.batcher import MicroBatcher
+from inference.bounds import FLOAT32_MAX, explanation_cost, input_limit
+from serving_api.online.cache import ModelCache
+from inference.explain import explain
+from inference.model import LoadedModel
+from inference.signature import FeatureSpec
+from inference.errors import FeatureValidationError
+from inference.validation import model_inputs
 from tests.utils.mlflow_models import FEATURES, churn_like
 
 FRAME, LABELS = churn_like(n=200, seed=4)
@@ -85,18 +88,20 @@ class FakeRegistry:
         self.models: dict[tuple[str, str], dict[str, str]] = {}  # (tenant, model) -> {version: stage}
         self.calls = 0
 
-    def get_model(self, tenant_id, model_id):
+    def resolve_version(self, tenant_id, model_id, spec):
+        """The registry's rule (resources.registry.ModelRegistry.resolve_version), one lookup."""
         self.calls += 1
         if (tenant_id, model_id) not in self.models:
             raise ModelNotFound(model_id)
-        return types.SimpleNamespace(name=model_id, mlflow_name=f"{tenant_id}.{model_id}", model_type="classification",
-                                     framework="sklearn")
-
-    def list_versions(self, tenant_id, model_id):
-        self.calls += 1
-        versions = self.models[(tenant_id, model_id)]
-        return [types.SimpleNamespace(version=v, stage=s, mlflow_version=i + 1)
-                for i, (v, s) in enumerate(sorted(versions.items(), reverse=True))]
+        versions = sorted(self.models[(tenant_id, model_id)].items(), reverse=True)  # newest first
+        if spec is None:
+            chosen = next((v for v in versions if v[1] == "production"), versions[0] if versions else None)
+        else:
+            chosen = next((v for v in versions if spec in v), None)
+        if chosen is None:
+            raise VersionNotFound(model_id, spec or "current")
+        return ResolvedVersion(chosen[0], versions.index(chosen) + 1, model_id, f"{tenant_id}.{model_id}",
+                               "classification", "sklearn", chosen[1])
 
 
 def _cache(registry, **bounds) -> ModelCache:
@@ -183,7 +188,7 @@ def test_unknown_ids_and_versions_are_remembered_without_asking_the_registry_aga
         return calls_after_model, calls_after_version, await cache.resolve("t", "known", "9.9.9")
 
     model_calls, version_calls, resolved = asyncio.run(scenario())
-    assert model_calls == 1 and version_calls == 2  # one get_model + one list_versions for the version
+    assert model_calls == 1 and version_calls == 1  # one resolution each, then remembered
     assert resolved.version == "9.9.9"
 
 

@@ -32,8 +32,6 @@ def log_sklearn_model(
 ) -> str:
     """Fit a small model on churn-like features, log it (with signature and input example)
     under the tenant's experiment; returns the run id. kind: logistic, forest, linear, multiclass."""
-    registry = build_registry(settings, build_state_store(settings))
-    experiment_id = registry.ensure_experiment(tenant_id, experiment)
     features, labels = churn_like(seed=seed)
     if kind == "forest":
         model = RandomForestClassifier(n_estimators=20, max_depth=4, random_state=seed).fit(features, labels)
@@ -43,15 +41,26 @@ def log_sklearn_model(
         model = LogisticRegression(max_iter=2000).fit(features, features["support_tickets"].clip(0, 2).to_numpy())
     else:
         model = LogisticRegression(max_iter=2000).fit(features, labels)
+    return log_fitted_model(settings, tenant_id, model, features, experiment=experiment, tag_run=tag_run)
+
+
+def log_fitted_model(
+    settings: Settings, tenant_id: str, model, features: pd.DataFrame, *, experiment: str = "tests",
+    tag_run: bool = True, example_rows: int | None = 20,
+) -> str:
+    """Log a fitted scikit-learn model as the platform would accept it (skops, the types it needs
+    trusted, a signature from ``features``, an input example of ``example_rows`` rows unless None)
+    in a run of the tenant's experiment; returns the run id."""
+    import skops.io
+
+    experiment_id = build_registry(settings, build_state_store(settings)).ensure_experiment(tenant_id, experiment)
     output = model.predict_proba(features) if hasattr(model, "predict_proba") else model.predict(features)
     signature = mlflow.models.infer_signature(features, output)
     mlflow.set_tracking_uri(settings.effective_tracking_uri)
     tags = {"mlservice.tenant": tenant_id} if tag_run else {}
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
-        import skops.io
-
         mlflow.sklearn.log_model(
-            model, name="model", signature=signature, input_example=features.head(20),
+            model, name="model", signature=signature, input_example=None if example_rows is None else features.head(example_rows),
             pip_requirements=["scikit-learn"], skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
         )
     return run.info.run_id

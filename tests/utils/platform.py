@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,15 @@ from mlservice.launcher import free_port
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 360  # a cold start with the demo seed takes ~3 min on 2 busy cores
 PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD")
+
+
+def integration_marks(timeout_s: int) -> list[pytest.MarkDecorator]:
+    """An integration module's ``pytestmark``: the tier's mark, and a generous time limit where
+    pytest-timeout is installed."""
+    marks = [pytest.mark.integration]
+    if importlib.util.find_spec("pytest_timeout"):
+        marks.append(pytest.mark.timeout(timeout_s))
+    return marks
 
 
 def free_ports(count: int) -> list[int]:
@@ -114,6 +126,20 @@ def start(data_dir: Path, log_path: Path, args: tuple[str, ...] = (), extra_env:
     stop(platform)
     sweep(data_dir)
     pytest.fail(f"mlservice up was not ready within {START_TIMEOUT_S} s:\n{platform.tail()}")
+
+
+@contextmanager
+def running_platform(data_dir: Path, log_path: Path, args: tuple[str, ...] = (),
+                     extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+    """``start``, and whatever happens after, ``stop`` and ``cleanup`` of the data directory."""
+    platform = None
+    try:
+        platform = start(data_dir, log_path, args=args, extra_env=extra_env)
+        yield platform
+    finally:
+        if platform is not None:
+            stop(platform)
+        cleanup(data_dir)
 
 
 def stop(platform: Platform) -> None:

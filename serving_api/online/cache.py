@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from resources.errors import DomainError
 from resources.registry import ModelRegistry
 from serving_api.heap import Refreezer, freeze_long_lived
-from serving_api.inference.batcher import MicroBatcher
-from serving_api.inference.bounds import input_error
-from serving_api.inference.expiring import Expiring
-from serving_api.inference.loaded import LoadedModel, load_model_version
-from serving_api.inference.resolver import Resolved, Resolver
+from serving_api.online.batcher import MicroBatcher
+from inference.bounds import input_error
+from serving_api.online.expiring import Expiring
+from inference.loaded import load_model_version
+from inference.model import LoadedModel
+from serving_api.online.resolver import Resolved, Resolver
 
 __all__ = ["ModelCache", "Resolved", "Served"]
 log = logging.getLogger("mlservice.api.cache")
@@ -105,11 +106,7 @@ class ModelCache(Resolver):
 
     def _load(self, tenant_id: str, model_id: str, resolved: Resolved) -> LoadedModel:
         self.loads += 1
-        return load_model_version(
-            registry=self.registry, mlflow_name=resolved.mlflow_name,
-            mlflow_version=resolved.mlflow_version, tenant_id=tenant_id, model_id=model_id, name=resolved.name,
-            version=resolved.version, model_type=resolved.model_type, framework=resolved.framework,
-        )
+        return load_model_version(registry=self.registry, tenant_id=tenant_id, model_id=model_id, resolved=resolved)
 
     # -- bounds ----------------------------------------------------------------------------
     def _is_production(self, key: tuple[str, str, str]) -> bool:
@@ -176,15 +173,11 @@ class ModelCache(Resolver):
 
     async def warm_production(self) -> int:
         """Load every tenant's production versions (at start-up, in the background)."""
-        from resources.registry import T_MODEL_ID, T_STAGE, T_TENANT
-
-        found = await asyncio.to_thread(
-            self.registry.client.search_registered_models, filter_string=f"tags.`{T_STAGE}` = 'production'", max_results=self.max_models
-        )
+        found = await asyncio.to_thread(self.registry.production_models, self.max_models)
         warmed = 0
-        for rm in found:
+        for tenant_id, model_id in found:
             try:
-                await self.get(rm.tags[T_TENANT], rm.tags[T_MODEL_ID], "production")
+                await self.get(tenant_id, model_id, "production")
                 warmed += 1
             except Exception:  # noqa: BLE001 - warming is best effort; requests load on demand
                 continue

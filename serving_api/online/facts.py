@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from resources.errors import ModelNotVerified
-from serving_api.inference.cache import ModelCache
-from serving_api.inference.loaded import FeatureSpec
+from serving_api.online.cache import ModelCache
+from inference.signature import FeatureSpec
 
 
 @dataclass

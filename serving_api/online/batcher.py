@@ -23,14 +23,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from inference.errors import NonFiniteOutput
+
 Inputs = "pd.DataFrame | np.ndarray"
 PredictFn = Callable[[Inputs], tuple[np.ndarray, "np.ndarray | None"]]
 ErrorFn = Callable[[Any, Exception], Exception]
 _STOP = object()
-
-
-class NonFiniteOutput(ValueError):
-    """The model answered NaN or infinity (e.g. for a huge input): never sent as a prediction."""
 
 
 def _combine(parts: list) -> "pd.DataFrame | np.ndarray":

@@ -9,7 +9,7 @@
   micro-batcher's ``on_error``): a 422 naming the features with extreme values, when there are
   some, instead of a 500.
 - ``explanation_cost``: rows x coalitions x background rows of an explanation request, with the
-  same coalition counts as ``serving_api.inference.explain`` (2^n for exact Shapley, permutations
+  same coalition counts as ``inference.explain`` (2^n for exact Shapley, permutations
   x (n - 1) + 1 walk points for sampling, one pass for linear models).
 """
 
@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from serving_api.inference.explain import EXACT_MAX_FEATURES, MAX_BACKGROUND_ROWS
-from serving_api.inference.loaded import LoadedModel
+from inference.explain import EXACT_MAX_FEATURES, MAX_BACKGROUND_ROWS
+from inference.errors import FeatureValidationError, NonFiniteOutput
+from inference.model import LoadedModel
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 FLOAT64_MAX = float(np.finfo(np.float64).max)
@@ -92,9 +93,6 @@ def _extreme(model: LoadedModel, inputs: Any) -> list[dict[str, Any]]:
 
 def input_error(model: LoadedModel, inputs: Any, exc: Exception) -> Exception:
     """The error for a request the model failed on alone: 422 when its values explain it."""
-    from serving_api.inference.batcher import NonFiniteOutput
-    from serving_api.inference.validation import FeatureValidationError
-
     if not isinstance(exc, (ValueError, ArithmeticError)):
         return exc
     problems = _extreme(model, inputs)

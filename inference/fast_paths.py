@@ -23,6 +23,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from inference.predictors import sklearn_predictor
+
 MatrixPredictor = Callable[[np.ndarray], tuple[np.ndarray, "np.ndarray | None"]]
 _PARITY_ATOL = 1e-12
 
@@ -75,9 +77,7 @@ def _without_feature_names(estimator: Any) -> Any:
 
 def _array_predictor(estimator: Any, model_type: str) -> MatrixPredictor:
     """The usual predictor, over a copy that takes arrays without checking feature names."""
-    from serving_api.inference.loaded import _sklearn_predictor
-
-    return _sklearn_predictor(_without_feature_names(estimator), model_type)
+    return sklearn_predictor(_without_feature_names(estimator), model_type)
 
 
 def _parity_inputs(example: pd.DataFrame | None, names: list[str]) -> list[pd.DataFrame]:

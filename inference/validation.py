@@ -15,16 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from resources.errors import DomainError
-from serving_api.inference.bounds import FLOAT32_MAX, FLOAT64_MAX, input_limit
-from serving_api.inference.loaded import FLOAT_TYPES, INTEGER_TYPES, FeatureSpec, LoadedModel
+from inference.bounds import FLOAT32_MAX, FLOAT64_MAX, input_limit
+from inference.errors import FeatureValidationError
+from inference.model import LoadedModel
+from inference.signature import FLOAT_TYPES, INTEGER_TYPES, NUMERIC_TYPES, FeatureSpec
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
-NUMERIC_TYPES = FLOAT_TYPES | INTEGER_TYPES
-
-
-class FeatureValidationError(DomainError):
-    code = "VALIDATION_ERROR"
 
 
 def _range(limit: float) -> str:
@@ -90,10 +86,6 @@ def check_rows(rows: list[dict[str, Any]], features: list[FeatureSpec], limit: f
             "features do not fit the model's signature",
             {"problems": problems, "expected": [{"name": f.name, "type": f.type} for f in features]},
         )
-
-
-def is_numeric(features: list[FeatureSpec]) -> bool:
-    return bool(features) and all(f.type in FLOAT_TYPES or f.type in INTEGER_TYPES for f in features)
 
 
 def to_matrix(rows: list[dict[str, Any]], features: list[FeatureSpec], limit: float = FLOAT64_MAX) -> np.ndarray:

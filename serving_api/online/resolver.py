@@ -16,26 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 
 from resources.errors import ModelNotFound, VersionNotFound
 from resources.registry import ModelRegistry
-from resources.versioning import STAGES, SemVer
-from serving_api.inference.expiring import Expiring
+from resources.registry import ResolvedVersion as Resolved  # the cache keeps the registry's answer
+from serving_api.online.expiring import Expiring
 
 log = logging.getLogger("mlservice.api.cache")
 _ANY = object()  # negative entry for a whole model: every spec of an unknown model id
-
-
-@dataclass
-class Resolved:
-    version: str
-    mlflow_version: int
-    name: str
-    mlflow_name: str
-    model_type: str
-    framework: str
-    stage: str = "development"
 
 
 class Resolver:
@@ -49,21 +37,7 @@ class Resolver:
         self._missing_names = Expiring(negative_ttl_s)
 
     def _resolve_blocking(self, tenant_id: str, model_id: str, spec: str | None) -> Resolved:
-        record = self.registry.get_model(tenant_id, model_id)
-        versions = self.registry.list_versions(tenant_id, model_id)
-        if not versions:
-            raise VersionNotFound(model_id, spec or "current")
-        chosen = None
-        if spec is None:
-            chosen = next((v for v in versions if v.stage == "production"), versions[0])  # newest first
-        elif spec in STAGES:
-            chosen = next((v for v in versions if v.stage == spec), None)
-        elif SemVer.is_valid(spec):
-            chosen = next((v for v in versions if v.version == spec), None)
-        if chosen is None:
-            raise VersionNotFound(model_id, spec or "current")
-        return Resolved(chosen.version, chosen.mlflow_version, record.name, record.mlflow_name,
-                        record.model_type, record.framework, chosen.stage)
+        return self.registry.resolve_version(tenant_id, model_id, spec)
 
     async def resolve(self, tenant_id: str, model_id: str, spec: str | None) -> Resolved:
         key = (tenant_id, model_id, spec)

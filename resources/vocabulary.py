@@ -1,0 +1,63 @@
+"""The names the API, the pipelines, the launcher and the tests share, defined once.
+
+Literals are the types (schemas and Dagster configs use them); the tuples are derived from them.
+Job names live next to their run configs (``resources.job_specs``, ``resources.feature_job_specs``)
+and feature view names in ``feature_repo.names``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+# -- models ------------------------------------------------------------------------------------
+Stage = Literal["development", "staging", "production", "archived"]
+STAGES: tuple[str, ...] = get_args(Stage)
+ModelType = Literal["classification", "regression"]
+MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
+Framework = Literal["sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom"]  # what a registered model may say
+FRAMEWORKS: tuple[str, ...] = get_args(Framework)
+TrainableFramework = Literal["sklearn", "pytorch"]  # what the training jobs fit
+TRAINABLE_FRAMEWORKS: tuple[str, ...] = get_args(TrainableFramework)
+
+# -- jobs --------------------------------------------------------------------------------------
+JobKind = Literal["training", "tuning", "batch_prediction", "materialization", "drift_report"]
+JOB_KINDS: tuple[str, ...] = get_args(JobKind)
+JobStatus = Literal["submitted", "queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+UNFINISHED_STATUSES: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s not in TERMINAL_STATUSES)
+
+# -- MLflow tags (registered models, versions and runs) -----------------------------------------
+TAG = "mlservice."
+T_TENANT, T_MODEL_ID, T_NAME = TAG + "tenant", TAG + "model_id", TAG + "name"
+T_TYPE, T_FRAMEWORK = TAG + "model_type", TAG + "framework"
+T_CURRENT, T_STAGE, T_SEMVER = TAG + "current_version", TAG + "stage", TAG + "semver"
+T_LATEST, T_CREATED_BY = TAG + "latest_version", TAG + "created_by"
+T_JOB_ID = TAG + "job_id"  # runs: the API job that trained them
+T_FEATURE_SERVICE = TAG + "feature_service"  # version (and run): the feature service it was trained from
+PRODUCTION_ALIAS = "production"
+
+# -- Dagster run tags ---------------------------------------------------------------------------
+# mlservice/tenant, job_id, kind: who asked and which job record a run belongs to (the API finds
+# a daemon-launched run by its job id tag). mlservice/pool=compute (job-level tag of training and
+# tuning): the pool limited to max_concurrent_runs - 1 runs, so a slot always stays for
+# materializations. mlservice/compute_tenant (training and tuning runs): limited per value to
+# tenant_max_concurrent_runs. dagster/max_runtime (seconds): Dagster's run monitoring fails a run
+# past it.
+RUN_TENANT, RUN_JOB_ID, RUN_KIND = "mlservice/tenant", "mlservice/job_id", "mlservice/kind"
+RUN_POOL, COMPUTE_POOL = "mlservice/pool", "compute"
+RUN_COMPUTE_TENANT = "mlservice/compute_tenant"
+RUN_MAX_RUNTIME = "dagster/max_runtime"
+COMPUTE_KINDS = frozenset({"training", "tuning"})
+
+
+def max_runtime_tags(max_run_minutes: float | None) -> dict[str, str]:
+    return {RUN_MAX_RUNTIME: str(max(1, round(max_run_minutes * 60)))} if max_run_minutes else {}
+
+
+def job_run_tags(tenant_id: str, job_id: str, kind: str, max_run_minutes: float | None) -> dict[str, str]:
+    """The tags of a run launched for a job record (by the API or a schedule)."""
+    tags = {RUN_TENANT: tenant_id, RUN_JOB_ID: job_id, RUN_KIND: kind}
+    if kind in COMPUTE_KINDS:
+        tags[RUN_COMPUTE_TENANT] = tenant_id
+    return {**tags, **max_runtime_tags(max_run_minutes)}
