@@ -40,8 +40,6 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from mlservice.feature_data import AS_OF, write_feature_data  # noqa: E402
-from resources.feature_store import FeatureStoreResource  # noqa: E402
 from serving_vs_mlflow import (  # noqa: E402  (sibling benchmark: helpers only, no side effects at import)
     OTHER_LOAD_WARN,
     LoadResult,
@@ -54,6 +52,9 @@ from serving_vs_mlflow import (  # noqa: E402  (sibling benchmark: helpers only,
     wait_http,
     write_lua,
 )
+
+from mlservice.feature_data import AS_OF, write_feature_data  # noqa: E402
+from resources.feature_store import FeatureStoreResource  # noqa: E402
 
 TENANT = "acme-corp"
 REFS = ["customer_features:total_orders", "customer_features:avg_order_value", "customer_features:days_since_last_order"]
@@ -104,7 +105,7 @@ def check_same_answer(api_results: list[dict], sdk: dict[str, list]) -> None:
     """The API's rows against Feast's column-wise to_dict() for the same refs and rows."""
     names = [ref.split(":", 1)[1] for ref in REFS]
     assert len(api_results) == len(ROWS), api_results
-    for i, (row, answer) in enumerate(zip(ROWS, api_results)):
+    for i, (row, answer) in enumerate(zip(ROWS, api_results, strict=True)):
         assert answer["customer_id"] == row["customer_id"] == sdk["customer_id"][i], (answer, sdk)
         assert answer["status"] == "ok" and answer["missing"] == [], answer
         for name in names:
@@ -160,8 +161,8 @@ def main() -> int:
         sdk_answer = store.store(TENANT).get_online_features(features=REFS, entity_rows=ROWS).to_dict()
 
         # -- the API, a separate process on the same data directory ------------------------------
-        from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
         from config.settings import Settings
+        from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
         secret = secrets.token_hex(32)
         port, dead = free_port(), closed_port()
@@ -208,7 +209,7 @@ def main() -> int:
         if api is not None:
             try:
                 api.stop()
-            except Exception as exc:  # noqa: BLE001 - keep cleaning up
+            except Exception as exc:
                 print(f"could not stop the API: {exc}", file=sys.stderr)
         if args.keep:
             log(f"kept {tmp}")

@@ -89,7 +89,7 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self._log = None
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             self.argv, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT,
@@ -166,7 +166,7 @@ class CpuMeter:
         self.pgid = server_pgid
         self.hz = os.sysconf("SC_CLK_TCK")
 
-    def __enter__(self) -> "CpuMeter":
+    def __enter__(self) -> CpuMeter:
         self.t0 = time.monotonic()
         self.busy0, _ = _machine_ticks()
         self.server0 = _group_ticks(self.pgid) if self.pgid else 0
@@ -214,6 +214,8 @@ class Trained:
 
 
 def train_and_log(data_dir: Path, tracking_uri: str):
+    import warnings
+
     import mlflow
     import skops.io
     from mlflow import MlflowClient
@@ -221,8 +223,6 @@ def train_and_log(data_dir: Path, tracking_uri: str):
     from sklearn.linear_model import LogisticRegression
 
     from mlservice.demo_data import CHURN_FEATURES, TARGET, churn_customers
-
-    import warnings
 
     warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column.*")
     frame = churn_customers()
@@ -343,10 +343,10 @@ def run_wrk(url: str, script: Path, *, concurrency: int, seconds: float, pgid: i
     argv = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
             "--latency", "-s", str(script), url]
     with CpuMeter(pgid) as meter:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr}\n{done.stdout}")
-    line = next((l for l in done.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+    line = next((out for out in done.stdout.splitlines() if out.startswith("BENCH_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result line:\n{done.stdout}\n{done.stderr}")
     data = json.loads(line[len("BENCH_RESULT "):])
@@ -427,8 +427,8 @@ def main() -> int:
                 + ("n/a" if fast[t.key] is None else f"{fast[t.key]:.3f} ms"))
 
         # -- the platform API ------------------------------------------------------------------
-        from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
         from config.settings import Settings
+        from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
         secret = secrets.token_hex(32)
         api_port, dead = free_port(), closed_port()
@@ -509,7 +509,8 @@ def main() -> int:
             ], env=env, cwd=tmp, log_path=tmp / f"mlflow_serve_{t.key}.log")
             servers.append(serve.start())
             wait_http(f"http://127.0.0.1:{port}/ping", serve, 180)
-            body = lambda r: json.dumps({"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns]]}})
+            def body(r, columns=columns):
+                return json.dumps({"dataframe_split": {"columns": columns, "data": [[r[c] for c in columns]]}})
             check = httpx.post(f"http://127.0.0.1:{port}/invocations", content=body(rows[0]),
                                headers={"Content-Type": "application/json"}, timeout=60)
             if check.status_code != 200:
@@ -535,7 +536,7 @@ def main() -> int:
         for server in reversed(servers):
             try:
                 server.stop()
-            except Exception as exc:  # noqa: BLE001 - keep cleaning up
+            except Exception as exc:
                 print(f"could not stop {server.name}: {exc}", file=sys.stderr)
         if args.keep:
             log(f"kept {tmp}")

@@ -162,7 +162,7 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _public_key_needs_its_algorithms(self) -> "Settings":
+    def _public_key_needs_its_algorithms(self) -> Settings:
         """A public key next to HMAC algorithms would be ignored, tokens checked against a shared
         secret instead of the identity provider's key: refused rather than run weaker."""
         if self.jwt_public_key and self.uses_hmac:
@@ -174,7 +174,7 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _absolute_data_dir(self) -> "Settings":
+    def _absolute_data_dir(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
         return self
 

@@ -4,18 +4,16 @@ wire them, so every process agrees on every location."""
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-from resources.data_access import DataAccessPolicy
+from config.settings import Settings
 from resources.dagster_runs import DagsterRuns
+from resources.data_access import DataAccessPolicy
 from resources.feature_store import FeatureStoreResource
 from resources.jobs import JobStore
 from resources.quotas import TenantQuotas
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import StateStore
-from config.settings import Settings
-
 
 
 def build_state_store(settings: Settings, *, serving: bool = False) -> StateStore:

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from inference.explain import EXACT_MAX_FEATURES, MAX_BACKGROUND_ROWS
 from inference.errors import FeatureValidationError, NonFiniteOutput
+from inference.explain import EXACT_MAX_FEATURES, MAX_BACKGROUND_ROWS
 from inference.model import LoadedModel
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -80,7 +80,7 @@ def _extreme(model: LoadedModel, inputs: Any) -> list[dict[str, Any]]:
         matrix = np.asarray(inputs)
         columns = [matrix[:, j] for j in range(matrix.shape[1])] if matrix.ndim == 2 else []
     problems = []
-    for name, column in zip(names, columns):
+    for name, column in zip(names, columns, strict=True):
         if column.dtype.kind not in "iuf":
             continue
         rows = np.flatnonzero(np.abs(column.astype(np.float64)) > EXTREME)

@@ -51,8 +51,9 @@ duck-typed (``steps`` for Pipelines, ``coef_``/``intercept_`` for linear models)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -226,7 +227,7 @@ def _explain_linear(
         k, target, space = 0, "value", "prediction"
     else:
         decision = np.asarray(final.decision_function(xt_raw), dtype=float).ravel()
-        if decision.size != linear.size or not all(_close(a, b) for a, b in zip(linear, decision)):
+        if decision.size != linear.size or not all(_close(a, b) for a, b in zip(linear, decision, strict=True)):
             return None
         model_classes = list(getattr(final, "classes_", []))
         n_classes = len(model_classes)
@@ -253,7 +254,7 @@ def _explain_linear(
     return Explanation(
         method=method,
         base_value=float(b0 + w @ mean),
-        contributions={name: float(c) for name, c in zip(names, contributions)},
+        contributions={name: float(c) for name, c in zip(names, contributions, strict=True)},
         output=float(linear[k]),
         target=target,
         output_space=space,
@@ -268,7 +269,7 @@ def _transformed_names(pre: Any, row: pd.DataFrame, xt_raw: Any, width: int) -> 
     else:
         try:
             names = [str(c) for c in pre.get_feature_names_out()]
-        except Exception:  # noqa: BLE001 - any transformer may lack or refuse feature names
+        except Exception:
             return None
     return names if len(names) == width else None
 
@@ -282,7 +283,7 @@ def _decision_space(final: Any, xt_raw: Any, decision: np.ndarray) -> str:
     function (logistic models), "decision_function" otherwise (hinge loss, OvR, no probabilities)."""
     try:
         proba = np.asarray(final.predict_proba(xt_raw), dtype=float).ravel()
-    except Exception:  # noqa: BLE001 - no probabilities (hinge loss, LinearSVC)
+    except Exception:
         return "decision_function"
     if decision.size == 1:
         if proba.size == 2 and np.isclose(proba[1], 1.0 / (1.0 + np.exp(-decision[0])), rtol=1e-6, atol=1e-9):
@@ -388,7 +389,7 @@ def _shapley_exact(
     return Explanation(
         method="shapley_exact",
         base_value=float(value[0]),
-        contributions={str(name): float(p) for name, p in zip(row.columns, phi)},
+        contributions={str(name): float(p) for name, p in zip(row.columns, phi, strict=True)},
         output=float(value[-1]),
         target=target,
         output_space=space,
@@ -440,7 +441,7 @@ def _shapley_sampling(
     return Explanation(
         method="shapley_sampling",
         base_value=float(f_background.mean()),
-        contributions={str(name): float(p) for name, p in zip(row.columns, phi)},
+        contributions={str(name): float(p) for name, p in zip(row.columns, phi, strict=True)},
         output=float(f_x),
         target=target,
         output_space=space,

@@ -18,7 +18,8 @@ model is served through its usual DataFrame path.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,6 +108,6 @@ def matrix_predictor(
             elif not (np.array_equal(np.asarray(want_labels), np.asarray(got_labels))
                       and np.allclose(want, got, rtol=0, atol=_PARITY_ATOL)):
                 return None
-    except Exception:  # noqa: BLE001 - any trouble (e.g. a column transformer wanting names): slow path
+    except Exception:
         return None
     return fast

@@ -25,7 +25,7 @@ from resources.vocabulary import T_FEATURE_SERVICE
 if TYPE_CHECKING:
     from resources.registry import ModelRegistry, ResolvedVersion
 
-def load_version(registry: "ModelRegistry", tenant_id: str, model_id: str, spec: str | None = None) -> LoadedModel:
+def load_version(registry: ModelRegistry, tenant_id: str, model_id: str, spec: str | None = None) -> LoadedModel:
     """Resolve a version spec on the registry (None: production, else the newest; a stage; a
     semantic version) and load it: what a batch-scoring actor, a Serve replica or a drift report
     calls, in any process that can reach the registry and the platform's database (blocking)."""
@@ -33,7 +33,7 @@ def load_version(registry: "ModelRegistry", tenant_id: str, model_id: str, spec:
                               resolved=registry.resolve_version(tenant_id, model_id, spec))
 
 
-def load_model_version(*, registry: "ModelRegistry", tenant_id: str, model_id: str, resolved: "ResolvedVersion") -> LoadedModel:
+def load_model_version(*, registry: ModelRegistry, tenant_id: str, model_id: str, resolved: ResolvedVersion) -> LoadedModel:
     """Download one resolved version, verify its files against the digest recorded at
     registration, and load it with the platform's own code (blocking: call it off the event loop).
 
@@ -71,7 +71,7 @@ def load_model_version(*, registry: "ModelRegistry", tenant_id: str, model_id: s
             )
         try:
             background = Model.load(str(local)).load_input_example(str(local))
-        except Exception:  # noqa: BLE001 - an example is optional
+        except Exception:
             background = None
         estimator = None
         try:

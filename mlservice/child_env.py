@@ -10,7 +10,7 @@ running in a Dagster run or a Ray worker cannot read a key that signs tokens.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 # Ray takes loopback as the node address when this is false (ray_constants.ENABLE_RAY_CLUSTER ->
 # services.get_node_ip_address), so the head's servers, its workers and every driver bind and dial

@@ -40,8 +40,8 @@ def cmd_seed_demo(_args: argparse.Namespace) -> int:
 
 def cmd_verify_artifacts(_args: argparse.Namespace) -> int:
     """Inspect and record versions registered before artifact records existed (after an upgrade)."""
-    from resources.artifact_backfill import backfill_artifact_records
     from config.wiring import build_registry, build_state_store
+    from resources.artifact_backfill import backfill_artifact_records
 
     settings = _settings()
     report = backfill_artifact_records(build_registry(settings, build_state_store(settings)))

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resources.vocabulary import COMPUTE_POOL, RUN_COMPUTE_TENANT, RUN_POOL
 from config.settings import Settings
+from resources.vocabulary import COMPUTE_POOL, RUN_COMPUTE_TENANT, RUN_POOL
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "dagster.yaml"
 HEADER = "# Rendered by `mlservice up` from the repository's dagster.yaml and the settings; edits are overwritten.\n"

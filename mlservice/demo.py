@@ -11,11 +11,12 @@ production. Skipped when the model already has a production version.
 from __future__ import annotations
 
 import time
+from datetime import UTC
 
 import httpx
 
-from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 from config.settings import Settings
+from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
 DEMO_TENANT = "acme-corp"
 DEMO_MODEL = "customer_churn_predictor"
@@ -39,14 +40,14 @@ TERMINAL = ("succeeded", "failed", "cancelled")
 def write_demo_data(settings: Settings) -> None:
     """The demo population's feature tables and labels, dated up to today (midnight UTC) so the
     feature views' ttl holds for live lookups; written once."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from mlservice.feature_data import FILES, write_feature_data
 
     folder = settings.tenants_dir / DEMO_TENANT / "features"
     if all((folder / name).exists() for name in FILES.values()):
         return
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     write_feature_data(folder, as_of=today)
 
 

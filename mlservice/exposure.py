@@ -14,9 +14,9 @@ import ipaddress
 import os
 import socket
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 PROC = Path("/proc")
 _TCP_LISTEN, _UDP_UNCONNECTED = "0A", "07"

@@ -22,7 +22,7 @@ that the feature views' ttl windows cover the newest snapshots.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ import pandas as pd
 
 from feature_repo.names import SOURCE_FILES
 
-AS_OF = datetime(2026, 11, 1, tzinfo=timezone.utc)
+AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 HISTORY_DAYS = 365
 TICKET_WINDOW_DAYS = 90
 FILES = {**SOURCE_FILES, "churn_labels": "churn_labels.parquet"}

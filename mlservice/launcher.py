@@ -24,12 +24,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from config.settings import Settings
 from mlservice import child_env, dagster_instance, exposure, ray_head, state_dirs
 from mlservice.processes import RAY_WORKER_PORTS, ManagedProcess, free_port, http_ok, port_free, wait_until  # noqa: F401 (re-exported)
-from config.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,7 +219,7 @@ class Platform:
         except exposure.ExposureError as exc:
             self.echo(str(exc))
             code = 3
-        except Exception as exc:  # noqa: BLE001 - report, then clean up whatever started
+        except Exception as exc:
             self.echo(f"start-up failed: {exc}")
             code = 1
         finally:

@@ -14,11 +14,11 @@ import dagster as dg
 from assets.features.assets import FEATURE_ASSETS
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
+from config.settings import Settings
 from pipelines.jobs import ALL_JOBS
 from pipelines.resources import RESOURCES_BY_ENV
 from pipelines.retention import build_retention_schedule, retention_job
 from pipelines.schedules import HOURLY, build_feature_schedule
-from config.settings import Settings
 
 
 def build_definitions() -> dg.Definitions:

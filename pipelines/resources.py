@@ -7,7 +7,7 @@ variables for the webserver, the daemon and the run workers they start.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import dagster as dg
 

@@ -25,7 +25,7 @@ class BackfillReport:
     already: int = 0
 
 
-def backfill_artifact_records(registry: "ModelRegistry") -> BackfillReport:
+def backfill_artifact_records(registry: ModelRegistry) -> BackfillReport:
     from resources.model_artifacts import ArtifactRecord
     from resources.vocabulary import T_MODEL_ID, T_SEMVER, T_TENANT
 

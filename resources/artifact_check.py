@@ -123,7 +123,7 @@ def _kind(mlmodel: dict[str, Any]) -> str:
             raise refuse("unexpected pyfunc loader_module for a scikit-learn model", loader_module=pyfunc.get("loader_module"))
         return SKLEARN_SKOPS
     if names == ["python_function"] and pyfunc.get("loader_module") == "mlflow.pyfunc.loaders.code_model":
-        if set((pyfunc.get("artifacts") or {})) != {"state"} or pyfunc["artifacts"]["state"].get("path") != STATE_DIR:
+        if set(pyfunc.get("artifacts") or {}) != {"state"} or pyfunc["artifacts"]["state"].get("path") != STATE_DIR:
             raise refuse("a models-from-code artifact is accepted only as the platform's torch model")
         return TORCH_STATE_DICT
     raise refuse("only scikit-learn models saved with skops and the platform's torch models are accepted",
@@ -199,14 +199,14 @@ def load_sklearn(root: Path) -> Any:
     path = root / SKOPS_FILE
     try:
         untrusted = skops.io.get_untrusted_types(file=path)
-    except Exception:  # noqa: BLE001 - not a skops file at all
+    except Exception:
         raise refuse("model.skops is not a readable skops file") from None
     refused = sorted(set(untrusted) - set(EXTRA_TRUSTED_TYPES))
     if refused:
         raise refuse("the skops file holds types the platform does not trust", types=refused[:20])
     try:
         return skops.io.load(path, trusted=list(EXTRA_TRUSTED_TYPES))
-    except Exception as exc:  # noqa: BLE001 - a malformed file
+    except Exception as exc:
         raise refuse(f"model.skops could not be read ({type(exc).__name__})") from None
 
 

@@ -7,7 +7,7 @@ reads run status, the first failure message and cancels, all over HTTP.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -85,7 +85,7 @@ class RunState:
 
 
 def _ts(seconds: float | None) -> datetime | None:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds else None
+    return datetime.fromtimestamp(seconds, tz=UTC) if seconds else None
 
 
 class DagsterRuns:

@@ -50,8 +50,8 @@ def _within(path: Path, root: Path) -> bool:
 
 class DataAccessPolicy(dg.ConfigurableResource):
     data_dir: str
-    data_roots: list[str] = []
-    s3_buckets: list[str] = []
+    data_roots: list[str] = []  # noqa: RUF012 (pydantic copies field defaults per instance)
+    s3_buckets: list[str] = []  # noqa: RUF012
     s3_endpoint_url: str | None = None
 
     def tenant_area(self, tenant_id: str) -> Path:

@@ -23,10 +23,8 @@ import importlib
 import math
 from typing import Any
 
-from resources.vocabulary import MODEL_TYPES, TRAINABLE_FRAMEWORKS
-
 from resources.limits import PLATFORM_DEFAULTS, hyperparameter_problems, layer_problems
-
+from resources.vocabulary import MODEL_TYPES, TRAINABLE_FRAMEWORKS
 
 ESTIMATORS: dict[str, dict[str, str]] = {
     "random_forest": {"classification": "sklearn.ensemble:RandomForestClassifier",

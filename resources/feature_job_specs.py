@@ -5,7 +5,7 @@ The job holds one asset per feature view; every asset takes the same ``Materiali
 and skips itself when ``feature_views`` is given and does not name its view.
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -25,7 +25,7 @@ def parse_timestamp(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{name} must be an ISO 8601 date or time, got {value!r}") from None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 class MaterializationConfig(dg.Config):

@@ -9,8 +9,9 @@ whose value is None). Rows are never dropped.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from resources.errors import FeatureRefInvalid, InvalidRequest
 

@@ -19,15 +19,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
+from feature_repo.names import SOURCE_FILES as VIEW_SOURCE_FILES
 from resources.errors import (
     DependencyUnavailable,
     FeatureNotFound,
@@ -37,7 +39,6 @@ from resources.errors import (
     InvalidRequest,
 )
 from resources.feature_refs import FeatureRef, check_entity_rows, parse_refs, shape_rows
-from feature_repo.names import SOURCE_FILES as VIEW_SOURCE_FILES
 from resources.feature_store_config import OnlineStoreKind, feature_store_yaml, repo_config_options
 from resources.tenancy import is_valid_tenant, validate_tenant
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 SOURCE_FILES = tuple(VIEW_SOURCE_FILES.values())
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CATALOG_RETRY_S = 2.0  # an unknown name re-reads the registry at most this often
 # What a store loads on first use (provider, registry, stores), for ``import_feast``.
 _FEAST_MODULES = (
@@ -72,7 +73,7 @@ class ViewInfo:
 
 @dataclass
 class _Tenant:
-    store: "FeatureStore"
+    store: FeatureStore
     lock: threading.RLock = field(default_factory=threading.RLock)
     views: dict[str, ViewInfo] = field(default_factory=dict)
     services: dict[str, list[FeatureRef]] = field(default_factory=dict)
@@ -82,7 +83,7 @@ class _Tenant:
 def utc(value: datetime | None, default: datetime | None) -> datetime | None:
     if value is None:
         return default
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _python_type(dtype: Any) -> type:
@@ -144,7 +145,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
                 continue
 
     # -- the cached store per tenant -----------------------------------------------------------
-    def _open(self, tenant_id: str) -> "FeatureStore":
+    def _open(self, tenant_id: str) -> FeatureStore:
         from feast import FeatureStore, RepoConfig
         from feast.errors import FeastExtrasDependencyImportError, FeastModuleImportError
 
@@ -170,7 +171,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
                 state = self._tenants[tenant_id] = _Tenant(store=self._open(tenant_id))
         return state
 
-    def store(self, tenant_id: str) -> "FeatureStore":
+    def store(self, tenant_id: str) -> FeatureStore:
         """The tenant's ``feast.FeatureStore`` (for benchmarks and tools; prefer the methods)."""
         return self._tenant(tenant_id).store
 
@@ -359,7 +360,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
         for name in names:
             if name not in state.views:
                 raise FeatureViewNotFound(name)
-        end_at = utc(end, datetime.now(timezone.utc))
+        end_at = utc(end, datetime.now(UTC))
         if incremental and start is not None:
             raise InvalidRequest("start_date applies to a full materialization (incremental: false) only",
                                  {"incremental": True, "start_date": start.isoformat()})
@@ -377,9 +378,9 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
     # -- offline (training sets) -----------------------------------------------------------------
     def historical_features(
-        self, tenant_id: str, entity_df: "pd.DataFrame", features: list[str] | None = None,
+        self, tenant_id: str, entity_df: pd.DataFrame, features: list[str] | None = None,
         feature_service: str | None = None,
-    ) -> "pd.DataFrame":
+    ) -> pd.DataFrame:
         """Point-in-time join: each entity row gets, per view, the latest value at or before its
         ``event_timestamp`` and within the view's ttl (NaN otherwise). Every entity row comes back,
         in order; columns: the entity frame's, then the features by bare name."""

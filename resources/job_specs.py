@@ -11,12 +11,9 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 from resources.vocabulary import ModelType
 from resources.vocabulary import TrainableFramework as Framework
-
-from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
-
-
 
 TRAINING_JOB = "training"  # the Dagster job whose assets take TrainingSetConfig + TrainedModelConfig
 TUNING_JOB = "tuning"  # TrainingSetConfig + TuningConfig

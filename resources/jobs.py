@@ -27,8 +27,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from resources.errors import DomainError
-from resources.vocabulary import TERMINAL_STATUSES
 from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
+from resources.vocabulary import TERMINAL_STATUSES
 
 _PREFIX = {"training": "train", "tuning": "tune", "batch_prediction": "batch", "materialization": "mat", "drift_report": "drift"}
 

@@ -76,7 +76,7 @@ def own_location(experiment: Any, tenant_id: str, artifact_root: str | None) -> 
 
 
 def resolve_source(
-    client: "MlflowClient", tenant_id: str, model_uri: str, artifact_root: str | None = None,
+    client: MlflowClient, tenant_id: str, model_uri: str, artifact_root: str | None = None,
 ) -> tuple[str, str | None, str | None]:
     """``(location, run_id, logged_model_id)`` of a tenant's model source, or a 400 (see module doc)."""
     from mlflow.exceptions import MlflowException

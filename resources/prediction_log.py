@@ -101,7 +101,7 @@ class PredictionLogClosed(RuntimeError):
 
 
 class _AsyncWaiter:
-    __slots__ = ("loop", "future")
+    __slots__ = ("future", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future) -> None:
         self.loop = loop
@@ -132,7 +132,7 @@ class PredictionLog:
         self.max_payload_bytes = max_payload_bytes
         self.max_batch = max_batch
         self.max_wait_s = max(0.0, max_wait_s)
-        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -147,7 +147,7 @@ class PredictionLog:
         """Start the writer thread (again, after ``close``: an app's lifespan may run more than
         once). Also opens the engine (creating missing tables), so the first record does not pay
         for it."""
-        self.state.engine
+        _ = self.state.engine
         with self._lock:
             if self._closed and (self._thread is None or not self._thread.is_alive()):
                 self._closed, self._thread = False, None  # close() wrote everything queued
@@ -269,7 +269,7 @@ class PredictionLog:
         errors: list[BaseException | None]
         try:
             errors = self._write(batch)
-        except BaseException as exc:  # noqa: BLE001 - the writer thread must outlive anything
+        except BaseException as exc:
             log.exception("prediction-log writer failed on a batch of %d", len(batch))
             errors = [exc] * len(batch)
         self._notify(batch, errors)
@@ -284,7 +284,7 @@ class PredictionLog:
                 self.records_failed += 1
                 return [exc]
             log.warning("prediction-log batch of %d hit %s; retrying row by row", len(rows), type(exc).__name__)
-        except Exception as exc:  # noqa: BLE001 - every waiter of the batch gets the error
+        except Exception as exc:
             log.error("could not write %d prediction records: %s", len(rows), exc)
             self.records_failed += len(rows)
             return [exc] * len(rows)
@@ -296,7 +296,7 @@ class PredictionLog:
         for row in rows:
             try:
                 self._insert([row])
-            except Exception as exc:  # noqa: BLE001 - only this row's caller gets the error
+            except Exception as exc:
                 self.records_failed += 1
                 errors.append(exc)
             else:
@@ -308,7 +308,7 @@ class PredictionLog:
     @staticmethod
     def _notify(batch: list[tuple[dict[str, Any], Any]], errors: list[BaseException | None]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, BaseException | None]]] = {}
-        for (_, waiter), error in zip(batch, errors):
+        for (_, waiter), error in zip(batch, errors, strict=True):
             if isinstance(waiter, _AsyncWaiter):
                 by_loop.setdefault(waiter.loop, []).append((waiter.future, error))
             elif error is None:

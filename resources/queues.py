@@ -6,7 +6,7 @@ import queue
 from typing import Any
 
 
-def drain(items: "queue.Queue[Any]", skip: object) -> list[Any]:
+def drain(items: queue.Queue[Any], skip: object) -> list[Any]:
     """Everything queued now, without waiting, leaving out ``skip`` (a writer's stop mark)."""
     taken = []
     while True:

@@ -12,7 +12,8 @@ frees when a job ends). ``None`` instead of a ``TenantQuotas`` means unlimited.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
@@ -28,7 +29,7 @@ class TenantQuotas(dg.ConfigurableResource):
     """The quotas of every tenant: the defaults, and each overridden tenant's merged values."""
 
     defaults: dict[str, int]
-    tenants: dict[str, dict[str, int]] = {}
+    tenants: dict[str, dict[str, int]] = {}  # noqa: RUF012 (pydantic copies field defaults per instance)
 
     def limit(self, tenant_id: str, quota: str) -> int:
         return self.tenants.get(tenant_id, self.defaults)[quota]

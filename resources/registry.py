@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Iterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import sqlalchemy as sa
-from contextlib import contextmanager
 
 from resources.errors import (
     DependencyUnavailable,
@@ -35,16 +36,15 @@ from resources.errors import (
     VersionAlreadyExists,
     VersionNotFound,
 )
-from resources.tenancy import validate_tenant
 from resources.quotas import TenantQuotas, models_held
 from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
+from resources.tenancy import validate_tenant
 from resources.versioning import FIRST_VERSION, SemVer, check_transition
 from resources.vocabulary import (
     FRAMEWORKS,
     MODEL_TYPES,
     PRODUCTION_ALIAS,
     STAGES,
-    TAG,
     T_CREATED_BY,
     T_CURRENT,
     T_FEATURE_SERVICE,
@@ -56,14 +56,15 @@ from resources.vocabulary import (
     T_STAGE,
     T_TENANT,
     T_TYPE,
+    TAG,
 )
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
     from resources.artifact_check import Inspected
     from resources.model_artifacts import ArtifactRecords
-    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 
 # Every stage change of a version (registration included), written and read only here.
 stage_transitions = sa.Table(
@@ -138,7 +139,7 @@ class TransitionResult:
 
 
 def _ts(millis: int | None) -> datetime:
-    return datetime.fromtimestamp((millis or 0) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp((millis or 0) / 1000, tz=UTC)
 
 
 class ModelRegistry(dg.ConfigurableResource):
@@ -151,7 +152,7 @@ class ModelRegistry(dg.ConfigurableResource):
 
     # -- plumbing --------------------------------------------------------------------------
     @property
-    def client(self) -> "MlflowClient":
+    def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
@@ -188,7 +189,7 @@ class ModelRegistry(dg.ConfigurableResource):
             self.state.unlock(key, owner)
 
     # -- reads -----------------------------------------------------------------------------
-    def _find(self, tenant_id: str, model_id: str) -> "RegisteredModel":
+    def _find(self, tenant_id: str, model_id: str) -> RegisteredModel:
         try:
             uuid.UUID(model_id)
         except (ValueError, TypeError, AttributeError):
@@ -202,24 +203,24 @@ class ModelRegistry(dg.ConfigurableResource):
             raise ModelNotFound(model_id)
         return found[0]
 
-    def _versions(self, mlflow_name: str) -> list["ModelVersion"]:
+    def _versions(self, mlflow_name: str) -> list[ModelVersion]:
         with self._mlflow_errors():
             versions = list(self.client.search_model_versions(f"name = '{mlflow_name}'"))
         return [v for v in versions if SemVer.is_valid(v.tags.get(T_SEMVER, ""))]
 
     @staticmethod
-    def _stage_of(version: "ModelVersion", production_version: str | None) -> str:
+    def _stage_of(version: ModelVersion, production_version: str | None) -> str:
         if str(version.version) == production_version:
             return "production"
         stage = version.tags.get(T_STAGE, "development")
         # A stage tag of production without the alias is a half-finished promotion: the alias wins.
         return "archived" if stage == "production" else stage
 
-    def _production_version(self, rm: "RegisteredModel") -> str | None:
+    def _production_version(self, rm: RegisteredModel) -> str | None:
         aliases = getattr(rm, "aliases", None) or {}
         return str(aliases[PRODUCTION_ALIAS]) if PRODUCTION_ALIAS in aliases else None
 
-    def _to_record(self, rm: "RegisteredModel") -> ModelRecord:
+    def _to_record(self, rm: RegisteredModel) -> ModelRecord:
         tags = dict(rm.tags or {})
         user_tags = {k: v for k, v in tags.items() if not k.startswith(TAG)}
         return ModelRecord(
@@ -433,13 +434,13 @@ class ModelRegistry(dg.ConfigurableResource):
             return resolve_source(self.client, tenant_id, model_uri, self.artifact_root)
 
     @property
-    def artifacts(self) -> "ArtifactRecords":
+    def artifacts(self) -> ArtifactRecords:
         """What registration recorded about each version's files (``resources.model_artifacts``)."""
         from resources.model_artifacts import ArtifactRecords
 
         return ArtifactRecords(self.state)
 
-    def inspect(self, location: str) -> "Inspected":
+    def inspect(self, location: str) -> Inspected:
         """Download and check a model's files (``resources.artifact_check``); a 400 names what is refused."""
         from resources.model_sources import inspect_source
 
@@ -542,7 +543,8 @@ class ModelRegistry(dg.ConfigurableResource):
             self._refresh_summary(rm.name)
         return TransitionResult(model_id, version, current, target_stage, archived, actor, when)
 
-    def _record(self, tenant_id: str, model_id: str, version: str, from_stage: str | None, to_stage: str, actor: str, reason: str | None) -> datetime:
+    def _record(self, tenant_id: str, model_id: str, version: str, from_stage: str | None, to_stage: str, actor: str,
+                reason: str | None) -> datetime:
         when = utcnow()
         with self.state.begin() as conn:
             conn.execute(

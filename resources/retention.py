@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from resources.prediction_log import prediction_log
 from resources.audit import audit_log
 from resources.jobs import jobs
+from resources.prediction_log import prediction_log
 from resources.state_db import StateStore, utcnow
 from resources.vocabulary import TERMINAL_STATUSES
 

@@ -207,8 +207,8 @@ def _is_trainer_field(key: str, value: Any, fields: dict) -> bool:
 def _trial_values(fields: dict, config: dict) -> dict:
     """TrainerSpec field values (``fields``) with one point of the space applied."""
     values = {**fields, "hyperparameters": dict(fields.get("hyperparameters") or {})}
-    for key, value in config.items():
-        value = _plain(value)
+    for key, raw in config.items():
+        value = _plain(raw)
         if _is_trainer_field(key, value, fields):
             values[key] = value
         else:

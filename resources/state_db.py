@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import sqlalchemy as sa
@@ -32,7 +33,7 @@ metadata = sa.MetaData()
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -46,15 +47,15 @@ class UTCDateTime(sa.types.TypeDecorator):
     def __init__(self) -> None:
         super().__init__(timezone=True)
 
-    def process_bind_param(self, value: Any, dialect: "Dialect") -> datetime | None:
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else _as_utc(value)
 
-    def process_result_value(self, value: Any, dialect: "Dialect") -> datetime | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         return None if value is None else _as_utc(value)
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 model_locks = sa.Table(
@@ -126,18 +127,18 @@ class StateStore(dg.ConfigurableResource):
     database_url: str
     background_checkpoint: bool = False
 
-    _engine: "Engine | None" = PrivateAttr(default=None)
-    _checkpointer: "WalCheckpointer | None" = PrivateAttr(default=None)
+    _engine: Engine | None = PrivateAttr(default=None)
+    _checkpointer: WalCheckpointer | None = PrivateAttr(default=None)
 
     @property
-    def engine(self) -> "Engine":
+    def engine(self) -> Engine:
         if self._engine is None:
             with _ENGINE_INIT_LOCK:
                 if self._engine is None:
                     self._engine = self._create_engine()
         return self._engine
 
-    def _create_engine(self) -> "Engine":
+    def _create_engine(self) -> Engine:
         url = sa.engine.make_url(self.database_url)
         file_db = url.get_backend_name() == "sqlite" and bool(url.database) and url.database != ":memory:"
         checkpoint = self.background_checkpoint and file_db
@@ -160,7 +161,7 @@ class StateStore(dg.ConfigurableResource):
         return engine
 
     @contextmanager
-    def begin(self) -> Iterator["Connection"]:
+    def begin(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,7 +100,7 @@ def _load_module(state_dir: Path, arch: dict) -> TabularMLP:
         state = torch.load(state_dir / STATE_FILE, weights_only=True, map_location="cpu")
         module = build_module(arch)
         module.load_state_dict(state, strict=True)
-    except Exception as exc:  # noqa: BLE001 - not tensors, or not this layout
+    except Exception as exc:
         raise _bad(f"state_dict.pt does not hold this network's weights ({type(exc).__name__})") from None
     module.eval()
     return module

@@ -41,7 +41,7 @@ class SemVer:
         self.major, self.minor, self.patch, self.prerelease = major, minor, patch, prerelease
 
     @classmethod
-    def parse(cls, text: str) -> "SemVer":
+    def parse(cls, text: str) -> SemVer:
         match = _SEMVER.match(text or "")
         if not match:
             raise InvalidRequest(
@@ -55,7 +55,7 @@ class SemVer:
     def is_valid(text: str) -> bool:
         return bool(_SEMVER.match(text or ""))
 
-    def bump(self, part: str) -> "SemVer":
+    def bump(self, part: str) -> SemVer:
         if part == "major":
             return SemVer(self.major + 1, 0, 0)
         if part == "minor":
@@ -75,7 +75,7 @@ class SemVer:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SemVer) and self._key() == other._key()
 
-    def __lt__(self, other: "SemVer") -> bool:
+    def __lt__(self, other: SemVer) -> bool:
         return self._key() < other._key()
 
     def __hash__(self) -> int:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import jwt
 
+from config.settings import MIN_SECRET_BYTES, Settings
 from resources.tenancy import is_valid_tenant
 from serving_api.errors import ApiError
-from config.settings import MIN_SECRET_BYTES, Settings
 
 SCOPES = (
     "models:read", "models:write", "predictions:write", "jobs:read", "jobs:write",

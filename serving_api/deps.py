@@ -6,7 +6,8 @@ thread hop per request for what is an attribute read.
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
@@ -14,13 +15,13 @@ from config.settings import Settings
 from resources.feature_store import FeatureStoreResource
 from resources.prediction_log import PredictionLog
 from resources.registry import ModelRegistry
-from serving_api.online.cache import ModelCache
-from serving_api.services.jobs import JobService
-from serving_api.services.models import ModelService
-from serving_api.services.ensembles import EnsembleService
-from serving_api.services.predictions import PredictionService
 from serving_api.auth import Principal
 from serving_api.errors import ApiError
+from serving_api.online.cache import ModelCache
+from serving_api.services.ensembles import EnsembleService
+from serving_api.services.jobs import JobService
+from serving_api.services.models import ModelService
+from serving_api.services.predictions import PredictionService
 
 
 async def authenticate(request: Request) -> Principal:

@@ -8,30 +8,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 from fastapi import FastAPI
 
+from config.settings import Settings, get_settings
+from config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
 from resources.audit import AuditLog
-from resources.prediction_log import PredictionLog
-from serving_api.online.cache import ModelCache
 from resources.ensembles import EnsembleStore
-from serving_api.services.ensembles import EnsembleService
-from serving_api.services.explanations import Explainer
-from serving_api.services.prediction_record import PredictionRecorder
-from serving_api.services.predictions import PredictionService
+from resources.prediction_log import PredictionLog
 from serving_api.auth import TokenVerifier
 from serving_api.errors import install_error_handlers
 from serving_api.heap import freeze_long_lived
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
+from serving_api.online.cache import ModelCache
 from serving_api.ratelimit import RateLimiter
 from serving_api.routes import ensembles, features, health, jobs, models, oip, predictions, training, tuning
-from config.settings import Settings, get_settings
-from config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
+from serving_api.services.ensembles import EnsembleService
+from serving_api.services.explanations import Explainer
 from serving_api.services.jobs import JobService
 from serving_api.services.models import ModelService
+from serving_api.services.prediction_record import PredictionRecorder
+from serving_api.services.predictions import PredictionService
 
 log = logging.getLogger("mlservice.api")
 
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for key, value in _MLFLOW_CLIENT_DEFAULTS.items():
             os.environ.setdefault(key, value)
         app.state.verifier = TokenVerifier(settings)  # refuses to start without a key
-        state.engine  # create tables now rather than on the first request
+        _ = state.engine  # create tables now rather than on the first request
         app.state.feature_store.import_feast()
         audit.start()
         prediction_log.start()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["ApiMetrics", "CONTENT_TYPE_LATEST", "METHODS"]
+__all__ = ["CONTENT_TYPE_LATEST", "METHODS", "ApiMetrics"]
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 # Unauthenticated traffic that is counted here instead of audited row by row.

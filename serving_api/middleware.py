@@ -49,10 +49,10 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: "ASGIApp", *, max_body_bytes: int, metrics: "ApiMetrics", audit: "AuditLog | None") -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics, audit: AuditLog | None) -> None:
         self.app, self.max_body_bytes, self.metrics, self.audit = app, max_body_bytes, metrics, audit
 
-    async def __call__(self, scope: "Scope", receive: "Receive", send: "Send") -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -64,7 +64,7 @@ class RequestContextMiddleware:
         rid_header = (b"x-request-id", request_id.encode())
         state: dict[str, Any] = {"status": 500, "started": False, "code": None}
 
-        async def send_wrapper(message: "Message") -> None:
+        async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 kept = []
                 for name, value in message.get("headers", []):
@@ -96,18 +96,18 @@ class RequestContextMiddleware:
         except _BodyTooLarge:
             if not state["started"]:
                 await send_error(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
-        except Exception:  # noqa: BLE001 - the last line of defence: log it, answer 500 with no detail
+        except Exception:
             log.exception("unhandled error in request %s %s (%s)", scope.get("method"), scope.get("path"), request_id)
             if not state["started"]:
                 await send_error(500, "INTERNAL_ERROR", "internal error; quote the request id when reporting it")
         finally:
             self._finish(scope, state, time.perf_counter() - started, request_id)
 
-    def _limited(self, receive: "Receive") -> "Receive":
+    def _limited(self, receive: Receive) -> Receive:
         seen = 0
         limit = self.max_body_bytes
 
-        async def wrapped() -> "Message":
+        async def wrapped() -> Message:
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
@@ -118,7 +118,7 @@ class RequestContextMiddleware:
 
         return wrapped
 
-    def _finish(self, scope: "Scope", state: dict[str, Any], seconds: float, request_id: str) -> None:
+    def _finish(self, scope: Scope, state: dict[str, Any], seconds: float, request_id: str) -> None:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope.get("method", "")
@@ -140,7 +140,7 @@ class RequestContextMiddleware:
                 error_code=state["code"],
             )
 
-    def _unauthenticated_refusal(self, scope: "Scope", template: str, status: int) -> bool:
+    def _unauthenticated_refusal(self, scope: Scope, template: str, status: int) -> bool:
         """For a request no token was accepted for: charge the client address's unauthenticated
         bucket for a 401 or an unknown route or method (``serving_api.ratelimit``); True when the
         answer is counted in a metric instead of audited (unknown routes and methods, addresses

@@ -18,8 +18,8 @@ import ipaddress
 import math
 import time
 
-from serving_api.errors import ApiError
 from config.settings import Settings
+from serving_api.errors import ApiError
 
 # Address buckets kept at most; past it, full buckets (equivalent to none) are dropped first.
 MAX_ADDRESSES = 100_000

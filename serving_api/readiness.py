@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import httpx
 
 if TYPE_CHECKING:
-    from resources.registry import ModelRegistry
     from config.settings import Settings
+    from resources.registry import ModelRegistry
 
 
 async def _http_ok(client: httpx.AsyncClient, url: str) -> str | None:
@@ -25,13 +26,13 @@ async def _http_ok(client: httpx.AsyncClient, url: str) -> str | None:
     return None if response.status_code == 200 else f"answered HTTP {response.status_code}"
 
 
-async def _mlflow(client: httpx.AsyncClient, settings: "Settings", registry: "ModelRegistry") -> str | None:
+async def _mlflow(client: httpx.AsyncClient, settings: Settings, registry: ModelRegistry) -> str | None:
     uri = settings.effective_tracking_uri
     if uri.startswith(("http://", "https://")):
         return await _http_ok(client, uri.rstrip("/") + "/health")
     try:
         await asyncio.wait_for(asyncio.to_thread(registry.ping), settings.health_timeout_s)
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+    except Exception as exc:
         return f"unavailable ({type(exc).__name__})"
     return None
 
@@ -60,7 +61,7 @@ async def _dagster(client: httpx.AsyncClient, url: str) -> str | None:
     return None
 
 
-async def check_dependencies(settings: "Settings", registry: "ModelRegistry") -> dict[str, str]:
+async def check_dependencies(settings: Settings, registry: ModelRegistry) -> dict[str, str]:
     """Each component's state: "ok" or why not."""
     async with httpx.AsyncClient(timeout=settings.health_timeout_s, trust_env=False) as client:
         results = await asyncio.gather(
@@ -68,7 +69,7 @@ async def check_dependencies(settings: "Settings", registry: "ModelRegistry") ->
             _dagster(client, settings.effective_dagster_url),
             _http_ok(client, settings.effective_ray_dashboard_url.rstrip("/") + "/api/gcs_healthz"),
         )
-    return {name: problem or "ok" for name, problem in zip(("mlflow", "dagster", "ray"), results)}
+    return {name: problem or "ok" for name, problem in zip(("mlflow", "dagster", "ray"), results, strict=True)}
 
 
 Probe = Callable[["Settings", "ModelRegistry"], Awaitable[dict[str, str]]]
@@ -78,7 +79,7 @@ class ReadinessCache:
     """The last probe's result, reused while younger than ``settings.health_cache_s``; callers
     that arrive while a probe runs wait for it instead of starting their own."""
 
-    def __init__(self, settings: "Settings", registry: "ModelRegistry", probe: Probe = check_dependencies,
+    def __init__(self, settings: Settings, registry: ModelRegistry, probe: Probe = check_dependencies,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings, self.registry, self.probe, self.clock = settings, registry, probe, clock
         self._result: dict[str, str] | None = None

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from serving_api.main import create_app
 from config.settings import Settings
+from serving_api.main import create_app
 from tests.utils.datasets import write_tiny_training_file
 from tests.utils.tokens import TEST_SECRET, auth, make_token
 

@@ -6,7 +6,8 @@ store into the online store). One asset per feature view; both take ``Materializ
 apply the tenant's definitions when needed and report to the job record when the run has one.
 """
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 

@@ -21,8 +21,6 @@ from resources.jobs import JobStore
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import StateStore
-
-
 from resources.vocabulary import T_FEATURE_SERVICE, T_JOB_ID, T_TENANT
 
 
@@ -129,8 +127,8 @@ def trained_model(
     config: TrainedModelConfig, training_set: TrainingData, registry: ModelRegistry, ray_cluster: RayCluster,
     state: StateStore,
 ) -> dg.Output[dict]:
-    from resources.estimators import validate_trainer
     from assets.training.fitting import fit_on_ray
+    from resources.estimators import validate_trainer
 
     jobs = JobStore(state)
     ctx, trainer = config.context, config.trainer

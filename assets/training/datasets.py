@@ -25,7 +25,7 @@ def read_table(location: DataLocation, policy: DataAccessPolicy) -> pd.DataFrame
         return pd.read_parquet(location.uri, storage_options=options)
     except FileNotFoundError:
         raise DataProblem(f"data file not found: {location.uri}") from None
-    except Exception as exc:  # noqa: BLE001 - any reader error is a data problem for the user
+    except Exception as exc:
         raise DataProblem(f"cannot read {location.uri}: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
@@ -54,14 +54,14 @@ def _features(frame: pd.DataFrame, spec: DataSpec, source: str) -> list[str]:
 
 
 def _clean(frame: pd.DataFrame, features: list[str], target: str, source: str) -> tuple[pd.DataFrame, pd.Series]:
-    subset = frame[features + [target]].dropna()
+    subset = frame[[*features, target]].dropna()
     if subset.empty:
         raise DataProblem(f"no complete rows in {source} after dropping missing values")
     return subset[features].astype("float64"), subset[target]
 
 
 def _read(spec: DataSpec, path: str, tenant_id: str, policy: DataAccessPolicy,
-          feature_store: "FeatureStoreResource | None") -> tuple[pd.DataFrame, DataSpec]:
+          feature_store: FeatureStoreResource | None) -> tuple[pd.DataFrame, DataSpec]:
     """The frame at ``path``; with a feature service, joined to the store's features (which then
     are the default feature columns)."""
     frame = read_table(policy.resolve(tenant_id, path), policy)
@@ -77,7 +77,7 @@ def _read(spec: DataSpec, path: str, tenant_id: str, policy: DataAccessPolicy,
 
 def build_training_data(
     spec: DataSpec, model_type: str, tenant_id: str, policy: DataAccessPolicy,
-    feature_store: "FeatureStoreResource | None" = None,
+    feature_store: FeatureStoreResource | None = None,
 ) -> TrainingData:
     from sklearn.model_selection import train_test_split
 

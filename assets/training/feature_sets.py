@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def join_feature_service(
-    frame: pd.DataFrame, service: str, tenant_id: str, feature_store: "FeatureStoreResource", source: str,
+    frame: pd.DataFrame, service: str, tenant_id: str, feature_store: FeatureStoreResource, source: str,
 ) -> tuple[pd.DataFrame, list[str]]:
     """The entity frame with the service's features appended (NaN where none was valid at the
     row's time), and the feature names in the service's order."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import types
-from typing import Callable
+from collections.abc import Callable
 
 from assets.training.epochs import EpochRunner
 from assets.training.outcome import FitOutcome, class_labels, evaluate, report_safely

@@ -17,7 +17,7 @@ def _sklearn_output(model: Any, frame):
 EXAMPLE_ROWS = 50
 
 
-def log_fitted_model(outcome: Any, data: "TrainingData") -> Any:
+def log_fitted_model(outcome: Any, data: TrainingData) -> Any:
     """Log ``outcome.model`` as ``model`` in the active run; returns MLflow's ModelInfo.
 
     scikit-learn models go through skops (MLflow's default): the types of an estimator we just
@@ -32,7 +32,9 @@ def log_fitted_model(outcome: Any, data: "TrainingData") -> Any:
     if outcome.framework == "pytorch":
         from assets.training.torch_model import log_torch_model
 
-        signature = infer_signature(example, outcome.model.predict_proba(example) if data.model_type == "classification" else outcome.model.predict(example))
+        model = outcome.model
+        output = model.predict_proba(example) if data.model_type == "classification" else model.predict(example)
+        signature = infer_signature(example, output)
         return log_torch_model(outcome.model, name="model", signature=signature, input_example=example)
 
     import mlflow

@@ -71,5 +71,5 @@ def report_safely(progress, epoch: int, payload: dict[str, float]) -> None:
     """Progress is best effort: an unreachable tracking server must not kill a long fit."""
     try:
         progress.report(epoch, payload)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         warnings.warn(f"progress report for epoch {epoch} failed: {exc!r}", RuntimeWarning, stacklevel=2)

@@ -11,9 +11,9 @@ from assets.training.data import TrainingData
 from resources.errors import DomainError
 from resources.job_specs import TuningConfig
 from resources.jobs import JobStore
-from resources.search_space import grid_size
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
+from resources.search_space import grid_size
 from resources.state_db import StateStore
 
 

@@ -30,9 +30,11 @@ import math
 import os
 import types
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from resources.errors import InvalidRequest
 from resources.search_space import (  # noqa: F401  (validate_tuning, trial_trainer: re-exported)
     OBJECTIVE_METRICS,
     TUNABLE_TRAINER_FIELDS,
@@ -43,7 +45,6 @@ from resources.search_space import (  # noqa: F401  (validate_tuning, trial_trai
     validate_search_space,
     validate_tuning,
 )
-from resources.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from assets.training.data import TrainingData

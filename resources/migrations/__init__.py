@@ -17,9 +17,10 @@ checks that the migrated schema equals the tables the code declares.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -32,7 +33,7 @@ _PG_LOCK_KEY = 0x6D6C73_6D6967  # "mls" "mig": one advisory lock id for every mi
 _SQLITE_LOCK_WAIT_MS = 600_000  # a rebuild of a large table may hold the lock this long
 
 
-def config() -> "Config":
+def config() -> Config:
     """An Alembic configuration for these revisions (no alembic.ini needed)."""
     from alembic.config import Config
 
@@ -41,7 +42,7 @@ def config() -> "Config":
     return cfg
 
 
-def upgrade(engine: "Engine", revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (default: the newest), holding the migration lock. A
     database already at the head is only read (no lock: read-only users open it too)."""
     from alembic import command
@@ -55,7 +56,7 @@ def upgrade(engine: "Engine", revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def current(engine: "Engine") -> str | None:
+def current(engine: Engine) -> str | None:
     """The revision the database is at (None: never migrated)."""
     from alembic.runtime.migration import MigrationContext
 
@@ -64,7 +65,7 @@ def current(engine: "Engine") -> str | None:
 
 
 @contextmanager
-def _locked(engine: "Engine") -> Iterator["Connection"]:
+def _locked(engine: Engine) -> Iterator[Connection]:
     """A connection inside a transaction that holds the database's migration lock; committed on
     exit, rolled back on an exception."""
     with engine.connect() as conn:

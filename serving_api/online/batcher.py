@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ ErrorFn = Callable[[Any, Exception], Exception]
 _STOP = object()
 
 
-def _combine(parts: list) -> "pd.DataFrame | np.ndarray":
+def _combine(parts: list) -> pd.DataFrame | np.ndarray:
     if len(parts) == 1:
         return parts[0]
     if isinstance(parts[0], np.ndarray):
@@ -104,7 +105,7 @@ class MicroBatcher:
                     break
                 try:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if item is _STOP:
                     return batch, True
@@ -132,7 +133,7 @@ class MicroBatcher:
         for frame in frames:
             try:
                 answers.append((True, self._checked(frame)))
-            except Exception as exc:  # noqa: BLE001 - this request's own failure
+            except Exception as exc:
                 answers.append((False, exc))
         return answers
 
@@ -141,19 +142,19 @@ class MicroBatcher:
             return exc
         try:
             return self.on_error(frame, exc)
-        except Exception:  # noqa: BLE001 - mapping must never hide the original failure
+        except Exception:
             return exc
 
     async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future]]) -> None:
         try:
             predictions, probabilities = await loop.run_in_executor(self.executor, self._checked, _combine([f for f, _ in batch]))
-        except Exception as exc:  # noqa: BLE001 - one request alone is answered with its error; a batch is retried
+        except Exception as exc:
             if len(batch) == 1:
                 answers = [(False, exc)]
             else:
                 self.retried += 1
                 answers = await loop.run_in_executor(self.executor, self._each, [frame for frame, _ in batch])
-            for (frame, future), (ok, result) in zip(batch, answers):
+            for (frame, future), (ok, result) in zip(batch, answers, strict=True):
                 if not future.done():
                     if ok:
                         future.set_result(result)

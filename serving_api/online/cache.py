@@ -21,14 +21,14 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from inference.bounds import input_error
+from inference.loaded import load_model_version
+from inference.model import LoadedModel
 from resources.errors import DomainError
 from resources.registry import ModelRegistry
 from serving_api.heap import Refreezer, freeze_long_lived
 from serving_api.online.batcher import MicroBatcher
-from inference.bounds import input_error
 from serving_api.online.expiring import Expiring
-from inference.loaded import load_model_version
-from inference.model import LoadedModel
 from serving_api.online.resolver import Resolved, Resolver
 
 __all__ = ["ModelCache", "Resolved", "Served"]
@@ -164,7 +164,7 @@ class ModelCache(Resolver):
         async def warm() -> None:
             try:
                 await self.get(tenant_id, model_id, spec)
-            except Exception:  # noqa: BLE001 - a request will load it (and report any error) later
+            except Exception:
                 log.warning("warming %s/%s (%s) failed", tenant_id, model_id, spec, exc_info=True)
 
         task = asyncio.get_running_loop().create_task(warm())
@@ -179,6 +179,6 @@ class ModelCache(Resolver):
             try:
                 await self.get(tenant_id, model_id, "production")
                 warmed += 1
-            except Exception:  # noqa: BLE001 - warming is best effort; requests load on demand
+            except Exception:
                 continue
         return warmed

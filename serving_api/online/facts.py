@@ -13,9 +13,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from inference.signature import FeatureSpec
 from resources.errors import ModelNotVerified
 from serving_api.online.cache import ModelCache
-from inference.signature import FeatureSpec
 
 
 @dataclass

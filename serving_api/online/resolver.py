@@ -67,7 +67,7 @@ class Resolver:
             resolved = await asyncio.to_thread(self._resolve_blocking, *key)
         except (ModelNotFound, VersionNotFound):
             self._resolutions.pop(key, None)  # gone or no longer at that stage: the next request re-resolves
-        except Exception:  # noqa: BLE001 - registry unreachable: keep serving what we know, retry later
+        except Exception:
             log.warning("re-resolving %s failed; serving the cached resolution", key, exc_info=True)
         else:
             if key in self._resolutions:  # not invalidated meanwhile

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from resources.feature_store import utc
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
-from serving_api.deps import FeaturesReader, FeaturesWriter, FeatureStoreDep, IdempotencyKey, JobServiceDep
+from resources.feature_store import utc
+from serving_api.deps import FeaturesReader, FeatureStoreDep, FeaturesWriter, IdempotencyKey, JobServiceDep
 from serving_api.schemas.features import (
     ApplyResult,
     FeatureCatalog,

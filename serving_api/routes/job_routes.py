@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from resources.jobs import JobRecord
+from resources.vocabulary import JobStatus
 from serving_api.deps import JobServiceDep, JobsReader, JobsWriter
-from serving_api.schemas.jobs import JobsPublic, JobStatus
+from serving_api.schemas.jobs import JobsPublic
 from serving_api.services.job_views import jobs_page
 from serving_api.services.jobs import JobService
 

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from resources.vocabulary import JobKind, JobStatus
 from serving_api.deps import JobServiceDep, JobsReader
-from serving_api.schemas.jobs import JobKind, JobPublic, JobsPublic, JobStatus
+from serving_api.schemas.jobs import JobPublic, JobsPublic
 from serving_api.services.job_views import jobs_page
 
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])

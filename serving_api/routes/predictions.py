@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from serving_api.deps import PredictionsWriter, PredictionServiceDep
+from serving_api.deps import PredictionServiceDep, PredictionsWriter
 from serving_api.errors import request_id_of
 from serving_api.schemas.predictions import PredictionRequest, PredictionResponse
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
-from resources.vocabulary import JobKind, JobStatus, ModelType, TrainableFramework
+from resources.vocabulary import ModelType, TrainableFramework
 from serving_api.schemas.common import StrictModel
 from serving_api.schemas.models import NAME_PATTERN
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from inference.errors import FeatureValidationError
+from inference.validation import model_inputs
 from resources.ensembles import EnsembleRecord, EnsembleStore
 from resources.errors import DomainError, InvalidRequest, ModelNotFound, VersionNotFound
 from resources.quotas import TenantQuotas
-from inference.errors import FeatureValidationError
-from inference.validation import model_inputs
 from serving_api.auth import Principal
 from serving_api.schemas.predictions import EnsemblePredictionResponse, FeatureRows
 from serving_api.services.prediction_record import Answer
@@ -88,11 +88,11 @@ class EnsembleService:
 
             served, (predictions, probabilities) = await asyncio.wait_for(run(), timeout_s)
             result.update(status="ok", predictions=predictions, probabilities=probabilities, classes=served.model.classes)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             result.update(status="timeout", error=f"no answer within {timeout_s * 1000:.0f} ms")
         except FeatureValidationError as exc:
             result.update(status="failed", error=exc.message, input_error=True, details=exc.details)
-        except Exception as exc:  # noqa: BLE001 - a failing member is reported, not fatal
+        except Exception as exc:
             result.update(status="failed", error=getattr(exc, "message", None) or type(exc).__name__)
         result["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return result
@@ -141,10 +141,10 @@ class EnsembleService:
             return {"prediction": [float(v) for v in weights @ values], "probabilities": None, "confidence": None}
         classes = list(ok[0]["classes"])
         if ensemble.method == "voting_soft":
-            proba = sum(w * np.asarray(r["probabilities"], dtype=float) for w, r in zip(weights, ok))
+            proba = sum(w * np.asarray(r["probabilities"], dtype=float) for w, r in zip(weights, ok, strict=True))
         else:
             proba = np.zeros((len(ok[0]["predictions"]), len(classes)))
-            for w, r in zip(weights, ok):
+            for w, r in zip(weights, ok, strict=True):
                 for row, label in enumerate(r["predictions"]):
                     proba[row, classes.index(label.item() if hasattr(label, "item") else label)] += w
         labels = [classes[i] for i in proba.argmax(axis=1)]

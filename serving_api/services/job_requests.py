@@ -74,7 +74,8 @@ def with_training_defaults(body: TuningCreate, service: JobService, tenant_id: s
             "data_config": body.data_config or DataConfig.model_validate(earlier["data_config"]),
             "model_type": body.model_type or earlier.get("model_type", "classification"),
             "estimator": body.estimator or earlier.get("estimator"),
-            "training_config": body.training_config or (TrainingSettings.model_validate(earlier["training_config"]) if earlier.get("training_config") else None),
+            "training_config": body.training_config or (
+                TrainingSettings.model_validate(earlier["training_config"]) if earlier.get("training_config") else None),
         })
     except ValidationError as exc:
         raise InvalidRequest("the model's last training job has settings beyond the current bounds; give data_config "
@@ -82,9 +83,9 @@ def with_training_defaults(body: TuningCreate, service: JobService, tenant_id: s
 
 
 def submit_training(
-    service: JobService, store: "FeatureStoreResource", principal: Principal, body: TrainingCreate,
+    service: JobService, store: FeatureStoreResource, principal: Principal, body: TrainingCreate,
     idempotency_key: str | None,
-) -> "JobRecord":
+) -> JobRecord:
     trainer = trainer_spec(body)
     problems = validate_trainer(trainer)  # hyperparameters within their bounds (resources/limits.py) among them
     if problems:
@@ -105,9 +106,9 @@ def submit_training(
 
 
 def submit_tuning(
-    service: JobService, store: "FeatureStoreResource", principal: Principal, body: TuningCreate,
+    service: JobService, store: FeatureStoreResource, principal: Principal, body: TuningCreate,
     idempotency_key: str | None,
-) -> "JobRecord":
+) -> JobRecord:
     body = with_training_defaults(body, service, principal.tenant_id)
     trainer = trainer_spec(body, settings=body.training_config or TrainingSettings(), hyperparameters=dict(body.hyperparameters))
     tuning = TuningConfig(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from resources.jobs import JobRecord
-from serving_api.schemas.jobs import JobPublic, JobsPublic, Progress, Resources, Trial, TrainingStatus, TuningStatus
+from serving_api.schemas.jobs import JobPublic, JobsPublic, Progress, Resources, TrainingStatus, Trial, TuningStatus
 from serving_api.services.jobs import JobService
 
 ITERATIVE_ESTIMATORS = {"sgd", "mlp", "gradient_boosting"}

@@ -8,20 +8,21 @@ status from the Dagster run and write terminal states back to the job record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
+from config.wiring import build_dagster_runs, build_data_policy, build_job_store, build_quotas, build_ray_cluster
+from resources import vocabulary
 from resources.dagster_runs import DagsterRuns
 from resources.data_access import DataAccessPolicy
 from resources.errors import DependencyUnavailable, DomainError, InvalidRequest
 from resources.job_specs import JobContext
 from resources.jobs import JobRecord, JobStore
-from resources import vocabulary
 from resources.quotas import TenantQuotas, models_held
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
-from config.wiring import build_dagster_runs, build_data_policy, build_job_store, build_quotas, build_ray_cluster
 from resources.state_db import utcnow
 from serving_api.auth import Principal
 
@@ -40,7 +41,7 @@ class JobAlreadyFinished(DomainError):
 
 class JobService:
     @classmethod
-    def from_settings(cls, settings: "Settings", state: "StateStore", registry: ModelRegistry) -> "JobService":
+    def from_settings(cls, settings: Settings, state: StateStore, registry: ModelRegistry) -> JobService:
         """The API's jobs: runs launched with the maximum runtime tag, unfinished jobs within the quota."""
 
         return cls(
@@ -202,5 +203,5 @@ class JobService:
             return {}
         try:
             return dict(self.registry.client.get_run(run_id).data.metrics)
-        except Exception:  # noqa: BLE001 - progress is best effort; status still answers
+        except Exception:
             return {}

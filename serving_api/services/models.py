@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 
 
 class ModelService:
-    def __init__(self, registry: "ModelRegistry", cache: "ModelCache") -> None:
+    def __init__(self, registry: ModelRegistry, cache: ModelCache) -> None:
         self.registry, self.cache = registry, cache
 
-    async def create(self, principal: Principal, body: ModelCreate) -> "ModelRecord":
+    async def create(self, principal: Principal, body: ModelCreate) -> ModelRecord:
         record = await asyncio.to_thread(
             self.registry.create_model, principal.tenant_id, name=body.name, description=body.description,
             model_type=body.model_type, framework=body.framework, tags=body.tags,
@@ -32,7 +32,7 @@ class ModelService:
         self.cache.invalidate(principal.tenant_id, record.model_id)
         return record
 
-    async def register_version(self, principal: Principal, model_id: str, body: VersionCreate) -> "VersionRecord":
+    async def register_version(self, principal: Principal, model_id: str, body: VersionCreate) -> VersionRecord:
         version = await asyncio.to_thread(
             self.registry.register_version, principal.tenant_id, model_id, model_uri=body.source.uri(),
             actor=principal.subject, version=body.version, bump=body.bump, description=body.description,
@@ -40,7 +40,7 @@ class ModelService:
         self.cache.invalidate(principal.tenant_id, model_id)
         return version
 
-    async def change_stage(self, principal: Principal, model_id: str, body: StageChange) -> "TransitionResult":
+    async def change_stage(self, principal: Principal, model_id: str, body: StageChange) -> TransitionResult:
         result = await asyncio.to_thread(
             self.registry.transition_stage, principal.tenant_id, model_id, version=body.version,
             target_stage=body.target_stage, actor=principal.subject,

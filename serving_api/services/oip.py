@@ -72,14 +72,15 @@ def decode_rows(body: InferenceRequest, features) -> list[dict[str, Any]]:
     if set(by_name) == set(names):
         counts = {len(t.data) for t in body.inputs}
         if len(counts) != 1:
-            raise InvalidRequest("every input tensor must hold the same number of rows", {"inputs": {t.name: len(t.data) for t in body.inputs}})
+            raise InvalidRequest("every input tensor must hold the same number of rows",
+                                 {"inputs": {t.name: len(t.data) for t in body.inputs}})
         rows = [{n: by_name[n].data[i] for n in names} for i in range(counts.pop())]
     elif len(body.inputs) == 1 and len(body.inputs[0].shape) == 2 and body.inputs[0].shape[1] == len(names):
         tensor = body.inputs[0]
         n_rows, width = tensor.shape
         if n_rows * width != len(tensor.data):
             raise InvalidRequest("tensor data does not match its shape", {"shape": tensor.shape, "elements": len(tensor.data)})
-        rows = [dict(zip(names, tensor.data[r * width:(r + 1) * width])) for r in range(n_rows)]
+        rows = [dict(zip(names, tensor.data[r * width:(r + 1) * width], strict=True)) for r in range(n_rows)]
     else:
         raise InvalidRequest(
             "inputs must be one tensor per feature, or one [N, F] tensor in feature order",

@@ -46,7 +46,7 @@ class Answer:
 
 @dataclass
 class RowsOutcome:
-    served: "Served"
+    served: Served
     prediction: list[Any]
     probabilities: list[list[float]] | None
     confidence: list[float] | None
@@ -62,7 +62,7 @@ class RowsOutcome:
 
 
 class PredictionRecorder:
-    def __init__(self, log: "PredictionLog") -> None:
+    def __init__(self, log: PredictionLog) -> None:
         self.log = log
 
     async def record(self, answer: Answer, *, request_id: str, tenant_id: str, subject: str | None,

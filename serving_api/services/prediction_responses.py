@@ -17,7 +17,7 @@ UNAVAILABLE_BY_ENTITY = {"method": "unavailable", "reason": "explanations of pre
 
 
 def prediction_fields(
-    body: "PredictionRequest", outcome: "RowsOutcome", explanation: list[dict[str, Any]] | None, *, sees_features: bool,
+    body: PredictionRequest, outcome: RowsOutcome, explanation: list[dict[str, Any]] | None, *, sees_features: bool,
 ) -> dict[str, Any]:
     """The response fields of a prediction (scalars for one row asked, lists for several); by
     entity, the stored values (``features``) only for a token that may read features."""

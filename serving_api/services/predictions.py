@@ -26,8 +26,8 @@ from inference.errors import FeatureValidationError
 from inference.model import LoadedModel
 from inference.validation import model_inputs
 from serving_api.online.cache import ModelCache, Served
-from serving_api.services.explanations import Explainer
 from serving_api.schemas.predictions import PredictionResponse
+from serving_api.services.explanations import Explainer
 from serving_api.services.prediction_record import Answer, PredictionRecorder, RowsOutcome
 from serving_api.services.prediction_responses import UNAVAILABLE_BY_ENTITY, prediction_fields, prediction_json
 
@@ -42,7 +42,7 @@ def _plain(values: np.ndarray) -> list[Any]:
 
 
 def _lookup(
-    feature_store: "FeatureStoreResource", tenant_id: str, service: str, names: list[str], entities: list[dict[str, Any]],
+    feature_store: FeatureStoreResource, tenant_id: str, service: str, names: list[str], entities: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """The online answers of ``service`` for the entities, after checking that the service holds
     every feature the model takes (blocking: the first call of a tenant imports Feast)."""
@@ -61,7 +61,7 @@ def _model_rows(
 ) -> list[dict[str, Any]]:
     """The model's features of each answer; a 422 listing every feature without a stored value."""
     problems = []
-    for index, (answer, entity) in enumerate(zip(answers, entities)):
+    for index, (answer, entity) in enumerate(zip(answers, entities, strict=True)):
         where = {} if len(answers) == 1 else {"instance": index}
         for name in names:
             if answer[name] is None:
@@ -104,7 +104,7 @@ class PredictionService:
     async def off_loop(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.cache.executor, functools.partial(fn, *args))
 
-    async def answer(self, body: "PredictionRequest", principal: "Principal", request_id: str | None) -> Any:
+    async def answer(self, body: PredictionRequest, principal: Principal, request_id: str | None) -> Any:
         """A /api/v1/predictions request answered: rows charged, predicted (from the online store
         by entity), explained when asked and allowed, recorded, and shaped as the client asked."""
         started = time.perf_counter()
@@ -137,7 +137,7 @@ class PredictionService:
 
     async def predict_entities(
         self, tenant_id: str, model_id: str, version: str | None, entities: list[dict[str, Any]],
-        feature_store: "FeatureStoreResource", *, explain: bool = False,
+        feature_store: FeatureStoreResource, *, explain: bool = False,
     ) -> RowsOutcome:
         """Predict from the online store's values of the model's feature service for each entity."""
         served = await self.cache.get(tenant_id, model_id, version)

@@ -122,7 +122,7 @@ def test_a_file_swapped_after_registration_refuses_to_load(client, settings, ten
 def test_a_version_created_behind_the_platforms_back_is_not_loaded(client, settings, tenant, headers, marker):
     import mlflow
 
-    model_id, source = _registered(client, settings, tenant, headers)
+    model_id, _source = _registered(client, settings, tenant, headers)
     evil_run = hostile.log_loader_module(settings, tenant)
     ml = mlflow.MlflowClient(settings.effective_tracking_uri)
     name = f"{tenant}.swap"

@@ -52,7 +52,7 @@ def test_soft_voting_is_the_weighted_mean_of_member_probabilities(client, world)
     body = answer.json()
     singles = [client.post("/api/v1/predictions", json={"model_id": ids[k], "features": ROW}, headers=world["headers"]).json()
                for k in ("lr", "rf", "rf2")]
-    expected = sum(w * np.array(s["probabilities"][0]) for w, s in zip((0.4, 0.35, 0.25), singles))
+    expected = sum(w * np.array(s["probabilities"][0]) for w, s in zip((0.4, 0.35, 0.25), singles, strict=True))
     assert body["probabilities"][0] == pytest.approx(list(expected), abs=1e-9)
     assert body["prediction"] == [int(np.argmax(expected))] and body["confidence"] == pytest.approx(max(expected))
     assert [m["status"] for m in body["members"]] == ["ok", "ok", "ok"]
@@ -63,7 +63,8 @@ def test_soft_voting_is_the_weighted_mean_of_member_probabilities(client, world)
 
 def test_hard_voting_and_averaging(client, world):
     ids = world["ids"]
-    hard = _create(client, world, method="voting_hard", models=[{"model_id": ids["lr"], "weight": 3}, {"model_id": ids["rf"], "weight": 1}]).json()
+    members = [{"model_id": ids["lr"], "weight": 3}, {"model_id": ids["rf"], "weight": 1}]
+    hard = _create(client, world, method="voting_hard", models=members).json()
     frame, _ = churn_like(n=6, seed=5)
     rows = frame.to_dict(orient="records")
     body = client.post(f"/api/v1/ensembles/{hard['ensemble_id']}/predict", json={"instances": rows}, headers=world["headers"]).json()

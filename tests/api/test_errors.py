@@ -69,7 +69,8 @@ def test_body_over_the_limit_is_413(tmp_path):
             for _ in range(5):
                 yield b"x" * 500
 
-        streamed = small.post("/api/v1/models", content=chunks(), headers={**auth(make_token("t-size")), "content-type": "application/json"})
+        streamed = small.post("/api/v1/models", content=chunks(),
+                              headers={**auth(make_token("t-size")), "content-type": "application/json"})
         error_envelope(streamed, 413, "PAYLOAD_TOO_LARGE")
 
 

@@ -67,9 +67,11 @@ def test_malformed_refs_are_400(client, feature_tenant, refs):
 
 def test_unknown_view_feature_and_service_are_404_naming_them(client, feature_tenant):
     rows = [{"customer_id": "cust-1"}]
-    error = error_envelope(_online(client, feature_tenant, feature_refs=["nope_features:total_orders"], entity_rows=rows), 404, "FEATURE_VIEW_NOT_FOUND")
+    answer = _online(client, feature_tenant, feature_refs=["nope_features:total_orders"], entity_rows=rows)
+    error = error_envelope(answer, 404, "FEATURE_VIEW_NOT_FOUND")
     assert error["details"]["feature_view"] == "nope_features" and "nope_features" in error["message"]
-    error = error_envelope(_online(client, feature_tenant, feature_refs=["customer_features:shoe_size"], entity_rows=rows), 404, "FEATURE_NOT_FOUND")
+    answer = _online(client, feature_tenant, feature_refs=["customer_features:shoe_size"], entity_rows=rows)
+    error = error_envelope(answer, 404, "FEATURE_NOT_FOUND")
     assert error["details"]["feature_ref"] == "customer_features:shoe_size"
     error = error_envelope(_online(client, feature_tenant, feature_service="churn_v99", entity_rows=rows), 404, "FEATURE_SERVICE_NOT_FOUND")
     assert error["details"]["feature_service"] == "churn_v99"

@@ -40,7 +40,7 @@ def test_a_plain_process_loads_a_version_and_predicts_like_the_api(client, setti
     env = {"PATH": "/usr/bin:/bin", "MLSERVICE_DATA_DIR": str(settings.data_dir),
            "MLSERVICE_MLFLOW_TRACKING_URI": settings.effective_tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
     done = subprocess.run([sys.executable, "-c", SCRIPT, tenant, model_id, json.dumps(ROWS)], env=env,
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     answer = json.loads(done.stdout.strip().splitlines()[-1])
     assert answer["web"] == []

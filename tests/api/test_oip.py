@@ -38,7 +38,7 @@ def server(settings):
 def oip_model(server, settings):
     import httpx
 
-    app, address = server
+    _app, address = server
     tenant = f"oip-{uuid.uuid4().hex[:6]}"
     headers = auth(make_token(tenant))
     run_id = log_sklearn_model(settings, tenant, kind="forest")

@@ -29,7 +29,8 @@ def served(client, settings):
     client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": forest}}, headers=headers)
     for version, stages in (("1.0.0", ("staging", "production")), ("1.1.0", ("staging",))):
         for stage in stages:
-            assert client.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}, headers=headers).status_code == 200
+            moved = client.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}, headers=headers)
+            assert moved.status_code == 200
     linear = log_sklearn_model(settings, tenant, kind="linear")
     spend_id = register_model(client, headers, linear, "spend", model_type="regression")
     return {"tenant": tenant, "headers": headers, "model_id": model_id, "spend_id": spend_id}
@@ -93,8 +94,8 @@ def test_features_that_do_not_fit_are_422_with_a_per_feature_list(client, served
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
 def test_non_finite_values_are_422(client, served, literal):
-    body = ('{"model_id": "%s", "features": {"total_orders": 1, "days_since_last_order": 2, '
-            '"avg_order_value": %s, "support_tickets": 0}}') % (served["model_id"], literal)
+    body = ('{{"model_id": "{}", "features": {{"total_orders": 1, "days_since_last_order": 2, '
+            '"avg_order_value": {}, "support_tickets": 0}}}}').format(served["model_id"], literal)
     response = client.post("/api/v1/predictions", content=body, headers={**served["headers"], "content-type": "application/json"})
     assert response.status_code == 422, response.text
     [problem] = response.json()["error"]["details"]["problems"]

@@ -7,7 +7,7 @@ refused; the prediction log keeps the features used and the entity."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ def store(client, settings):
     'churn' trained from churn_v1 and a logistic 'plain' with the same features but no service."""
     tenant = f"ent-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     write_feature_data(features_dir(settings.data_dir, tenant), n=200, seed=5, as_of=today)  # within the views' 90-day ttl
     feature_store = client.app.state.feature_store
     feature_store.apply(tenant)

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from resources.dagster_runs import STATUS_BY_DAGSTER, RunState
-from resources.state_db import utcnow
 from resources.jobs import jobs as jobs_table
+from resources.state_db import utcnow
 from serving_api.main import create_app
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope, register_model

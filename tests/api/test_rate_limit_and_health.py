@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from serving_api.errors import ApiError
 from serving_api.main import create_app
 from serving_api.ratelimit import RateLimiter
-from serving_api.errors import ApiError
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope
 from tests.utils.tokens import auth, make_token

@@ -41,7 +41,7 @@ def test_two_tenants_sending_the_same_request_id_at_once_each_get_it_back(client
         request_id = f"shared-{uuid.uuid4().hex[:12]}"
         barrier, answers = threading.Barrier(2), {}
 
-        def call(who):
+        def call(who, barrier=barrier, answers=answers, request_id=request_id):
             barrier.wait()
             answers[who["tenant"]] = _predict(client, who, request_id)
 

@@ -150,7 +150,8 @@ def test_one_bad_request_in_a_micro_batch_never_fails_the_others(client, world):
 
 
 def test_explanations_past_their_cost_budget_are_400_naming_the_cost(client, world, monkeypatch):
-    monkeypatch.setattr(client.app.state.prediction_service.explainer, "explain_max_cost", 1000)  # forest: 16 coalitions x 20 background rows = 320 a row
+    # forest: 16 coalitions x 20 background rows = 320 a row
+    monkeypatch.setattr(client.app.state.prediction_service.explainer, "explain_max_cost", 1000)
     options = {"return_explanation": True}
     assert _predict(client, world, "forest", instances=[ROW] * 3, options=options).status_code == 200
     refused = _predict(client, world, "forest", instances=[ROW] * 4, options=options)

@@ -122,7 +122,7 @@ def test_concurrent_promotions_never_leave_two_production_versions(client, stage
         barrier = threading.Barrier(2)
         results: dict[str, int] = {}
 
-        def promote(version: str) -> None:
+        def promote(version: str, barrier=barrier, results=results, model_id=model_id) -> None:
             barrier.wait()
             results[version] = _move(client, stage_headers, model_id, version, "production").status_code
 

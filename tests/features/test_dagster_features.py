@@ -4,7 +4,7 @@ job record."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -51,7 +51,7 @@ def test_definitions_hold_the_job_schedule_and_lineage(definitions):
 
 def test_schedule_requests_one_incremental_run_per_tenant_with_a_store(env, tmp_path):
     schedule = build_feature_schedule()
-    tick = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
+    tick = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
     with dg.build_schedule_context(resources=env, scheduled_execution_time=tick) as context:
         assert isinstance(schedule(context), dg.SkipReason)  # nothing applied yet
     env["feature_store"].apply(TENANT)
@@ -83,7 +83,7 @@ def test_materialize_assets_in_process_and_report_to_the_job(env):
     job = JobStore(env["state"]).get(TENANT, record.job_id)
     assert set(job.result) == {"customer_features", "order_features"}
     assert job.result["customer_features"]["entities"] == 100 and job.result["customer_features"]["incremental"] is False
-    answers = env["feature_store"].online_features(TENANT, REFS + ["order_features:return_rate"], [{"customer_id": "cust-5"}])
+    answers = env["feature_store"].online_features(TENANT, [*REFS, "order_features:return_rate"], [{"customer_id": "cust-5"}])
     assert answers[0]["status"] == "ok"
 
 

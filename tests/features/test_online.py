@@ -19,8 +19,8 @@ ROWS = [{"customer_id": "cust-123"}, {"customer_id": "cust-45"}]
 
 
 def test_answers_equal_feast_sdk(feature_store):
-    refs = REFS + ["order_features:orders_last_30d", "order_features:return_rate"]
-    rows = ROWS + [{"customer_id": "cust-nobody"}, {"customer_id": "cust-7"}]
+    refs = [*REFS, "order_features:orders_last_30d", "order_features:return_rate"]
+    rows = [*ROWS, {"customer_id": "cust-nobody"}, {"customer_id": "cust-7"}]
     answers = feature_store.online_features(TENANT, refs, rows)
     sdk = feature_store.store(TENANT).get_online_features(features=refs, entity_rows=rows).to_dict()
     assert [a["customer_id"] for a in answers] == [r["customer_id"] for r in rows]

@@ -3,7 +3,7 @@ timestamp never reaches that label's row; the ttl bounds how old a joined value 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -15,7 +15,7 @@ from resources.feature_store import FeatureStoreResource
 from resources.job_specs import DataSpec
 from tests.features.conftest import features_dir, seed_tenant
 
-T = datetime(2026, 6, 1, tzinfo=timezone.utc)
+T = datetime(2026, 6, 1, tzinfo=UTC)
 TENANT = "pit-tenant"
 
 

@@ -15,9 +15,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from config.settings import Settings
 from mlservice.launcher import free_port
 from serving_api.auth import issue_token
-from config.settings import Settings
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.platform import REPO_ROOT
 
@@ -30,7 +30,8 @@ def _start_api(env: dict[str, str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "serving_api.main:create_app", "--factory", "--host", "127.0.0.1",
          "--port", str(port), "--no-access-log"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(env["MLSERVICE_DATA_DIR"] + "/api.log", "wb"), start_new_session=True,
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(env["MLSERVICE_DATA_DIR"] + "/api.log", "wb"),
+        start_new_session=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

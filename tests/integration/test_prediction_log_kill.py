@@ -58,7 +58,7 @@ asyncio.run(main())
 """
 
 
-def _read_lines(stream, lines: "queue.Queue[str | None]") -> None:
+def _read_lines(stream, lines: queue.Queue[str | None]) -> None:
     for line in stream:
         if line.endswith("\n"):  # a cut-off last line is no acknowledgement
             lines.put(line[:-1])
@@ -72,7 +72,7 @@ def _kill_mid_load(url: str, prefix: str, workers: int, kill_after: int, log_pat
             [sys.executable, "-c", CHILD, url, prefix, str(workers)],
             cwd=str(REPO_ROOT), env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
         )
-    lines: "queue.Queue[str | None]" = queue.Queue()
+    lines: queue.Queue[str | None] = queue.Queue()
     reader = threading.Thread(target=_read_lines, args=(child.stdout, lines), daemon=True)
     reader.start()
     acked: set[str] = set()

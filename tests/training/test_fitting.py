@@ -11,10 +11,10 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from assets.training.data import TrainingData
-from resources.estimators import boosting_schedule, build_estimator, validate_trainer
 from assets.training.fitting import GpuUnavailable, fit_on_ray, fit_sklearn
 from assets.training.outcome import evaluate
 from assets.training.progress import MlflowProgress, NullProgress
+from resources.estimators import boosting_schedule, build_estimator, validate_trainer
 from resources.job_specs import TrainerSpec
 from tests.utils import datasets
 
@@ -34,7 +34,6 @@ def diabetes() -> TrainingData:
 @pytest.fixture(scope="module")
 def tracking_uri(tmp_path_factory):
     import mlflow
-
     from mlflow.tracking import MlflowClient
 
     previous = mlflow.get_tracking_uri()
@@ -125,13 +124,13 @@ def test_unknown_hyperparameter_and_estimator_are_refused():
     bad_param = TrainerSpec(estimator="random_forest", hyperparameters={"n_trees": 10})
     [problem] = validate_trainer(bad_param)
     assert "n_trees" in problem and "n_estimators" in problem
-    with pytest.raises(ValueError, match="n_trees.*allowed.*n_estimators"):
+    with pytest.raises(ValueError, match=r"n_trees.*allowed.*n_estimators"):
         build_estimator(bad_param, n_jobs=1)
 
     bad_name = TrainerSpec(estimator="xgboost_deluxe")
     [problem] = validate_trainer(bad_name)
     assert "xgboost_deluxe" in problem and "random_forest" in problem
-    with pytest.raises(ValueError, match="unknown estimator 'xgboost_deluxe'.*random_forest"):
+    with pytest.raises(ValueError, match=r"unknown estimator 'xgboost_deluxe'.*random_forest"):
         build_estimator(bad_name, n_jobs=1)
 
 

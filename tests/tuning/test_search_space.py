@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from resources.errors import InvalidRequest
 from resources.search_space import (
     MAX_GRID_POINTS,
     grid_size,
     to_tune_space,
     validate_search_space,
 )
-from resources.errors import InvalidRequest
 
 VALID = {
     "n_estimators": {"type": "choice", "values": [10, 30]},

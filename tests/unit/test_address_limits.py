@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-import serving_api.ratelimit as ratelimit
+from serving_api import ratelimit
 from serving_api.errors import ApiError
 from serving_api.ratelimit import RateLimiter, address_key
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from config.settings import Settings
 from mlservice import child_env
 from mlservice.launcher import Platform
-from config.settings import Settings
 
 SECRET = "k" * 48
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----"

@@ -18,8 +18,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, PoissonRe
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from mlservice.demo_data import CHURN_FEATURES, churn_customers
 from inference.explain import Explanation, explain, select_background
+from mlservice.demo_data import CHURN_FEATURES, churn_customers
 from tests.utils import datasets
 
 DIABETES_5 = ["age", "bmi", "bp", "s1", "s5"]
@@ -270,7 +270,7 @@ def test_string_features_through_a_one_hot_forest(churn):
     model = make_pipeline(pre, RandomForestClassifier(n_estimators=30, random_state=0)).fit(X, y)
     row = X.iloc[[3]]  # plan "basic"
     e = explain(model, row, model_type="classification", classes=None, background=X.iloc[1:41])
-    assert e.method == "shapley_exact" and list(e.contributions) == CHURN_FEATURES + ["plan"]
+    assert e.method == "shapley_exact" and list(e.contributions) == [*CHURN_FEATURES, "plan"]
     assert total(e) == pytest.approx(e.output, abs=1e-9)
 
 

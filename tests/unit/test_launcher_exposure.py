@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
+from config.settings import Settings
 from mlservice import exposure
 from mlservice.launcher import Platform
 from mlservice.processes import free_port
-from config.settings import Settings
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux /proc")
 

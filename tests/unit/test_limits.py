@@ -4,7 +4,7 @@ platform launches carries Dagster's maximum-runtime tag."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
@@ -160,7 +160,7 @@ def test_scheduled_materializations_carry_the_max_runtime_tag(tmp_path, monkeypa
     store = FeatureStoreResource(data_dir=str(tmp_path))
     store.apply("sched-tenant")
     resources = {"feature_store": store, "state": StateStore(database_url=f"sqlite:///{tmp_path / 'state.db'}")}
-    tick = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
+    tick = datetime(2026, 11, 27, 15, 0, tzinfo=UTC)
     with dg.build_schedule_context(resources=resources, scheduled_execution_time=tick) as context:
         [request] = build_feature_schedule()(context)
     assert request.tags["dagster/max_runtime"] == "30"

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from resources.state_db import StateStore, metadata
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = REPO_ROOT / "tests" / "data"
-T0 = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)  # the fixtures' fixed times (make_legacy_state_db.py)
+T0 = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)  # the fixtures' fixed times (make_legacy_state_db.py)
 
 
 def _head() -> str:
@@ -153,11 +153,11 @@ def _readable_through_the_stores(store: StateStore, before: dict[str, list[dict]
     for row in before["jobs"]:
         job = jobs.get(row["tenant_id"], row["job_id"])
         assert (job.kind, job.status, job.error) == (row["kind"], row["status"], row["error"])
-        assert job.created_at.tzinfo == timezone.utc and job.updated_at >= job.created_at
+        assert job.created_at.tzinfo == UTC and job.updated_at >= job.created_at
     done = next(j for j in jobs.list("acme-corp") if j.status == "succeeded")
     assert done.result == {"version": "1.0.0"} and (done.started_at, done.finished_at) == (T0, T0 + timedelta(minutes=3))
     [ensemble] = EnsembleStore(store).list("acme-corp")
-    assert ensemble.name == "churn-vote" and len(ensemble.members) == 2 and ensemble.created_at.tzinfo == timezone.utc
+    assert ensemble.name == "churn-vote" and len(ensemble.members) == 2 and ensemble.created_at.tzinfo == UTC
 
     plog = PredictionLog(store, max_wait_s=0)
     try:
@@ -202,7 +202,7 @@ def test_an_upgrade_waits_for_the_one_in_progress(tmp_path):
     def upgrade(engine):
         try:
             migrations.upgrade(engine)
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     sa.event.listen(first, "before_cursor_execute", hold)
@@ -263,7 +263,7 @@ def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path):
     sa.event.listen(sa.Engine, "before_cursor_execute", fail)
     try:
         with pytest.raises(RuntimeError, match="disk full"):
-            _store(path).engine
+            _ = _store(path).engine
     finally:
         sa.event.remove(sa.Engine, "before_cursor_execute", fail)
     assert _rows(path) == before and _schema_version(path) == version

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -94,7 +94,7 @@ def test_table_and_index_are_created(state):
 
 
 def test_records_are_readable_newest_first_with_decoded_json(plog):
-    base = datetime(2030, 1, 1, 12, tzinfo=timezone.utc)
+    base = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
     async def main():
         await plog.record(**fields("r1", at=base, latency_ms=1.5, features={"age": 41, "plan": "pro"},
@@ -194,7 +194,7 @@ def test_a_bad_row_fails_only_its_caller_and_the_rest_of_the_batch_commits(plog,
     ids, results = asyncio.run(main())
     assert gate.sizes[:2] == [1, 13]  # the blocker alone, then one batch of thirteen ...
     assert len(gate.sizes) == 2 + 13  # ... that failed and was retried row by row
-    failed = [rid for rid, result in zip(ids, results) if result is not None]
+    failed = [rid for rid, result in zip(ids, results, strict=True) if result is not None]
     assert failed == ["taken", "twice"]  # the duplicate of a stored id, and the second of a pair
     assert all(isinstance(results[i], sa.exc.IntegrityError) for i in (5, 12))
     assert committed_count(other) == 1 + 1 + 11
@@ -272,7 +272,7 @@ def test_record_sync_from_many_threads_and_lazy_start(state):
         try:
             for i in range(25):
                 plog.record_sync(**fields(f"t{k}-{i}", features={"k": k}))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]

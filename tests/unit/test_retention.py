@@ -10,12 +10,12 @@ from datetime import timedelta
 import dagster as dg
 import sqlalchemy as sa
 
-from resources.prediction_log import prediction_log
-from resources.retention import apply_retention
+from config.settings import Settings
 from resources.audit import audit_log
 from resources.jobs import jobs
+from resources.prediction_log import prediction_log
+from resources.retention import apply_retention
 from resources.state_db import StateStore, utcnow
-from config.settings import Settings
 
 NOW = utcnow()
 # tenant-b keeps predictions 60 days, audit 120 days and finished jobs 200 days; the rest default

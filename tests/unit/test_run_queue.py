@@ -14,9 +14,9 @@ import pytest
 import yaml
 from dagster._core.test_utils import MockedRunLauncher
 
+from config.settings import Settings
 from mlservice import dagster_instance
 from resources.vocabulary import job_run_tags
-from config.settings import Settings
 
 
 class RecordingRunLauncher(MockedRunLauncher):

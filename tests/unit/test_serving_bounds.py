@@ -6,7 +6,6 @@ refused by name; the explanation cost counts what the explainer predicts."""
 from __future__ import annotations
 
 import asyncio
-import types
 import uuid
 
 import numpy as np
@@ -16,16 +15,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from resources.errors import ModelNotFound, VersionNotFound
-from resources.registry import ResolvedVersion
-from serving_api.online.batcher import MicroBatcher
 from inference.bounds import FLOAT32_MAX, explanation_cost, input_limit
-from serving_api.online.cache import ModelCache
+from inference.errors import FeatureValidationError
 from inference.explain import explain
 from inference.model import LoadedModel
 from inference.signature import FeatureSpec
-from inference.errors import FeatureValidationError
 from inference.validation import model_inputs
+from resources.errors import ModelNotFound, VersionNotFound
+from resources.registry import ResolvedVersion
+from serving_api.online.batcher import MicroBatcher
+from serving_api.online.cache import ModelCache
 from tests.utils.mlflow_models import FEATURES, churn_like
 
 FRAME, LABELS = churn_like(n=200, seed=4)

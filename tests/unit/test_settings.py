@@ -7,9 +7,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
+from config.settings import RateLimit, Settings
 from serving_api.auth import KeyNotConfigured, Principal, TokenVerifier, issue_token, verification_key
 from serving_api.errors import ApiError
-from config.settings import RateLimit, Settings
 
 SECRET = "s" * 40
 pytestmark = pytest.mark.usefixtures("clean_env")

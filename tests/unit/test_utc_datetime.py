@@ -3,7 +3,7 @@ UTC datetime, whatever was written (naive is taken as UTC; another offset is the
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
@@ -14,7 +14,7 @@ EVENTS = sa.Table("events", sa.MetaData(), sa.Column("id", sa.Integer, primary_k
 
 def test_reads_are_aware_utc_and_writes_of_any_offset_are_the_same_instant(tmp_path):
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'events.db'}")
-    noon = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+    noon = datetime(2026, 3, 1, 12, tzinfo=UTC)
     try:
         EVENTS.create(engine)
         with engine.begin() as conn:
@@ -31,5 +31,5 @@ def test_reads_are_aware_utc_and_writes_of_any_offset_are_the_same_instant(tmp_p
     finally:
         engine.dispose()
     assert rows == [noon, noon, noon, None]
-    assert all(at.tzinfo is timezone.utc for at in rows[:3])
+    assert all(at.tzinfo is UTC for at in rows[:3])
     assert stored == ["2026-03-01 12:00:00.000000"]  # SQLite holds the UTC wall clock, as before

@@ -93,7 +93,7 @@ class Platform:
 
 def start(data_dir: Path, log_path: Path, args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> Platform:
     """Start ``mlservice up`` as ``make up`` does, and wait until it is up and ready."""
-    ports = dict(zip(PORT_VARS, free_ports(len(PORT_VARS))))
+    ports = dict(zip(PORT_VARS, free_ports(len(PORT_VARS)), strict=True))
     # Only our MLSERVICE_* variables: every part is started by the launcher itself, and without
     # MLSERVICE_JWT_SECRET the launcher generates the development key into the data directory.
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVICE_")}
@@ -210,7 +210,7 @@ def ss_listening(pids: set[int]) -> list[tuple[str, str]]:
     out = subprocess.run(["ss", "-ltnupH"], capture_output=True, text=True, timeout=30, check=True).stdout
     lines = [line for line in out.splitlines() if any(f"pid={pid}," in line for pid in pids)]
     addresses = [line.split()[4].rsplit(":", 1)[0].strip("[]").split("%")[0] for line in lines]
-    return [("::" if address == "*" else address, line) for address, line in zip(addresses, lines)]
+    return [("::" if address == "*" else address, line) for address, line in zip(addresses, lines, strict=True)]
 
 
 PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.ray_head"), ("mlflow", "mlflow"),
