@@ -5,7 +5,7 @@ The job holds one asset per feature view; every asset takes the same ``Materiali
 and skips itself when ``feature_views`` is given and does not name its view.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -13,6 +13,7 @@ from pydantic import Field
 
 from feature_repo.names import FEATURE_VIEWS  # the asset (op) names, one per view
 from resources.job_specs import JobContext
+from resources.state_db import as_utc
 
 FEATURE_MATERIALIZATION_JOB = "feature_materialization"
 
@@ -25,7 +26,7 @@ def parse_timestamp(value: str | None, name: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{name} must be an ISO 8601 date or time, got {value!r}") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+    return as_utc(parsed)
 
 
 class MaterializationConfig(dg.Config):

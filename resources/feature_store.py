@@ -40,6 +40,7 @@ from resources.errors import (
 )
 from resources.feature_refs import FeatureRef, check_entity_rows, parse_refs, shape_rows
 from resources.feature_store_config import OnlineStoreKind, feature_store_yaml, repo_config_options
+from resources.state_db import as_utc
 from resources.tenancy import is_valid_tenant, validate_tenant
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class _Tenant:
 def utc(value: datetime | None, default: datetime | None) -> datetime | None:
     if value is None:
         return default
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 def _python_type(dtype: Any) -> type:

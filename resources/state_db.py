@@ -48,13 +48,14 @@ class UTCDateTime(sa.types.TypeDecorator):
         super().__init__(timezone=True)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
-        return None if value is None else _as_utc(value)
+        return None if value is None else as_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        return None if value is None else _as_utc(value)
+        return None if value is None else as_utc(value)
 
 
-def _as_utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive value is taken as UTC (the one rule for the platform's times)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
