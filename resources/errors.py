@@ -125,3 +125,15 @@ class FeatureServiceNotFound(DomainError):
 
     def __init__(self, name: str):
         super().__init__(f"feature service '{name}' not found", {"feature_service": name})
+
+
+class InsufficientData(DomainError):
+    """Too few values on either side of every requested feature to test drift: no p-value is made up."""
+
+    code = "INSUFFICIENT_DATA"
+
+
+class ReferenceNotFound(DomainError):
+    """The version has no reference sample (not trained by the platform, none set)."""
+
+    code = "REFERENCE_NOT_FOUND"

@@ -36,6 +36,9 @@ T_LATEST, T_CREATED_BY = TAG + "latest_version", TAG + "created_by"
 T_JOB_ID = TAG + "job_id"  # runs: the API job that trained them
 T_FEATURE_SERVICE = TAG + "feature_service"  # version (and run): the feature service it was trained from
 PRODUCTION_ALIAS = "production"
+# The run artifact holding a version's drift reference: a seeded sample of its training features
+# (assets/training writes it, monitoring/ reads it).
+REFERENCE_ARTIFACT_DIR, REFERENCE_ARTIFACT_FILE = "monitoring", "reference.parquet"
 
 # -- Dagster run tags ---------------------------------------------------------------------------
 # mlservice/tenant, job_id, kind: who asked and which job record a run belongs to (the API finds

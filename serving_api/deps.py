@@ -21,6 +21,7 @@ from serving_api.online.cache import ModelCache
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.jobs import JobService
 from serving_api.services.models import ModelService
+from serving_api.services.monitoring import MonitoringService
 from serving_api.services.predictions import PredictionService
 
 
@@ -89,6 +90,10 @@ async def get_prediction_log(request: Request) -> PredictionLog:
     return request.app.state.prediction_log
 
 
+async def get_monitoring_service(request: Request) -> MonitoringService:
+    return request.app.state.monitoring_service
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
@@ -104,5 +109,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
+MonitoringServiceDep = Annotated[MonitoringService, Depends(get_monitoring_service)]
+MonitoringReader = Annotated[Principal, Depends(require_scope("monitoring:read"))]
 FeaturesReader = Annotated[Principal, Depends(require_scope("features:read"))]
 FeaturesWriter = Annotated[Principal, Depends(require_scope("features:write"))]

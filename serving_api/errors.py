@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "FEATURE_VIEW_NOT_FOUND": 404,
     "FEATURE_NOT_FOUND": 404,
     "FEATURE_SERVICE_NOT_FOUND": 404,
+    "REFERENCE_NOT_FOUND": 404,  # a version without a drift reference sample
     "METHOD_NOT_ALLOWED": 405,
     "MODEL_ALREADY_EXISTS": 409,
     "VERSION_ALREADY_EXISTS": 409,
@@ -43,6 +44,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "QUOTA_EXCEEDED": 409,  # the tenant holds as many models / versions / ensembles as it may
     "PAYLOAD_TOO_LARGE": 413,
     "VALIDATION_ERROR": 422,
+    "INSUFFICIENT_DATA": 422,  # too few values in the reference or the window to test drift
     "RATE_LIMITED": 429,
     "JOB_LIMIT_REACHED": 429,  # the tenant has as many unfinished jobs as it may: retry when one ends
     "ENSEMBLE_UNAVAILABLE": 503,

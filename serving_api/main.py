@@ -25,11 +25,12 @@ from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.online.cache import ModelCache
 from serving_api.ratelimit import RateLimiter
-from serving_api.routes import ensembles, features, health, jobs, models, oip, predictions, training, tuning
+from serving_api.routes import ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.explanations import Explainer
 from serving_api.services.jobs import JobService
 from serving_api.services.models import ModelService
+from serving_api.services.monitoring import MonitoringService
 from serving_api.services.prediction_record import PredictionRecorder
 from serving_api.services.predictions import PredictionService
 
@@ -102,11 +103,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ensemble_service = EnsembleService(EnsembleStore(state), app.state.prediction_service,
                                                  quotas=build_quotas(settings))
     app.state.model_service = ModelService(app.state.registry, model_cache)
+    app.state.monitoring_service = MonitoringService(app.state.registry, state, model_cache)
     app.state.job_service = JobService.from_settings(settings, state, app.state.registry)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
     for router in (models.router, predictions.router, ensembles.router, training.router, tuning.router, jobs.router,
-                   features.router, oip.router):
+                   features.router, oip.router, monitoring.router):
         app.include_router(router)
     return app

@@ -77,6 +77,7 @@ def fit_and_register(
 
     from assets.training.model_logging import log_fitted_model
     from assets.training.progress import MlflowProgress
+    from monitoring.reference import log_reference
 
     ray_cluster.connect()
     experiment_id = registry.ensure_experiment(context.tenant_id, model_name)
@@ -92,6 +93,7 @@ def fit_and_register(
         mlflow.log_metrics({f"final_{k}": v for k, v in outcome.metrics.items()})
         mlflow.log_metrics({"epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch})
         log_fitted_model(outcome, data)
+        log_reference(data.x_train)  # what drift reports of this version compare traffic against
     model = registry.find_by_name(context.tenant_id, model_name)
     if model is None:
         model = registry.create_model(

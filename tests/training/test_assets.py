@@ -61,6 +61,12 @@ def test_training_assets_fit_log_and_register(env):
     assert len(example) == 50
     train_rows = {tuple(r) for r in data.x_train.round(9).itertuples(index=False)}
     assert all(tuple(r) in train_rows for r in example[list(data.x_train.columns)].round(9).itertuples(index=False))
+    # the drift reference: every training row (fewer than 10,000) of the signature's columns, tied to the version's run
+    from monitoring.reference import training_reference
+
+    reference = training_reference(env["registry"], env["registry"].resolve_version(TENANT, output["model_id"], "1.0.0"))
+    assert list(reference.columns) == list(data.x_train.columns) and len(reference) == len(data.x_train)
+    assert {tuple(r) for r in reference.round(9).itertuples(index=False)} == train_rows
 
 
 def test_bad_target_fails_the_run_with_a_readable_message(env):

@@ -17,7 +17,7 @@ def test_importing_api_and_definitions_loads_no_heavy_library(tmp_path):
     assert not (tmp_path / "data").exists()  # nothing created at import
 
 
-PACKAGES = ("resources", "inference", "config", "serving_api", "assets", "pipelines", "mlservice", "feature_repo")
+PACKAGES = ("resources", "inference", "monitoring", "config", "serving_api", "assets", "pipelines", "mlservice", "feature_repo")
 
 
 def _cycles(graph) -> list[list[str]]:

@@ -28,7 +28,7 @@ def churn_like(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
 
 def log_sklearn_model(
     settings: Settings, tenant_id: str, *, experiment: str = "tests", tag_run: bool = True, kind: str = "logistic",
-    seed: int = 0,
+    seed: int = 0, reference: bool = False,
 ) -> str:
     """Fit a small model on churn-like features, log it (with signature and input example)
     under the tenant's experiment; returns the run id. kind: logistic, forest, linear, multiclass."""
@@ -41,16 +41,17 @@ def log_sklearn_model(
         model = LogisticRegression(max_iter=2000).fit(features, features["support_tickets"].clip(0, 2).to_numpy())
     else:
         model = LogisticRegression(max_iter=2000).fit(features, labels)
-    return log_fitted_model(settings, tenant_id, model, features, experiment=experiment, tag_run=tag_run)
+    return log_fitted_model(settings, tenant_id, model, features, experiment=experiment, tag_run=tag_run, reference=reference)
 
 
 def log_fitted_model(
     settings: Settings, tenant_id: str, model, features: pd.DataFrame, *, experiment: str = "tests",
-    tag_run: bool = True, example_rows: int | None = 20,
+    tag_run: bool = True, example_rows: int | None = 20, reference: bool = False,
 ) -> str:
     """Log a fitted scikit-learn model as the platform would accept it (skops, the types it needs
     trusted, a signature from ``features``, an input example of ``example_rows`` rows unless None)
-    in a run of the tenant's experiment; returns the run id."""
+    in a run of the tenant's experiment; returns the run id. ``reference``: also log ``features`` as
+    the run's drift reference sample, as the training job does."""
     import skops.io
 
     experiment_id = build_registry(settings, build_state_store(settings)).ensure_experiment(tenant_id, experiment)
@@ -63,4 +64,8 @@ def log_fitted_model(
             model, name="model", signature=signature, input_example=None if example_rows is None else features.head(example_rows),
             pip_requirements=["scikit-learn"], skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
         )
+        if reference:
+            from monitoring.reference import log_reference
+
+            log_reference(features)
     return run.info.run_id

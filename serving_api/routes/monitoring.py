@@ -1,0 +1,35 @@
+"""/api/v1/monitoring: drift of a tenant's model against its reference sample."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from monitoring.drift import DEFAULT_ALPHA
+from monitoring.drift_stats import DEFAULT_CORRECTION
+from serving_api.deps import MonitoringReader, MonitoringServiceDep
+from serving_api.schemas.monitoring import DriftPublic
+
+router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
+MAX_FEATURES_PARAM = 4096
+
+
+@router.get("/{model_id}/drift", response_model=DriftPublic)
+async def drift(
+    model_id: str,
+    principal: MonitoringReader,
+    service: MonitoringServiceDep,
+    features: Annotated[str | None, Query(max_length=MAX_FEATURES_PARAM, description="comma-separated; default: all")] = None,
+    version: Annotated[str | None, Query(max_length=64, description="semver or stage; default production, else newest")] = None,
+    window_hours: Annotated[float | None, Query(description="the window ending now (default 24)")] = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    correction: str = DEFAULT_CORRECTION,
+) -> DriftPublic:
+    names = [name.strip() for name in features.split(",") if name.strip()] if features else None
+    report = await service.drift(principal, model_id, features=names, version=version, window_hours=window_hours,
+                                 start=start, end=end, alpha=alpha, correction=correction)
+    return DriftPublic.model_validate(report)

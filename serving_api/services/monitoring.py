@@ -1,0 +1,74 @@
+"""Monitoring for the API: drift reports of a tenant's model over a window of its traffic.
+
+Every step that blocks (the registry, the reference artifact, the prediction log, the statistics)
+runs off the event loop. A version's reference sample is kept in a small LRU (it never changes
+for a version), so repeated reports read only the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from resources.errors import ReferenceNotFound
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from resources.registry import ModelRegistry, ResolvedVersion
+    from resources.state_db import StateStore
+    from serving_api.auth import Principal
+    from serving_api.online.cache import ModelCache
+
+REFERENCES_KEPT = 32
+
+
+class MonitoringService:
+    def __init__(self, registry: ModelRegistry, state: StateStore, models: ModelCache) -> None:
+        self.registry = registry
+        self.state = state
+        self.models = models
+        self._references: OrderedDict[tuple[str, str, str], tuple[pd.DataFrame, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    async def drift(self, principal: Principal, model_id: str, *, features: list[str] | None, version: str | None,
+                    window_hours: float | None, start: datetime | None, end: datetime | None, alpha: float,
+                    correction: str) -> dict[str, Any]:
+        from monitoring.drift import check_parameters, drift_report, select_features
+        from monitoring.window import current_sample, window_bounds
+
+        tenant = principal.tenant_id
+        check_parameters(alpha, correction)
+        window = window_bounds(datetime.now(UTC), window_hours=window_hours, start=start, end=end)
+        resolved = await asyncio.to_thread(self.registry.resolve_version, tenant, model_id, version)
+        served = await self.models.get(tenant, model_id, resolved.version)
+        chosen = select_features(served.model.features, features)
+        reference, source = await asyncio.to_thread(self._reference, tenant, model_id, resolved)
+        names = [spec.name for spec in chosen]
+        current = await asyncio.to_thread(current_sample, self.state, tenant, model_id, names, *window, version=resolved.version)
+        return await asyncio.to_thread(
+            drift_report, model_id=model_id, version=resolved.version, features=chosen, reference=reference,
+            reference_source=source, current=current, alpha=alpha, correction=correction)
+
+    def _reference(self, tenant: str, model_id: str, resolved: ResolvedVersion) -> tuple[pd.DataFrame, str]:
+        from monitoring.reference import training_reference
+
+        key = (tenant, model_id, resolved.version)
+        with self._lock:
+            if key in self._references:
+                self._references.move_to_end(key)
+                return self._references[key]
+        frame = training_reference(self.registry, resolved)
+        if frame is None:
+            raise ReferenceNotFound(
+                f"version {resolved.version} has no reference sample: versions trained by the platform log one; "
+                "another version needs one set before its drift can be measured",
+                {"model_id": model_id, "version": resolved.version})
+        with self._lock:
+            self._references[key] = (frame, "training")
+            while len(self._references) > REFERENCES_KEPT:
+                self._references.popitem(last=False)
+        return frame, "training"
