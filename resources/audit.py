@@ -36,7 +36,9 @@ audit_log = sa.Table(
     sa.Column("path", sa.String(2048), nullable=False),
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("error_code", sa.String(64), nullable=True),
+    sa.Column("model_id", sa.String(64), nullable=True),  # the model a call addressed, if any (monitoring's per-model view)
     sa.Index("ix_audit_log_tenant_time", "tenant_id", "at"),
+    sa.Index("ix_audit_log_tenant_model_time", "tenant_id", "model_id", "at"),
 )
 _STOP = object()
 _LENGTHS = {c.name: c.type.length for c in audit_log.columns if isinstance(c.type, sa.String) and c.type.length}

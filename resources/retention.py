@@ -1,6 +1,8 @@
 """Retention: each tenant's records older than its retention (``settings.retention_for``) go.
 
 - ``prediction_log`` rows older than ``prediction_log_days`` (by ``at``);
+- ``prediction_feedback`` (ground truth) received more than ``prediction_log_days`` ago: it lives
+  as long as the predictions it labels;
 - ``audit_log`` rows older than ``audit_log_days`` (rows without a tenant: the default retention);
 - finished jobs (succeeded, failed, cancelled) that ended more than ``finished_jobs_days`` ago;
 - idempotency keys of jobs created more than ``idempotency_keys_days`` ago are set to NULL (the
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from resources.audit import audit_log
+from resources.feedback import prediction_feedback
 from resources.jobs import jobs
 from resources.prediction_log import prediction_log
 from resources.state_db import StateStore, utcnow
@@ -57,6 +60,8 @@ class _Target:
 
 TARGETS = (
     _Target("prediction_log", prediction_log, prediction_log.c.id, prediction_log.c.at, "prediction_log_days"),
+    _Target("prediction_feedback", prediction_feedback, prediction_feedback.c.request_id, prediction_feedback.c.received_at,
+            "prediction_log_days"),
     _Target("audit_log", audit_log, audit_log.c.id, audit_log.c.at, "audit_log_days"),
     _Target("finished_jobs", jobs, jobs.c.job_id, sa.func.coalesce(jobs.c.finished_at, jobs.c.updated_at),
             "finished_jobs_days", only=jobs.c.status.in_(sorted(TERMINAL_STATUSES))),
@@ -97,9 +102,9 @@ def _apply(state: StateStore, target: _Target, tenant: str | None, days: int, no
         conditions.append(target.only)
     batch = sa.select(target.key).where(*conditions).limit(batch_size).scalar_subquery()
     if target.clear is None:
-        statement = table.delete().where(target.key.in_(batch))
+        statement = table.delete().where(tenant_is, target.key.in_(batch))  # a key may be unique per tenant only
     else:
-        statement = table.update().where(target.key.in_(batch)).values({target.clear: None})
+        statement = table.update().where(tenant_is, target.key.in_(batch)).values({target.clear: None})
     total = 0
     while True:
         with state.begin() as conn:

@@ -39,6 +39,8 @@ PRODUCTION_ALIAS = "production"
 # The run artifact holding a version's drift reference: a seeded sample of its training features
 # (assets/training writes it, monitoring/ reads it).
 REFERENCE_ARTIFACT_DIR, REFERENCE_ARTIFACT_FILE = "monitoring", "reference.parquet"
+# Run metrics: the best epoch's figures are logged once more as final_<name> (monitoring reads final_val_*).
+FINAL_METRIC_PREFIX = "final_"
 
 # -- Dagster run tags ---------------------------------------------------------------------------
 # mlservice/tenant, job_id, kind: who asked and which job record a run belongs to (the API finds

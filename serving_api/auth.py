@@ -28,7 +28,7 @@ from serving_api.errors import ApiError
 
 SCOPES = (
     "models:read", "models:write", "predictions:write", "jobs:read", "jobs:write",
-    "features:read", "features:write", "monitoring:read", "deployments:write", "admin",
+    "features:read", "features:write", "monitoring:read", "monitoring:write", "deployments:write", "admin",
 )
 DEFAULT_TOKEN_SCOPES = tuple(s for s in SCOPES if s != "admin")
 _BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="mlservice"'}

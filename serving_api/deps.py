@@ -54,6 +54,17 @@ def require_scope(scope: str) -> Callable:
     return dependency
 
 
+def require_any_scope(*scopes: str) -> Callable:
+    """A principal holding at least one of ``scopes``."""
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not any(principal.has_scope(scope) for scope in scopes):
+            raise ApiError("FORBIDDEN", f"token lacks one of the scopes {', '.join(scopes)}", {"required_scope": list(scopes)})
+        return principal
+
+    dependency.required_scope = scopes  # type: ignore[attr-defined]
+    return dependency
+
+
 async def get_registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
@@ -111,5 +122,7 @@ ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 MonitoringServiceDep = Annotated[MonitoringService, Depends(get_monitoring_service)]
 MonitoringReader = Annotated[Principal, Depends(require_scope("monitoring:read"))]
+# ground truth comes from whoever knows the outcome: a monitoring client, or the application that asked for the prediction
+FeedbackWriter = Annotated[Principal, Depends(require_any_scope("monitoring:write", "predictions:write"))]
 FeaturesReader = Annotated[Principal, Depends(require_scope("features:read"))]
 FeaturesWriter = Annotated[Principal, Depends(require_scope("features:write"))]

@@ -138,6 +138,7 @@ class RequestContextMiddleware:
                 path=path,
                 status=status,
                 error_code=state["code"],
+                model_id=scope.get("state", {}).get("model_id"),
             )
 
     def _unauthenticated_refusal(self, scope: Scope, template: str, status: int) -> bool:

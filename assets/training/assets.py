@@ -21,7 +21,7 @@ from resources.jobs import JobStore
 from resources.ray_cluster import RayCluster
 from resources.registry import ModelRegistry
 from resources.state_db import StateStore
-from resources.vocabulary import T_FEATURE_SERVICE, T_JOB_ID, T_TENANT
+from resources.vocabulary import FINAL_METRIC_PREFIX, T_FEATURE_SERVICE, T_JOB_ID, T_TENANT
 
 
 def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None) -> dg.Failure:
@@ -90,7 +90,7 @@ def fit_and_register(
         jobs.record_outcome(context.job_id, result={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         outcome = fit(MlflowProgress(registry.tracking_uri, run_id))
-        mlflow.log_metrics({f"final_{k}": v for k, v in outcome.metrics.items()})
+        mlflow.log_metrics({f"{FINAL_METRIC_PREFIX}{k}": v for k, v in outcome.metrics.items()})
         mlflow.log_metrics({"epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch})
         log_fitted_model(outcome, data)
         log_reference(data.x_train)  # what drift reports of this version compare traffic against

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from monitoring.drift import DEFAULT_ALPHA
 from monitoring.drift_stats import DEFAULT_CORRECTION
-from serving_api.deps import MonitoringReader, MonitoringServiceDep
-from serving_api.schemas.monitoring import DriftPublic
+from serving_api.deps import FeedbackWriter, MonitoringReader, MonitoringServiceDep
+from serving_api.schemas.monitoring import DriftPublic, FeedbackBody, FeedbackPublic, PerformancePublic
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
 MAX_FEATURES_PARAM = 4096
@@ -33,3 +33,25 @@ async def drift(
     report = await service.drift(principal, model_id, features=names, version=version, window_hours=window_hours,
                                  start=start, end=end, alpha=alpha, correction=correction)
     return DriftPublic.model_validate(report)
+
+
+@router.get("/{model_id}/performance", response_model=PerformancePublic)
+async def performance(
+    model_id: str,
+    principal: MonitoringReader,
+    service: MonitoringServiceDep,
+    period_hours: Annotated[float | None, Query(description="the window ending now (default 24)")] = None,
+    version: Annotated[str | None, Query(max_length=64, description="semver or stage; default every version")] = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> PerformancePublic:
+    report = await service.performance(principal, model_id, period_hours=period_hours, version=version, start=start, end=end)
+    return PerformancePublic.model_validate(report)
+
+
+@router.post("/{model_id}/feedback", response_model=FeedbackPublic)
+async def feedback(model_id: str, body: FeedbackBody, principal: FeedbackWriter, service: MonitoringServiceDep) -> FeedbackPublic:
+    """Ground truth for answered predictions, joined by the tenant's request id (the ``request_id``
+    of the prediction's answer). Sending an item again replaces its label."""
+    items = [(item.request_id, item.label) for item in body.items]
+    return FeedbackPublic.model_validate(await service.feedback_items(principal, model_id, items))

@@ -22,4 +22,5 @@ router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
 
 @router.post("", response_model=PredictionResponse)
 async def predict(body: PredictionRequest, request: Request, principal: PredictionsWriter, service: PredictionServiceDep):
+    request.state.model_id = body.model_id  # a refusal's audit record names the model (monitoring counts it)
     return await service.answer(body, principal, request_id_of(request))

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from serving_api.schemas.common import StrictModel
+
+MAX_FEEDBACK_ITEMS = 1000
+Label = str | int | float | bool
 
 
 class FeatureDriftPublic(BaseModel):
@@ -35,3 +40,42 @@ class DriftPublic(BaseModel):
     window: dict[str, str]
     reference: dict[str, Any]
     current: dict[str, Any]
+
+
+class PerformancePublic(BaseModel):
+    model_id: str
+    version: str | None
+    model_type: str
+    period_hours: float
+    window: dict[str, str]
+    requests: int
+    answered: int
+    rows: int
+    errors: int
+    error_rate: float | None
+    errors_by_status: dict[str, int]
+    latency_ms: dict[str, float | None]
+    throughput_per_hour: list[dict[str, Any]]
+    predictions: dict[str, Any]
+    sampled: bool
+    versions: dict[str, dict[str, Any]]
+    ground_truth: dict[str, Any]
+
+
+class FeedbackItem(StrictModel):
+    request_id: str = Field(min_length=1, max_length=128)
+    label: Label | list[Label] = Field(description="one label, or one per row for a request of several rows")
+
+
+class FeedbackBody(StrictModel):
+    items: list[FeedbackItem] = Field(min_length=1, max_length=MAX_FEEDBACK_ITEMS)
+
+
+class FeedbackPublic(BaseModel):
+    model_id: str
+    received: int
+    matched: int
+    stored: int
+    unknown: int
+    unknown_request_ids: list[str]
+    rejected: list[dict[str, Any]]

@@ -28,9 +28,12 @@ REFERENCES_KEPT = 32
 
 class MonitoringService:
     def __init__(self, registry: ModelRegistry, state: StateStore, models: ModelCache) -> None:
+        from resources.feedback import FeedbackStore
+
         self.registry = registry
         self.state = state
         self.models = models
+        self.feedback = FeedbackStore(state)
         self._references: OrderedDict[tuple[str, str, str], tuple[pd.DataFrame, str]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -52,6 +55,35 @@ class MonitoringService:
         return await asyncio.to_thread(
             drift_report, model_id=model_id, version=resolved.version, features=chosen, reference=reference,
             reference_source=source, current=current, alpha=alpha, correction=correction)
+
+    async def performance(self, principal: Principal, model_id: str, *, period_hours: float | None, version: str | None,
+                          start: datetime | None, end: datetime | None) -> dict[str, Any]:
+        from monitoring.performance import performance_report
+        from monitoring.training_metrics import validation_metrics
+        from monitoring.window import window_bounds
+
+        tenant = principal.tenant_id
+        window = window_bounds(datetime.now(UTC), window_hours=period_hours, start=start, end=end)
+        record = await asyncio.to_thread(self.registry.get_model, tenant, model_id)
+        if version is not None:
+            version = (await asyncio.to_thread(self.registry.resolve_version, tenant, model_id, version)).version
+        classes: list[Any] = []
+        if record.model_type == "classification" and record.current_version:
+            served = await self.models.get(tenant, model_id, version or record.current_version)
+            classes = list(served.model.classes)
+        report = await asyncio.to_thread(
+            performance_report, self.state, self.feedback, tenant_id=tenant, model_id=model_id, start=window[0], end=window[1],
+            version=version, model_type=record.model_type, classes=classes,
+            training_metrics=lambda v: validation_metrics(self.registry, tenant, model_id, v))
+        hours = (window[1] - window[0]).total_seconds() / 3600
+        return {**report, "period_hours": round(hours, 6)}
+
+    async def feedback_items(self, principal: Principal, model_id: str, items: list[tuple[str, Any]]) -> dict[str, Any]:
+        tenant = principal.tenant_id
+        await asyncio.to_thread(self.registry.get_model, tenant, model_id)  # 404 for another tenant's model
+        outcome = await asyncio.to_thread(self.feedback.submit, tenant, model_id, items)
+        return {"model_id": model_id, "received": len(items), "matched": outcome.matched, "stored": outcome.stored,
+                "unknown": len(outcome.unknown), "unknown_request_ids": outcome.unknown[:100], "rejected": outcome.rejected[:100]}
 
     def _reference(self, tenant: str, model_id: str, resolved: ResolvedVersion) -> tuple[pd.DataFrame, str]:
         from monitoring.reference import training_reference

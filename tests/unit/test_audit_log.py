@@ -23,9 +23,9 @@ def _row(request_id: str, tenant: str, **extra) -> dict:
 
 def test_fields_are_cut_to_their_columns(audit):
     audit.record(request_id="r" * 500, tenant_id="t" * 100, subject="s" * 1000, method="M" * 40,
-                 path="/api/v1/" + "p" * 10_000 + "\x00", status=401, error_code="E" * 200)
+                 path="/api/v1/" + "p" * 10_000 + "\x00", status=401, error_code="E" * 200, model_id="m" * 100)
     [row] = audit.records()
-    for column in ("request_id", "tenant_id", "subject", "method", "path", "error_code"):
+    for column in ("request_id", "tenant_id", "subject", "method", "path", "error_code", "model_id"):
         assert len(row[column]) == audit_log.c[column].type.length, column
     assert "\x00" not in row["path"]
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from config.settings import Settings
 from resources.audit import audit_log
+from resources.feedback import prediction_feedback
 from resources.jobs import jobs
 from resources.prediction_log import prediction_log
 from resources.retention import apply_retention
@@ -41,6 +42,10 @@ def _seed(state: StateStore) -> None:
             dict(request_id=f"{rid}-{i}", tenant_id=tenant, model_id="m", model_version="1.0.0", at=_days_ago(days))
             for i, (rid, tenant, days) in enumerate(predictions)
         ])
+        conn.execute(prediction_feedback.insert(), [  # one request id in two tenants: only tenant-a's is old enough
+            dict(tenant_id=tenant, request_id="shared", model_id="m", label="1", received_at=_days_ago(days))
+            for tenant, days in (("tenant-a", 40), ("tenant-b", 40), ("tenant-a-recent", 1))
+        ])
         conn.execute(audit_log.insert(), [
             dict(request_id=rid, tenant_id=tenant, method="POST", path="/api/v1/models", status=201, at=_days_ago(days))
             for rid, tenant, days in audits
@@ -58,6 +63,7 @@ def _left(state: StateStore) -> dict:
         return {
             "predictions": sorted({r.rsplit("-", 1)[0] for r in conn.execute(sa.select(prediction_log.c.request_id)).scalars()}),
             "audit": sorted(conn.execute(sa.select(audit_log.c.request_id)).scalars()),
+            "feedback": sorted(conn.execute(sa.select(prediction_feedback.c.tenant_id)).scalars()),
             "jobs": dict(conn.execute(sa.select(jobs.c.job_id, jobs.c.idempotency_key)).all()),
         }
 
@@ -65,6 +71,7 @@ def _left(state: StateStore) -> dict:
 EXPECTED = {
     "predictions": ["a-new", "b-old"],
     "audit": ["a-new", "b-old"],
+    "feedback": ["tenant-a-recent", "tenant-b"],
     "jobs": {"a-running-old": None, "a-done-recent": None, "a-new": "k4", "b-done-old": None},
 }
 
@@ -73,7 +80,7 @@ def test_old_rows_go_recent_rows_and_longer_retentions_stay(state, tmp_path):
     _seed(state)
     settings = Settings(data_dir=tmp_path, retention_overrides=OVERRIDES)
     counts = apply_retention(state, settings, now=NOW, batch_size=2)  # five old predictions: three batches
-    assert counts == {"prediction_log": 5, "audit_log": 2, "finished_jobs": 1, "idempotency_keys": 3}
+    assert counts == {"prediction_log": 5, "prediction_feedback": 1, "audit_log": 2, "finished_jobs": 1, "idempotency_keys": 3}
     assert _left(state) == EXPECTED
     assert apply_retention(state, settings, now=NOW) == dict.fromkeys(counts, 0)  # nothing left to do
 
