@@ -137,3 +137,9 @@ class ReferenceNotFound(DomainError):
     """The version has no reference sample (not trained by the platform, none set)."""
 
     code = "REFERENCE_NOT_FOUND"
+
+
+class PolicyNotFound(DomainError):
+    """The model has no monitoring policy (none was ever set)."""
+
+    code = "POLICY_NOT_FOUND"

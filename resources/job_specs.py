@@ -12,7 +12,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
-from resources.vocabulary import ModelType
+from resources.vocabulary import ModelType, Promote
 from resources.vocabulary import TrainableFramework as Framework
 
 TRAINING_JOB = "training"  # the Dagster job whose assets take TrainingSetConfig + TrainedModelConfig
@@ -71,11 +71,13 @@ class TrainedModelConfig(dg.Config):
     context: JobContext
     model_name: str
     trainer: TrainerSpec
+    promote: Promote = "none"  # where the new version goes (a retraining policy sets it)
 
 
 class TuningConfig(dg.Config):
     context: JobContext
     model_name: str
+    promote: Promote = "none"  # where the new version goes (a retraining policy sets it)
     trainer: TrainerSpec = Field(description="fixed settings; search_space values override hyperparameters")
     search_space: dict[str, dict[str, Any]] = Field(
         description='{"param": {"type": "choice"|"randint"|"uniform"|"loguniform"|"quniform", ...}}'

@@ -6,8 +6,9 @@ resource as well as a plain object, so the API and Dagster runs share the same t
 
 Every table is defined once, on ``metadata``, by the module that writes it: ``model_locks`` here
 (the store's leases), ``stage_transitions`` in ``registry``, ``audit_log`` in ``audit``, ``jobs``,
-``ensembles``, ``prediction_log`` and ``model_artifacts`` in the modules of those names,
-``prediction_feedback`` in ``feedback``. Every datetime column is a ``UTCDateTime``.
+``ensembles``, ``prediction_log``, ``model_artifacts``, ``drift_reports`` and ``monitoring_policies``
+in the modules of those names, ``prediction_feedback`` in ``feedback``. Every datetime column is a
+``UTCDateTime``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ from typing import Literal, get_args
 # -- models ------------------------------------------------------------------------------------
 Stage = Literal["development", "staging", "production", "archived"]
 STAGES: tuple[str, ...] = get_args(Stage)
+# Where a retrained version goes (a monitoring policy's ``promote``).
+Promote = Literal["none", "staging", "production_if_better"]
+PROMOTE_CHOICES: tuple[str, ...] = get_args(Promote)
 ModelType = Literal["classification", "regression"]
 MODEL_TYPES: tuple[str, ...] = get_args(ModelType)
 Framework = Literal["sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom"]  # what a registered model may say

@@ -122,6 +122,7 @@ ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 MonitoringServiceDep = Annotated[MonitoringService, Depends(get_monitoring_service)]
 MonitoringReader = Annotated[Principal, Depends(require_scope("monitoring:read"))]
+MonitoringWriter = Annotated[Principal, Depends(require_scope("monitoring:write"))]
 # ground truth comes from whoever knows the outcome: a monitoring client, or the application that asked for the prediction
 FeedbackWriter = Annotated[Principal, Depends(require_any_scope("monitoring:write", "predictions:write"))]
 FeaturesReader = Annotated[Principal, Depends(require_scope("features:read"))]

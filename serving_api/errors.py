@@ -33,7 +33,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "FEATURE_VIEW_NOT_FOUND": 404,
     "FEATURE_NOT_FOUND": 404,
     "FEATURE_SERVICE_NOT_FOUND": 404,
-    "REFERENCE_NOT_FOUND": 404,  # a version without a drift reference sample
+    "REFERENCE_NOT_FOUND": 404,
+    "POLICY_NOT_FOUND": 404,  # a version without a drift reference sample
     "METHOD_NOT_ALLOWED": 405,
     "MODEL_ALREADY_EXISTS": 409,
     "VERSION_ALREADY_EXISTS": 409,

@@ -69,7 +69,7 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | 
 def fit_and_register(
     context: JobContext, model_name: str, trainer: TrainerSpec, data: TrainingData, batch_size: int,
     registry: ModelRegistry, ray_cluster: RayCluster, jobs: JobStore, fit: Any, params: dict[str, Any],
-    extra_tags: dict[str, str] | None = None,
+    extra_tags: dict[str, str] | None = None, promote: str = "none",
 ) -> dict[str, Any]:
     """Open the job's MLflow run, run ``fit(progress) -> FitOutcome`` on Ray, log the model and
     register it as a new development version of the tenant's model. Shared by training and tuning."""
@@ -109,6 +109,11 @@ def fit_and_register(
     }
     if data.feature_service:
         result["feature_service"] = data.feature_service
+    if promote != "none":  # a retraining policy's choice (the retrain_on_drift sensor sets it)
+        from assets.training.promotion import promote_version
+
+        result["promotion"] = promote_version(registry, context.tenant_id, model.model_id, version.version, promote, data,
+                                              context.requested_by)
     jobs.record_outcome(context.job_id, result=result)
     return result
 
@@ -145,6 +150,7 @@ def trained_model(
         result = fit_and_register(
             ctx, config.model_name, trainer, training_set, batch_size, registry, ray_cluster, jobs,
             fit=lambda progress: fit_on_ray(trainer, training_set, batch_size, progress), params=params,
+            promote=config.promote,
         )
     except (DomainError, ValueError) as exc:
         raise _fail(str(getattr(exc, "message", exc)), jobs, ctx.job_id) from exc

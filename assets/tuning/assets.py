@@ -52,7 +52,8 @@ def tuned_model(
               "estimator": config.trainer.estimator or "default"}
     try:
         result = fit_and_register(ctx, config.model_name, config.trainer, training_set, config.trainer.batch_size,
-                                  registry, ray_cluster, jobs, fit=fit, params=params, extra_tags={"mlservice.kind": "tuning"})
+                                  registry, ray_cluster, jobs, fit=fit, params=params, extra_tags={"mlservice.kind": "tuning"},
+                                  promote=config.promote)
     except (DomainError, ValueError) as exc:
         raise _fail(str(getattr(exc, "message", exc)), jobs, ctx.job_id) from exc
     metadata = output_metadata(result, ctx)

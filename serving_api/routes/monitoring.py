@@ -9,8 +9,16 @@ from fastapi import APIRouter, Query
 
 from monitoring.drift import DEFAULT_ALPHA
 from monitoring.drift_stats import DEFAULT_CORRECTION
-from serving_api.deps import FeedbackWriter, MonitoringReader, MonitoringServiceDep
-from serving_api.schemas.monitoring import DriftPublic, FeedbackBody, FeedbackPublic, PerformancePublic
+from serving_api.deps import FeedbackWriter, MonitoringReader, MonitoringServiceDep, MonitoringWriter
+from serving_api.schemas.monitoring import (
+    DriftHistoryPublic,
+    DriftPublic,
+    FeedbackBody,
+    FeedbackPublic,
+    PerformancePublic,
+    PolicyBody,
+    PolicyPublic,
+)
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
 MAX_FEATURES_PARAM = 4096
@@ -55,3 +63,26 @@ async def feedback(model_id: str, body: FeedbackBody, principal: FeedbackWriter,
     of the prediction's answer). Sending an item again replaces its label."""
     items = [(item.request_id, item.label) for item in body.items]
     return FeedbackPublic.model_validate(await service.feedback_items(principal, model_id, items))
+
+
+@router.get("/{model_id}/drift/history", response_model=DriftHistoryPublic)
+async def drift_history(
+    model_id: str,
+    principal: MonitoringReader,
+    service: MonitoringServiceDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before_id: Annotated[int | None, Query(ge=1, description="the next page: next_before_id of the previous one")] = None,
+) -> DriftHistoryPublic:
+    """The scheduled drift reports of the model (the drift_report asset's runs), newest first."""
+    return DriftHistoryPublic.model_validate(await service.history(principal, model_id, limit=limit, before_id=before_id))
+
+
+@router.put("/{model_id}/policy", response_model=PolicyPublic)
+async def put_policy(model_id: str, body: PolicyBody, principal: MonitoringWriter, service: MonitoringServiceDep) -> PolicyPublic:
+    """What the retrain_on_drift sensor does for this model (replaces the previous policy)."""
+    return PolicyPublic.model_validate(await service.put_policy(principal, model_id, body.model_dump()))
+
+
+@router.get("/{model_id}/policy", response_model=PolicyPublic)
+async def get_policy(model_id: str, principal: MonitoringReader, service: MonitoringServiceDep) -> PolicyPublic:
+    return PolicyPublic.model_validate(await service.get_policy(principal, model_id))

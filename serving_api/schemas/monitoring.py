@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from resources.vocabulary import Promote
 from serving_api.schemas.common import StrictModel
 
 MAX_FEEDBACK_ITEMS = 1000
@@ -79,3 +81,30 @@ class FeedbackPublic(BaseModel):
     unknown: int
     unknown_request_ids: list[str]
     rejected: list[dict[str, Any]]
+
+
+class DriftHistoryPublic(BaseModel):
+    model_id: str
+    reports: list[dict[str, Any]]
+    count: int
+    next_before_id: int | None
+
+
+class PolicyBody(StrictModel):
+    retrain_on_drift: bool
+    consecutive_reports: int = Field(default=2, ge=1, le=100, description="drifted reports in a row before retraining")
+    cooldown_hours: float = Field(default=24.0, ge=0, le=8760, description="no second retraining within this time")
+    promote: Promote = "none"
+
+
+class PolicyPublic(BaseModel):
+    model_id: str
+    retrain_on_drift: bool
+    consecutive_reports: int
+    cooldown_hours: float
+    promote: str
+    updated_at: datetime
+    updated_by: str
+    last_triggered_at: datetime | None
+    last_trigger_report_id: int | None
+    last_trigger_job_id: str | None

@@ -85,6 +85,41 @@ class MonitoringService:
         return {"model_id": model_id, "received": len(items), "matched": outcome.matched, "stored": outcome.stored,
                 "unknown": len(outcome.unknown), "unknown_request_ids": outcome.unknown[:100], "rejected": outcome.rejected[:100]}
 
+    async def history(self, principal: Principal, model_id: str, *, limit: int, before_id: int | None) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from resources.drift_reports import DriftReportStore
+
+        await asyncio.to_thread(self.registry.get_model, principal.tenant_id, model_id)  # 404 for another tenant's model
+        records = await asyncio.to_thread(DriftReportStore(self.state).history, principal.tenant_id, model_id, limit=limit,
+                                          before_id=before_id)
+        reports = [{k: v for k, v in asdict(r).items() if k != "tenant_id"} for r in records]
+        return {"model_id": model_id, "reports": reports, "count": len(reports),
+                "next_before_id": records[-1].id if len(records) == limit else None}
+
+    async def put_policy(self, principal: Principal, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from resources.monitoring_policies import PolicyStore
+
+        await asyncio.to_thread(self.registry.get_model, principal.tenant_id, model_id)
+        record = await asyncio.to_thread(PolicyStore(self.state).put, principal.tenant_id, model_id, actor=principal.subject,
+                                         **body)
+        return {k: v for k, v in asdict(record).items() if k != "tenant_id"}
+
+    async def get_policy(self, principal: Principal, model_id: str) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        from resources.monitoring_policies import PolicyStore
+
+        await asyncio.to_thread(self.registry.get_model, principal.tenant_id, model_id)
+        record = await asyncio.to_thread(PolicyStore(self.state).get, principal.tenant_id, model_id)
+        if record is None:
+            from resources.errors import PolicyNotFound
+
+            raise PolicyNotFound(f"model '{model_id}' has no monitoring policy", {"model_id": model_id})
+        return {k: v for k, v in asdict(record).items() if k != "tenant_id"}
+
     def _reference(self, tenant: str, model_id: str, resolved: ResolvedVersion) -> tuple[pd.DataFrame, str]:
         from monitoring.reference import training_reference
 
