@@ -57,7 +57,9 @@ for _path in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(_path))
 
 from serving_vs_mlflow import (  # noqa: E402  (sibling benchmark: helpers only, no side effects at import)
+    OTHER_LOAD_WARN,
     Server,
+    _group_ticks,
     clean_env,
     closed_port,
     free_port,
@@ -135,13 +137,53 @@ print("EVIDENTLY_RESULT " + json.dumps({
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-class Timings:
-    """Seconds per call of one series."""
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, steal) CPU ticks of the whole machine so far; steal is time the hypervisor gave elsewhere."""
+    v = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    return v[0] + v[1] + v[2] + v[5] + v[6], v[7]
 
-    def __init__(self, samples: list[float]) -> None:
+
+class Load:
+    """Cores used during a series: by what is measured (this process, its waited children, the API's
+    process group) and by everything else on the machine, plus the hypervisor's steal. A series run
+    while something else used the cores is not comparable (flagged in the table)."""
+
+    def __init__(self, api_pgid: int | None = None) -> None:
+        self.pgid, self.hz = api_pgid, os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> Load:
+        self.t0 = time.monotonic()
+        self.busy0, self.steal0 = _cpu_ticks()
+        self.api0 = _group_ticks(self.pgid) if self.pgid else 0
+        self.times0 = os.times()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        seconds = time.monotonic() - self.t0
+        busy, steal = _cpu_ticks()
+        api = (_group_ticks(self.pgid) - self.api0) / self.hz if self.pgid else 0.0
+        now = os.times()
+        mine = sum(getattr(now, f) - getattr(self.times0, f) for f in ("user", "system", "children_user", "children_system"))
+        self.ours = (api + mine) / seconds
+        self.other = max(0.0, (busy - self.busy0) / self.hz / seconds - self.ours)
+        self.steal = (steal - self.steal0) / self.hz / seconds
+
+    @property
+    def noisy(self) -> bool:
+        return self.other + self.steal > OTHER_LOAD_WARN
+
+    def cell(self) -> str:
+        return f"{self.ours:.2f} / {self.other:.2f} / {self.steal:.2f}{' (!)' if self.noisy else ''}"
+
+
+class Timings:
+    """Seconds per call of one series (and the machine's load while it ran)."""
+
+    def __init__(self, samples: list[float], load: Load | None = None) -> None:
         if not samples:
             raise ValueError("no samples")
         self.samples = sorted(samples)
+        self.load = load
 
     def pick(self, q: float) -> float:
         """Nearest-rank percentile."""
@@ -153,18 +195,19 @@ class Timings:
 
     def cells(self) -> str:
         return (f"{len(self.samples)} | {self.p50:.3f} | {self.pick(0.9):.3f} | {self.samples[0]:.3f} | "
-                f"{self.samples[-1]:.3f}")
+                f"{self.samples[-1]:.3f} | {self.load.cell() if self.load else '-'}")
 
 
 def timed(fn, runs: int, warmup: int = 1) -> tuple[Timings, object]:
     for _ in range(warmup):
         fn()
     times, value = [], None
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - t0)
-    return Timings(times), value
+    with Load() as load:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            value = fn()
+            times.append(time.perf_counter() - t0)
+    return Timings(times, load), value
 
 
 def churn_frame(n: int, seed: int, shift: float = 0.0):
@@ -474,20 +517,25 @@ def main() -> int:
             # -- (a) the API -------------------------------------------------------------------
             route = ROUTE.format(model_id=model_id)
             api_times: list[float] = []
-            body = None
-            for i in range(args.warmup + args.calls):
+            body: dict = {}
+
+            def call() -> dict:
                 t0 = time.perf_counter()
                 reply = client.get(route)
                 elapsed = time.perf_counter() - t0
                 if reply.status_code != 200:
                     raise RuntimeError(f"GET {route}: {reply.status_code} {reply.text}\n{api.tail()}")
-                body = reply.json()
-                if i >= args.warmup:
-                    api_times.append(elapsed)
-                else:
-                    log(f"warm-up call {i + 1}: {elapsed:.3f} s")
-            api_t = Timings(api_times)
-            assert body is not None and body["current"]["rows"] == args.rows and not body["current"]["sampled"], body["current"]
+                api_times.append(elapsed)
+                return reply.json()
+
+            for i in range(args.warmup):
+                call()
+                log(f"warm-up call {i + 1}: {api_times.pop():.3f} s")
+            with Load(api.pid) as load:
+                for _ in range(args.calls):
+                    body = call()
+            api_t = Timings(api_times, load)
+            assert body and body["current"]["rows"] == args.rows and not body["current"]["sampled"], body["current"]
             assert body["reference"]["rows"] == len(reference) and body["version"] == version, body["reference"]
             log(f"API {route}: p50 {api_t.p50:.3f} s over {args.calls} calls; window {body['current']}")
 
@@ -517,7 +565,9 @@ def main() -> int:
         evidently = None
         if not args.no_evidently:
             log(f"Evidently {EVIDENTLY_VERSION}: 1 warm-up + {args.evidently_runs} reports on the same frames")
-            evidently = run_evidently(args.evidently_venv, tmp, reference, current, args.evidently_runs, warmup=1)
+            with Load() as load:
+                evidently = run_evidently(args.evidently_venv, tmp, reference, current, args.evidently_runs, warmup=1)
+            evidently["load"] = load
             assert evidently["rows"] == {"reference": len(reference), "current": len(current)}, evidently["rows"]
 
         report_table(args, api_t, window_t, parts, report_t, stats_t, body, evidently, time.monotonic() - started_all)
@@ -558,8 +608,8 @@ def report_table(args, api_t, window_t, parts, report_t, stats_t, body, evidentl
         print(f"Evidently's environment ({args.evidently_venv.name}): Python {v['python']}, evidently {v['evidently']}, "
               f"pandas {v['pandas']}, numpy {v['numpy']}, scipy {v['scipy']}")
     print()
-    print("| path | runs | p50 s | p90 s | min s | max s |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| path | runs | p50 s | p90 s | min s | max s | cores: measured / other / steal |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     print(f"| API GET {ROUTE} (client-side, httpx keep-alive, after {args.warmup} warm-ups) | {api_t.cells()} |")
     print(f"| in process: monitoring.window.current_sample (SQL fetch, orjson, columns) | {window_t.cells()} |")
     print(f"| - of which: SQL, the model's own records, fetched whole | {parts['own'].cells()} |")
@@ -569,12 +619,20 @@ def report_table(args, api_t, window_t, parts, report_t, stats_t, body, evidentl
     print(f"| in process: monitoring.drift_stats.drift_results on numpy columns | {stats_t.cells()} |")
     ev_t = None
     if evidently:
-        ev_t = Timings(evidently["run_s"])
-        ds_t = Timings(evidently["dataset_s"])
+        ev_t = Timings(evidently["run_s"], evidently["load"])
+        ds_t = Timings(evidently["dataset_s"], evidently["load"])
         print(f"| Evidently: Report([DataDriftPreset()]).run, own process (after 1 warm-up) | {ev_t.cells()} |")
         print(f"| Evidently: Dataset.from_pandas of both frames (not in the row above) | {ds_t.cells()} |")
-        print()
-        print(f"Evidently's import (numpy, pandas, evidently) in its process: {evidently['import_s']:.2f} s, once, not timed above.")
+    print()
+    if evidently:
+        print(f"Evidently's import (numpy, pandas, evidently) in its process: {evidently['import_s']:.2f} s, once, not timed above "
+              "(the cores of the Evidently rows are over the whole child process: import, warm-up and runs).")
+    timings = [api_t, window_t, *parts.values(), report_t, stats_t] + ([ev_t] if ev_t else [])
+    if any(t.load and t.load.noisy for t in timings):
+        print(f"(!) other processes or the hypervisor (steal) took more than {OTHER_LOAD_WARN} cores during that series: "
+              "the machine was not quiet, the row is not comparable.")
+    print("Cores: measured = the API's process group and this client (API row), this process (in-process rows) or the "
+          "Evidently process; other = everything else on the machine; steal = the hypervisor's.")
     print()
     print("| feature | platform method | statistic | p (BH-corrected) | PSI | W normed | platform drifted | "
           "Evidently method | Evidently score | threshold | Evidently drifted |")

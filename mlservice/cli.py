@@ -120,6 +120,9 @@ def cmd_up(args: argparse.Namespace) -> int:
                                  "entity_rows": [{"customer_id": "cust-123"}, {"customer_id": "cust-456"}]})
             lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
                          f"-d {shlex.quote(lookup)} {api}/api/v1/features/online")
+            monitoring = f"{api}/api/v1/monitoring/{model_id}"
+            lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" {monitoring}/drift")
+            lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" {shlex.quote(monitoring + '/performance?period_hours=24')}")
         lines.append("")
         print("\n".join(lines), flush=True)
 

@@ -5,7 +5,8 @@ Tenant ``acme-corp`` gets its churn population (``mlservice.feature_data``: cust
 feature definitions are applied and materialized (a Dagster run), then a training job on feature
 service ``churn_v1`` runs (point-in-time join, Dagster assets, fit on Ray, logged to MLflow,
 registered) and the new version of ``customer_churn_predictor`` is promoted to staging and
-production. Skipped when the model already has a production version.
+production; then demo traffic with one shifted feature, and labels, go through the API
+(``mlservice.demo_traffic``). Skipped when the model already has a production version.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import UTC
 import httpx
 
 from config.settings import Settings
+from mlservice.demo_traffic import SHIFT_DAYS, SHIFTED_FEATURE, send_demo_traffic
 from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
 DEMO_TENANT = "acme-corp"
@@ -93,5 +95,9 @@ def seed_demo(settings: Settings, timeout_s: float = 600) -> str:
         model_id, version = status["model_id"], status["model_version"]
         for stage in ("staging", "production"):
             api.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}).raise_for_status()
-    print(f"seeded {DEMO_TENANT}/{DEMO_MODEL} {version} in production (val_accuracy {status['metrics'].get('val_accuracy'):.3f})")
+        print(f"seeded {DEMO_TENANT}/{DEMO_MODEL} {version} in production "
+              f"(val_accuracy {status['metrics'].get('val_accuracy'):.3f})")
+        sent = send_demo_traffic(settings, api, DEMO_TENANT, model_id)
+    print(f"sent {sent['predictions']} demo predictions ({SHIFTED_FEATURE} shifted by {SHIFT_DAYS} days) "
+          f"and {sent['labels']} labels")
     return model_id

@@ -106,17 +106,26 @@ def _features_at(orders: pd.DataFrame, tickets: pd.DataFrame, at: np.ndarray) ->
     })
 
 
-def _churn(f: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+# Terms of the churn link that a frame may lack (the demo model sees four features): typical values.
+TYPICAL = {"orders_last_30d": 1.0, "return_rate": 0.1}
+
+
+def churn_draw(f: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+    """Churned (0/1) per row, drawn through the population's logistic link of the features;
+    columns the frame lacks count at their ``TYPICAL`` values."""
+    def term(name: str):
+        return f[name] if name in f.columns else TYPICAL[name]
+
     logit = (
         -2.0
         + 0.03 * f["days_since_last_order"]
         + 0.4 * f["support_tickets"]
         - 0.06 * f["total_orders"]
         - 0.005 * f["avg_order_value"]
-        - 0.3 * f["orders_last_30d"]
-        + 2.0 * f["return_rate"]
+        - 0.3 * term("orders_last_30d")
+        + 2.0 * term("return_rate")
         + rng.normal(0, 0.8, len(f))
-    ).to_numpy()
+    ).to_numpy(dtype=float)
     return (rng.random(len(f)) < 1 / (1 + np.exp(-np.clip(logit, -30, 30)))).astype("int64")
 
 
@@ -146,7 +155,7 @@ def churn_feature_tables(
 
     label_day = -rng.integers(7, 181, n).astype(float)
     f = _features_at(orders, tickets, label_day)
-    churned = _churn(f, rng)
+    churned = churn_draw(f, rng)
     keep = f["has_orders"].to_numpy()
     labels = pd.DataFrame({
         "customer_id": ids[keep],

@@ -3,8 +3,9 @@
 A version trained by the platform carries its own: the training job logs a seeded sample of the
 training features (at most ``REFERENCE_MAX_ROWS`` rows) as the run artifact
 ``monitoring/reference.parquet`` (``log_reference``), so the reference is tied to the run, and
-through it to the version. ``training_reference`` reads it back for a resolved version; a version
-whose run has none (registered from elsewhere) has no reference until one is set.
+through it to the version. ``training_reference`` reads it back for a resolved version. A
+reference set through the API (a parquet file, or a window of the version's traffic; stored by
+``resources.references``) wins over it: ``version_reference`` picks.
 
 The file is data, never code: it is read with pyarrow, only when it is at most
 ``REFERENCE_MAX_BYTES``, and only the version's signature columns are used.
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from resources.registry import ModelRegistry, ResolvedVersion
+    from resources.state_db import StateStore
 
 REFERENCE_MAX_ROWS = 10_000  # enough for KS to see a 0.05-std shift; small enough to read in milliseconds
 REFERENCE_SEED = 0
@@ -72,3 +74,48 @@ def training_reference(registry: ModelRegistry, resolved: ResolvedVersion) -> pd
         if local.is_symlink() or not local.is_file() or local.stat().st_size > REFERENCE_MAX_BYTES:
             return None
         return pq.read_table(local).to_pandas()
+
+
+def version_reference(registry: ModelRegistry, state: StateStore, tenant_id: str, model_id: str,
+                      resolved: ResolvedVersion) -> tuple[pd.DataFrame, str, int | None] | None:
+    """(frame, source, stored id) of the version's reference: the newest one set through the API
+    (source ``path`` or ``traffic``), else the one its training run logged (``training``), else None."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from resources.references import ReferenceStore
+
+    stored = ReferenceStore(state).latest(tenant_id, model_id, resolved.version)
+    if stored is not None:
+        return pq.read_table(io.BytesIO(stored.data)).to_pandas(), stored.source, stored.id
+    frame = training_reference(registry, resolved)
+    return None if frame is None else (frame, "training", None)
+
+
+def reference_bytes(frame: pd.DataFrame, features: list[str]) -> tuple[bytes, int]:
+    """The sample of ``frame``'s ``features`` columns that is stored, as parquet bytes, and its rows."""
+    import io
+
+    sample = sample_reference(frame[features])
+    buffer = io.BytesIO()
+    sample.to_parquet(buffer, index=False)
+    return buffer.getvalue(), len(sample)
+
+
+def read_reference_file(path: str) -> pd.DataFrame:
+    """A local parquet file a tenant names as a reference (already checked by the data-access
+    policy): at most ``REFERENCE_MAX_BYTES``, a regular file, read as data."""
+    import pyarrow.parquet as pq
+
+    from resources.errors import InvalidRequest
+
+    local = Path(path)
+    if not local.is_file():
+        raise InvalidRequest("the reference file does not exist", {"path": path})
+    if local.stat().st_size > REFERENCE_MAX_BYTES:
+        raise InvalidRequest(f"the reference file is larger than {REFERENCE_MAX_BYTES} bytes", {"path": path})
+    try:
+        return pq.read_table(local).to_pandas()
+    except Exception as exc:  # not parquet, or damaged: the caller's input
+        raise InvalidRequest(f"the reference file is not a readable parquet file: {type(exc).__name__}", {"path": path}) from None

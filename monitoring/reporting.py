@@ -31,21 +31,22 @@ def scheduled_drift(registry: ModelRegistry, state: StateStore, tenant_id: str, 
     (blocking). Model and version errors propagate (the run fails); missing data is an outcome."""
     from inference.loaded import load_model_version
     from monitoring.drift import drift_report
-    from monitoring.reference import training_reference
+    from monitoring.reference import version_reference
     from monitoring.window import current_sample
     from resources.errors import InsufficientData, ReferenceNotFound
 
     window = (now - timedelta(hours=window_hours), now)
     resolved = registry.resolve_version(tenant_id, model_id, None)
     try:
-        reference = training_reference(registry, resolved)
-        if reference is None:
+        found = version_reference(registry, state, tenant_id, model_id, resolved)
+        if found is None:
             raise ReferenceNotFound(f"version {resolved.version} has no reference sample",
                                     {"model_id": model_id, "version": resolved.version})
+        reference, source, _ = found
         model = load_model_version(registry=registry, tenant_id=tenant_id, model_id=model_id, resolved=resolved)
         current = current_sample(state, tenant_id, model_id, model.feature_names, *window, version=resolved.version)
         report = drift_report(model_id=model_id, version=resolved.version, features=model.features, reference=reference,
-                              reference_source="training", current=current, alpha=alpha, correction=correction)
+                              reference_source=source, current=current, alpha=alpha, correction=correction)
         return ReportOutcome("ok", report, resolved.version, window)
     except InsufficientData as exc:
         return ReportOutcome("insufficient_data", {"message": exc.message, "details": exc.details}, resolved.version, window)

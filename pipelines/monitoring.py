@@ -24,15 +24,18 @@ drift_report_job = dg.define_asset_job(
 )
 
 
-@dg.sensor(name="monitored_models", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Adds a drift_report partition for every model that has a production version")
-def monitored_models_sensor(context: dg.SensorEvaluationContext, registry: ModelRegistry):
-    known = set(context.instance.get_dynamic_partitions(monitored_models.name))
-    wanted = {monitored_key(tenant, model_id) for tenant, model_id in registry.production_models(limit=MAX_MONITORED)}
-    new = sorted(wanted - known)[: max(0, MAX_MONITORED - len(known))]
-    if not new:
-        return dg.SkipReason("every model with a production version is monitored")
-    return dg.SensorResult(dynamic_partitions_requests=[monitored_models.build_add_request(new)])
+def build_monitored_models_sensor(interval_s: int = 60) -> dg.SensorDefinition:
+    @dg.sensor(name="monitored_models", minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Adds a drift_report partition for every model that has a production version")
+    def monitored_models_sensor(context: dg.SensorEvaluationContext, registry: ModelRegistry):
+        known = set(context.instance.get_dynamic_partitions(monitored_models.name))
+        wanted = {monitored_key(tenant, model_id) for tenant, model_id in registry.production_models(limit=MAX_MONITORED)}
+        new = sorted(wanted - known)[: max(0, MAX_MONITORED - len(known))]
+        if not new:
+            return dg.SkipReason("every model with a production version is monitored")
+        return dg.SensorResult(dynamic_partitions_requests=[monitored_models.build_add_request(new)])
+
+    return monitored_models_sensor
 
 
 def build_drift_schedule(cron: str = HOURLY) -> dg.ScheduleDefinition:

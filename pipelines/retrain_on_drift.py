@@ -77,10 +77,18 @@ def retraining_config(run_config: dict[str, Any], kind: str, job_id: str, promot
     return {**run_config, "ops": ops}
 
 
-@dg.sensor(name=SENSOR_NAME, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-           jobs=[training_job, tuning_job],
-           description="Launches a model's training job again when its drift reports say drift held (per-model policy)")
-def retrain_on_drift(context: dg.SensorEvaluationContext, state: StateStore, registry: ModelRegistry):
+def build_retrain_sensor(interval_s: int = 60) -> dg.SensorDefinition:
+    @dg.sensor(name=SENSOR_NAME, minimum_interval_seconds=interval_s, default_status=dg.DefaultSensorStatus.RUNNING,
+               jobs=[training_job, tuning_job],
+               description="Launches a model's training job again when its drift reports say drift held (per-model policy)")
+    def retrain_on_drift(context: dg.SensorEvaluationContext, state: StateStore, registry: ModelRegistry):
+        return evaluate(context, state, registry)
+
+    return retrain_on_drift
+
+
+def evaluate(context: dg.SensorEvaluationContext, state: StateStore, registry: ModelRegistry):
+    """One tick: the run requests for models whose drift held, and the new cursor."""
     from resources.errors import DomainError
 
     reports = DriftReportStore(state).after(int(context.cursor or 0), limit=REPORTS_PER_TICK)

@@ -103,8 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.ensemble_service = EnsembleService(EnsembleStore(state), app.state.prediction_service,
                                                  quotas=build_quotas(settings))
     app.state.model_service = ModelService(app.state.registry, model_cache)
-    app.state.monitoring_service = MonitoringService(app.state.registry, state, model_cache)
     app.state.job_service = JobService.from_settings(settings, state, app.state.registry)
+    app.state.monitoring_service = MonitoringService(app.state.registry, state, model_cache, app.state.job_service.policy)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)

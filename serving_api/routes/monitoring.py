@@ -18,6 +18,8 @@ from serving_api.schemas.monitoring import (
     PerformancePublic,
     PolicyBody,
     PolicyPublic,
+    ReferenceBody,
+    ReferencePublic,
 )
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
@@ -86,3 +88,10 @@ async def put_policy(model_id: str, body: PolicyBody, principal: MonitoringWrite
 @router.get("/{model_id}/policy", response_model=PolicyPublic)
 async def get_policy(model_id: str, principal: MonitoringReader, service: MonitoringServiceDep) -> PolicyPublic:
     return PolicyPublic.model_validate(await service.get_policy(principal, model_id))
+
+
+@router.post("/{model_id}/reference", status_code=201, response_model=ReferencePublic)
+async def set_reference(model_id: str, body: ReferenceBody, principal: MonitoringWriter,
+                        service: MonitoringServiceDep) -> ReferencePublic:
+    """The version's drift reference from now on (wins over the sample its training logged)."""
+    return ReferencePublic.model_validate(await service.set_reference(principal, model_id, body.model_dump()))

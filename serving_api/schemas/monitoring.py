@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from resources.vocabulary import Promote
 from serving_api.schemas.common import StrictModel
@@ -108,3 +108,34 @@ class PolicyPublic(BaseModel):
     last_triggered_at: datetime | None
     last_trigger_report_id: int | None
     last_trigger_job_id: str | None
+
+
+class ReferenceBody(StrictModel):
+    """A reference for a version: a parquet file (``source: "path"``, a path under the data-access
+    policy) or a window of the version's own traffic (``source: "traffic"``)."""
+
+    source: Literal["path", "traffic"]
+    version: str | None = Field(default=None, max_length=64, description="semver or stage; default production, else newest")
+    path: str | None = Field(default=None, max_length=1024)
+    window_hours: float | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.source == "path" and not self.path:
+            raise ValueError("source 'path' needs a path")
+        if self.source == "path" and (self.window_hours is not None or self.start or self.end):
+            raise ValueError("a window belongs to source 'traffic'")
+        if self.source == "traffic" and self.path:
+            raise ValueError("a path belongs to source 'path'")
+        return self
+
+
+class ReferencePublic(BaseModel):
+    model_id: str
+    version: str
+    reference_id: int
+    source: str
+    rows: int
+    features: list[str]

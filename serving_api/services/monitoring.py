@@ -18,6 +18,7 @@ from resources.errors import ReferenceNotFound
 if TYPE_CHECKING:
     import pandas as pd
 
+    from resources.data_access import DataAccessPolicy
     from resources.registry import ModelRegistry, ResolvedVersion
     from resources.state_db import StateStore
     from serving_api.auth import Principal
@@ -27,14 +28,15 @@ REFERENCES_KEPT = 32
 
 
 class MonitoringService:
-    def __init__(self, registry: ModelRegistry, state: StateStore, models: ModelCache) -> None:
+    def __init__(self, registry: ModelRegistry, state: StateStore, models: ModelCache, data_access: DataAccessPolicy) -> None:
         from resources.feedback import FeedbackStore
 
+        self.data_access = data_access
         self.registry = registry
         self.state = state
         self.models = models
         self.feedback = FeedbackStore(state)
-        self._references: OrderedDict[tuple[str, str, str], tuple[pd.DataFrame, str]] = OrderedDict()
+        self._references: OrderedDict[tuple[str, str, str], tuple[pd.DataFrame, str, int | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     async def drift(self, principal: Principal, model_id: str, *, features: list[str] | None, version: str | None,
@@ -121,21 +123,69 @@ class MonitoringService:
         return {k: v for k, v in asdict(record).items() if k != "tenant_id"}
 
     def _reference(self, tenant: str, model_id: str, resolved: ResolvedVersion) -> tuple[pd.DataFrame, str]:
-        from monitoring.reference import training_reference
+        """The version's reference, from the LRU while the newest one set through the API is still
+        the one cached (one indexed query: another worker may have set a new one)."""
+        from monitoring.reference import version_reference
+        from resources.references import ReferenceStore
 
         key = (tenant, model_id, resolved.version)
+        stored_id = ReferenceStore(self.state).latest_id(tenant, model_id, resolved.version)
         with self._lock:
-            if key in self._references:
+            cached = self._references.get(key)
+            if cached is not None and cached[2] == stored_id:
                 self._references.move_to_end(key)
-                return self._references[key]
-        frame = training_reference(self.registry, resolved)
-        if frame is None:
+                return cached[0], cached[1]
+        found = version_reference(self.registry, self.state, tenant, model_id, resolved)
+        if found is None:
             raise ReferenceNotFound(
                 f"version {resolved.version} has no reference sample: versions trained by the platform log one; "
-                "another version needs one set before its drift can be measured",
+                "set one with POST /api/v1/monitoring/{model_id}/reference",
                 {"model_id": model_id, "version": resolved.version})
         with self._lock:
-            self._references[key] = (frame, "training")
+            self._references[key] = found
             while len(self._references) > REFERENCES_KEPT:
                 self._references.popitem(last=False)
-        return frame, "training"
+        return found[0], found[1]
+
+    async def set_reference(self, principal: Principal, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Store a reference for a version from a parquet file under the data-access policy or from
+        a window of the version's own traffic; it wins over the training sample from now on."""
+        from monitoring.drift import MIN_SAMPLES
+        from monitoring.reference import read_reference_file, reference_bytes
+        from monitoring.window import current_sample, window_bounds
+        from resources.errors import InsufficientData, InvalidRequest
+        from resources.references import ReferenceStore
+
+        tenant = principal.tenant_id
+        resolved = await asyncio.to_thread(self.registry.resolve_version, tenant, model_id, body.get("version"))
+        served = await self.models.get(tenant, model_id, resolved.version)
+        features = served.model.feature_names
+        if body["source"] == "path":
+            location = self.data_access.resolve(tenant, body["path"])
+            if location.is_s3:
+                raise InvalidRequest("references from s3:// are not read yet: copy the file into the tenant's area",
+                                     {"path": body["path"]})
+            frame = await asyncio.to_thread(read_reference_file, location.path)
+            missing = [name for name in features if name not in frame.columns]
+            if missing:
+                raise InvalidRequest(f"the reference file lacks feature(s) of version {resolved.version}: {', '.join(missing)}",
+                                     {"missing": missing})
+            detail = body["path"]
+        else:
+            import pandas as pd
+
+            window = window_bounds(datetime.now(UTC), window_hours=body.get("window_hours"), start=body.get("start"),
+                                   end=body.get("end"))
+            sample = await asyncio.to_thread(current_sample, self.state, tenant, model_id, features, *window,
+                                             version=resolved.version)
+            if sample.rows < MIN_SAMPLES:
+                raise InsufficientData(f"the window holds {sample.rows} rows of version {resolved.version}; a reference "
+                                       f"needs at least {MIN_SAMPLES}", {"rows": sample.rows, "minimum": MIN_SAMPLES})
+            frame = pd.DataFrame(sample.columns)
+            detail = f"{window[0].isoformat()}/{window[1].isoformat()}"
+        data, rows = await asyncio.to_thread(reference_bytes, frame, features)
+        reference_id = await asyncio.to_thread(ReferenceStore(self.state).put, tenant, model_id, resolved.version,
+                                               source=body["source"], detail=detail, rows=rows, data=data,
+                                               actor=principal.subject)
+        return {"model_id": model_id, "version": resolved.version, "reference_id": reference_id, "source": body["source"],
+                "rows": rows, "features": features}

@@ -133,3 +133,50 @@ def test_another_tenants_model_is_404_and_the_scope_is_needed(client, watched):
     error_envelope(other, 404, "MODEL_NOT_FOUND")
     unscoped = auth(make_token(watched["tenant"], scopes="models:read predictions:write"))
     error_envelope(client.get(f"/api/v1/monitoring/{watched['model_id']}/drift", headers=unscoped), 403, "FORBIDDEN")
+
+
+def test_a_reference_from_a_file_or_from_traffic_serves_a_version_registered_without_one(client, settings):
+    tenant = f"m-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "bare")
+    url = f"/api/v1/monitoring/{model_id}"
+    error_envelope(client.get(f"{url}/drift", headers=headers), 404, "REFERENCE_NOT_FOUND")
+    _send(client, headers, model_id, _traffic(seed=14, n=300))
+    # from a file under the tenant's area: a reference the traffic matches
+    frame, _ = churn_like(n=500, seed=15)
+    folder = settings.tenants_dir / tenant / "ref"
+    folder.mkdir(parents=True)
+    frame.to_parquet(folder / "reference.parquet")
+    made = client.post(f"{url}/reference", json={"source": "path", "path": "ref/reference.parquet"}, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["rows"] == 500 and made.json()["version"] == "1.0.0" and made.json()["source"] == "path"
+    body = client.get(f"{url}/drift", headers=headers).json()
+    assert body["reference"] == {"source": "path", "rows": 500} and body["overall_drift"] is False
+    # from the version's own traffic: the window's rows become the reference, and then nothing drifts against itself
+    made = client.post(f"{url}/reference", json={"source": "traffic", "window_hours": 1}, headers=headers)
+    assert made.status_code == 201, made.text
+    assert made.json()["rows"] == 300 and made.json()["source"] == "traffic"
+    body = client.get(f"{url}/drift", headers=headers).json()
+    assert body["reference"] == {"source": "traffic", "rows": 300}
+    assert all(r["statistic"] == 0.0 for r in body["results"].values())
+
+
+@pytest.mark.parametrize("body,status,code", [
+    ({"source": "path", "path": "../../etc/passwd"}, 400, "INVALID_REQUEST"),
+    ({"source": "path", "path": "missing.parquet"}, 400, "INVALID_REQUEST"),
+    ({"source": "path"}, 400, "INVALID_REQUEST"),
+    ({"source": "traffic", "path": "x.parquet"}, 400, "INVALID_REQUEST"),
+    ({"source": "traffic", "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}, 422, "INSUFFICIENT_DATA"),
+])
+def test_bad_references_are_refused(client, watched, body, status, code):
+    answer = client.post(f"/api/v1/monitoring/{watched['model_id']}/reference", json=body, headers=watched["headers"])
+    error_envelope(answer, status, code)
+
+
+def test_a_reference_file_without_the_versions_features_is_400_naming_them(client, settings, watched):
+    folder = settings.tenants_dir / watched["tenant"] / "ref"
+    folder.mkdir(parents=True, exist_ok=True)
+    churn_like(n=50)[0].drop(columns=["support_tickets"]).to_parquet(folder / "partial.parquet")
+    answer = client.post(f"/api/v1/monitoring/{watched['model_id']}/reference",
+                         json={"source": "path", "path": "ref/partial.parquet"}, headers=watched["headers"])
+    assert error_envelope(answer, 400, "INVALID_REQUEST")["details"] == {"missing": ["support_tickets"]}

@@ -18,6 +18,7 @@ import time
 import httpx
 import pytest
 
+from mlservice.demo_traffic import SHIFTED_FEATURE, TRAFFIC_ROWS
 from tests.utils.platform import (
     REPO_ROOT,
     Platform,
@@ -99,6 +100,17 @@ def test_banner_token_and_curl_lines(up, http):
     assert [r["customer_id"] for r in results] == ["cust-123", "cust-456"]
     assert all(r["status"] == "ok" for r in results), results
     assert results[0]["total_orders"] == answer["features"]["total_orders"]
+    # monitoring: the demo traffic shifted one feature, and half of it was labelled
+    [drift_line] = [c for c in curls if "/monitoring/" in c and "/drift" in c]
+    drift = _run_curl(drift_line, up.token())
+    drifted = {name for name, result in drift["results"].items() if result["drifted"]}
+    assert drifted == {SHIFTED_FEATURE} and drift["features_checked"] == 4, drift
+    assert drift["current"]["rows"] >= TRAFFIC_ROWS
+    [performance_line] = [c for c in curls if "/performance" in c]
+    performance = _run_curl(performance_line, up.token())
+    assert performance["answered"] >= TRAFFIC_ROWS and performance["latency_ms"]["p50"] > 0
+    truth = performance["ground_truth"]
+    assert truth["labelled_rows"] > TRAFFIC_ROWS * 0.4 and 0.5 < truth["metrics"]["accuracy"] <= 1
 
 
 def _run_curl(line: str, token: str) -> dict:
@@ -266,7 +278,7 @@ def test_no_signing_key_in_ray_mlflow_or_dagster_processes(up):
             env = environ(pid)
             assert not [key for key in env if "JWT" in key.upper()], (part, pid)
             assert dev_secret not in "".join(env.values()), (part, pid)
-            assert env.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0", (part, pid)
+            assert env.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0", (part, pid, cmdline(pid)[:300])
 
 
 def test_data_dir_is_owner_only(up):

@@ -12,12 +12,14 @@ import pytest
 
 from assets.monitoring.assets import drift_report, monitored_models
 from config.wiring import build_registry, build_state_store
-from pipelines.monitoring import monitored_models_sensor
+from pipelines.monitoring import build_monitored_models_sensor
 from resources.drift_reports import DriftReportStore
 from resources.monitoring_job_specs import DriftReportConfig, monitored_key
 from tests.utils.api import register_model
 from tests.utils.mlflow_models import churn_like, log_sklearn_model
 from tests.utils.tokens import auth, make_token
+
+monitored_models_sensor = build_monitored_models_sensor()
 
 
 def _rows(seed: int, n: int, shift: float = 0.0) -> list[dict]:

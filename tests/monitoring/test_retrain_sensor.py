@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from assets.training.assets import trained_model, training_set
-from pipelines.retrain_on_drift import is_due, retrain_on_drift
+from pipelines.retrain_on_drift import build_retrain_sensor, is_due
 from resources.drift_reports import DriftReportStore
 from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
 from resources.jobs import JobStore
@@ -21,6 +21,8 @@ from resources.monitoring_policies import PolicyStore
 from resources.vocabulary import RUN_JOB_ID
 from tests.utils.asset_resources import asset_resources, submitted_job
 from tests.utils.datasets import breast_cancer
+
+retrain_on_drift = build_retrain_sensor()
 
 TENANT = "retrain-tests"
 DRIFTED = {"overall_drift": True, "features_checked": 2, "features_drifted": 1, "results": {}}
