@@ -45,10 +45,23 @@ def send_demo_traffic(settings: Settings, api: httpx.Client, tenant_id: str, mod
     feedback = []
     for index, row in enumerate(rows.to_dict("records")):
         features = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        answer = api.post("/api/v1/predictions", json={"model_id": model_id, "features": features}).raise_for_status().json()
+        answer = _post(api, "/api/v1/predictions", {"model_id": model_id, "features": features})
         if rng.random() < LABELLED_SHARE:
             feedback.append({"request_id": answer["request_id"], "label": int(labels[index])})
     for start in range(0, len(feedback), 500):
-        api.post(f"/api/v1/monitoring/{model_id}/feedback", json={"items": feedback[start:start + 500]}).raise_for_status()
+        _post(api, f"/api/v1/monitoring/{model_id}/feedback", {"items": feedback[start:start + 500]})
     return {"predictions": len(rows), "labels": len(feedback)}
+
+
+def _post(api: httpx.Client, path: str, body: dict) -> dict:
+    """POST as a well-behaved client: a 429 waits its Retry-After (the tenant's rate limit holds for
+    the demo too) and tries again."""
+    import time
+
+    for _ in range(60):
+        answer = api.post(path, json=body)
+        if answer.status_code != 429:
+            return answer.raise_for_status().json()
+        time.sleep(min(float(answer.headers.get("retry-after", "1")), 5.0))
+    return answer.raise_for_status().json()
 

@@ -102,6 +102,8 @@ class JobPublic(BaseModel):
     dagster_run_url: str | None
     error: str | None
     result: dict[str, Any] = Field(default_factory=dict)
+    # the token's subject, or the schedule / sensor that submitted it (e.g. "sensor:retrain_on_drift")
+    submitted_by: str | None = None
 
 
 class JobsPublic(BaseModel):

@@ -188,6 +188,7 @@ class JobService:
             "updated_at": record.updated_at, "dagster_run_id": record.dagster_run_id,
             "dagster_run_url": self.run_url(record), "error": record.reason,
             "result": {k: v for k, v in record.result.items() if k != "trials"},
+            "submitted_by": record.submitted_by,
         }
 
     def duration_minutes(self, record: JobRecord) -> float | None:

@@ -180,3 +180,16 @@ def test_a_reference_file_without_the_versions_features_is_400_naming_them(clien
     answer = client.post(f"/api/v1/monitoring/{watched['model_id']}/reference",
                          json={"source": "path", "path": "ref/partial.parquet"}, headers=watched["headers"])
     assert error_envelope(answer, 400, "INVALID_REQUEST")["details"] == {"missing": ["support_tickets"]}
+
+
+def test_oip_traffic_is_read_like_every_other_path(client, watched):
+    before = _drift(client, watched).json()["current"]["rows"]
+    metadata = client.get("/v2/models/churn", headers=watched["headers"]).json()
+    frame, _ = churn_like(n=40, seed=16)
+    inputs = [{"name": spec["name"], "shape": [40], "datatype": spec["datatype"],
+               "data": frame[spec["name"]].astype(float if spec["datatype"] == "FP64" else int).tolist()}
+              for spec in metadata["inputs"]]
+    answer = client.post("/v2/models/churn/infer", json={"inputs": inputs}, headers=watched["headers"])
+    assert answer.status_code == 200, answer.text
+    after = _drift(client, watched).json()
+    assert after["current"]["rows"] == before + 40 and after["version"] == "1.0.0"

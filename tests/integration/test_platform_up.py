@@ -48,7 +48,9 @@ def platform(tmp_path_factory):
     data_dir.chmod(0o755)  # an existing, open data dir: the launcher narrows it
     state = {"current": None}
     try:
-        state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=dict([JWT_CANARY]))
+        # sensors look every 5 s (60 s by default) so the retraining loop closes within the test
+        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5"}
+        state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=env)
         yield state  # a holder: the restart test swaps in the second instance
     finally:
         if state["current"] is not None:
@@ -316,6 +318,57 @@ def test_training_runs_carry_the_compute_pool_tag(up, http):
     tags = {t["key"]: t["value"] for t in runs[-1]["tags"]}
     assert tags["mlservice/tenant"] == DEMO_TENANT and runs[-1]["status"] == "SUCCESS"
     assert "applyLimitPerUniqueValue" in (up.data_dir / "dagster" / "dagster.yaml").read_text()
+
+
+def _wait_for(what: str, check, timeout_s: float = 300, every_s: float = 2):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            assert found, f"{what}: not within {timeout_s:.0f} s"
+            return found
+        time.sleep(every_s)
+
+
+def test_drift_launches_retraining_once_and_the_new_version_lands_where_the_policy_says(up, http):
+    """The loop on the running platform: the demo traffic drifted; a policy is set; the
+    monitored_models sensor added the model's partition; a drift_report run (as the schedule
+    launches it) reports drift; the retrain_on_drift sensor launches the version's own training as a
+    job of the tenant, once; the new version lands in staging."""
+    from resources.dagster_runs import DagsterRuns
+    from resources.monitoring_job_specs import DRIFT_REPORT_JOB, monitored_key
+
+    headers = bearer(up.token())
+    [model] = [m for m in http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"]
+               if m["name"] == DEMO_MODEL]
+    model_id, url = model["model_id"], f"{up.api}/api/v1/monitoring/{model['model_id']}"
+    policy = {"retrain_on_drift": True, "consecutive_reports": 1, "cooldown_hours": 24, "promote": "staging"}
+    assert http.put(f"{url}/policy", json=policy, headers=headers).status_code == 200
+    dagster = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}")
+    key = monitored_key(DEMO_TENANT, model_id)
+    query = '{ assetNodeOrError(assetKey: {path: ["drift_report"]}) { ... on AssetNode { partitionKeys } } }'
+    _wait_for("the model's drift_report partition", lambda: key in dagster._query(query, {})["assetNodeOrError"]["partitionKeys"])
+    dagster.launch(DRIFT_REPORT_JOB, {}, {"dagster/partition": key})
+    [report] = _wait_for("a drift report", lambda: http.get(f"{url}/drift/history", headers=headers).json()["reports"])
+    assert report["status"] == "ok" and report["overall_drift"] is True, report
+    assert report["report"]["results"][SHIFTED_FEATURE]["drifted"] is True
+
+    def retraining_jobs():
+        listed = http.get(f"{up.api}/api/v1/jobs", headers=headers, params={"kind": "training", "limit": 50}).json()["data"]
+        return [j for j in listed if j.get("submitted_by") == "sensor:retrain_on_drift"]
+
+    [job] = _wait_for("the retraining job", retraining_jobs)
+    def ended():
+        current = http.get(f"{up.api}/api/v1/jobs/{job['job_id']}", headers=headers).json()
+        return current if current["status"] in ("succeeded", "failed", "cancelled") else None
+
+    done = _wait_for("the retraining job to end", ended, timeout_s=400)
+    assert done["status"] == "succeeded", done
+    versions = {v["version"]: v["stage"] for v in http.get(f"{up.api}/api/v1/models/{model_id}/versions", headers=headers).json()["data"]}
+    assert versions.get("1.0.0") == "production" and "staging" in versions.values(), versions
+    time.sleep(12)  # two more sensor ticks: the same report launches nothing again
+    assert len(retraining_jobs()) == 1
+    assert http.get(f"{url}/policy", headers=headers).json()["last_trigger_report_id"] == report["id"]
 
 
 def test_stop_leaves_nothing_and_restart_keeps_the_model(platform, http):
