@@ -8,7 +8,9 @@ trigger has passed. The run is the version's own training (or tuning) job, with 
 Dagster instance kept for it and a new job record of the tenant (listed by ``GET /api/v1/jobs``,
 submitted by this sensor); the policy's ``promote`` says where the new version goes. The run key
 (``retrain:<tenant>:<model>:<report id>``), the job's idempotency key and the policy's
-compare-and-set of the triggering report make sure the same reports never launch twice.
+compare-and-set of the triggering report make sure the same reports never launch twice. The
+tenant's quotas hold as for a job it submits (a free job slot, room for one more version); a
+retraining that does not fit is skipped (logged) and the next drifted report tries again.
 """
 
 import logging
@@ -116,6 +118,24 @@ def evaluate(context: dg.SensorEvaluationContext, state: StateStore, registry: M
     return dg.SensorResult(run_requests=requests, cursor=str(reports[-1].id))
 
 
+def _has_room(registry: ModelRegistry, jobs: JobStore, report: DriftReportRecord) -> bool:
+    """The tenant's quotas hold for the retraining as for a job it submits: a free job slot (its
+    unfinished jobs, as the table knows them) and room for one more version of the model."""
+    from config.wiring import build_quotas
+    from resources.errors import JobLimitReached, QuotaExceeded
+    from resources.vocabulary import UNFINISHED_STATUSES
+
+    quotas, tenant = build_quotas(Settings()), report.tenant_id
+    try:
+        quotas.check(tenant, "concurrent_jobs",
+                     lambda limit: sum(len(jobs.list(tenant, status=s, limit=limit)) for s in UNFINISHED_STATUSES))
+        quotas.check(tenant, "versions_per_model", lambda _: len(registry.list_versions(tenant, report.model_id)))
+    except (JobLimitReached, QuotaExceeded) as exc:
+        log.warning("no retraining for %s/%s: %s", tenant, report.model_id, exc.message)
+        return False
+    return True
+
+
 def _retraining_request(instance: dg.DagsterInstance, registry: ModelRegistry, state: StateStore, report: DriftReportRecord,
                         policy: PolicyRecord, now: datetime) -> dg.RunRequest | None:
     jobs = JobStore(state)
@@ -128,7 +148,7 @@ def _retraining_request(instance: dg.DagsterInstance, registry: ModelRegistry, s
     run_key = f"retrain:{report.tenant_id}:{report.model_id}:{report.id}"
     request = {**original.request, "retrain": {"drift_report_id": report.id, "version": report.version,
                                                "promote": policy.promote, "from_job": original.job_id}}
-    if original.kind not in _JOB_OF_KIND:
+    if original.kind not in _JOB_OF_KIND or not _has_room(registry, jobs, report):
         return None
     record, created = jobs.create(report.tenant_id, kind=original.kind, request=request, submitted_by=SUBMITTER,
                                   model_name=original.model_name, idempotency_key=run_key)

@@ -7,6 +7,7 @@ requested run itself: the new version lands where the policy says."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -18,7 +19,7 @@ from resources.drift_reports import DriftReportStore
 from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
 from resources.jobs import JobStore
 from resources.monitoring_policies import PolicyStore
-from resources.vocabulary import RUN_JOB_ID
+from resources.vocabulary import RUN_JOB_ID, UNFINISHED_STATUSES
 from tests.utils.asset_resources import asset_resources, submitted_job
 from tests.utils.datasets import breast_cancer
 
@@ -139,3 +140,19 @@ def test_production_if_better_compares_on_the_same_validation_rows(trained):
     assert decision["score"] < decision["production_score"] and "kept in staging" in decision["reason"]
     registry = trained["resources"]["registry"]
     assert registry.resolve_version(TENANT, trained["model_id"], "production").version == first["version"]
+
+
+def test_a_tenant_without_a_free_job_slot_gets_no_retraining(trained, monkeypatch):
+    state = trained["resources"]["state"]
+    monkeypatch.setenv("MLSERVICE_QUOTA_OVERRIDES", json.dumps({TENANT: {"concurrent_jobs": 1}}))
+    for status in UNFINISHED_STATUSES:  # the earlier tests' jobs, ended
+        for job in JobStore(state).list(TENANT, status=status, limit=100):
+            JobStore(state).record_run_state(job.job_id, status="succeeded")
+    busy = submitted_job(state, TENANT, "training", {"model_name": "other"})  # one unfinished job holds the slot
+    PolicyStore(state).put(TENANT, trained["model_id"], retrain_on_drift=True, consecutive_reports=1, cooldown_hours=0,
+                           promote="none", actor="tester")
+    [report] = _reports(trained, DRIFTED)
+    assert _sensor(trained, cursor=str(report - 1)).run_requests == []
+    JobStore(state).record_run_state(busy.job_id, status="succeeded")
+    [report] = _reports(trained, DRIFTED)
+    assert len(_sensor(trained, cursor=str(report - 1)).run_requests) == 1
