@@ -1,0 +1,50 @@
+"""The current sample read from the prediction log: the newest rows first up to the cap (and
+``sampled`` said), records of several rows, truncated records skipped and counted, the window's
+bounds, other tenants, models and versions left out, refused records left out."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from monitoring.window import current_sample
+from resources.prediction_log import prediction_log
+from resources.state_db import utcnow
+
+NOW = utcnow()
+
+
+def _log(state, rows):
+    with state.begin() as conn:
+        conn.execute(sa.insert(prediction_log), [
+            dict(request_id=f"r{i}", tenant_id=r.get("tenant", "t"), model_id=r.get("model", "m"), model_version=r.get("version", "1.0.0"),
+                 at=NOW - timedelta(minutes=r.get("minutes_ago", i + 1)), status_code=r.get("status", 200),
+                 features=r["features"] if isinstance(r["features"], str) else json.dumps(r["features"]),
+                 outputs=json.dumps({"prediction": [0]}))
+            for i, r in enumerate(rows)
+        ])
+
+
+def test_rows_records_caps_and_filters(state):
+    _log(state, [
+        {"features": [{"x": 1.0}]},                            # newest
+        {"features": [{"x": 2.0}, {"x": 3.0}, {"x": 4.0}]},    # one record, three rows
+        {"features": '{"truncated": true, "bytes": 99999}'},   # the payload cap replaced its rows
+        {"features": [{"x": 5.0}], "version": "2.0.0"},
+        {"features": [{"x": 6.0}], "tenant": "other"},
+        {"features": [{"x": 7.0}], "model": "other"},
+        {"features": [{"x": 8.0}], "status": 422},
+        {"features": [{"y": 9.0}]},                            # lacks x: None
+        {"features": [{"x": 10.0}], "minutes_ago": 600},      # before the window
+    ])
+    start, end = NOW - timedelta(hours=1), NOW + timedelta(seconds=1)
+    sample = current_sample(state, "t", "m", ["x"], start, end)
+    assert sample.columns["x"] == [1.0, 2.0, 3.0, 4.0, 5.0, None]
+    assert (sample.rows, sample.records, sample.skipped_records, sample.sampled) == (6, 5, 1, False)
+    assert sample.versions == {"1.0.0": 5, "2.0.0": 1}
+    pinned = current_sample(state, "t", "m", ["x"], start, end, version="2.0.0")
+    assert pinned.columns["x"] == [5.0] and pinned.versions == {"2.0.0": 1}
+    capped = current_sample(state, "t", "m", ["x"], start, end, max_rows=3)
+    assert capped.columns["x"] == [1.0, 2.0, 3.0] and capped.rows == 3 and capped.sampled is True
