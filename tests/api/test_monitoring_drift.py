@@ -12,17 +12,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tests.utils.api import error_envelope, register_model
-from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model
+from tests.utils.api import error_envelope, move_stages, register_model
+from tests.utils.mlflow_models import FEATURES, churn_like, churn_rows, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
 SHIFTED = "avg_order_value"
 
 
 def _traffic(seed: int, n: int, shift: float = 0.0) -> list[dict]:
-    frame, _ = churn_like(n=n, seed=seed)
-    frame[SHIFTED] = frame[SHIFTED] + shift
-    return [{k: (float(v) if k == SHIFTED else int(v)) for k, v in row.items()} for row in frame.to_dict("records")]
+    return churn_rows(n, seed, shift=shift)[0]
 
 
 def _send(client, headers, model_id, rows, version=None):
@@ -41,9 +39,8 @@ def watched(client, settings):
     model_id = register_model(client, headers, log_sklearn_model(settings, tenant, reference=True), "churn")
     second = log_sklearn_model(settings, tenant, kind="forest", reference=True)
     assert client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": second}}, headers=headers).status_code == 201
-    for version, stage in (("1.0.0", "staging"), ("1.0.0", "production"), ("1.1.0", "staging")):
-        moved = client.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}, headers=headers)
-        assert moved.status_code == 200, moved.text
+    move_stages(client, headers, model_id, "1.0.0", "staging", "production")
+    move_stages(client, headers, model_id, "1.1.0", "staging")
     calm, shifted = _traffic(seed=11, n=400), _traffic(seed=12, n=400, shift=60.0)
     _send(client, headers, model_id, calm)
     _send(client, headers, model_id, shifted, version="1.1.0")

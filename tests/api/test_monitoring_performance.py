@@ -12,13 +12,8 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
 from tests.utils.api import error_envelope, register_model
-from tests.utils.mlflow_models import churn_like, log_sklearn_model
+from tests.utils.mlflow_models import churn_rows, log_sklearn_model
 from tests.utils.tokens import auth, make_token
-
-
-def _rows(seed: int, n: int) -> tuple[list[dict], np.ndarray]:
-    frame, labels = churn_like(n=n, seed=seed)
-    return [{k: (float(v) if k == "avg_order_value" else int(v)) for k, v in r.items()} for r in frame.to_dict("records")], labels
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +23,7 @@ def traffic(client, settings):
     tenant = f"q-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "churn")
-    rows, labels = _rows(seed=21, n=60)
+    rows, labels = churn_rows(60, 21)
     answers = []
     for row in rows:
         answer = client.post("/api/v1/predictions", json={"model_id": model_id, "features": row,

@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from resources.registry import ModelRegistry
 from serving_api.main import create_app
 from tests.conftest import make_settings
-from tests.utils.api import error_envelope, register_model
+from tests.utils.api import error_envelope, move_stages, register_model
 from tests.utils.mlflow_models import FEATURES, churn_like, log_fitted_model, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
@@ -38,9 +38,7 @@ def _log_scaled(settings, tenant: str) -> str:
 
 def _create(client, headers, name: str, run_id: str, *stages: str) -> str:
     model_id = register_model(client, headers, run_id, name)
-    for stage in stages:
-        moved = client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": stage}, headers=headers)
-        assert moved.status_code == 200, moved.text
+    move_stages(client, headers, model_id, "1.0.0", *stages)
     return model_id
 
 

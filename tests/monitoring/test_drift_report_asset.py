@@ -15,24 +15,20 @@ from config.wiring import build_registry, build_state_store
 from pipelines.monitoring import build_monitored_models_sensor
 from resources.drift_reports import DriftReportStore
 from resources.monitoring_job_specs import DriftReportConfig, monitored_key
-from tests.utils.api import register_model
-from tests.utils.mlflow_models import churn_like, log_sklearn_model
+from tests.utils.api import move_stages, register_model
+from tests.utils.mlflow_models import churn_rows, log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
 monitored_models_sensor = build_monitored_models_sensor()
 
 
 def _rows(seed: int, n: int, shift: float = 0.0) -> list[dict]:
-    frame, _ = churn_like(n=n, seed=seed)
-    frame["avg_order_value"] += shift
-    return [{k: (float(v) if k == "avg_order_value" else int(v)) for k, v in r.items()} for r in frame.to_dict("records")]
+    return churn_rows(n, seed, shift=shift)[0]
 
 
 def _production_model(client, settings, headers, tenant, name, rows):
     model_id = register_model(client, headers, log_sklearn_model(settings, tenant, reference=True), name)
-    for stage in ("staging", "production"):
-        assert client.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": stage},
-                          headers=headers).status_code == 200
+    move_stages(client, headers, model_id, "1.0.0", "staging", "production")
     if rows:
         answer = client.post("/api/v1/predictions", json={"model_id": model_id, "instances": rows}, headers=headers)
         assert answer.status_code == 200, answer.text

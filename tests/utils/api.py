@@ -25,3 +25,10 @@ def register_model(client, headers: dict[str, str], run_id: str, name: str, **fi
     response = client.post("/api/v1/models", json={"name": name, **fields, "source": {"run_id": run_id}}, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()["model_id"]
+
+
+def move_stages(client, headers: dict[str, str], model_id: str, version: str, *stages: str) -> None:
+    """PUT the version through ``stages`` in order (e.g. "staging", "production"); asserts each 200."""
+    for stage in stages:
+        moved = client.put(f"/api/v1/models/{model_id}/stage", json={"version": version, "target_stage": stage}, headers=headers)
+        assert moved.status_code == 200, moved.text

@@ -26,6 +26,15 @@ def churn_like(n: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     return frame, labels.to_numpy()
 
 
+def churn_rows(n: int, seed: int, *, shift: float = 0.0) -> tuple[list[dict], np.ndarray]:
+    """``churn_like`` rows as request bodies carry them (JSON numbers: avg_order_value a float, the
+    rest ints), with ``shift`` added to avg_order_value, and their labels."""
+    frame, labels = churn_like(n=n, seed=seed)
+    frame["avg_order_value"] = frame["avg_order_value"] + shift
+    rows = [{k: (float(v) if k == "avg_order_value" else int(v)) for k, v in r.items()} for r in frame.to_dict("records")]
+    return rows, labels
+
+
 def log_sklearn_model(
     settings: Settings, tenant_id: str, *, experiment: str = "tests", tag_run: bool = True, kind: str = "logistic",
     seed: int = 0, reference: bool = False,
