@@ -55,7 +55,10 @@ def window_bounds(now: datetime, *, window_hours: float | None = None, start: da
         hours = default_hours if window_hours is None else window_hours
         if not 0 < hours <= MAX_WINDOW_HOURS:
             raise InvalidRequest(f"window_hours must be above 0 and at most {MAX_WINDOW_HOURS}", {"window_hours": hours})
-        start_at = end_at - timedelta(hours=hours)
+        try:
+            start_at = end_at - timedelta(hours=hours)
+        except OverflowError:  # an end in year 1: the window would start before any date there is
+            raise InvalidRequest("the window reaches before the earliest date", {"end": end_at.isoformat()}) from None
     if start_at >= end_at:
         raise InvalidRequest("the window's start must be before its end", {"start": start_at.isoformat(), "end": end_at.isoformat()})
     if end_at - start_at > timedelta(hours=MAX_WINDOW_HOURS):

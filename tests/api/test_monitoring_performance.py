@@ -117,3 +117,12 @@ def test_window_and_version_filters(client, traffic):
     assert _performance(client, traffic, version="1.0.0").json()["answered"] == 61
     error_envelope(_performance(client, traffic, version="9.9.9"), 404, "VERSION_NOT_FOUND")
     error_envelope(_performance(client, traffic, period_hours=0), 400, "INVALID_REQUEST")
+
+
+@pytest.mark.parametrize("params", [{"end": "0001-01-01T01:00:00Z"}, {"start": "9999-12-31T00:00:00Z", "end": "9999-12-31T23:59:59Z"},
+                                    {"start": "0001-01-01T00:00:00Z", "end": "0001-01-01T05:00:00Z"}])
+def test_windows_at_the_ends_of_time_are_answered_not_500(client, traffic, params):
+    answer = _performance(client, traffic, **params)
+    assert answer.status_code in (200, 400), answer.text
+    drift = client.get(f"/api/v1/monitoring/{traffic['model_id']}/drift", params=params, headers=traffic["headers"])
+    assert drift.status_code in (400, 404, 422), drift.text

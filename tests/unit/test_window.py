@@ -48,3 +48,20 @@ def test_rows_records_caps_and_filters(state):
     assert pinned.columns["x"] == [5.0] and pinned.versions == {"2.0.0": 1}
     capped = current_sample(state, "t", "m", ["x"], start, end, max_rows=3)
     assert capped.columns["x"] == [1.0, 2.0, 3.0] and capped.rows == 3 and capped.sampled is True
+
+
+def test_window_bounds_refuse_what_cannot_be_a_window():
+    import pytest
+
+    from monitoring.window import window_bounds
+    from resources.errors import InvalidRequest
+
+    earliest = NOW.replace(year=1, month=1, day=1, hour=1)
+    with pytest.raises(InvalidRequest, match="earliest date"):
+        window_bounds(NOW, end=earliest)  # 24 hours before 0001-01-01T01:00 is no date
+    with pytest.raises(InvalidRequest):
+        window_bounds(NOW, window_hours=0)
+    with pytest.raises(InvalidRequest):
+        window_bounds(NOW, start=NOW, end=NOW)
+    start, end = window_bounds(NOW, window_hours=2)
+    assert end == NOW and end - start == timedelta(hours=2)
