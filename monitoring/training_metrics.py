@@ -17,8 +17,8 @@ def validation_metrics(registry: ModelRegistry, tenant_id: str, model_id: str, v
 
     try:
         resolved = registry.resolve_version(tenant_id, model_id, version)
+        run_id = registry.run_id_of(resolved)
         with registry._mlflow_errors():
-            run_id = registry.client.get_model_version(resolved.mlflow_name, str(resolved.mlflow_version)).run_id
             metrics = registry.client.get_run(run_id).data.metrics if run_id else {}
     except DomainError:
         return None

@@ -56,8 +56,8 @@ def training_run_of(instance: dg.DagsterInstance, registry: ModelRegistry, jobs:
     if report.version is None:
         return None
     resolved = registry.resolve_version(report.tenant_id, report.model_id, report.version)
+    run_id = registry.run_id_of(resolved)
     with registry._mlflow_errors():
-        run_id = registry.client.get_model_version(resolved.mlflow_name, str(resolved.mlflow_version)).run_id
         job_id = registry.client.get_run(run_id).data.tags.get(T_JOB_ID) if run_id else None
     if not job_id:
         return None

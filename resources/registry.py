@@ -261,6 +261,11 @@ class ModelRegistry(dg.ConfigurableResource):
         return ResolvedVersion(mv.tags[T_SEMVER], int(mv.version), record.name, record.mlflow_name,
                                record.model_type, record.framework, stage)
 
+    def run_id_of(self, resolved: ResolvedVersion) -> str | None:
+        """The MLflow run a resolved version was logged in (None for a version without one)."""
+        with self._mlflow_errors():
+            return self.client.get_model_version(resolved.mlflow_name, str(resolved.mlflow_version)).run_id or None
+
     def production_models(self, limit: int) -> list[tuple[str, str]]:
         """(tenant, model id) of models with a production version, at most ``limit``."""
         with self._mlflow_errors():
