@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 REFERENCE_MAX_ROWS = 10_000  # enough for KS to see a 0.05-std shift; small enough to read in milliseconds
 REFERENCE_SEED = 0
 REFERENCE_MAX_BYTES = 64 * 1024 * 1024
+REFERENCE_FILE_MAX_ROWS = 5_000_000  # a file to sample from; the stored sample keeps REFERENCE_MAX_ROWS
 
 
 def sample_reference(frame: pd.DataFrame, *, max_rows: int = REFERENCE_MAX_ROWS, seed: int = REFERENCE_SEED) -> pd.DataFrame:
@@ -55,10 +56,10 @@ def training_reference(registry: ModelRegistry, resolved: ResolvedVersion) -> pd
 
     from resources.errors import InvalidRequest
 
+    run_id = registry.run_id_of(resolved)
+    if run_id is None:
+        return None
     with registry._mlflow_errors():
-        run_id = registry.client.get_model_version(resolved.mlflow_name, str(resolved.mlflow_version)).run_id
-        if not run_id:
-            return None
         listed = {f.path: f for f in registry.client.list_artifacts(run_id, REFERENCE_ARTIFACT_DIR)}
     entry = listed.get(f"{REFERENCE_ARTIFACT_DIR}/{REFERENCE_ARTIFACT_FILE}")
     if entry is None or entry.is_dir:
@@ -103,9 +104,11 @@ def reference_bytes(frame: pd.DataFrame, features: list[str]) -> tuple[bytes, in
     return buffer.getvalue(), len(sample)
 
 
-def read_reference_file(path: str) -> pd.DataFrame:
-    """A local parquet file a tenant names as a reference (already checked by the data-access
-    policy): at most ``REFERENCE_MAX_BYTES``, a regular file, read as data."""
+def read_reference_file(path: str, features: list[str]) -> pd.DataFrame:
+    """The ``features`` columns of a local parquet file a tenant names as a reference (already
+    checked by the data-access policy): a regular file of at most ``REFERENCE_MAX_BYTES`` whose
+    metadata says at most ``REFERENCE_FILE_MAX_ROWS`` rows and every feature (a small compressed file
+    can unpack to far more), read as data, only those columns."""
     import pyarrow.parquet as pq
 
     from resources.errors import InvalidRequest
@@ -116,6 +119,16 @@ def read_reference_file(path: str) -> pd.DataFrame:
     if local.stat().st_size > REFERENCE_MAX_BYTES:
         raise InvalidRequest(f"the reference file is larger than {REFERENCE_MAX_BYTES} bytes", {"path": path})
     try:
-        return pq.read_table(local).to_pandas()
+        parquet = pq.ParquetFile(local)
     except Exception as exc:  # not parquet, or damaged: the caller's input
+        raise InvalidRequest(f"the reference file is not a readable parquet file: {type(exc).__name__}", {"path": path}) from None
+    if parquet.metadata.num_rows > REFERENCE_FILE_MAX_ROWS:
+        raise InvalidRequest(f"the reference file holds more than {REFERENCE_FILE_MAX_ROWS} rows",
+                             {"path": path, "rows": parquet.metadata.num_rows})
+    missing = [name for name in features if name not in parquet.schema_arrow.names]
+    if missing:
+        raise InvalidRequest(f"the reference file lacks feature(s) of the version: {', '.join(missing)}", {"missing": missing})
+    try:
+        return parquet.read(columns=features).to_pandas()
+    except Exception as exc:
         raise InvalidRequest(f"the reference file is not a readable parquet file: {type(exc).__name__}", {"path": path}) from None

@@ -165,11 +165,7 @@ class MonitoringService:
             if location.is_s3:
                 raise InvalidRequest("references from s3:// are not read yet: copy the file into the tenant's area",
                                      {"path": body["path"]})
-            frame = await asyncio.to_thread(read_reference_file, location.path)
-            missing = [name for name in features if name not in frame.columns]
-            if missing:
-                raise InvalidRequest(f"the reference file lacks feature(s) of version {resolved.version}: {', '.join(missing)}",
-                                     {"missing": missing})
+            frame = await asyncio.to_thread(read_reference_file, location.path, features)
             detail = body["path"]
         else:
             import pandas as pd

@@ -190,3 +190,15 @@ def test_oip_traffic_is_read_like_every_other_path(client, watched):
     assert answer.status_code == 200, answer.text
     after = _drift(client, watched).json()
     assert after["current"]["rows"] == before + 40 and after["version"] == "1.0.0"
+
+
+def test_a_reference_file_that_unpacks_too_large_is_refused_before_it_is_read(client, settings, watched, monkeypatch):
+    from monitoring import reference
+
+    folder = settings.tenants_dir / watched["tenant"] / "ref"
+    folder.mkdir(parents=True, exist_ok=True)
+    churn_like(n=200)[0].to_parquet(folder / "long.parquet")
+    monkeypatch.setattr(reference, "REFERENCE_FILE_MAX_ROWS", 100)  # the metadata's row count decides, not the bytes
+    answer = client.post(f"/api/v1/monitoring/{watched['model_id']}/reference",
+                         json={"source": "path", "path": "ref/long.parquet"}, headers=watched["headers"])
+    assert error_envelope(answer, 400, "INVALID_REQUEST")["details"]["rows"] == 200
