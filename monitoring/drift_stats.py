@@ -210,11 +210,24 @@ def categorical_psi(reference: Iterable[object], current: Iterable[object]) -> f
 
 def normed_wasserstein(reference: object, current: object) -> float:
     """Wasserstein-1 distance divided by the reference's std (ddof=0), as Evidently normalises; by 1 when that std is 0."""
-    from scipy.stats import wasserstein_distance
-
     ref, cur = _pair(reference, current, numeric=True)
     std = float(np.std(ref))
-    return float(wasserstein_distance(ref, cur)) / (std if std > 0 else 1.0)
+    return _wasserstein_sorted(np.sort(ref), np.sort(cur)) / (std if std > 0 else 1.0)
+
+
+def _wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
+    """Wasserstein-1 distance of two sorted samples: the area between their empirical CDFs, as
+    ``scipy.stats.wasserstein_distance`` computes it (equal to it to 1e-12, a test) in half the time:
+    a stable argsort of the two sorted runs is one linear merge, and each CDF is a running count of
+    the values from its side (within a run of ties the widths are 0, so only the count after the
+    last tie, which is every value <= x, is ever weighed)."""
+    merged = np.concatenate([u, v])
+    order = np.argsort(merged, kind="stable")
+    merged = merged[order]
+    from_u = np.cumsum(order[:-1] < u.size)
+    u_cdf = from_u / u.size
+    v_cdf = (np.arange(1, merged.size) - from_u) / v.size
+    return float(np.dot(np.abs(u_cdf - v_cdf), np.diff(merged)))
 
 
 def correct(p_values: Sequence[float], method: str) -> list[float]:
@@ -255,7 +268,8 @@ def feature_drift(
     if kind == "numeric":
         ref, cur = np.sort(ref), np.sort(cur)  # sorted input makes scipy's KS and Wasserstein ~20% faster
         stat, p, mode = ks_test(ref, cur)
-        psi_value, wd = psi(ref, cur), normed_wasserstein(ref, cur)
+        std = float(np.std(ref))
+        psi_value, wd = psi(ref, cur), _wasserstein_sorted(ref, cur) / (std if std > 0 else 1.0)
     else:
         cats, table = _category_counts(ref, cur)
         stat, p, _, _ = _chi_from_table(cats, table)

@@ -7,21 +7,26 @@ whether it answered). A model's window is its own records plus the records of en
 answered, answered with status 200, ``start <= at < end``, optionally of one version.
 
 Costs are bounded: a window spans at most ``MAX_WINDOW_HOURS``, and at most ``max_rows`` input rows
-are read, the newest first (the answer says when the window held more: ``sampled``). Records whose
-features were truncated at logging (payload cap) carry no rows and are counted as skipped.
+are read, the newest (the answer says when the window held more: ``sampled``). Records whose
+features were truncated at logging (payload cap) carry no rows and are counted as skipped. Rows come
+oldest first. ``read_records`` is the one reader: ``current_sample`` uses it for one window, and
+``monitoring.window_cache`` for the API's windows that end now, read incrementally.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from resources.errors import InvalidRequest
 from resources.state_db import StateStore, as_utc
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_WINDOW_HOURS = 24 * 31
 MAX_WINDOW_ROWS = 200_000  # 100k rows x 4 features read and tested in well under a second (benchmarks/drift.py)
@@ -30,11 +35,12 @@ _FETCH = 5_000  # records per round trip
 
 @dataclass
 class CurrentSample:
-    """Feature columns (name -> values, None where a row lacked the feature) of a window."""
+    """Feature columns of a window: name -> values, oldest first; a row that lacked the feature holds
+    None (NaN in a numeric column, which is a numpy array)."""
 
     start: datetime
     end: datetime
-    columns: dict[str, list[Any]]
+    columns: dict[str, Sequence[Any]]  # numeric columns as numpy arrays (NaN where missing), others as lists
     rows: int = 0
     records: int = 0
     sampled: bool = False  # the window held more rows than were read
@@ -66,31 +72,134 @@ def window_bounds(now: datetime, *, window_hours: float | None = None, start: da
     return start_at, end_at
 
 
-def current_sample(state: StateStore, tenant_id: str, model_id: str, features: list[str], start: datetime, end: datetime,
-                   *, version: str | None = None, max_rows: int = MAX_WINDOW_ROWS) -> CurrentSample:
-    """Read the window's input rows of ``features`` for the model (blocking: off the event loop).
+@dataclass
+class Records:
+    """Log records in (at, id) order, oldest first, with their rows' feature columns concatenated.
 
-    The model's own records are read in one query of just (version, features) and parsed as one
-    JSON document, with the cyclic garbage collector paused meanwhile (100k rows and small dicts
-    would set off full collections that cost more than the read: measured 0.44 vs 0.63 s); ensemble records
-    naming the model follow, streamed, their ``outputs`` parsed to find the member's version."""
+    ``at_us`` are microseconds since the epoch (UTC); ``rows[i]`` is record i's row count (0 for a
+    record truncated at logging); ``versions[i]`` indexes record i's model version in
+    ``version_names``. ``dropped_upto_us``: the reader kept only the newest rows, and records at or
+    before this time may be missing (None: nothing was left out)."""
+
+    ids: np.ndarray
+    at_us: np.ndarray
+    versions: np.ndarray
+    version_names: list[str]
+    rows: np.ndarray
+    columns: dict[str, np.ndarray | list[Any]]
+    dropped_upto_us: int | None = None
+
+    @property
+    def row_count(self) -> int:
+        return int(self.rows.sum())
+
+    def between(self, first: int, stop: int) -> Records:
+        """Records[first:stop] (and their rows); ``dropped_upto_us`` is kept only with the oldest."""
+        lo = int(self.rows[:first].sum())
+        hi = lo + int(self.rows[first:stop].sum())
+        return Records(self.ids[first:stop], self.at_us[first:stop], self.versions[first:stop], self.version_names,
+                       self.rows[first:stop], {name: values[lo:hi] for name, values in self.columns.items()},
+                       self.dropped_upto_us if first == 0 else None)
+
+    def then(self, newer: Records) -> Records:
+        """These records followed by ``newer`` (all of them at or after the last of these)."""
+        import numpy as np
+
+        names = list(self.version_names)
+        recode = np.array([_code(names, name) for name in newer.version_names], dtype=np.int64)
+        codes = recode[newer.versions] if len(newer.versions) else newer.versions
+        return Records(np.concatenate([self.ids, newer.ids]), np.concatenate([self.at_us, newer.at_us]),
+                       np.concatenate([self.versions, codes]), names, np.concatenate([self.rows, newer.rows]),
+                       {name: _joined(values, newer.columns[name]) for name, values in self.columns.items()},
+                       self.dropped_upto_us)
+
+    def newest(self, max_rows: int) -> Records:
+        """The newest records holding ``max_rows`` rows (whole records; the oldest kept may hold more)."""
+        import numpy as np
+
+        from_end = np.cumsum(self.rows[::-1])
+        keep = min(int(np.searchsorted(from_end, max_rows, side="left")) + 1, len(self.rows))
+        first = len(self.rows) - keep
+        if first == 0:
+            return self
+        kept = self.between(first, len(self.rows))
+        kept.dropped_upto_us = max(int(self.at_us[first - 1]), self.dropped_upto_us or 0)
+        return kept
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware (or naive UTC) datetime, exactly."""
+    delta = as_utc(moment) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def read_records(state: StateStore, tenant_id: str, model_id: str, features: Sequence[str], since: datetime,
+                 until: datetime | None = None, *, version: str | None = None, max_rows: int = MAX_WINDOW_ROWS) -> Records:
+    """The model's records (its own and the ensembles' in which it answered) with ``since <= at``
+    (and ``at < until``), status 200, optionally of one version: at most ``max_rows`` rows, the
+    newest (blocking: off the event loop).
+
+    The model's own records come from one query of just (id, at, version, features), parsed as one
+    JSON document with the cyclic garbage collector paused meanwhile (100k rows of small dicts
+    would set off full collections that cost more than the read: measured 0.44 vs 0.63 s); ``at``
+    is read as the database holds it and converted by numpy. Ensemble records naming the model
+    follow, streamed, their ``outputs`` parsed to find the member's version."""
     import sqlalchemy as sa
 
     from resources.prediction_log import prediction_log as t
 
-    sample = CurrentSample(start, end, {name: [] for name in features})
-    window = sa.and_(t.c.tenant_id == tenant_id, t.c.at >= start, t.c.at < end, t.c.status_code == 200)
+    window = [t.c.tenant_id == tenant_id, t.c.at >= since, t.c.status_code == 200]
+    if until is not None:
+        window.append(t.c.at < until)
     own = [t.c.model_id == model_id] + ([t.c.model_version == version] if version else [])
+    at_raw = sa.type_coerce(t.c.at, sa.String)  # SQLite's text, parsed by numpy below (the column type parses in Python)
     newest_first = (t.c.at.desc(), t.c.id.desc())
+    parts: list[tuple[list[Any], list[Any], list[str], list[str | None]]] = []
     with state.engine.connect() as conn, _collector_paused():
-        records = conn.execute(sa.select(t.c.model_version, t.c.features).where(window, *own).order_by(*newest_first)
-                               .limit(max_rows + 1)).all()  # a record holds at least one row
-        _add_records(sample, [r[0] for r in records], [r[1] for r in records], features, max_rows)
-        if sample.rows < max_rows:
-            _add_ensemble_records(sample, conn, window, model_id, version, features, max_rows)
-    if len(records) > max_rows:
-        sample.sampled = True
+        found = conn.execute(sa.select(t.c.id, at_raw, t.c.model_version, t.c.features).where(*window, *own)
+                             .order_by(*newest_first).limit(max_rows + 1)).all()  # a record holds at least one row
+        parts.append(([r[0] for r in found], [r[1] for r in found], [r[2] for r in found], [r[3] for r in found]))
+        parts.append(_ensemble_records(conn, window, model_id, version, max_rows, at_raw))
+        # More own records than rows allowed, or the ensemble stream stopped early: the cap below
+        # then drops the oldest record read, so dropped_upto_us covers every record not read.
+        return _assemble(parts, features, max_rows)
+
+
+def current_sample(state: StateStore, tenant_id: str, model_id: str, features: list[str], start: datetime, end: datetime,
+                   *, version: str | None = None, max_rows: int = MAX_WINDOW_ROWS) -> CurrentSample:
+    """The window's input rows of ``features`` for the model, read whole (blocking: off the event loop)."""
+    records = read_records(state, tenant_id, model_id, features, start, end, version=version, max_rows=max_rows)
+    return sample_of(records, start, end, 0, len(records.ids), sampled=records.dropped_upto_us is not None,
+                     max_rows=max_rows)
+
+
+def sample_of(records: Records, start: datetime, end: datetime, first: int, stop: int, *, sampled: bool,
+              max_rows: int) -> CurrentSample:
+    """The CurrentSample of records[first:stop]: their rows, the newest ``max_rows`` of them."""
+    import numpy as np
+
+    counts = records.rows[first:stop]
+    offsets = int(records.rows[:first].sum())
+    total = int(counts.sum())
+    keep = min(total, max_rows)
+    lo, hi = offsets + total - keep, offsets + total
+    sample = CurrentSample(start, end, {name: values[lo:hi] for name, values in records.columns.items()}, rows=keep)
+    sample.sampled = sampled or total > max_rows
+    # Records whose rows were (all or partly) kept, and the rows per version among them.
+    ends = np.cumsum(counts)
+    kept_from = int(np.searchsorted(ends, total - keep, side="right")) if keep < total else 0
+    sample.records = (stop - first) - kept_from
+    sample.skipped_records = int((counts[kept_from:] == 0).sum())
+    weights = counts[kept_from:].astype(np.int64)
+    if keep < total and len(weights):  # the oldest kept record lost some of its rows to the cap
+        weights[0] -= total - keep - (int(ends[kept_from - 1]) if kept_from else 0)
+    per_version = np.bincount(records.versions[first + kept_from:stop], weights=weights,
+                              minlength=len(records.version_names))
+    sample.versions = {records.version_names[i]: int(n) for i, n in enumerate(per_version.tolist()) if n}
     return sample
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @contextmanager
@@ -104,30 +213,10 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _add_records(sample: CurrentSample, versions: list[str], texts: list[str | None], features: list[str], max_rows: int) -> None:
-    """Parse the records' features texts (one document) and append their rows to the columns."""
-    import orjson
-
-    parsed = orjson.loads("[" + ",".join(text or "null" for text in texts) + "]")
-    rows: list[Any] = []
-    for served_version, record in zip(versions, parsed, strict=True):
-        if sample.rows + len(rows) >= max_rows:
-            sample.sampled = True
-            break
-        sample.records += 1
-        if not isinstance(record, list):  # {"truncated": true, ...}: the payload cap replaced the rows
-            sample.skipped_records += 1
-            continue
-        kept = record[: max_rows - sample.rows - len(rows)]
-        rows.extend(kept)
-        sample.versions[served_version] = sample.versions.get(served_version, 0) + len(kept)
-    for name in features:
-        sample.columns[name].extend([row.get(name) if isinstance(row, dict) else None for row in rows])
-    sample.rows += len(rows)
-
-
-def _add_ensemble_records(sample: CurrentSample, conn: Any, window: Any, model_id: str, version: str | None,
-                          features: list[str], max_rows: int) -> None:
+def _ensemble_records(conn: Any, window: list[Any], model_id: str, version: str | None, max_rows: int,
+                      at_raw: Any) -> tuple[list[Any], list[Any], list[str], list[str | None]]:
+    """The ensemble records in which the model (that version) answered, newest first, streamed
+    until they hold ``max_rows`` rows at the least (a record holds at least one row)."""
     import orjson
     import sqlalchemy as sa
 
@@ -135,26 +224,96 @@ def _add_ensemble_records(sample: CurrentSample, conn: Any, window: Any, model_i
 
     # An ensemble's record names its members in outputs; the LIKE narrows, parsing decides.
     pattern = "%" + model_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    query = (sa.select(t.c.features, t.c.outputs)
-             .where(window, t.c.ensemble_id.is_not(None), t.c.outputs.like(pattern, escape="\\"))
+    query = (sa.select(t.c.id, at_raw, t.c.features, t.c.outputs)
+             .where(*window, t.c.ensemble_id.is_not(None), t.c.outputs.like(pattern, escape="\\"))
              .order_by(t.c.at.desc(), t.c.id.desc()))
+    ids: list[Any] = []
+    ats: list[Any] = []
+    versions: list[str] = []
+    texts: list[str | None] = []
     result = conn.execution_options(stream_results=True).execute(query)
     try:
-        while sample.rows < max_rows:
+        while len(ids) <= max_rows:
             batch = result.fetchmany(_FETCH)
             if not batch:
-                return
-            versions, texts = [], []
-            for raw_features, raw_outputs in batch:
+                break
+            for record_id, at, raw_features, raw_outputs in batch:
                 answered = _member_versions(orjson.loads(raw_outputs or b"{}"), model_id)
                 answered = [v for v in answered if v == version] if version else answered
                 if answered:  # two versions of one model in an ensemble: its rows count once
+                    ids.append(record_id)
+                    ats.append(at)
                     versions.append(answered[0])
                     texts.append(raw_features)
-            _add_records(sample, versions, texts, features, max_rows)
-        sample.sampled = True
     finally:
         result.close()
+    return ids, ats, versions, texts
+
+
+def _epoch_us_array(values: list[Any]) -> np.ndarray:
+    """``at`` values as the database returned them (SQLite: UTC wall-clock text; others: datetimes)."""
+    import numpy as np
+
+    if values and not isinstance(values[0], str):
+        values = [as_utc(v).replace(tzinfo=None) for v in values]
+    return np.array(values, dtype="datetime64[us]").astype(np.int64)
+
+
+def _assemble(parts: list[tuple[list[Any], list[Any], list[str], list[str | None]]], features: Sequence[str],
+              max_rows: int) -> Records:
+    """One Records of the parts (each newest first): parsed, in (at, id) order, cut to the newest
+    ``max_rows`` rows by whole records. (Rows of records the cap drops are parsed too: at most
+    one fetch beyond the cap, since each query stops at ``max_rows`` records.)"""
+    import numpy as np
+    import orjson
+
+    ids = np.array([i for part in parts for i in part[0]], dtype=np.int64)
+    at_us = _epoch_us_array([a for part in parts for a in part[1]])
+    index: dict[str, int] = {}
+    versions = np.array([index.setdefault(v, len(index)) for part in parts for v in part[2]], dtype=np.int64)
+    names = list(index)
+    texts = [x for part in parts for x in part[3]]
+    order = np.lexsort((ids, at_us))  # oldest first
+    parsed = orjson.loads("[" + ",".join(texts[i] or "null" for i in order.tolist()) + "]")
+    counts = np.array([len(r) if isinstance(r, list) else 0 for r in parsed], dtype=np.int64)
+    rows = [row for record in parsed if isinstance(record, list) for row in record]
+    columns = {name: _column([row.get(name) if isinstance(row, dict) else None for row in rows]) for name in features}
+    return Records(ids[order], at_us[order], versions[order], names, counts, columns).newest(max_rows)
+
+
+def _column(values: list[Any]) -> np.ndarray | list[Any]:
+    """A column of numbers (None for a missing one) as a float or int numpy array, NaN for None; any
+    other column (strings, booleans, mixed) as the list of its values. Numbers are what the
+    statistics read, and an array is sliced without a copy and converted once, when read."""
+    import numpy as np
+
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):  # nested values of unequal shapes: not a column of numbers
+        return values
+    if array.ndim != 1:  # nested values (lists): not numbers either
+        return values
+    if array.dtype.kind in "iuf":
+        return array
+    if array.dtype.kind == "O" and set(map(type, values)) <= {int, float, type(None)}:
+        return np.array(values, dtype=float)
+    return values
+
+
+def _joined(older: np.ndarray | list[Any], newer: np.ndarray | list[Any]) -> np.ndarray | list[Any]:
+    import numpy as np
+
+    if isinstance(older, np.ndarray) and isinstance(newer, np.ndarray):
+        return np.concatenate([older, newer])
+    return _column(list(older.tolist() if isinstance(older, np.ndarray) else older)
+                   + list(newer.tolist() if isinstance(newer, np.ndarray) else newer))
+
+
+def _code(names: list[str], name: str) -> int:
+    """The index of ``name`` in ``names``, appended if new."""
+    if name not in names:
+        names.append(name)
+    return names.index(name)
 
 
 def _member_versions(outputs: Any, model_id: str) -> list[str]:

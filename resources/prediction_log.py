@@ -81,6 +81,9 @@ prediction_log = sa.Table(
     sa.Column("outputs", sa.Text, nullable=True),
     sa.Column("status_code", sa.Integer, nullable=False, default=200, server_default=sa.text("200")),
     sa.Index("ix_prediction_log_tenant_model_time", "tenant_id", "model_id", "at"),
+    # Monitoring finds the ensemble records a member answered in (monitoring/window.py) without
+    # scanning the tenant's other records.
+    sa.Index("ix_prediction_log_tenant_ensemble_time", "tenant_id", "ensemble_id", "at"),
     # Keyed per tenant: another tenant's use of an id is invisible and never conflicts. Databases
     # created when request_id was unique alone are migrated (resources/migrations, the baseline).
     sa.UniqueConstraint("tenant_id", "request_id", name="uq_prediction_log_tenant_request"),

@@ -2,7 +2,8 @@
 
 Every step that blocks (the registry, the reference artifact, the prediction log, the statistics)
 runs off the event loop. A version's reference sample is kept in a small LRU (it never changes
-for a version), so repeated reports read only the window.
+for a version) and windows that end now are read incrementally (``monitoring.window_cache``), so a
+repeated report reads only the records logged since the previous one.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ REFERENCES_KEPT = 32
 
 class MonitoringService:
     def __init__(self, registry: ModelRegistry, state: StateStore, models: ModelCache, data_access: DataAccessPolicy) -> None:
+        from monitoring.window_cache import WindowCache
         from resources.feedback import FeedbackStore
 
+        self.windows = WindowCache(state)
         self.data_access = data_access
         self.registry = registry
         self.state = state
@@ -43,17 +46,19 @@ class MonitoringService:
                     window_hours: float | None, start: datetime | None, end: datetime | None, alpha: float,
                     correction: str) -> dict[str, Any]:
         from monitoring.drift import check_parameters, drift_report, select_features
-        from monitoring.window import current_sample, window_bounds
+        from monitoring.window import window_bounds
 
         tenant = principal.tenant_id
         check_parameters(alpha, correction)
-        window = window_bounds(datetime.now(UTC), window_hours=window_hours, start=start, end=end)
+        now = datetime.now(UTC)
+        window = window_bounds(now, window_hours=window_hours, start=start, end=end)
         resolved = await asyncio.to_thread(self.registry.resolve_version, tenant, model_id, version)
         served = await self.models.get(tenant, model_id, resolved.version)
         chosen = select_features(served.model.features, features)
         reference, source = await asyncio.to_thread(self._reference, tenant, model_id, resolved)
         names = [spec.name for spec in chosen]
-        current = await asyncio.to_thread(current_sample, self.state, tenant, model_id, names, *window, version=resolved.version)
+        current = await asyncio.to_thread(self.windows.sample, tenant, model_id, names, *window, version=resolved.version,
+                                          now=now)
         return await asyncio.to_thread(
             drift_report, model_id=model_id, version=resolved.version, features=chosen, reference=reference,
             reference_source=source, current=current, alpha=alpha, correction=correction)

@@ -19,6 +19,7 @@ from monitoring.drift_stats import (
     chi_square_test,
     correct,
     drift_results,
+    feature_drift,
     ks_test,
     normed_wasserstein,
     psi,
@@ -141,6 +142,20 @@ def test_normed_wasserstein_is_scipy_distance_over_reference_std():
     expected = stats.wasserstein_distance(ref, cur) / np.std(ref)
     assert normed_wasserstein(ref, cur) == pytest.approx(expected, abs=1e-12)
     assert normed_wasserstein(np.full(10, 1.0), np.full(10, 3.0)) == pytest.approx(2.0)  # std 0: divided by 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_wasserstein_equals_scipys_with_ties_and_unequal_sizes(seed):
+    rng = np.random.default_rng(seed)
+    n, m = int(rng.integers(1, 3000)), int(rng.integers(1, 30000))
+    if seed % 2:  # few distinct values: long runs of ties on both sides and across them
+        ref, cur = rng.integers(0, 6, n).astype(float), rng.integers(1, 8, m).astype(float)
+    else:
+        ref, cur = rng.lognormal(0, 2, n), rng.lognormal(0.1, 2, m)
+    expected = stats.wasserstein_distance(ref, cur) / (np.std(ref) or 1.0)
+    assert normed_wasserstein(ref, cur) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    result = feature_drift("x", ref, cur, "numeric", min_samples=1)  # the report's path: one sort per side
+    assert result.wasserstein_normed == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
 # ---------------------------------------------------------------- corrections

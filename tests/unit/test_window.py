@@ -1,4 +1,4 @@
-"""The current sample read from the prediction log: the newest rows first up to the cap (and
+"""The current sample read from the prediction log: oldest first, the newest rows up to the cap (and
 ``sampled`` said), records of several rows, truncated records skipped and counted, the window's
 bounds, other tenants, models and versions left out, refused records left out."""
 
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from monitoring.window import current_sample
 from resources.prediction_log import prediction_log
 from resources.state_db import utcnow
+from tests.utils.columns import listed
 
 NOW = utcnow()
 
@@ -41,13 +42,14 @@ def test_rows_records_caps_and_filters(state):
     ])
     start, end = NOW - timedelta(hours=1), NOW + timedelta(seconds=1)
     sample = current_sample(state, "t", "m", ["x"], start, end)
-    assert sample.columns["x"] == [1.0, 2.0, 3.0, 4.0, 5.0, None]
+    assert listed(sample.columns["x"]) == [None, 5.0, 2.0, 3.0, 4.0, 1.0]  # oldest first
     assert (sample.rows, sample.records, sample.skipped_records, sample.sampled) == (6, 5, 1, False)
     assert sample.versions == {"1.0.0": 5, "2.0.0": 1}
     pinned = current_sample(state, "t", "m", ["x"], start, end, version="2.0.0")
-    assert pinned.columns["x"] == [5.0] and pinned.versions == {"2.0.0": 1}
+    assert listed(pinned.columns["x"]) == [5.0] and pinned.versions == {"2.0.0": 1}
     capped = current_sample(state, "t", "m", ["x"], start, end, max_rows=3)
-    assert capped.columns["x"] == [1.0, 2.0, 3.0] and capped.rows == 3 and capped.sampled is True
+    assert listed(capped.columns["x"]) == [3.0, 4.0, 1.0] and capped.rows == 3 and capped.sampled is True
+    assert capped.records == 2 and capped.versions == {"1.0.0": 3}  # the three-row record partly kept
 
 
 def test_window_bounds_refuse_what_cannot_be_a_window():
@@ -65,3 +67,18 @@ def test_window_bounds_refuse_what_cannot_be_a_window():
         window_bounds(NOW, start=NOW, end=NOW)
     start, end = window_bounds(NOW, window_hours=2)
     assert end == NOW and end - start == timedelta(hours=2)
+
+
+def test_columns_of_numbers_are_arrays_and_anything_else_stays_as_logged(state):
+    import numpy as np
+
+    _log(state, [
+        {"features": [{"n": 1, "f": 1.5, "s": "a", "b": True, "mixed": 1, "nested": [1, 2]}]},
+        {"features": [{"n": 2, "f": None, "s": None, "b": False, "mixed": "x", "nested": [3]}]},
+    ])
+    start, end = NOW - timedelta(hours=1), NOW + timedelta(seconds=1)
+    columns = current_sample(state, "t", "m", ["n", "f", "s", "b", "mixed", "nested"], start, end).columns
+    assert columns["n"].dtype == np.int64 and columns["n"].tolist() == [2, 1]
+    assert columns["f"].dtype == np.float64 and listed(columns["f"]) == [None, 1.5]
+    assert columns["s"] == [None, "a"] and columns["b"] == [False, True]
+    assert columns["mixed"] == ["x", 1] and columns["nested"] == [[3], [1, 2]]
