@@ -35,6 +35,9 @@ _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Answered predictions each have a durable prediction-log row (with tenant and subject): no
 # second, audit, row for them. Refused ones are audited like every other call.
 _LOGGED_ELSEWHERE = {"/api/v1/predictions", "/api/v1/ensembles/{ensemble_id}/predict"}
+# Open Inference Protocol predictions outside /api/v1: their refusals are audited too (with the
+# model, for monitoring's error counts); answered ones are in the prediction log.
+_OIP_INFER = {"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"}
 
 
 class _BodyTooLarge(HTTPException):
@@ -129,7 +132,8 @@ class RequestContextMiddleware:
             return
         path = scope.get("path", "")
         audited = status >= 400 or (method not in _READ_METHODS and template not in _LOGGED_ELSEWHERE)
-        if self.audit is not None and audited and path.startswith(_AUDITED_PREFIX):
+        in_scope = path.startswith(_AUDITED_PREFIX) or (template in _OIP_INFER and status >= 400)
+        if self.audit is not None and audited and in_scope:
             self.audit.record(
                 request_id=request_id,
                 tenant_id=getattr(principal, "tenant_id", None),

@@ -78,6 +78,7 @@ async def infer(
     tenant_id = principal.tenant_id
     service.charge_rows(tenant_id, n_rows)
     model_id, model_name = await cache.model_id_for_name(tenant_id, name)
+    request.state.model_id = model_id  # a refusal's audit record names the model (monitoring counts it)
     model = (await cache.get(tenant_id, model_id, version)).model
     rows = await service.offload(n_rows, oip.decode_rows, body, model.features)
     outcome = await service.predict_rows(tenant_id, model_id, model.version, rows)

@@ -19,7 +19,7 @@ from tests.utils.tokens import auth, make_token
 @pytest.fixture(scope="module")
 def traffic(client, settings):
     """Model 'churn' 1.0.0 of a fresh tenant: 60 single-row predictions (their answers kept), one
-    two-row request, and 3 refused requests (a missing feature)."""
+    two-row request, and 4 refused requests (3 with a missing feature, 1 through OIP with an unknown input)."""
     tenant = f"q-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "churn")
@@ -35,6 +35,9 @@ def traffic(client, settings):
     for _ in range(3):
         refused = client.post("/api/v1/predictions", json={"model_id": model_id, "features": {"total_orders": 1}}, headers=headers)
         assert refused.status_code == 422
+    oip = client.post("/v2/models/churn/infer", json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
+                      headers=headers)
+    assert oip.status_code == 400
     return {"tenant": tenant, "headers": headers, "model_id": model_id, "answers": answers, "labels": labels,
             "pair": pair.json()}
 
@@ -51,8 +54,8 @@ def _feedback(client, traffic, items, headers=None):
 def test_traffic_figures_come_from_the_prediction_log(client, traffic):
     body = _performance(client, traffic, period_hours=24).json()
     assert body["answered"] == 61 and body["rows"] == 62 and body["period_hours"] == 24
-    assert body["errors"] == 3 and body["errors_by_status"] == {"422": 3} and body["requests"] == 64
-    assert abs(body["error_rate"] - 3 / 64) < 1e-12
+    assert body["errors"] == 4 and body["errors_by_status"] == {"400": 1, "422": 3} and body["requests"] == 65
+    assert abs(body["error_rate"] - 4 / 65) < 1e-12
     latencies = [a["latency_ms"] for a in traffic["answers"]] + [traffic["pair"]["latency_ms"]]
     assert abs(body["latency_ms"]["p50"] - float(np.percentile(latencies, 50))) < 1e-9
     assert sum(hour["requests"] for hour in body["throughput_per_hour"]) == 61
