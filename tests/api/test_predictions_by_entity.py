@@ -211,3 +211,24 @@ def test_other_tenants_get_404_or_their_own_store(client, settings, store):
     error = error_envelope(_predict(client, store, headers=other_headers, model_id=own, entity=entity), 422, "VALIDATION_ERROR")
     assert error["details"]["missing"] == sorted(FEATURES)
 
+
+
+def test_monitoring_reads_the_values_used_by_entity(client, store):
+    """Drift by entity compares the values the model was given (the online store's), as read back
+    from the prediction log by the monitoring window."""
+    from datetime import timedelta
+
+    from monitoring.window import current_sample
+    from resources.state_db import utcnow
+    from tests.utils.columns import listed
+
+    entities = [{"customer_id": f"cust-{i}"} for i in range(40, 75)]
+    before = utcnow()
+    response = _predict(client, store, entities=entities)
+    assert response.status_code == 200, response.text
+    online = store["fs"].online_features_for_service(store["tenant"], "churn_v1", entities)
+    sample = current_sample(client.app.state.state_store, store["tenant"], store["model_id"], FEATURES, before,
+                            utcnow() + timedelta(seconds=1))
+    assert sample.rows == len(entities) and sample.versions == {"1.0.0": len(entities)}
+    for name in FEATURES:
+        assert listed(sample.columns[name]) == [row[name] for row in online], name
