@@ -79,12 +79,11 @@ def _records(state: StateStore, tenant_id: str, model_id: str, start: datetime, 
     import orjson
     import sqlalchemy as sa
 
+    from resources.prediction_log import answered
     from resources.prediction_log import prediction_log as t
     from resources.state_db import as_utc
 
-    condition = [t.c.tenant_id == tenant_id, t.c.model_id == model_id, t.c.at >= start, t.c.at < end, t.c.status_code == 200]
-    if version:
-        condition.append(t.c.model_version == version)
+    condition = answered(tenant_id, start, end, model_id=model_id, version=version or None)
     query = (sa.select(t.c.model_version, t.c.at, t.c.latency_ms, t.c.outputs).where(*condition)
              .order_by(t.c.at.desc(), t.c.id.desc()).limit(max_rows))
     found = []

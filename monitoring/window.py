@@ -146,17 +146,16 @@ def read_records(state: StateStore, tenant_id: str, model_id: str, features: Seq
     follow, streamed, their ``outputs`` parsed to find the member's version."""
     import sqlalchemy as sa
 
+    from resources.prediction_log import answered
     from resources.prediction_log import prediction_log as t
 
-    window = [t.c.tenant_id == tenant_id, t.c.at >= since, t.c.status_code == 200]
-    if until is not None:
-        window.append(t.c.at < until)
-    own = [t.c.model_id == model_id] + ([t.c.model_version == version] if version else [])
+    window = answered(tenant_id, since, until)
+    own = answered(tenant_id, since, until, model_id=model_id, version=version or None)
     at_raw = sa.type_coerce(t.c.at, sa.String)  # SQLite's text, parsed by numpy below (the column type parses in Python)
     newest_first = (t.c.at.desc(), t.c.id.desc())
     parts: list[tuple[list[Any], list[Any], list[str], list[str | None]]] = []
     with state.engine.connect() as conn, _collector_paused():
-        found = conn.execute(sa.select(t.c.id, at_raw, t.c.model_version, t.c.features).where(*window, *own)
+        found = conn.execute(sa.select(t.c.id, at_raw, t.c.model_version, t.c.features).where(*own)
                              .order_by(*newest_first).limit(max_rows + 1)).all()  # a record holds at least one row
         parts.append(([r[0] for r in found], [r[1] for r in found], [r[2] for r in found], [r[3] for r in found]))
         parts.append(_ensemble_records(conn, window, model_id, version, max_rows, at_raw))

@@ -19,7 +19,7 @@ import orjson
 import sqlalchemy as sa
 
 from resources.errors import InvalidRequest
-from resources.prediction_log import prediction_log
+from resources.prediction_log import answered, prediction_log
 from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 
 MAX_FEEDBACK_ITEMS = 1000  # per submit call; also the size of one IN (...) lookup
@@ -111,12 +111,9 @@ class FeedbackStore:
         query = (
             sa.select(pl.c.model_version, pl.c.outputs, fb.c.label)
             .select_from(pl.join(fb, sa.and_(fb.c.tenant_id == pl.c.tenant_id, fb.c.request_id == pl.c.request_id)))
-            .where(pl.c.tenant_id == tenant_id, pl.c.model_id == model_id, fb.c.model_id == model_id,
-                   pl.c.status_code == 200, pl.c.at >= start, pl.c.at < end)
+            .where(*answered(tenant_id, start, end, model_id=model_id, version=version), fb.c.model_id == model_id)
             .order_by(pl.c.at.desc(), pl.c.id.desc())
         )
-        if version is not None:
-            query = query.where(pl.c.model_version == version)
         out: list[LabelledRow] = []
         if max_rows <= 0:
             return out

@@ -99,6 +99,22 @@ _STOP = object()
 _ARRIVAL_GAP_S = 0.0002
 
 
+def answered(tenant_id: str, start: datetime, end: datetime | None = None, *, model_id: str | None = None,
+             version: str | None = None) -> list[sa.ColumnElement[bool]]:
+    """The one condition for "the tenant's answered predictions in [start, end)" (status 200;
+    optionally under one model id and of one version), as monitoring's window, performance report
+    and ground-truth join read them."""
+    t = prediction_log
+    condition = [t.c.tenant_id == tenant_id, t.c.at >= start, t.c.status_code == 200]
+    if end is not None:
+        condition.append(t.c.at < end)
+    if model_id is not None:
+        condition.append(t.c.model_id == model_id)
+    if version is not None:
+        condition.append(t.c.model_version == version)
+    return condition
+
+
 class PredictionLogClosed(RuntimeError):
     """``record`` was called after ``close()``."""
 
