@@ -1,0 +1,111 @@
+"""Reading and writing the data a job names: local paths and ``s3://`` through one pyarrow filesystem.
+
+Every reader and writer of tenant data (training sets, batch scoring input and output, drift
+references) opens a checked ``DataLocation`` (``resources.data_access``) through ``filesystem``:
+a local path on pyarrow's local filesystem, an ``s3://bucket/key`` on pyarrow's S3 filesystem
+against ``MLSERVICE_S3_ENDPOINT_URL`` (any S3-compatible server: the embedded one that ``make up``
+starts, MinIO, or AWS S3 when unset). Credentials and region come from the usual AWS variables
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``
+or ``AWS_REGION``; default region ``us-east-1``). No fsspec/s3fs: pandas reads through the
+filesystem object.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow.fs as pafs
+
+    from resources.data_access import DataAccessPolicy, DataLocation
+
+DEFAULT_REGION = "us-east-1"
+
+
+def filesystem(location: DataLocation, policy: DataAccessPolicy) -> tuple[pafs.FileSystem, str]:
+    """The filesystem holding ``location`` and the path to give it (``bucket/key`` on S3)."""
+    import pyarrow.fs as pafs
+
+    if location.is_s3:
+        return s3_filesystem(policy.s3_endpoint_url), location.path
+    return pafs.LocalFileSystem(), location.path
+
+
+def s3_filesystem(endpoint_url: str | None) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem for ``endpoint_url`` (None: AWS) with the AWS variables' credentials."""
+    env = os.environ
+    return _s3(endpoint_url, env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY"), env.get("AWS_SESSION_TOKEN"),
+               env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_REGION)
+
+
+@functools.lru_cache(maxsize=8)
+def _s3(endpoint_url: str | None, access_key: str | None, secret_key: str | None, session_token: str | None,
+        region: str) -> pafs.S3FileSystem:
+    import pyarrow.fs as pafs
+
+    options: dict[str, object] = {"region": region}
+    if access_key and secret_key:
+        options.update(access_key=access_key, secret_key=secret_key, session_token=session_token)
+    if endpoint_url:
+        parts = urlsplit(endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"MLSERVICE_S3_ENDPOINT_URL must be http(s)://host[:port], not {endpoint_url!r}")
+        options.update(endpoint_override=parts.netloc, scheme=parts.scheme)
+    return pafs.S3FileSystem(**options)
+
+
+def exists(location: DataLocation, policy: DataAccessPolicy) -> bool:
+    """Whether a file or a directory (a non-empty prefix on S3) is there."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(location, policy)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def read_table(location: DataLocation, policy: DataAccessPolicy) -> pd.DataFrame:
+    """A parquet file or directory (or a ``.csv`` file) as a DataFrame. FileNotFoundError when absent."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(location, policy)
+    if path.lower().endswith(".csv"):
+        import pyarrow.csv as pacsv
+
+        with fs.open_input_stream(path) as stream:
+            return pacsv.read_csv(stream).to_pandas()
+    return pq.read_table(path, filesystem=fs).to_pandas()
+
+
+def parquet_files(location: DataLocation, policy: DataAccessPolicy) -> list[str]:
+    """The parquet files at ``location``: the file itself, or every ``*.parquet`` below a directory
+    (prefix), sorted; names starting with ``_`` or ``.`` (markers, staging) are left out.
+    FileNotFoundError when nothing is there."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(location, policy)
+    info = fs.get_file_info(path)
+    if info.type == pafs.FileType.File:
+        return [path]
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(location.uri)
+    found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+    files = sorted(f.path for f in found if f.type == pafs.FileType.File and f.path.endswith(".parquet")
+                   and not any(part.startswith(("_", ".")) for part in f.path[len(path):].split("/")))
+    if not files:
+        raise FileNotFoundError(location.uri)
+    return files
+
+
+def parquet_rows(location: DataLocation, policy: DataAccessPolicy) -> int:
+    """Rows of the parquet file or directory at ``location``, from the footers only (no data read)."""
+    import pyarrow.parquet as pq
+
+    fs, _ = filesystem(location, policy)
+    total = 0
+    for path in parquet_files(location, policy):
+        with fs.open_input_file(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
