@@ -27,12 +27,16 @@ DEFAULT_REGION = "us-east-1"
 
 
 def filesystem(location: DataLocation, policy: DataAccessPolicy) -> tuple[pafs.FileSystem, str]:
-    """The filesystem holding ``location`` and the path to give it (``bucket/key`` on S3)."""
+    """The filesystem holding ``location`` and the path to give it (``bucket/key`` on S3, no trailing slash)."""
+    if location.is_s3:
+        return s3_filesystem(policy.s3_endpoint_url), location.path.rstrip("/")
+    return local_filesystem(), location.path
+
+
+def local_filesystem() -> pafs.LocalFileSystem:
     import pyarrow.fs as pafs
 
-    if location.is_s3:
-        return s3_filesystem(policy.s3_endpoint_url), location.path
-    return pafs.LocalFileSystem(), location.path
+    return pafs.LocalFileSystem()
 
 
 def s3_filesystem(endpoint_url: str | None) -> pafs.S3FileSystem:
@@ -83,20 +87,25 @@ def parquet_files(location: DataLocation, policy: DataAccessPolicy) -> list[str]
     """The parquet files at ``location``: the file itself, or every ``*.parquet`` below a directory
     (prefix), sorted; names starting with ``_`` or ``.`` (markers, staging) are left out.
     FileNotFoundError when nothing is there."""
+    fs, path = filesystem(location, policy)
+    files = parquet_files_on(fs, path)
+    if not files:
+        raise FileNotFoundError(location.uri)
+    return files
+
+
+def parquet_files_on(fs: pafs.FileSystem, path: str) -> list[str]:
+    """``parquet_files`` on a filesystem path ([] when nothing is there)."""
     import pyarrow.fs as pafs
 
-    fs, path = filesystem(location, policy)
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.File:
         return [path]
     if info.type == pafs.FileType.NotFound:
-        raise FileNotFoundError(location.uri)
+        return []
     found = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-    files = sorted(f.path for f in found if f.type == pafs.FileType.File and f.path.endswith(".parquet")
-                   and not any(part.startswith(("_", ".")) for part in f.path[len(path):].split("/")))
-    if not files:
-        raise FileNotFoundError(location.uri)
-    return files
+    return sorted(f.path for f in found if f.type == pafs.FileType.File and f.path.endswith(".parquet")
+                  and not any(part.startswith(("_", ".")) for part in f.path[len(path):].split("/")))
 
 
 def parquet_rows(location: DataLocation, policy: DataAccessPolicy) -> int:
