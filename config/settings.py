@@ -36,6 +36,14 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+def _check_s3_entry(entry: str, variable: str) -> None:
+    """``bucket`` or ``bucket/prefix``: no scheme, no empty or ``..`` segments (they would never match)."""
+    bucket, _, prefix = entry.partition("/")
+    segments = prefix.strip("/").split("/") if prefix.strip("/") else []
+    if "://" in entry or not bucket or any(part in ("", "..", ".") for part in segments):
+        raise ValueError(f"{variable}: {entry!r} is not 'bucket' or 'bucket/prefix' (no scheme, no empty or '..' segments)")
+
+
 class RateLimit(BaseModel):
     rate: float = Field(gt=0, description="tokens added per second")
     burst: int = Field(gt=0, description="bucket size")
@@ -85,7 +93,13 @@ class Settings(BaseSettings):
 
     data_roots: Annotated[list[str], NoDecode] = []
     s3_buckets: Annotated[list[str], NoDecode] = []
-    s3_endpoint_url: str | None = None
+    s3_tenant_buckets: dict[str, list[str]] = Field(
+        default={}, description='JSON, tenant id -> entries as in s3_buckets granted to that tenant alone, e.g. {"acme-corp": ["data"]}')
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint (MinIO, ...); unset: `mlservice up` runs an embedded one, else AWS")
+    s3_port: int = Field(default=9000, ge=1, le=65535, description="port of the embedded S3 server (loopback, in memory)")
+    s3_embedded: bool = Field(
+        default=True, description="`mlservice up` runs the embedded S3 server when s3_endpoint_url is unset; false: AWS S3")
 
     rate_limit_per_second: float = Field(default=200.0, gt=0)
     rate_limit_burst: int = Field(default=400, gt=0)
@@ -127,7 +141,7 @@ class Settings(BaseSettings):
         default=None, description="redis://host:port[/db] or postgresql://user:pw@host:port/db (not for sqlite)"
     )
 
-    @field_validator("quota_overrides", "retention_overrides", "rate_limit_overrides")
+    @field_validator("quota_overrides", "retention_overrides", "rate_limit_overrides", "s3_tenant_buckets")
     @classmethod
     def _known_tenants(cls, value: dict) -> dict:
         bad = sorted(k for k in value if not is_valid_tenant(k))
@@ -139,6 +153,21 @@ class Settings(BaseSettings):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
+
+    @field_validator("s3_buckets")
+    @classmethod
+    def _s3_entries(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            _check_s3_entry(entry, "MLSERVICE_S3_BUCKETS")
+        return value
+
+    @field_validator("s3_tenant_buckets")
+    @classmethod
+    def _s3_tenant_entries(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for entries in value.values():
+            for entry in entries:
+                _check_s3_entry(entry, "MLSERVICE_S3_TENANT_BUCKETS")
+        return value
 
     @field_validator("jwt_algorithms")
     @classmethod

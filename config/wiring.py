@@ -41,6 +41,7 @@ def build_data_policy(settings: Settings) -> DataAccessPolicy:
         data_dir=str(settings.data_dir),
         data_roots=settings.data_roots,
         s3_buckets=settings.s3_buckets,
+        s3_tenant_buckets=settings.s3_tenant_buckets,
         s3_endpoint_url=settings.s3_endpoint_url,
     )
 

@@ -3,11 +3,13 @@
 Rules:
 - a relative path resolves under ``<data_dir>/tenants/<tenant_id>/``;
 - an absolute path or ``file://`` URI only under one of ``data_roots``;
-- ``s3://bucket/key`` only in one of ``s3_buckets``.
-Entries of ``data_roots`` and ``s3_buckets`` may contain ``{tenant}``, replaced by the caller's
-tenant id, to give each tenant its own prefix (e.g. ``/srv/data/{tenant}`` or
-``lake/{tenant}``; a bare ``bucket`` allows the whole bucket). Anything else, ``..`` segments,
+- ``s3://bucket/key`` only in one of ``s3_buckets`` (every tenant) or of the caller's own entries
+  in ``s3_tenant_buckets`` (tenant id -> entries: grants to that tenant alone).
+Entries of ``data_roots``, ``s3_buckets`` and ``s3_tenant_buckets`` may contain ``{tenant}``,
+replaced by the caller's tenant id, to give each tenant its own prefix (e.g. ``/srv/data/{tenant}``
+or ``lake/{tenant}``; a bare ``bucket`` allows the whole bucket). Anything else, ``..`` segments,
 other schemes, and symlinks that leave the allowed area are refused with ``InvalidRequest``.
+Files are opened through ``resources.storage`` (one filesystem for local paths and S3).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class DataAccessPolicy(dg.ConfigurableResource):
     data_dir: str
     data_roots: list[str] = []  # noqa: RUF012 (pydantic copies field defaults per instance)
     s3_buckets: list[str] = []  # noqa: RUF012
+    s3_tenant_buckets: dict[str, list[str]] = {}  # noqa: RUF012 (tenant id -> its own entries)
     s3_endpoint_url: str | None = None
 
     def tenant_area(self, tenant_id: str) -> Path:
@@ -98,17 +101,12 @@ class DataAccessPolicy(dg.ConfigurableResource):
             raise _refuse(uri, "s3 URIs need a bucket and a key")
         if _has_dotdot(key) or "//" in key:
             raise _refuse(uri, "'..' or empty segments are not allowed in s3 keys")
-        for entry in self.s3_buckets:
+        for entry in [*self.s3_buckets, *self.s3_tenant_buckets.get(tenant_id, [])]:
             allowed_bucket, _, prefix = entry.replace("{tenant}", tenant_id).partition("/")
             if allowed_bucket != bucket:
                 continue
             prefix = prefix.strip("/")
             if not prefix or key == prefix or key.startswith(prefix + "/"):
                 return DataLocation(uri=f"s3://{bucket}/{key}", scheme="s3", path=f"{bucket}/{key}")
-        raise _refuse(uri, f"bucket '{bucket}' (or this prefix) is not in MLSERVICE_S3_BUCKETS")
-
-    def storage_options(self) -> dict:
-        """Options for pandas/pyarrow/fsspec readers of s3:// locations."""
-        if self.s3_endpoint_url:
-            return {"client_kwargs": {"endpoint_url": self.s3_endpoint_url}}
-        return {}
+        raise _refuse(uri, f"bucket '{bucket}' (or this prefix) is not granted to this tenant "
+                           "(MLSERVICE_S3_BUCKETS, MLSERVICE_S3_TENANT_BUCKETS)")

@@ -1,7 +1,7 @@
 """Shared fixtures: settings on a temporary data directory, a real MLflow (SQLite) registry,
 the API app under TestClient, token headers, an RSA key pair, state tables on SQLite, a tenant's
-tiny training file, the Dagster Definitions, and one local Ray for the tests that fit on Ray.
-Plain helpers live in tests/utils/."""
+tiny training file, the Dagster Definitions, one local Ray for the tests that fit on Ray, and one
+S3-compatible server (moto's, a process of its own). Plain helpers live in tests/utils/."""
 
 from __future__ import annotations
 
@@ -142,3 +142,20 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One S3-compatible server for the session (``tests.utils.s3``: moto's server process on a free
+    loopback port, stopped by its process group at the end), started by the first test that asks.
+    Sets the AWS variables (any key does) for this process and its children while it runs; make
+    buckets with ``s3_server.bucket()`` (unique names), files with ``put_parquet``, and a policy
+    that grants them with ``s3_server.policy(data_dir, tenant_buckets=...)``."""
+    from tests.utils.s3 import moto_server
+
+    with moto_server(log_path=tmp_path_factory.mktemp("s3") / "moto.log") as server, pytest.MonkeyPatch.context() as patch:
+        for name, value in server.env.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_SESSION_TOKEN", raising=False)
+        patch.delenv("AWS_REGION", raising=False)
+        yield server

@@ -17,12 +17,11 @@ _ID_LIKE = ("id", "customer_id", "entity_id", "event_timestamp", "created_timest
 
 
 def read_table(location: DataLocation, policy: DataAccessPolicy) -> pd.DataFrame:
-    options = policy.storage_options() if location.is_s3 else None
-    suffix = location.uri.rsplit(".", 1)[-1].lower()
+    """A parquet file or directory, or a CSV file, local or on S3 (``resources.storage``)."""
+    from resources import storage
+
     try:
-        if suffix == "csv":
-            return pd.read_csv(location.uri, storage_options=options)
-        return pd.read_parquet(location.uri, storage_options=options)
+        return storage.read_table(location, policy)
     except FileNotFoundError:
         raise DataProblem(f"data file not found: {location.uri}") from None
     except Exception as exc:

@@ -113,3 +113,38 @@ def test_tuning_asset_registers_the_best_trial(env):
     assert output["best_metric"] == max(t["metric"] for t in output["trials"] if t["metric"] is not None)
     job = JobStore(env["state"]).get(TENANT, ctx.job_id)
     assert job.result["trials_done"] == 3 and job.result["best_config"] == output["best_config"]
+
+
+def test_training_reads_its_data_from_s3(env, s3_server, tmp_path):
+    """train_path and validation_path on an S3-compatible server (moto's server process), granted
+    to this tenant alone; the same assets and reader as for local files."""
+    from sklearn.model_selection import train_test_split
+
+    bucket = s3_server.bucket("training")
+    train, val = train_test_split(breast_cancer(snake_case=True), test_size=0.25, random_state=3)
+    s3_server.put_parquet(f"s3://{bucket}/bc/train.parquet", train)
+    s3_server.put_parquet(f"s3://{bucket}/bc/validation.parquet", val)
+    resources = {**env, "data_access": s3_server.policy(tmp_path, tenant_buckets={TENANT: [bucket]})}
+    data = DataSpec(train_path=f"s3://{bucket}/bc/train.parquet", validation_path=f"s3://{bucket}/bc/validation.parquet",
+                    target_column="target")
+    ctx = submitted_job(env["state"], TENANT, "training", {"model_name": "bc_s3"})
+    trainer = TrainerSpec(estimator="random_forest", hyperparameters={"n_estimators": 20, "max_depth": 4, "random_state": 0})
+    result = dg.materialize(
+        [training_set, trained_model], resources=resources,
+        run_config=run_config(training_set=TrainingSetConfig(context=ctx, data=data),
+                              trained_model=TrainedModelConfig(context=ctx, model_name="bc_s3", trainer=trainer)),
+    )
+    assert result.success
+    training = result.output_for_node("training_set")
+    assert (len(training.x_train), len(training.x_val)) == (len(train), len(val))
+    output = result.output_for_node("trained_model")
+    assert output["version"] == "1.0.0" and output["metrics"]["val_accuracy"] > 0.9
+
+    # the grant is this tenant's alone: another tenant's run is refused before anything is read
+    other = submitted_job(env["state"], "other-tenant", "training", {"model_name": "bc_s3"})
+    refused = dg.materialize(
+        [training_set], resources=resources, raise_on_error=False,
+        run_config=run_config(training_set=TrainingSetConfig(context=other, data=data)),
+    )
+    assert not refused.success
+    assert "not granted to this tenant" in JobStore(env["state"]).get("other-tenant", other.job_id).error

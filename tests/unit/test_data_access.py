@@ -1,4 +1,4 @@
-"""DataAccessPolicy.resolve: which paths a tenant's jobs may read."""
+"""DataAccessPolicy.resolve: which paths a tenant's jobs may read (and write)."""
 
 from __future__ import annotations
 
@@ -215,6 +215,70 @@ def test_s3_refused_when_no_buckets_configured(data_dir):
     assert_refused(policy(data_dir), "s3://open/x.csv")
 
 
+# --- s3:// grants to one tenant (MLSERVICE_S3_TENANT_BUCKETS) ------------------------------
+
+
+@pytest.fixture
+def granted(data_dir) -> DataAccessPolicy:
+    """Whole buckets for tenant-a, a prefix for tenant-b, a shared bucket for everyone."""
+    return policy(data_dir, s3_buckets=["shared"],
+                  s3_tenant_buckets={"tenant-a": ["data", "predictions"], "tenant-b": ["data/b-only", "lake/{tenant}"]})
+
+
+def test_tenant_grant_allows_whole_buckets_to_that_tenant_only(granted):
+    loc = granted.resolve("tenant-a", "s3://data/customers_to_score.parquet")
+    assert (loc.uri, loc.path, loc.is_s3) == ("s3://data/customers_to_score.parquet", "data/customers_to_score.parquet", True)
+    assert granted.resolve("tenant-a", "s3://predictions/churn_scores/part-0.parquet").path == "predictions/churn_scores/part-0.parquet"
+    for tenant in ("tenant-c", "tenant-ab", "tenant"):  # no grant at all, or a name sharing a prefix
+        assert_refused(granted, "s3://data/customers_to_score.parquet", tenant=tenant)
+        assert_refused(granted, "s3://predictions/x.parquet", tenant=tenant)
+
+
+def test_tenant_grant_with_a_prefix_allows_only_that_prefix(granted):
+    assert granted.resolve("tenant-b", "s3://data/b-only/x.parquet").path == "data/b-only/x.parquet"
+    assert granted.resolve("tenant-b", "s3://data/b-only").path == "data/b-only"
+    assert_refused(granted, "s3://data/customers_to_score.parquet", tenant="tenant-b")  # tenant-a's whole bucket
+    assert_refused(granted, "s3://data/b-only-not/x.parquet", tenant="tenant-b")  # segment boundary
+    assert_refused(granted, "s3://predictions/x.parquet", tenant="tenant-b")
+
+
+def test_tenant_placeholder_in_a_tenant_grant(granted):
+    assert granted.resolve("tenant-b", "s3://lake/tenant-b/x.csv").path == "lake/tenant-b/x.csv"
+    assert_refused(granted, "s3://lake/tenant-a/x.csv", tenant="tenant-b")
+    assert_refused(granted, "s3://lake/tenant-b/x.csv", tenant="tenant-a")  # tenant-a has no lake grant
+
+
+def test_shared_buckets_still_apply_to_every_tenant_beside_tenant_grants(granted):
+    for tenant in ("tenant-a", "tenant-b", "tenant-c"):
+        assert granted.resolve(tenant, "s3://shared/x.parquet").path == "shared/x.parquet"
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "s3://data/../predictions/x.parquet",
+        "s3://data/sub/%2e%2e/x.parquet",
+        "s3://data/sub//x.parquet",
+        "s3://data",  # no key
+        "s3://other/x.parquet",  # a bucket granted to nobody
+        "s3://datax/x.parquet",
+        "s3://user@data/x.parquet",
+    ],
+)
+def test_tenant_grant_refusals(granted, uri):
+    assert_refused(granted, uri, tenant="tenant-a")
+
+
+def test_dotdot_cannot_leave_a_granted_prefix(granted):
+    assert_refused(granted, "s3://data/b-only/../customers_to_score.parquet", tenant="tenant-b")
+    assert_refused(granted, "s3://lake/tenant-b/../tenant-a/x.csv", tenant="tenant-b")
+
+
+def test_refusal_names_both_settings(granted):
+    err = assert_refused(granted, "s3://other/x.parquet", tenant="tenant-a")
+    assert "MLSERVICE_S3_TENANT_BUCKETS" in err.message and err.details == {"path": "s3://other/x.parquet"}
+
+
 # --- everything else ----------------------------------------------------------------------
 
 
@@ -252,15 +316,3 @@ def test_error_details_name_the_path(data_dir):
 
     err = assert_refused(policy(data_dir), "../x.csv")
     assert err.details == {"path": "../x.csv"}
-
-
-# --- reader options -----------------------------------------------------------------------
-
-
-def test_storage_options_include_endpoint_when_configured(data_dir):
-    pol = policy(data_dir, s3_buckets=["open"], s3_endpoint_url="http://127.0.0.1:9000")
-    assert pol.storage_options() == {"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}
-
-
-def test_storage_options_empty_without_endpoint(data_dir):
-    assert policy(data_dir).storage_options() == {}

@@ -130,6 +130,48 @@ def test_empty_list_settings_from_env(monkeypatch, tmp_path):
     assert Settings().s3_buckets == []
 
 
+def test_s3_tenant_grants_from_env_reach_the_policy(monkeypatch, tmp_path):
+    from config.wiring import build_data_policy
+
+    monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("MLSERVICE_S3_TENANT_BUCKETS", '{"acme-corp": ["data", "predictions"], "beta": ["lake/beta/in"]}')
+    settings = Settings()
+    assert settings.s3_tenant_buckets == {"acme-corp": ["data", "predictions"], "beta": ["lake/beta/in"]}
+    policy = build_data_policy(settings)
+    assert policy.s3_tenant_buckets == settings.s3_tenant_buckets and policy.s3_buckets == []
+    assert policy.resolve("acme-corp", "s3://data/x.parquet").path == "data/x.parquet"
+
+
+def test_s3_defaults(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
+    for name in ("MLSERVICE_S3_TENANT_BUCKETS", "MLSERVICE_S3_ENDPOINT_URL", "MLSERVICE_S3_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert (settings.s3_tenant_buckets, settings.s3_endpoint_url, settings.s3_port) == ({}, None, 9000)
+    others = {settings.api_port, settings.dagster_port, settings.mlflow_port, settings.ray_port, settings.ray_dashboard_port}
+    assert settings.s3_port not in others and settings.s3_port not in range(10002, 20000)  # Ray's worker ports
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MLSERVICE_S3_TENANT_BUCKETS", '{"../etc": ["data"]}'),  # not a tenant id
+        ("MLSERVICE_S3_TENANT_BUCKETS", '{"acme-corp": "data"}'),  # not a list
+        ("MLSERVICE_S3_TENANT_BUCKETS", '{"acme-corp": ["s3://data"]}'),
+        ("MLSERVICE_S3_TENANT_BUCKETS", '{"acme-corp": ["data/../other"]}'),
+        ("MLSERVICE_S3_TENANT_BUCKETS", "data"),  # not JSON
+        ("MLSERVICE_S3_BUCKETS", "/data"),
+        ("MLSERVICE_S3_BUCKETS", "lake/a//b"),
+        ("MLSERVICE_S3_PORT", "0"),
+    ],
+)
+def test_bad_s3_settings_are_refused(monkeypatch, tmp_path, variable, value):
+    monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv(variable, value)
+    with pytest.raises((ValidationError, ValueError)):
+        Settings()
+
+
 # --- JWT keys -----------------------------------------------------------------------------
 
 
