@@ -2,9 +2,9 @@
 
 Every child gets the platform's locations (``MLSERVICE_*`` URLs, the data dir, Ray's token path)
 and the variable that keeps Ray on loopback. Only the API and the ``seed-demo`` step (which mints
-tokens) keep JWT material; Ray, MLflow and Dagster (webserver, daemon, and so the run workers and
-code servers they start) get the caller's environment without any variable naming JWT, so code
-running in a Dagster run or a Ray worker cannot read a key that signs tokens.
+tokens) keep JWT material; Ray, MLflow, the embedded S3 server and Dagster (webserver, daemon, and
+so the run workers and code servers they start) get the caller's environment without any variable
+naming JWT, so code running in a Dagster run or a Ray worker cannot read a key that signs tokens.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 RAY_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 PARTS_WITH_SECRETS = frozenset({"api", "seed"})
-PARTS = PARTS_WITH_SECRETS | {"ray", "mlflow", "dagster"}
+PARTS = PARTS_WITH_SECRETS | {"ray", "mlflow", "dagster", "s3"}
 _SECRET_NAME = re.compile(r"JWT", re.IGNORECASE)
 
 

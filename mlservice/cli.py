@@ -79,6 +79,17 @@ def _demo_model_id(api: str, token: str) -> str | None:
     return models[0]["model_id"] if models else None
 
 
+def _s3_lines(platform) -> list[str]:
+    """Where S3 paths go: the embedded server (in memory) or the configured endpoint."""
+    from mlservice import embedded_s3
+
+    s = platform.settings
+    if platform.start_s3:
+        return [f"  S3 (embedded)  {embedded_s3.endpoint_url(s)}   (in memory: what is written there is lost at stop; "
+                f"buckets {', '.join(embedded_s3.BUCKETS)}, e.g. s3://data/customers_to_score.parquet)"]
+    return [f"  S3             {s.s3_endpoint_url or 'AWS S3'}"]
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from mlservice.demo import DEMO_MODEL, DEMO_TENANT
     from mlservice.launcher import Platform
@@ -100,6 +111,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  Dagster UI     {s.effective_dagster_url}",
             f"  MLflow UI      {platform.environment()['MLSERVICE_MLFLOW_TRACKING_URI']}",
             f"  Ray dashboard  {s.effective_ray_dashboard_url}   (cluster {s.effective_ray_address}, token auth)",
+            *_s3_lines(platform),
             f"  data directory {s.data_dir}   (logs in {s.logs_dir})",
             "",
             f"development token for tenant {DEMO_TENANT} ({ttl_s / 3600:g} h):",

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feature_repo.names import SOURCE_FILES
+from feature_repo.names import CHURN_V1, SOURCE_FILES
 
 AS_OF = datetime(2026, 11, 1, tzinfo=UTC)
 HISTORY_DAYS = 365
@@ -129,6 +129,13 @@ def churn_draw(f: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(len(f)) < 1 / (1 + np.exp(-np.clip(logit, -30, 30)))).astype("int64")
 
 
+def _labelled(orders: pd.DataFrame, tickets: pd.DataFrame, n: int, rng: np.random.Generator):
+    """Each customer's label time (days), the features as they stood then, and the churn drawn from them."""
+    label_day = -rng.integers(7, 181, n).astype(float)
+    f = _features_at(orders, tickets, label_day)
+    return label_day, f, churn_draw(f, rng)
+
+
 def churn_feature_tables(
     n: int = 20_000, seed: int = 7, as_of: datetime = AS_OF, snapshots: int = 12, snapshot_every_days: int = 30,
 ) -> dict[str, pd.DataFrame]:
@@ -153,9 +160,7 @@ def churn_feature_tables(
         order_parts.append(base.assign(**{c: f.loc[keep, c].to_numpy() for c in
                                           ("orders_last_30d", "return_rate", "days_since_first_order")}))
 
-    label_day = -rng.integers(7, 181, n).astype(float)
-    f = _features_at(orders, tickets, label_day)
-    churned = churn_draw(f, rng)
+    label_day, f, churned = _labelled(orders, tickets, n, rng)
     keep = f["has_orders"].to_numpy()
     labels = pd.DataFrame({
         "customer_id": ids[keep],
@@ -169,6 +174,30 @@ def churn_feature_tables(
         return frame.sort_values(["event_timestamp", "customer_id"], kind="stable").reset_index(drop=True)
 
     return {"customer_features": tidy(customer_parts), "order_features": tidy(order_parts), "churn_labels": tidy([labels])}
+
+
+def churn_flat_frames(n: int = 20_000, seed: int = 7) -> dict[str, pd.DataFrame]:
+    """The population of ``churn_feature_tables(n, seed)`` as two flat frames without timestamps,
+    for files a job reads directly (no feature store), columns ``customer_id`` and the four
+    features of ``churn_v1`` (``feature_repo.names.CHURN_V1``):
+
+    - ``labelled``: the features as they stood at each customer's label time and ``churned``, the
+      same labels as ``churn_labels`` (the demo model's training data, without the point-in-time join);
+    - ``current``: the features at ``as_of``, equal to the newest ``customer_features`` snapshot
+      (what the online store serves after materialization): customers to score.
+    """
+    rng = np.random.default_rng(seed)
+    orders, tickets = _events(_population(n, rng), rng)
+    ids = np.array([f"cust-{i}" for i in range(1, n + 1)], dtype=object)
+    _, at_label, churned = _labelled(orders, tickets, n, rng)
+    now = _features_at(orders, tickets, np.zeros(n))
+
+    def flat(f: pd.DataFrame) -> pd.DataFrame:
+        keep = f["has_orders"].to_numpy()
+        return pd.DataFrame({"customer_id": ids[keep], **{c: f.loc[keep, c].to_numpy() for c in CHURN_V1}})
+
+    labelled = flat(at_label).assign(churned=churned[at_label["has_orders"].to_numpy()])
+    return {"labelled": labelled, "current": flat(now)}
 
 
 def write_feature_data(

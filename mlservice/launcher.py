@@ -1,11 +1,13 @@
 """``mlservice up``: the embedded platform on loopback, all state under one data directory.
 
-Starts a local Ray head, the MLflow tracking server (SQLite + local artifacts), the Dagster
-webserver and daemon, then the API, and seeds the demo tenant on first start through the API (a
-training job on Dagster and Ray). A part whose address
-is configured (``MLSERVICE_RAY_ADDRESS``, ``MLSERVICE_MLFLOW_TRACKING_URI``,
-``MLSERVICE_DAGSTER_URL``) is taken as external and not started. Every child runs in its own
-process group and is stopped by it on Ctrl-C, SIGTERM, or when any part dies.
+Starts an S3-compatible server (moto, in memory: ``mlservice.embedded_s3``, seeded with the
+demo's buckets and files at every start), a local Ray head, the MLflow tracking server (SQLite +
+local artifacts), the Dagster webserver and daemon, then the API, and seeds the demo tenant on
+first start through the API (a training job on Dagster and Ray). A part whose address is
+configured (``MLSERVICE_S3_ENDPOINT_URL``, ``MLSERVICE_RAY_ADDRESS``,
+``MLSERVICE_MLFLOW_TRACKING_URI``, ``MLSERVICE_DAGSTER_URL``) is taken as external and not
+started. Every child runs in its own process group and is stopped by it on Ctrl-C, SIGTERM, or
+when any part dies.
 
 Exposure: every part binds 127.0.0.1 (Ray with ``RAY_LOOPBACK_ENV``, and without its client
 server: ``mlservice.ray_head``), and the launcher checks that with the sockets its processes
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.settings import Settings
-from mlservice import child_env, dagster_instance, exposure, ray_head, state_dirs
+from mlservice import child_env, dagster_instance, embedded_s3, exposure, ray_head, state_dirs
 from mlservice.processes import RAY_WORKER_PORTS, ManagedProcess, free_port, http_ok, port_free, wait_until  # noqa: F401 (re-exported)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +60,7 @@ class Platform:
         self.start_ray = settings.ray_address is None
         self.start_mlflow = settings.mlflow_tracking_uri is None
         self.start_dagster = settings.dagster_url is None
+        self.start_s3 = settings.s3_endpoint_url is None and settings.s3_embedded
         self.exposure_interval_s = 30.0
         self._stop = threading.Event()
 
@@ -86,6 +89,7 @@ class Platform:
                 ("MLflow", s.mlflow_port, "MLSERVICE_MLFLOW_PORT", self.start_mlflow),
                 ("Ray GCS", s.ray_port, "MLSERVICE_RAY_PORT", self.start_ray),
                 ("Ray dashboard", s.ray_dashboard_port, "MLSERVICE_RAY_DASHBOARD_PORT", self.start_ray),
+                ("S3 (embedded)", s.s3_port, "MLSERVICE_S3_PORT", self.start_s3),
             )
             if wanted and not port_free(port)
         ]
@@ -113,6 +117,8 @@ class Platform:
             PYTHONUNBUFFERED="1",
         )
         env["MLFLOW_TRACKING_URI"] = env["MLSERVICE_MLFLOW_TRACKING_URI"]
+        if self.start_s3:
+            env.update(embedded_s3.child_environment(s, env))
         return child_env.for_part(env, part)
 
     # -- the parts -------------------------------------------------------------------------
@@ -133,11 +139,23 @@ class Platform:
             "--artifacts-destination", str(s.mlflow_artifacts_dir), "--serve-artifacts",
         ]
 
+    def start_s3_server(self) -> ManagedProcess:
+        """The embedded S3 server (``mlservice.embedded_s3``): spawned, not yet waited for."""
+        return self._spawn("s3", embedded_s3.server_argv(self.settings), self.environment("s3"), stop_timeout_s=5.0)
+
+    def seed_s3(self) -> list[str]:
+        """Buckets and demo files on the embedded S3 server (it keeps nothing between starts)."""
+        written = embedded_s3.seed(self.settings, self.environment("s3"))
+        self.echo(f"embedded S3 at {embedded_s3.endpoint_url(self.settings)} (in memory): {', '.join(written)}")
+        return written
+
     def start(self) -> None:
         s = self.settings
         self.prepare()
         env = self.environment("dagster")
         waits: list[tuple[str, Callable[[], bool], ManagedProcess, float]] = []
+        if self.start_s3:
+            waits.append(("S3 server (embedded)", lambda: embedded_s3.ready(s), self.start_s3_server(), 60))
         if self.start_ray:
             argv, port_env = ray_head.head_command(s, self.ray_temp_dir)
             # `ray start --block` lingers on SIGTERM; its state is disposable, so the wait is short.
@@ -162,6 +180,8 @@ class Platform:
         for what, check, process, timeout_s in waits:
             self.echo(f"waiting for {what} ...")
             wait_until(check, timeout_s=timeout_s, what=what, process=process)
+        if self.start_s3:
+            self.seed_s3()
         api = self._spawn(
             "api",
             [sys.executable, "-m", "uvicorn", "serving_api.main:create_app", "--factory",

@@ -253,11 +253,12 @@ def test_nothing_listens_beyond_loopback(up):
     from mlservice import exposure
 
     found = parts(up)
-    assert {"api", "ray", "mlflow", "dagster-webserver", "dagster-daemon"} <= set(found), found
+    assert {"api", "ray", "mlflow", "dagster-webserver", "dagster-daemon", "s3"} <= set(found), found
     pids = {pid for pids in found.values() for pid in pids}
     listening = exposure.listeners(pids)
     ports = {item.port for item in listening}
-    assert {up.ports["API"], up.ports["DAGSTER"], up.ports["MLFLOW"], up.ports["RAY"], up.ports["RAY_DASHBOARD"]} <= ports
+    assert {up.ports["API"], up.ports["DAGSTER"], up.ports["MLFLOW"], up.ports["RAY"], up.ports["RAY_DASHBOARD"],
+            up.ports["S3"]} <= ports
     assert any(item.process.startswith("ray::") and item.port in range(10002, 20000) for item in listening), listening
     assert {item.process for item in listening} >= {"gcs_server", "raylet"}
     assert [str(item) for item in listening if not exposure.is_loopback(item.address)] == []
@@ -266,6 +267,31 @@ def test_nothing_listens_beyond_loopback(up):
         seen = ss_listening(pids)
         assert len(seen) >= len(listening) - 2, seen  # sockets may come and go in between
         assert [line for address, line in seen if not exposure.is_loopback(address)] == []
+
+
+def test_embedded_s3_serves_the_demo_files_on_loopback(up, monkeypatch):
+    """make up started moto's S3 server on loopback only, seeded it, and gave the API its endpoint,
+    credentials and the demo tenant's grant: the API-side storage module finds the files to score."""
+    from config.settings import Settings
+    from config.wiring import build_data_policy
+    from mlservice import exposure
+    from resources import storage
+
+    found = parts(up)
+    listening = exposure.listeners(found["s3"])
+    assert {item.port for item in listening} == {up.ports["S3"]}, listening
+    assert all(exposure.is_loopback(item.address) for item in listening), listening
+    api_env = environ(found["api"][0])
+    assert api_env["MLSERVICE_S3_ENDPOINT_URL"] == f"http://127.0.0.1:{up.ports['S3']}"
+    for name in ("MLSERVICE_S3_ENDPOINT_URL", "MLSERVICE_S3_TENANT_BUCKETS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, api_env[name])
+    policy = build_data_policy(Settings(data_dir=up.data_dir))
+    for key, rows in (("customers_to_score.parquet", 10_000), ("train.parquet", None), ("validation.parquet", None)):
+        location = policy.resolve(DEMO_TENANT, f"s3://data/{key}")
+        assert storage.exists(location, policy), key
+        assert rows is None or storage.parquet_rows(location, policy) == rows
+    assert "embedded S3 at" in up.log() and "S3 (embedded)" in up.log()  # the seed's line and the banner's
 
 
 def test_no_signing_key_in_ray_mlflow_or_dagster_processes(up):

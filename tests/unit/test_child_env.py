@@ -23,8 +23,8 @@ def platform(monkeypatch, tmp_path) -> Platform:
     return Platform(Settings(data_dir=tmp_path / "data"))
 
 
-@pytest.mark.parametrize("part", ["ray", "mlflow", "dagster"])
-def test_no_signing_key_reaches_ray_mlflow_or_dagster(platform, part):
+@pytest.mark.parametrize("part", ["ray", "mlflow", "dagster", "s3"])
+def test_no_signing_key_reaches_ray_mlflow_dagster_or_s3(platform, part):
     env = platform.environment(part)
     assert not [name for name in env if "JWT" in name.upper()]
     assert SECRET not in "".join(env.values()) and "PRIVATE KEY" not in "".join(env.values())

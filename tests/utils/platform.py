@@ -21,7 +21,7 @@ from mlservice.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 360  # a cold start with the demo seed takes ~3 min on 2 busy cores
-PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD")
+PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "S3")
 
 
 def integration_marks(timeout_s: int) -> list[pytest.MarkDecorator]:
@@ -169,7 +169,7 @@ def sweep(data_dir: Path) -> None:
 def assert_groups_gone(platform: Platform) -> None:
     # The children's process groups, from the launcher's "stopping <name> (process group <pid>) ...".
     groups = {name: int(pid) for name, pid in re.findall(r"stopping (\S+) \(process group (\d+)\)", platform.log())}
-    assert {"api", "dagster-daemon", "dagster-webserver", "mlflow", "ray"} <= set(groups), platform.tail()
+    assert {"api", "dagster-daemon", "dagster-webserver", "mlflow", "ray", "s3"} <= set(groups), platform.tail()
     def survivors() -> dict[str, list[int]]:
         left = {name: live_members(g) for name, g in groups.items()}
         left["anything with this data dir"] = processes_of(platform.data_dir)
@@ -214,7 +214,7 @@ def ss_listening(pids: set[int]) -> list[tuple[str, str]]:
 
 
 PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.ray_head"), ("mlflow", "mlflow"),
-                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"))
+                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("s3", "moto.server"))
 
 
 def parts(platform: Platform) -> dict[str, list[int]]:
