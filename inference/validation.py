@@ -23,7 +23,8 @@ from inference.signature import FLOAT_TYPES, INTEGER_TYPES, NUMERIC_TYPES, Featu
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
-def _range(limit: float) -> str:
+def range_problem(limit: float) -> str:
+    """The problem of a number beyond what the model computes in."""
     kind = "float32" if limit == FLOAT32_MAX else "float64"
     return f"out of range: this model takes values within \u00b1{limit:.3g} ({kind})"
 
@@ -59,8 +60,7 @@ def _number_problem(kind: str, value: Any, limit: float) -> str | None:
     if kind in INTEGER_TYPES and not INT64_MIN <= value <= INT64_MAX:
         return "out of range for a 64-bit integer"
     if not -limit <= value <= limit:
-        kind = "float32" if limit == FLOAT32_MAX else "float64"
-        return f"out of range: this model takes values within \u00b1{limit:.3g} ({kind})"
+        return range_problem(limit)
     return None  # an int/float subclass in range (e.g. numpy scalars)
 
 

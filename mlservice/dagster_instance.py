@@ -2,10 +2,10 @@
 with the run queue limits taken from the settings.
 
 - ``max_concurrent_runs``: runs at once, all tenants (``MLSERVICE_MAX_CONCURRENT_RUNS``).
-- per tenant (tag ``mlservice/compute_tenant`` of training and tuning runs, one limit per value):
+- per tenant (tag ``mlservice/compute_tenant`` of training, tuning and batch scoring runs, one limit per value):
   ``MLSERVICE_TENANT_MAX_CONCURRENT_RUNS``, so two huge jobs of one tenant leave room for the
   others' (and its own scheduled materializations never wait behind them).
-- the compute pool (tag ``mlservice/pool=compute`` on the training and tuning jobs):
+- the compute pool (tag ``mlservice/pool=compute`` on the training, tuning and batch scoring jobs):
   ``max_concurrent_runs - 1``, so one slot always stays for feature materialization runs.
 """
 

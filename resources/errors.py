@@ -51,6 +51,12 @@ class StageConflict(DomainError):
     code = "STAGE_CONFLICT"
 
 
+class OutputExists(DomainError):
+    """A batch job's output path holds files and the request did not ask to overwrite them (409)."""
+
+    code = "OUTPUT_EXISTS"
+
+
 class DependencyUnavailable(DomainError):
     """A backing system (MLflow, Dagster) did not answer."""
 

@@ -11,12 +11,21 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
-from resources.vocabulary import ModelType, Promote
+from resources.limits import (
+    MAX_BATCH_SIZE,
+    MAX_CONCURRENT_TRIALS,
+    MAX_EPOCHS,
+    MAX_KEEP_COLUMNS,
+    MAX_SCORING_BATCH_SIZE,
+    MAX_TRIALS,
+    MAX_WORKERS,
+)
+from resources.vocabulary import ModelType, OnInvalid, Promote
 from resources.vocabulary import TrainableFramework as Framework
 
 TRAINING_JOB = "training"  # the Dagster job whose assets take TrainingSetConfig + TrainedModelConfig
 TUNING_JOB = "tuning"  # TrainingSetConfig + TuningConfig
+BATCH_SCORING_JOB = "batch_scoring"  # BatchScoringConfig
 
 
 class JobContext(dg.Config):
@@ -87,6 +96,23 @@ class TuningConfig(dg.Config):
     num_trials: int = Field(default=10, ge=1, le=MAX_TRIALS)
     algorithm: Literal["bayesian", "random", "grid"] = "bayesian"
     max_concurrent_trials: int = Field(default=2, ge=1, le=MAX_CONCURRENT_TRIALS)
+
+
+class BatchScoringConfig(dg.Config):
+    """A batch scoring job: a parquet input scored by one resolved version into an output folder."""
+
+    context: JobContext
+    model_id: str
+    version: str = Field(description="the semantic version scored (the API resolves a stage or the default first)")
+    input_path: str = Field(description="parquet file or folder: relative to the tenant's data area, file:// or s3://")
+    output_path: str = Field(description="output folder (created): relative, file:// or s3://")
+    batch_size: int = Field(default=1000, ge=1, le=MAX_SCORING_BATCH_SIZE, description="rows per scored batch")
+    keep_columns: list[str] | None = Field(
+        default=None, max_length=MAX_KEEP_COLUMNS,
+        description="input columns copied to the output; default every column that is not a model feature")
+    on_invalid: OnInvalid = Field(default="fail", description="rows that do not fit the signature: fail the job, or "
+                                                               "skip them into _rejected/ with the reason")
+    overwrite: bool = Field(default=False, description="replace what the output folder holds")
 
 
 def run_config(**ops: dg.Config) -> dict[str, Any]:

@@ -55,6 +55,8 @@ from typing import Any
 
 MAX_EPOCHS = 5000
 MAX_BATCH_SIZE = 65536
+MAX_SCORING_BATCH_SIZE = 100_000  # rows per batch of a batch scoring job (an actor holds a few batches)
+MAX_KEEP_COLUMNS = 1000  # input columns a batch scoring job copies to its output
 MAX_WORKERS = 16
 MAX_TRIALS = 200
 MAX_CONCURRENT_TRIALS = 16

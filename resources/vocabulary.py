@@ -23,6 +23,8 @@ TrainableFramework = Literal["sklearn", "pytorch"]  # what the training jobs fit
 TRAINABLE_FRAMEWORKS: tuple[str, ...] = get_args(TrainableFramework)
 
 # -- jobs --------------------------------------------------------------------------------------
+OnInvalid = Literal["fail", "skip"]  # a batch scoring job's rows that do not fit the signature
+ON_INVALID_CHOICES: tuple[str, ...] = get_args(OnInvalid)
 JobKind = Literal["training", "tuning", "batch_prediction", "materialization", "drift_report"]
 JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 JobStatus = Literal["submitted", "queued", "running", "succeeded", "failed", "cancelled"]
@@ -49,14 +51,14 @@ FINAL_METRIC_PREFIX = "final_"
 # mlservice/tenant, job_id, kind: who asked and which job record a run belongs to (the API finds
 # a daemon-launched run by its job id tag). mlservice/pool=compute (job-level tag of training and
 # tuning): the pool limited to max_concurrent_runs - 1 runs, so a slot always stays for
-# materializations. mlservice/compute_tenant (training and tuning runs): limited per value to
+# materializations. mlservice/compute_tenant (training, tuning and batch scoring runs): limited per value to
 # tenant_max_concurrent_runs. dagster/max_runtime (seconds): Dagster's run monitoring fails a run
 # past it.
 RUN_TENANT, RUN_JOB_ID, RUN_KIND = "mlservice/tenant", "mlservice/job_id", "mlservice/kind"
 RUN_POOL, COMPUTE_POOL = "mlservice/pool", "compute"
 RUN_COMPUTE_TENANT = "mlservice/compute_tenant"
 RUN_MAX_RUNTIME = "dagster/max_runtime"
-COMPUTE_KINDS = frozenset({"training", "tuning"})
+COMPUTE_KINDS = frozenset({"training", "tuning", "batch_prediction"})
 
 
 def max_runtime_tags(max_run_minutes: float | None) -> dict[str, str]:

@@ -42,6 +42,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "IDEMPOTENCY_CONFLICT": 409,
     "ENSEMBLE_ALREADY_EXISTS": 409,
     "JOB_ALREADY_FINISHED": 409,
+    "OUTPUT_EXISTS": 409,  # a batch job's output path holds files and overwrite is false
     "QUOTA_EXCEEDED": 409,  # the tenant holds as many models / versions / ensembles as it may
     "PAYLOAD_TOO_LARGE": 413,
     "VALIDATION_ERROR": 422,

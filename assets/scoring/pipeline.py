@@ -1,0 +1,151 @@
+"""Batch scoring on Ray Data: read_parquet -> map_batches (a pool of scorer actors) -> write_parquet.
+
+The pool is sized from the cluster (``pool_plan``): one actor per CPU up to ``MAX_SCORING_ACTORS``,
+each asking for at most one CPU and together leaving ``IO_RESERVE_CPUS`` free, and Ray Data's read
+and write tasks ask for ``IO_TASK_CPUS`` each. Actors that took every CPU would leave the read
+tasks unschedulable and the job would hang (ray-project/ray#44687): on the 2-CPU machine that is
+2 actors of 0.75 CPU and reads/writes of 0.25, so both cores predict while reads and writes still
+get scheduled. The OS shares the cores; Ray's CPU figures are only the scheduler's tokens.
+
+Order is preserved (``DataContext.execution_options.preserve_order``): the output files, in name
+order, hold the input's valid rows in the input's order (input files in name order).
+
+Progress: every actor adds its batch's counts to a small counter actor; a thread of the driver
+reads it every ``progress_every_s`` and hands (rows done, rows rejected) to ``progress``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from assets.scoring.scorer import REASON, BatchScorer, ScoringSpec
+
+if TYPE_CHECKING:
+    import pyarrow.fs as pafs
+
+    from inference.model import LoadedModel
+    from resources.batch_output import OutputPlan
+
+MAX_SCORING_ACTORS = 8
+IO_RESERVE_CPUS = 0.5
+IO_TASK_CPUS = 0.25
+REJECTED_EXAMPLES = 5
+
+
+class RejectedRows(Exception):
+    """on_invalid=fail and some rows did not fit the signature: the count and examples."""
+
+    def __init__(self, count: int, examples: list[dict[str, Any]]) -> None:
+        self.count, self.examples = count, examples
+        shown = "; ".join(f"{e.get(REASON)}" for e in examples[:3])
+        super().__init__(f"{count} row(s) do not fit the model's signature (e.g. {shown}); "
+                         "fix the input or send on_invalid=skip to score the others")
+
+
+@dataclass
+class ScoringOutcome:
+    rows_done: int  # valid rows scored
+    rows_rejected: int
+    seconds: float  # from the first read to the last write
+
+
+def pool_plan(cluster_cpus: float, rows: int, batch_size: int) -> tuple[int, float]:
+    """(actors, CPUs per actor) for a cluster of ``cluster_cpus`` and an input of ``rows``."""
+    actors = max(1, min(MAX_SCORING_ACTORS, round(cluster_cpus), math.ceil(max(rows, 1) / batch_size)))
+    per_actor = min(1.0, max(0.05, (cluster_cpus - IO_RESERVE_CPUS) / actors))
+    return actors, round(per_actor, 3)
+
+
+def _part_names() -> Any:
+    """Ray Data's write file names: part-<write task>.parquet, stable across retries of a job
+    (Ray's default puts a fresh uuid in every name; names without one need SaveMode.OVERWRITE, on
+    the job's own staging data folder)."""
+    from ray.data.datasource import FilenameProvider
+
+    class PartNames(FilenameProvider):
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{task_index:05d}.parquet"
+
+    return PartNames()
+
+
+def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], input_fs: pafs.FileSystem, plan: OutputPlan, *,
+                rows: int,
+                batch_size: int, on_invalid: str, progress: Callable[[int, int], None] | None = None,
+                progress_every_s: float = 1.0) -> ScoringOutcome:
+    """Score ``input_files`` into ``plan``'s staging folder (the caller commits or discards it)."""
+    import ray
+    import ray.data
+    from ray.data import SaveMode
+
+    from resources.storage import parquet_files_on
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    actors, per_actor = pool_plan(float(ray.cluster_resources().get("CPU", 1.0)), rows, batch_size)
+    counter = ray.remote(num_cpus=0)(_Counter).remote()
+    shared_model = ray.put(model)
+    stop = threading.Event()
+    reporter = threading.Thread(target=_report, args=(counter, progress, stop, progress_every_s), daemon=True)
+    started = time.perf_counter()
+    if progress is not None:
+        reporter.start()
+    try:
+        dataset = ray.data.read_parquet(input_files, filesystem=input_fs, ray_remote_args={"num_cpus": IO_TASK_CPUS})
+        scored = dataset.map_batches(
+            BatchScorer, fn_constructor_args=(spec, shared_model, counter), batch_format="pandas", batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=per_actor,
+        )
+        scored.write_parquet(plan.staged_data, filesystem=plan.fs, filename_provider=_part_names(), mode=SaveMode.OVERWRITE,
+                             ray_remote_args={"num_cpus": IO_TASK_CPUS})
+    finally:
+        stop.set()
+        if reporter.is_alive():
+            reporter.join(timeout=5)
+    done, rejected = ray.get(counter.totals.remote())
+    ray.kill(counter)
+    if progress is not None:
+        progress(done, rejected)
+    if rejected and on_invalid == "fail":
+        raise RejectedRows(rejected, _examples(plan, parquet_files_on))
+    return ScoringOutcome(done, rejected, time.perf_counter() - started)
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.done = self.rejected = 0
+
+    def add(self, done: int, rejected: int) -> None:
+        self.done += done
+        self.rejected += rejected
+
+    def totals(self) -> tuple[int, int]:
+        return self.done, self.rejected
+
+
+def _report(counter: Any, progress: Callable[[int, int], None], stop: threading.Event, every_s: float) -> None:
+    import ray
+
+    while not stop.wait(every_s):
+        try:
+            progress(*ray.get(counter.totals.remote(), timeout=10))
+        except Exception:  # progress is best effort: the job's outcome does not depend on it
+            continue
+
+
+def _examples(plan: OutputPlan, files_on: Callable) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    examples: list[dict[str, Any]] = []
+    for path in files_on(plan.fs, plan.staged_rejected):
+        table = pq.read_table(path, filesystem=plan.fs)
+        examples.extend(table.slice(0, REJECTED_EXAMPLES - len(examples)).to_pylist())
+        if len(examples) >= REJECTED_EXAMPLES:
+            break
+    return [{k: (v if isinstance(v, int | float | str | bool) or v is None else str(v)) for k, v in e.items()}
+            for e in examples]

@@ -1,0 +1,117 @@
+"""The batch_predictions asset under ``dg.materialize`` on a local Ray: Ray Data scores a parquet
+input with the version's verified predictor; the output holds the kept columns, the prediction,
+the class probabilities and the version, in the input's order, equal to the online API's answers
+for the same rows; rows that do not fit go to _rejected/ with reasons (skip) or fail the job with
+their count and examples (fail), and a failed job leaves nothing visible."""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from assets.scoring.assets import batch_predictions
+from config.wiring import build_data_policy, build_registry, build_state_store
+from resources.batch_output import SUCCESS, plan_output, visible_files
+from resources.job_specs import BatchScoringConfig
+from resources.jobs import JobStore
+from resources.ray_cluster import RayCluster
+from tests.utils.api import register_model
+from tests.utils.asset_resources import submitted_job
+from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model
+from tests.utils.tokens import auth, make_token
+
+
+@pytest.fixture(scope="module")
+def scoring(client, settings, local_ray):
+    tenant = f"b-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    model_id = register_model(client, headers, log_sklearn_model(settings, tenant, kind="forest"), "churn")
+    area = settings.data_dir / "tenants" / tenant
+    (area / "in").mkdir(parents=True)
+    frame, _ = churn_like(n=2500, seed=11)
+    frame.insert(0, "customer_id", [f"c-{i:05d}" for i in range(len(frame))])
+    frame.iloc[:1200].to_parquet(area / "in" / "a.parquet")  # two files: read in name order
+    frame.iloc[1200:].to_parquet(area / "in" / "b.parquet")
+    state = build_state_store(settings)
+    resources = {"registry": build_registry(settings, state), "state": state, "data_access": build_data_policy(settings),
+                 "ray_cluster": RayCluster(address="auto")}
+    return {"tenant": tenant, "headers": headers, "model_id": model_id, "frame": frame, "area": area,
+            "resources": resources, "state": state, "policy": resources["data_access"]}
+
+
+def _run(scoring, **fields):
+    context = submitted_job(scoring["state"], scoring["tenant"], "batch_prediction")
+    config = BatchScoringConfig(context=context, model_id=scoring["model_id"], version="1.0.0", **fields)
+    result = dg.materialize([batch_predictions], resources=scoring["resources"], raise_on_error=False,
+                            run_config={"ops": {"batch_predictions": {"config": config.model_dump()}}})
+    return result, JobStore(scoring["state"]).get(scoring["tenant"], context.job_id)
+
+
+def _output(scoring, path: str) -> tuple[pd.DataFrame, dict]:
+    folder = scoring["area"] / path
+    parts = sorted(p for p in folder.glob("part-*.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True), json.loads((folder / SUCCESS).read_text())
+
+
+def test_batch_scores_equal_online_scores_in_the_inputs_order(client, scoring):
+    result, job = _run(scoring, input_path="in", output_path="out/all", batch_size=400)
+    assert result.success, job.reason
+    scored, manifest = _output(scoring, "out/all")
+    frame = scoring["frame"]
+    assert list(scored.columns) == ["customer_id", "prediction", "probability_0", "probability_1", "model_version"]
+    assert scored["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert (scored["model_version"] == "1.0.0").all()
+    assert manifest["rows"] == len(frame) and manifest["rejected_rows"] == 0 and manifest["model_version"] == "1.0.0"
+    parts = sorted(p.name for p in (scoring["area"] / "out" / "all").glob("part-*.parquet"))
+    assert manifest["job_id"] == job.job_id and manifest["files"] == parts and manifest["schema"]
+    assert job.result["files"] == [*parts, SUCCESS]
+    sample = frame.iloc[::97]
+    rows = [{k: (float(v) if k == "avg_order_value" else int(v)) for k, v in r.items()} for r in sample[FEATURES].to_dict("records")]
+    online = client.post("/api/v1/predictions", json={"model_id": scoring["model_id"], "instances": rows,
+                                                      "options": {"return_probabilities": True}}, headers=scoring["headers"])
+    assert online.status_code == 200, online.text
+    body = online.json()
+    mine = scored.iloc[::97]
+    assert mine["prediction"].tolist() == body["prediction"]
+    assert np.allclose(mine[["probability_0", "probability_1"]].to_numpy(), np.asarray(body["probabilities"]), atol=1e-12, rtol=0)
+    assert job.status in ("submitted", "running", "succeeded")  # the API's field; the run's figures are in result
+    assert job.result["rows_done"] == len(frame) and job.result["rows_rejected"] == 0 and job.result["files"]
+
+
+def _with_bad_rows(scoring, name: str) -> pd.DataFrame:
+    frame = scoring["frame"].iloc[:300].copy()
+    frame["avg_order_value"] = frame["avg_order_value"].astype("float64")
+    frame.loc[5, "avg_order_value"] = math.nan
+    frame.loc[9, "avg_order_value"] = math.inf
+    frame.to_parquet(scoring["area"] / "in" / f"../{name}.parquet")
+    return frame
+
+
+def test_skip_writes_rejected_rows_with_reasons_and_scores_the_rest(scoring):
+    frame = _with_bad_rows(scoring, "bad-skip")
+    result, job = _run(scoring, input_path="bad-skip.parquet", output_path="out/skip", on_invalid="skip")
+    assert result.success, job.reason
+    scored, manifest = _output(scoring, "out/skip")
+    assert len(scored) == 298 and manifest["rejected_rows"] == 2
+    assert "c-00005" not in scored["customer_id"].tolist()
+    rejected = pd.concat(pd.read_parquet(p) for p in (scoring["area"] / "out" / "skip" / "_rejected").glob("*.parquet"))
+    reasons = dict(zip(rejected["customer_id"], rejected["rejection_reason"], strict=True))
+    assert reasons == {"c-00005": "feature 'avg_order_value': is null",
+                       "c-00009": "feature 'avg_order_value': must be finite (no NaN or infinity)"}
+    assert len(frame) == len(scored) + len(rejected)
+
+
+def test_fail_reports_the_count_and_leaves_no_output(scoring):
+    _with_bad_rows(scoring, "bad-fail")
+    result, job = _run(scoring, input_path="bad-fail.parquet", output_path="out/fail")
+    assert not result.success
+    assert "2 row(s) do not fit" in job.reason and job.result["rows_rejected"] == 2
+    assert len(job.result["rejected_examples"]) == 2
+    plan = plan_output(scoring["policy"].resolve(scoring["tenant"], "out/fail"), scoring["policy"], job.job_id)
+    assert visible_files(plan) == [] and not (scoring["area"] / "out" / "fail" / "_staging").exists()
