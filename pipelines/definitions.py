@@ -13,6 +13,7 @@ import dagster as dg
 
 from assets.features.assets import FEATURE_ASSETS
 from assets.monitoring.assets import drift_report, predictions
+from assets.scoring.assets import batch_predictions
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from config.settings import Settings
@@ -29,7 +30,7 @@ def build_definitions() -> dg.Definitions:
     feature_cron = os.environ.get("MLSERVICE_FEATURE_MATERIALIZATION_CRON", HOURLY)
     settings = Settings()
     return dg.Definitions(
-        assets=[*FEATURE_ASSETS, training_set, trained_model, tuned_model, predictions, drift_report],
+        assets=[*FEATURE_ASSETS, training_set, trained_model, tuned_model, predictions, drift_report, batch_predictions],
         jobs=[*ALL_JOBS, retention_job, drift_report_job],
         schedules=[build_feature_schedule(feature_cron), build_retention_schedule(settings.retention_cron),
                    build_drift_schedule(settings.drift_report_cron)],

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.features.assets import customer_features, order_features
+from assets.scoring.assets import batch_predictions
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from resources import vocabulary
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB
-from resources.job_specs import TRAINING_JOB, TUNING_JOB
+from resources.job_specs import BATCH_SCORING_JOB, TRAINING_JOB, TUNING_JOB
 
 # The run queue keeps one slot free of this pool (mlservice/dagster_instance.py): heavy jobs only.
 COMPUTE_POOL_TAGS = {vocabulary.RUN_POOL: vocabulary.COMPUTE_POOL}
@@ -36,4 +37,11 @@ feature_materialization_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,  # small steps that share the tenant's registry: one process, in order
 )
 
-ALL_JOBS = [training_job, tuning_job, feature_materialization_job]
+batch_scoring_job = dg.define_asset_job(
+    BATCH_SCORING_JOB,
+    selection=dg.AssetSelection.assets(batch_predictions),
+    description="Score a parquet input with one model version on Ray Data; output all-or-nothing with a _SUCCESS manifest",
+    tags={vocabulary.RUN_KIND: "batch_prediction", **COMPUTE_POOL_TAGS},
+)
+
+ALL_JOBS = [training_job, tuning_job, feature_materialization_job, batch_scoring_job]

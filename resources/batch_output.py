@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resources.errors import OutputExists
+from resources.errors import InvalidRequest, OutputExists
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
@@ -30,6 +30,36 @@ if TYPE_CHECKING:
     from resources.data_access import DataAccessPolicy, DataLocation
 
 SUCCESS, STAGING, REJECTED = "_SUCCESS", "_staging", "_rejected"
+# The output's columns: the kept input columns, then these (one probability per class).
+PREDICTION, MODEL_VERSION, REASON = "prediction", "model_version", "rejection_reason"
+PROBABILITY_PREFIX = "probability_"
+
+
+def probability_column(label: Any) -> str:
+    return f"{PROBABILITY_PREFIX}{label}"
+
+
+def output_columns(keep_columns: list[str], classes: list, model_type: str) -> list[str]:
+    """The output's columns, in order."""
+    probabilities = [probability_column(c) for c in classes] if model_type == "classification" else []
+    return [*keep_columns, PREDICTION, *probabilities, MODEL_VERSION]
+
+
+def kept_columns(requested: list[str] | None, input_columns: list[str], features: list[str]) -> list[str]:
+    """The input columns copied to the output: the requested ones (each must exist), else every
+    column that is not a feature; none may take an output column's name. 400 otherwise."""
+    if requested is None:
+        kept = [c for c in input_columns if c not in set(features)]
+    else:
+        missing = [c for c in requested if c not in set(input_columns)]
+        if missing:
+            raise InvalidRequest(f"keep_columns not in the input: {', '.join(missing[:20])}", {"missing": missing[:100]})
+        kept = list(dict.fromkeys(requested))
+    taken = [c for c in kept if c in (PREDICTION, MODEL_VERSION) or c.startswith(PROBABILITY_PREFIX)]
+    if taken:
+        raise InvalidRequest(f"input columns would collide with the output's: {', '.join(taken[:20])}; choose keep_columns",
+                             {"columns": taken[:100]})
+    return kept
 
 
 @dataclass
@@ -47,6 +77,11 @@ class OutputPlan:
     @property
     def staged_rejected(self) -> str:
         return f"{self.staging}/{REJECTED}"
+
+
+def check_output_location(location: DataLocation, policy: DataAccessPolicy, overwrite: bool) -> None:
+    """Before a job is launched: 409 OUTPUT_EXISTS when the output holds files and ``overwrite`` is false."""
+    check_output_free(plan_output(location, policy, "-"), overwrite)
 
 
 def plan_output(location: DataLocation, policy: DataAccessPolicy, job_id: str) -> OutputPlan:

@@ -25,7 +25,7 @@ from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.online.cache import ModelCache
 from serving_api.ratelimit import RateLimiter
-from serving_api.routes import ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
+from serving_api.routes import batch, ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.explanations import Explainer
 from serving_api.services.jobs import JobService
@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
-    for router in (models.router, predictions.router, ensembles.router, training.router, tuning.router, jobs.router,
-                   features.router, oip.router, monitoring.router):
+    for router in (models.router, batch.router, predictions.router, ensembles.router, training.router, tuning.router,
+                   jobs.router, features.router, oip.router, monitoring.router):
         app.include_router(router)
     return app

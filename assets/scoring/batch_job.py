@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from assets.scoring.scorer import MODEL_VERSION, PREDICTION, PROBABILITY_PREFIX, ScoringSpec, output_columns
+from assets.scoring.scorer import ScoringSpec
+from resources.batch_output import kept_columns, output_columns
 from resources.errors import InvalidRequest
 from resources.state_db import utcnow
 
@@ -21,23 +22,6 @@ if TYPE_CHECKING:
     from resources.jobs import JobStore
     from resources.ray_cluster import RayCluster
     from resources.registry import ModelRegistry
-
-
-def kept_columns(requested: list[str] | None, input_columns: list[str], features: list[str]) -> list[str]:
-    """The input columns copied to the output: the requested ones (each must exist), else every
-    column that is not a feature; none may take an output column's name. 400 otherwise."""
-    if requested is None:
-        kept = [c for c in input_columns if c not in set(features)]
-    else:
-        missing = [c for c in requested if c not in set(input_columns)]
-        if missing:
-            raise InvalidRequest(f"keep_columns not in the input: {', '.join(missing[:20])}", {"missing": missing[:100]})
-        kept = list(dict.fromkeys(requested))
-    taken = [c for c in kept if c in (PREDICTION, MODEL_VERSION) or c.startswith(PROBABILITY_PREFIX)]
-    if taken:
-        raise InvalidRequest(f"input columns would collide with the output's: {', '.join(taken[:20])}; choose keep_columns",
-                             {"columns": taken[:100]})
-    return kept
 
 
 def input_schema(files: list[str], fs: Any) -> Any:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from assets.scoring.scorer import REASON, BatchScorer, ScoringSpec
+from assets.scoring.scorer import BatchScorer, ScoringSpec
+from resources.batch_output import REASON
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs

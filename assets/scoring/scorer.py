@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-PREDICTION, MODEL_VERSION, REASON = "prediction", "model_version", "rejection_reason"
-PROBABILITY_PREFIX = "probability_"
+from resources.batch_output import MODEL_VERSION, PREDICTION, REASON, output_columns, probability_column
 
 
 @dataclass(frozen=True)
@@ -34,16 +33,6 @@ class ScoringSpec:
     rejected_dir: str  # filesystem path of the staging _rejected/ folder
     s3_endpoint_url: str | None = None
     rejected_is_s3: bool = False
-
-
-def probability_column(label: Any) -> str:
-    return f"{PROBABILITY_PREFIX}{label}"
-
-
-def output_columns(keep_columns: list[str], classes: list, model_type: str) -> list[str]:
-    """The output's columns, in order."""
-    probabilities = [probability_column(c) for c in classes] if model_type == "classification" else []
-    return [*keep_columns, PREDICTION, *probabilities, MODEL_VERSION]
 
 
 class BatchScorer:

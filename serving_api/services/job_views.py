@@ -1,10 +1,11 @@
-"""Response bodies of jobs: the generic view, training progress, tuning trials."""
+"""Response bodies of jobs: the generic view, training progress, tuning trials, batch progress."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from resources.jobs import JobRecord
+from serving_api.schemas.batch import BatchStatus
 from serving_api.schemas.jobs import JobPublic, JobsPublic, Progress, Resources, TrainingStatus, Trial, TuningStatus
 from serving_api.services.jobs import JobService
 
@@ -72,4 +73,24 @@ def tuning_status(service: JobService, record: JobRecord) -> TuningStatus:
         error=record.reason, resources=_resources(service, record, {"num_workers": request.get("max_concurrent_trials", 1), **settings}),
         created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
         dagster_run_id=record.dagster_run_id, dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
+    )
+
+
+def batch_status(service: JobService, record: JobRecord) -> BatchStatus:
+    from serving_api.services.batch_requests import estimated_completion, rates
+
+    request, result = record.request, record.result
+    rows_total = result.get("rows_total", request.get("rows_total"))
+    estimate = None
+    if rows_total is not None:
+        estimate = estimated_completion(record, int(rows_total), *rates(service, record.tenant_id))
+    return BatchStatus(
+        job_id=record.job_id, status=record.status, model_id=request.get("model_id", ""),
+        version=result.get("version", request.get("version")), input_path=request.get("input_path", ""),
+        output_path=request.get("output_path", ""), rows_total=rows_total, rows_done=int(result.get("rows_done") or 0),
+        rows_rejected=int(result.get("rows_rejected") or 0), throughput_rows_per_s=result.get("throughput_rows_per_s"),
+        estimated_completion=estimate, files=list(result.get("files") or []) if record.status == "succeeded" else [],
+        error=record.reason, rejected_examples=list(result.get("rejected_examples") or []),
+        created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
+        dagster_run_id=record.dagster_run_id, dagster_run_url=service.run_url(record),
     )

@@ -1,0 +1,123 @@
+"""Batch prediction requests: every check that answers before anything is launched, the run
+config of the ``batch_scoring`` job, and the completion estimate.
+
+Checks, in order: the model and version (404), the input path under the data-access policy (400)
+holding parquet (400 when missing), its columns against the version's signature (400 naming
+them), ``keep_columns`` present (400), the output path allowed (400), apart from the input (400)
+and free unless ``overwrite`` (409 OUTPUT_EXISTS). Rows come from the parquet footers only.
+
+``estimated_completion``: start-up plus rows over throughput, both the median of the tenant's
+last succeeded batch jobs (before there is one: ``DEFAULT_STARTUP_S`` and
+``DEFAULT_THROUGHPUT_ROWS_PER_S``, measured by ``benchmarks/batch_scoring.py``); while the job
+runs, the remaining rows over its own measured throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from resources.errors import InvalidRequest
+from resources.job_specs import BATCH_SCORING_JOB, BatchScoringConfig, run_config
+from resources.state_db import utcnow
+
+if TYPE_CHECKING:
+    from resources.data_access import DataLocation
+    from resources.jobs import JobRecord
+    from serving_api.auth import Principal
+    from serving_api.online.cache import ModelCache
+    from serving_api.schemas.batch import BatchCreate
+    from serving_api.services.jobs import JobService
+
+KIND = "batch_prediction"
+DEFAULT_THROUGHPUT_ROWS_PER_S = 20_000.0
+DEFAULT_STARTUP_S = 30.0
+HISTORY = 5  # earlier jobs the estimate takes its medians from
+
+
+async def submit_batch(service: JobService, cache: ModelCache, principal: Principal, body: BatchCreate,
+                       idempotency_key: str | None) -> tuple[JobRecord, dict[str, Any]]:
+    tenant = principal.tenant_id
+    resolved = await asyncio.to_thread(service.registry.resolve_version, tenant, body.model_id, body.version)
+    model = (await cache.get(tenant, body.model_id, resolved.version)).model
+    facts = await asyncio.to_thread(check_paths, service, tenant, body, model.features, model.feature_names)
+    request = {**body.model_dump(mode="json"), "version": resolved.version, "rows_total": facts["rows"]}
+    config = {"model_id": body.model_id, "version": resolved.version, "input_path": body.input_path,
+              "output_path": body.output_path, "batch_size": body.batch_size, "keep_columns": body.keep_columns,
+              "on_invalid": body.on_invalid, "overwrite": body.overwrite}
+    record = await asyncio.to_thread(
+        service.submit, principal, kind=KIND, job_name=BATCH_SCORING_JOB, model_name=model.name, request=request,
+        idempotency_key=idempotency_key,
+        run_config=lambda ctx: run_config(batch_predictions=BatchScoringConfig(context=ctx, **config)),
+    )
+    return record, facts
+
+
+def check_paths(service: JobService, tenant: str, body: BatchCreate, features: list, feature_names: list[str]) -> dict[str, Any]:
+    """The input's rows and kept columns, or the 4xx that stops the request (blocking)."""
+    from inference.batch_inputs import schema_problems
+    from resources.batch_output import check_output_location, kept_columns
+    from resources.storage import filesystem, parquet_files, parquet_rows
+
+    policy = service.policy
+    source = policy.resolve(tenant, body.input_path)
+    target = policy.resolve(tenant, body.output_path)
+    if _overlap(source, target):
+        raise InvalidRequest("the output path must lie apart from the input path",
+                             {"input_path": body.input_path, "output_path": body.output_path})
+    try:
+        files = parquet_files(source, policy)
+    except FileNotFoundError:
+        raise InvalidRequest("the input path holds no parquet file", {"input_path": body.input_path}) from None
+    except OSError as exc:
+        raise InvalidRequest(f"the input path cannot be read: {str(exc)[:200]}", {"input_path": body.input_path}) from None
+    fs, _ = filesystem(source, policy)
+    try:
+        import pyarrow.parquet as pq
+
+        with fs.open_input_file(files[0]) as handle:
+            schema = pq.ParquetFile(handle).schema_arrow
+        rows = parquet_rows(source, policy)
+    except (OSError, ValueError) as exc:  # not parquet, a damaged footer
+        raise InvalidRequest(f"the input is not readable parquet: {str(exc)[:200]}", {"input_path": body.input_path}) from None
+    problems = schema_problems(features, schema)
+    if problems:
+        raise InvalidRequest("the input does not fit the model's signature: " + "; ".join(problems[:20]),
+                             {"problems": problems[:100]})
+    keep = kept_columns(body.keep_columns, list(schema.names), feature_names)
+    check_output_location(target, policy, body.overwrite)
+    return {"rows": rows, "files": len(files), "keep_columns": keep}
+
+
+def _overlap(a: DataLocation, b: DataLocation) -> bool:
+    if a.scheme != b.scheme:
+        return False
+    x, y = a.path.rstrip("/"), b.path.rstrip("/")
+    return x == y or x.startswith(y + "/") or y.startswith(x + "/")
+
+
+def rates(service: JobService, tenant: str) -> tuple[float, float]:
+    """(start-up seconds, rows per second) from the tenant's last succeeded batch jobs, else the defaults."""
+    done = service.jobs.list(tenant, kind=KIND, status="succeeded", limit=HISTORY)
+    speeds = [float(r.result["throughput_rows_per_s"]) for r in done if r.result.get("throughput_rows_per_s")]
+    startups = [max(0.0, float(r.result["seconds"]) - float(r.result.get("scoring_seconds") or 0)) for r in done
+                if r.result.get("seconds") is not None]
+    return (statistics.median(startups) if startups else DEFAULT_STARTUP_S,
+            statistics.median(speeds) if speeds else DEFAULT_THROUGHPUT_ROWS_PER_S)
+
+
+def estimated_completion(record: JobRecord, rows_total: int, startup_s: float, rows_per_s: float,
+                         now: datetime | None = None) -> datetime | None:
+    """When the job should end: its end once it ended, else from its own progress while it runs,
+    else start-up plus rows over throughput from now (or from its start)."""
+    now = now or utcnow()
+    if record.terminal:
+        return record.finished_at
+    result = record.result
+    done, speed = int(result.get("rows_done") or 0), result.get("throughput_rows_per_s")
+    if done and speed:
+        return now + timedelta(seconds=max(0, rows_total - done) / float(speed))
+    begin = record.started_at or now
+    return max(now, begin + timedelta(seconds=startup_s + rows_total / max(rows_per_s, 1.0)))
