@@ -64,8 +64,7 @@ def score_batch(config: BatchScoringConfig, policy: DataAccessPolicy, registry: 
         jobs.record_outcome(ctx.job_id, result={"rows_done": done + rejected, "rows_rejected": rejected,
                                                 "throughput_rows_per_s": round((done + rejected) / elapsed, 1) if elapsed else None})
 
-    spec = ScoringSpec(keep_columns=tuple(keep), rejected_dir=plan.staged_rejected,
-                       s3_endpoint_url=policy.s3_endpoint_url, rejected_is_s3=plan.uri.startswith("s3://"))
+    spec = ScoringSpec(keep_columns=tuple(keep), rejected_dir=plan.staged_rejected, rejected_fs=plan.fs)
     ray_cluster.connect()
     try:
         outcome = run_scoring(spec, model, files, input_fs, plan, rows=rows, batch_size=config.batch_size,

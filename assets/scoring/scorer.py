@@ -27,12 +27,12 @@ from resources.batch_output import MODEL_VERSION, PREDICTION, REASON, output_col
 
 @dataclass(frozen=True)
 class ScoringSpec:
-    """Everything an actor needs besides the model, picklable (plain values only)."""
+    """Everything an actor needs besides the model (picklable: pyarrow filesystems pickle with
+    their endpoint and credentials, so actors need no AWS variables of their own)."""
 
     keep_columns: tuple[str, ...]
-    rejected_dir: str  # filesystem path of the staging _rejected/ folder
-    s3_endpoint_url: str | None = None
-    rejected_is_s3: bool = False
+    rejected_dir: str  # path of the staging _rejected/ folder on rejected_fs
+    rejected_fs: Any  # pyarrow FileSystem
 
 
 class BatchScorer:
@@ -81,9 +81,7 @@ class BatchScorer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from resources.storage import local_filesystem, s3_filesystem
-
-        fs = s3_filesystem(self.spec.s3_endpoint_url) if self.spec.rejected_is_s3 else local_filesystem()
+        fs = self.spec.rejected_fs
         frame = rows.reset_index(drop=True).copy()
         frame[REASON] = reasons
         fs.create_dir(self.spec.rejected_dir, recursive=True)

@@ -115,3 +115,28 @@ def test_fail_reports_the_count_and_leaves_no_output(scoring):
     assert len(job.result["rejected_examples"]) == 2
     plan = plan_output(scoring["policy"].resolve(scoring["tenant"], "out/fail"), scoring["policy"], job.job_id)
     assert visible_files(plan) == [] and not (scoring["area"] / "out" / "fail" / "_staging").exists()
+
+
+def test_s3_in_and_out_against_a_real_s3_server(scoring, s3_server):
+    import io
+
+    bucket = s3_server.bucket("batch")
+    frame = scoring["frame"].iloc[:700]
+    s3_server.put_parquet(f"s3://{bucket}/in/customers.parquet", frame)
+    policy = s3_server.policy(scoring["resources"]["data_access"].data_dir, tenant_buckets={scoring["tenant"]: [bucket]})
+    on_s3 = {**scoring, "resources": {**scoring["resources"], "data_access": policy}}
+    result, job = _run(on_s3, input_path=f"s3://{bucket}/in/customers.parquet", output_path=f"s3://{bucket}/scores/",
+                       keep_columns=["customer_id"])
+    assert result.success, job.reason
+    keys = s3_server.keys(bucket, "scores/")
+    assert "scores/_SUCCESS" in keys and not any("_staging" in k for k in keys)
+    parts = [k for k in keys if k.startswith("scores/part-")]
+    client = s3_server.client()
+    scored = pd.concat([pd.read_parquet(io.BytesIO(client.get_object(Bucket=bucket, Key=k)["Body"].read())) for k in sorted(parts)],
+                       ignore_index=True)
+    local, _ = _output(scoring, "out/all")  # the local run of the first test scored the same rows
+    assert scored["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert np.array_equal(scored[["probability_0", "probability_1"]].to_numpy(),
+                          local.iloc[:700][["probability_0", "probability_1"]].to_numpy())
+    manifest = json.loads(client.get_object(Bucket=bucket, Key="scores/_SUCCESS")["Body"].read())
+    assert manifest["rows"] == 700 and manifest["files"] == [k.removeprefix("scores/") for k in sorted(parts)]
