@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.wiring import build_dagster_runs, build_data_policy, build_job_store, build_quotas, build_ray_cluster
@@ -62,11 +61,18 @@ class JobService:
 
     # -- checks before anything is stored ---------------------------------------------------------
     def check_data_paths(self, tenant_id: str, *paths: str | None) -> None:
+        """Each path allowed (400) and present, locally or on S3 (400), before a job is launched."""
+        from resources.storage import exists
+
         for path in paths:
             if path is None:
                 continue
             location = self.policy.resolve(tenant_id, path)
-            if not location.is_s3 and not Path(location.path).is_file():
+            try:
+                present = exists(location, self.policy)
+            except OSError as exc:  # S3 unreachable, access denied
+                raise InvalidRequest(f"data path cannot be read: {str(exc)[:200]}", {"path": path}) from None
+            if not present:
                 raise InvalidRequest("data path does not exist", {"path": path})
 
     def check_gpu(self, use_gpu: bool) -> None:
@@ -167,7 +173,17 @@ class JobService:
                 run_error = "the run failed"
         self.jobs.record_run_state(record.job_id, dagster_run_id=run_id, status=state.status, started_at=state.started_at,
                                    finished_at=state.finished_at, run_error=run_error)
-        return self.jobs.get(record.tenant_id, record.job_id)
+        refreshed = self.jobs.get(record.tenant_id, record.job_id)
+        self._after_end(refreshed)
+        return refreshed
+
+    def _after_end(self, record: JobRecord) -> None:
+        """A batch job that failed or was cancelled leaves no staging files, even when its run
+        worker died before it could remove them (its own cleanup is the first line)."""
+        if record.kind == "batch_prediction" and record.status in ("failed", "cancelled"):
+            from serving_api.services.batch_requests import discard_staging
+
+            discard_staging(self.policy, record)
 
     def cancel(self, tenant_id: str, job_id: str, kind: str) -> JobRecord:
         record = self.get(tenant_id, job_id, kind)
@@ -176,7 +192,9 @@ class JobService:
         if record.dagster_run_id:
             self.runs.terminate(record.dagster_run_id)
         self.jobs.record_run_state(job_id, status="cancelled", finished_at=utcnow(), run_error="cancelled by request")
-        return self.jobs.get(tenant_id, job_id)
+        cancelled = self.jobs.get(tenant_id, job_id)
+        self._after_end(cancelled)
+        return cancelled
 
     def run_url(self, record: JobRecord) -> str | None:
         return self.runs.run_url(self.dagster_ui_url, record.dagster_run_id) if record.dagster_run_id else None

@@ -87,3 +87,22 @@ def test_a_valid_request_without_ray_is_503_and_stores_nothing(client, batch):
     error_envelope(_post(client, headers, batch["body"]), 503, "RAY_UNAVAILABLE")
     assert client.get("/api/v1/predictions/batch", headers=headers).json() == {"data": [], "count": 0, "next_cursor": None}
     error_envelope(client.get("/api/v1/predictions/batch/batch-job-000000000000", headers=headers), 404, "JOB_NOT_FOUND")
+
+
+def test_cancel_removes_the_jobs_staging_files(client, batch):
+    from resources.jobs import JobStore
+
+    store = JobStore(client.app.state.state_store)
+    tenant = batch["area"].name
+    record, _ = store.create(tenant, kind="batch_prediction", submitted_by="tester",
+                             request={**batch["body"], "output_path": "out/cancelled"})
+    store.record_run_state(record.job_id, status="running")
+    staging = batch["area"] / "out" / "cancelled" / "_staging" / record.job_id / "data"
+    staging.mkdir(parents=True)
+    (staging / "part-00000.parquet").write_bytes(b"half written")
+    answer = client.post(f"/api/v1/predictions/batch/{record.job_id}/cancel", headers=batch["headers"])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "cancelled" and answer.json()["files"] == []
+    assert not (batch["area"] / "out" / "cancelled" / "_staging").exists()
+    other = client.get(f"/api/v1/jobs/{record.job_id}", headers=auth(make_token("someone-else")))
+    assert other.status_code == 404
