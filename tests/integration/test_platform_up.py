@@ -340,7 +340,7 @@ def test_training_runs_carry_the_compute_pool_tag(up, http):
         ... on Runs { results { jobName status tags { key value } } } } }"""
     body = http.post(f"http://127.0.0.1:{up.ports['DAGSTER']}/graphql", json={"query": query}).json()
     runs = body["data"]["runsOrError"]["results"]
-    assert runs and all(run["jobName"] in ("training", "tuning") for run in runs), body
+    assert runs and all(run["jobName"] in ("training", "tuning", "batch_scoring") for run in runs), body
     tags = {t["key"]: t["value"] for t in runs[-1]["tags"]}
     assert tags["mlservice/tenant"] == DEMO_TENANT and runs[-1]["status"] == "SUCCESS"
     assert "applyLimitPerUniqueValue" in (up.data_dir / "dagster" / "dagster.yaml").read_text()
@@ -395,6 +395,50 @@ def test_drift_launches_retraining_once_and_the_new_version_lands_where_the_poli
     time.sleep(12)  # two more sensor ticks: the same report launches nothing again
     assert len(retraining_jobs()) == 1
     assert http.get(f"{url}/policy", headers=headers).json()["last_trigger_report_id"] == report["id"]
+
+
+def test_the_references_batch_request_verbatim_scores_the_demo_customers_on_s3(up, http, monkeypatch):
+    """The reference's batch request, as printed there (the demo model's id in place of the
+    example's), after make up: 202 with a batch job id and an ISO completion estimate; the job runs
+    on Ray Data in a Dagster run and succeeds; the scored rows and the _SUCCESS manifest are in
+    s3://predictions/churn_scores/ on the embedded S3 server."""
+    from datetime import datetime
+
+    from config.settings import Settings
+    from config.wiring import build_data_policy
+    from resources import storage
+
+    headers = bearer(up.token())
+    [model] = [m for m in http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"]
+               if m["name"] == DEMO_MODEL]
+    body = {"model_id": model["model_id"], "input_path": "s3://data/customers_to_score.parquet",
+            "output_path": "s3://predictions/churn_scores/", "batch_size": 1000}
+    answer = http.post(f"{up.api}/api/v1/predictions/batch", json=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    accepted = answer.json()
+    assert accepted["job_id"].startswith("batch-job-") and accepted["status"] == "submitted", accepted
+    assert accepted["estimated_completion"].endswith("Z") and datetime.fromisoformat(accepted["estimated_completion"])
+
+    def ended():
+        current = http.get(f"{up.api}/api/v1/predictions/batch/{accepted['job_id']}", headers=headers).json()
+        return current if current["status"] in ("succeeded", "failed", "cancelled") else None
+
+    done = _wait_for("the batch job to end", ended, timeout_s=400)
+    assert done["status"] == "succeeded", done
+    assert done["rows_total"] == done["rows_done"] == 10_000 and done["rows_rejected"] == 0, done
+    assert done["files"][-1] == "_SUCCESS" and done["dagster_run_url"], done
+    assert http.get(f"{up.api}/api/v1/jobs/{accepted['job_id']}", headers=headers).json()["status"] == "succeeded"
+    api_env = environ(parts(up)["api"][0])
+    for name in ("MLSERVICE_S3_ENDPOINT_URL", "MLSERVICE_S3_TENANT_BUCKETS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, api_env[name])
+    policy = build_data_policy(Settings(data_dir=up.data_dir))
+    output = policy.resolve(DEMO_TENANT, "s3://predictions/churn_scores/")
+    assert storage.parquet_rows(output, policy) == 10_000
+    scored = storage.read_table(policy.resolve(DEMO_TENANT, "s3://predictions/churn_scores/" + done["files"][0]), policy)
+    assert {"prediction", "model_version"} <= set(scored.columns) and any(c.startswith("probability_") for c in scored.columns)
+    again = http.post(f"{up.api}/api/v1/predictions/batch", json=body, headers=headers)
+    assert again.status_code == 409 and again.json()["error"]["code"] == "OUTPUT_EXISTS", again.text
 
 
 def test_stop_leaves_nothing_and_restart_keeps_the_model(platform, http):
