@@ -135,6 +135,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             monitoring = f"{api}/api/v1/monitoring/{model_id}"
             lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" {monitoring}/drift")
             lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" {shlex.quote(monitoring + '/performance?period_hours=24')}")
+            if platform.start_s3:  # the reference's batch request: the embedded S3 holds its input
+                batch = json.dumps({"model_id": model_id, "input_path": "s3://data/customers_to_score.parquet",
+                                    "output_path": "s3://predictions/churn_scores/", "batch_size": 1000})
+                lines.append(f"  curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+                             f"-d {shlex.quote(batch)} {api}/api/v1/predictions/batch")
         lines.append("")
         print("\n".join(lines), flush=True)
 

@@ -87,7 +87,7 @@ def test_banner_token_and_curl_lines(up, http):
     [model] = [m for m in response.json()["data"] if m["name"] == DEMO_MODEL]
     assert (model["tenant_id"], model["stage"], model["current_version"]) == (DEMO_TENANT, "production", "1.0.0")
     # The prediction lines, run as printed by a shell with TOKEN exported.
-    by_features, by_entity = [c for c in curls if "/api/v1/predictions" in c]
+    by_features, by_entity = [c for c in curls if c.endswith("/api/v1/predictions")]
     answer = _run_curl(by_features, up.token())
     assert answer["model_id"] == model["model_id"] and answer["version"] == "1.0.0", answer
     assert answer["prediction"][0] in (0, 1) and len(answer["probabilities"][0]) == 2
@@ -399,7 +399,8 @@ def test_drift_launches_retraining_once_and_the_new_version_lands_where_the_poli
 
 def test_the_references_batch_request_verbatim_scores_the_demo_customers_on_s3(up, http, monkeypatch):
     """The reference's batch request, as printed there (the demo model's id in place of the
-    example's), after make up: 202 with a batch job id and an ISO completion estimate; the job runs
+    example's), after make up, run as the banner prints it: a batch job id and an ISO completion
+    estimate; the job runs
     on Ray Data in a Dagster run and succeeds; the scored rows and the _SUCCESS manifest are in
     s3://predictions/churn_scores/ on the embedded S3 server."""
     from datetime import datetime
@@ -413,9 +414,10 @@ def test_the_references_batch_request_verbatim_scores_the_demo_customers_on_s3(u
                if m["name"] == DEMO_MODEL]
     body = {"model_id": model["model_id"], "input_path": "s3://data/customers_to_score.parquet",
             "output_path": "s3://predictions/churn_scores/", "batch_size": 1000}
-    answer = http.post(f"{up.api}/api/v1/predictions/batch", json=body, headers=headers)
-    assert answer.status_code == 202, answer.text
-    accepted = answer.json()
+    # the banner's batch line is that request; run as printed
+    [line] = [c.strip() for c in up.log().splitlines() if c.strip().startswith("curl ") and "/predictions/batch" in c]
+    assert json.loads(shlex.split(line)[shlex.split(line).index("-d") + 1]) == body
+    accepted = _run_curl(line, up.token())
     assert accepted["job_id"].startswith("batch-job-") and accepted["status"] == "submitted", accepted
     assert accepted["estimated_completion"].endswith("Z") and datetime.fromisoformat(accepted["estimated_completion"])
 
