@@ -125,6 +125,8 @@ def staged_data_files(plan: OutputPlan) -> list[str]:
 
 def commit(plan: OutputPlan, manifest: dict[str, Any], *, overwrite: bool) -> list[str]:
     """Make the staged output visible; returns the visible files' names (relative to the output)."""
+    from resources.storage import ensure_dir
+
     existing = visible_files(plan)
     if existing and not overwrite:
         raise OutputExists(f"the output path was written while the job ran: {plan.uri}", {"output_path": plan.uri})
@@ -136,7 +138,7 @@ def commit(plan: OutputPlan, manifest: dict[str, Any], *, overwrite: bool) -> li
         relative = path[len(plan.staged_data):] if path.startswith(plan.staged_data + "/") else path[len(plan.staging):]
         target = plan.root + relative
         parent = target.rsplit("/", 1)[0]
-        plan.fs.create_dir(parent, recursive=True)
+        ensure_dir(plan.fs, parent)
         plan.fs.move(path, target)
         moved.append(_name(plan, target))
     body = json.dumps({**manifest, "files": moved}, indent=2, sort_keys=True, default=str).encode()

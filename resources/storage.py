@@ -118,3 +118,10 @@ def parquet_rows(location: DataLocation, policy: DataAccessPolicy) -> int:
         with fs.open_input_file(path) as handle:
             total += pq.ParquetFile(handle).metadata.num_rows
     return total
+
+
+def ensure_dir(fs: pafs.FileSystem, path: str) -> None:
+    """Create a local directory (and its parents); nothing on object stores, where folders are key
+    prefixes (pyarrow's create_dir would leave a ``path/`` marker object behind)."""
+    if fs.type_name == "local":
+        fs.create_dir(path, recursive=True)

@@ -1,14 +1,19 @@
-"""Batch scoring on Ray Data: read_parquet -> map_batches (a pool of scorer actors) -> write_parquet.
+"""Batch scoring on Ray Data: read_parquet -> map_batches (a pool of scorer actors) -> ordered parts.
 
 The pool is sized from the cluster (``pool_plan``): one actor per CPU up to ``MAX_SCORING_ACTORS``,
 each asking for at most one CPU and together leaving ``IO_RESERVE_CPUS`` free, and Ray Data's read
-and write tasks ask for ``IO_TASK_CPUS`` each. Actors that took every CPU would leave the read
-tasks unschedulable and the job would hang (ray-project/ray#44687): on the 2-CPU machine that is
-2 actors of 0.75 CPU and reads/writes of 0.25, so both cores predict while reads and writes still
-get scheduled. The OS shares the cores; Ray's CPU figures are only the scheduler's tokens.
+tasks ask for ``IO_TASK_CPUS`` each. Actors that took every CPU would leave the read tasks
+unschedulable and the job would hang (ray-project/ray#44687): on the 2-CPU machine that is 2
+actors of 0.75 CPU and reads of 0.25, so both cores predict while reads still get scheduled. The OS shares the cores; Ray's CPU figures are only the scheduler's tokens.
 
 Order is preserved (``DataContext.execution_options.preserve_order``): the output files, in name
-order, hold the input's valid rows in the input's order (input files in name order).
+order, hold the input's valid rows in the input's order (input files in name order). The job
+writes the ordered stream itself (``iter_batches`` -> ``PartWriter``, a file every 500,000
+rows) rather than with ``Dataset.write_parquet``: on Ray 2.60 the write tasks combine blocks into
+files out of order even with ``preserve_order`` (checked: one file of 2,500 rows from two inputs,
+rows out of order, while ``to_pandas`` of the same dataset was ordered), and a retry must write
+the same files. Writing parquet is a small part of scoring's cost; the driver does it while the
+actors score the next blocks.
 
 Progress: every actor adds its batch's counts to a small counter actor; a thread of the driver
 reads it every ``progress_every_s`` and hands (rows done, rows rejected) to ``progress``.
@@ -36,6 +41,7 @@ MAX_SCORING_ACTORS = 8
 IO_RESERVE_CPUS = 0.5
 IO_TASK_CPUS = 0.25
 REJECTED_EXAMPLES = 5
+ROWS_PER_FILE = 500_000
 
 
 class RejectedRows(Exception):
@@ -62,17 +68,42 @@ def pool_plan(cluster_cpus: float, rows: int, batch_size: int) -> tuple[int, flo
     return actors, round(per_actor, 3)
 
 
-def _part_names() -> Any:
-    """Ray Data's write file names: part-<write task>.parquet, stable across retries of a job
-    (Ray's default puts a fresh uuid in every name; names without one need SaveMode.OVERWRITE, on
-    the job's own staging data folder)."""
-    from ray.data.datasource import FilenameProvider
+class PartWriter:
+    """Writes an ordered stream of Arrow tables as part-00000.parquet, part-00001.parquet, ...,
+    a new file every ``rows_per_file`` rows (the first table's schema for all of them)."""
 
-    class PartNames(FilenameProvider):
-        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-            return f"part-{task_index:05d}.parquet"
+    def __init__(self, fs: pafs.FileSystem, folder: str, rows_per_file: int = ROWS_PER_FILE) -> None:
+        self.fs, self.folder, self.rows_per_file = fs, folder.rstrip("/"), rows_per_file
+        self.index, self.rows_in_file, self.schema = 0, 0, None
+        self.writer: Any = None
 
-    return PartNames()
+    def write(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        from resources.storage import ensure_dir
+
+        if table.num_rows == 0:
+            return
+        if self.schema is None:
+            self.schema = table.schema
+            ensure_dir(self.fs, self.folder)
+        elif table.schema != self.schema:
+            table = table.cast(self.schema)
+        while table.num_rows:
+            if self.writer is None:
+                path = f"{self.folder}/part-{self.index:05d}.parquet"
+                self.writer = pq.ParquetWriter(path, self.schema, filesystem=self.fs)
+            room = self.rows_per_file - self.rows_in_file
+            head, table = table.slice(0, room), table.slice(room)
+            self.writer.write_table(head)
+            self.rows_in_file += head.num_rows
+            if self.rows_in_file >= self.rows_per_file:
+                self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer, self.rows_in_file, self.index = None, 0, self.index + 1
 
 
 def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], input_fs: pafs.FileSystem, plan: OutputPlan, *,
@@ -82,7 +113,6 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
     """Score ``input_files`` into ``plan``'s staging folder (the caller commits or discards it)."""
     import ray
     import ray.data
-    from ray.data import SaveMode
 
     from resources.storage import parquet_files_on
 
@@ -97,13 +127,17 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
     if progress is not None:
         reporter.start()
     try:
-        dataset = ray.data.read_parquet(input_files, filesystem=input_fs, ray_remote_args={"num_cpus": IO_TASK_CPUS})
+        dataset = ray.data.read_parquet(input_files, filesystem=input_fs, num_cpus=IO_TASK_CPUS)
         scored = dataset.map_batches(
             BatchScorer, fn_constructor_args=(spec, shared_model, counter), batch_format="pandas", batch_size=batch_size,
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=per_actor,
         )
-        scored.write_parquet(plan.staged_data, filesystem=plan.fs, filename_provider=_part_names(), mode=SaveMode.OVERWRITE,
-                             ray_remote_args={"num_cpus": IO_TASK_CPUS})
+        writer = PartWriter(plan.fs, plan.staged_data)
+        try:
+            for table in scored.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
+                writer.write(table)
+        finally:
+            writer.close()
     finally:
         stop.set()
         if reporter.is_alive():

@@ -81,10 +81,12 @@ class BatchScorer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        from resources.storage import ensure_dir
+
         fs = self.spec.rejected_fs
         frame = rows.reset_index(drop=True).copy()
         frame[REASON] = reasons
-        fs.create_dir(self.spec.rejected_dir, recursive=True)
+        ensure_dir(fs, self.spec.rejected_dir)
         # named by content: a retry of the job writes the same files
         digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes()).hexdigest()[:20]
         path = f"{self.spec.rejected_dir.rstrip('/')}/rejected-{digest}.parquet"
