@@ -4,7 +4,8 @@ The pool is sized from the cluster (``pool_plan``): one actor per CPU up to ``MA
 each asking for at most one CPU and together leaving ``IO_RESERVE_CPUS`` free, and Ray Data's read
 tasks ask for ``IO_TASK_CPUS`` each. Actors that took every CPU would leave the read tasks
 unschedulable and the job would hang (ray-project/ray#44687): on the 2-CPU machine that is 2
-actors of 0.75 CPU and reads of 0.25, so both cores predict while reads still get scheduled. The OS shares the cores; Ray's CPU figures are only the scheduler's tokens.
+actors of 0.75 CPU and reads of 0.25, so both cores predict while reads still get scheduled.
+The OS shares the cores; Ray's CPU figures are only the scheduler's tokens.
 
 Order is preserved (``DataContext.execution_options.preserve_order``): the output files, in name
 order, hold the input's valid rows in the input's order (input files in name order). The job
