@@ -22,6 +22,7 @@ from resources.vocabulary import REFERENCE_ARTIFACT_DIR, REFERENCE_ARTIFACT_FILE
 if TYPE_CHECKING:
     import pandas as pd
 
+    from resources.data_access import DataAccessPolicy, DataLocation
     from resources.registry import ModelRegistry, ResolvedVersion
     from resources.state_db import StateStore
 
@@ -104,31 +105,39 @@ def reference_bytes(frame: pd.DataFrame, features: list[str]) -> tuple[bytes, in
     return buffer.getvalue(), len(sample)
 
 
-def read_reference_file(path: str, features: list[str]) -> pd.DataFrame:
-    """The ``features`` columns of a local parquet file a tenant names as a reference (already
-    checked by the data-access policy): a regular file of at most ``REFERENCE_MAX_BYTES`` whose
-    metadata says at most ``REFERENCE_FILE_MAX_ROWS`` rows and every feature (a small compressed file
-    can unpack to far more), read as data, only those columns."""
+def read_reference_file(location: DataLocation, policy: DataAccessPolicy, features: list[str]) -> pd.DataFrame:
+    """The ``features`` columns of a parquet file a tenant names as a reference (already checked
+    by the data-access policy; local or S3, through ``resources.storage``): a regular file of at
+    most ``REFERENCE_MAX_BYTES`` whose metadata says at most ``REFERENCE_FILE_MAX_ROWS`` rows and
+    every feature (a small compressed file can unpack to far more), read as data, only those columns."""
+    import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
     from resources.errors import InvalidRequest
+    from resources.storage import filesystem
 
-    local = Path(path)
-    if not local.is_file():
+    path = location.uri
+    fs, name = filesystem(location, policy)
+    try:
+        info = fs.get_file_info(name)
+    except OSError as exc:  # S3 unreachable, access denied
+        raise InvalidRequest(f"the reference file cannot be read: {str(exc)[:200]}", {"path": path}) from None
+    if info.type != pafs.FileType.File:
         raise InvalidRequest("the reference file does not exist", {"path": path})
-    if local.stat().st_size > REFERENCE_MAX_BYTES:
+    if info.size > REFERENCE_MAX_BYTES:
         raise InvalidRequest(f"the reference file is larger than {REFERENCE_MAX_BYTES} bytes", {"path": path})
     try:
-        parquet = pq.ParquetFile(local)
+        with fs.open_input_file(name) as handle:
+            parquet = pq.ParquetFile(handle)
+            if parquet.metadata.num_rows > REFERENCE_FILE_MAX_ROWS:
+                raise InvalidRequest(f"the reference file holds more than {REFERENCE_FILE_MAX_ROWS} rows",
+                                     {"path": path, "rows": parquet.metadata.num_rows})
+            missing = [column for column in features if column not in parquet.schema_arrow.names]
+            if missing:
+                raise InvalidRequest(f"the reference file lacks feature(s) of the version: {', '.join(missing)}",
+                                     {"missing": missing})
+            return parquet.read(columns=features).to_pandas()
+    except InvalidRequest:
+        raise
     except Exception as exc:  # not parquet, or damaged: the caller's input
-        raise InvalidRequest(f"the reference file is not a readable parquet file: {type(exc).__name__}", {"path": path}) from None
-    if parquet.metadata.num_rows > REFERENCE_FILE_MAX_ROWS:
-        raise InvalidRequest(f"the reference file holds more than {REFERENCE_FILE_MAX_ROWS} rows",
-                             {"path": path, "rows": parquet.metadata.num_rows})
-    missing = [name for name in features if name not in parquet.schema_arrow.names]
-    if missing:
-        raise InvalidRequest(f"the reference file lacks feature(s) of the version: {', '.join(missing)}", {"missing": missing})
-    try:
-        return parquet.read(columns=features).to_pandas()
-    except Exception as exc:
         raise InvalidRequest(f"the reference file is not a readable parquet file: {type(exc).__name__}", {"path": path}) from None

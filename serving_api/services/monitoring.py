@@ -158,7 +158,7 @@ class MonitoringService:
         from monitoring.drift import MIN_SAMPLES
         from monitoring.reference import read_reference_file, reference_bytes
         from monitoring.window import current_sample, window_bounds
-        from resources.errors import InsufficientData, InvalidRequest
+        from resources.errors import InsufficientData
         from resources.references import ReferenceStore
 
         tenant = principal.tenant_id
@@ -167,10 +167,7 @@ class MonitoringService:
         features = served.model.feature_names
         if body["source"] == "path":
             location = self.data_access.resolve(tenant, body["path"])
-            if location.is_s3:
-                raise InvalidRequest("references from s3:// are not read yet: copy the file into the tenant's area",
-                                     {"path": body["path"]})
-            frame = await asyncio.to_thread(read_reference_file, location.path, features)
+            frame = await asyncio.to_thread(read_reference_file, location, self.data_access, features)
             detail = body["path"]
         else:
             import pandas as pd

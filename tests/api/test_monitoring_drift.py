@@ -202,3 +202,21 @@ def test_a_reference_file_that_unpacks_too_large_is_refused_before_it_is_read(cl
     answer = client.post(f"/api/v1/monitoring/{watched['model_id']}/reference",
                          json={"source": "path", "path": "ref/long.parquet"}, headers=watched["headers"])
     assert error_envelope(answer, 400, "INVALID_REQUEST")["details"]["rows"] == 200
+
+
+def test_a_reference_from_s3_on_a_real_s3_server(client, settings, watched, s3_server, monkeypatch):
+    """POST .../reference with an s3:// path reads the file through resources.storage from the S3
+    server the data-access policy names (moto's server process), within the tenant's grant."""
+    bucket = s3_server.bucket("ref")
+    frame = churn_like(n=500, seed=21)[0]
+    s3_server.put_parquet(f"s3://{bucket}/refs/customers.parquet", frame)
+    service = client.app.state.monitoring_service
+    monkeypatch.setattr(service, "data_access", s3_server.policy(settings.data_dir, tenant_buckets={watched["tenant"]: [bucket]}))
+    url = f"/api/v1/monitoring/{watched['model_id']}/reference"
+    made = client.post(url, json={"source": "path", "path": f"s3://{bucket}/refs/customers.parquet"}, headers=watched["headers"])
+    assert made.status_code == 201, made.text
+    assert made.json()["rows"] == 500 and made.json()["source"] == "path"
+    missing = client.post(url, json={"source": "path", "path": f"s3://{bucket}/refs/none.parquet"}, headers=watched["headers"])
+    assert error_envelope(missing, 400, "INVALID_REQUEST")["message"] == "the reference file does not exist"
+    elsewhere = client.post(url, json={"source": "path", "path": "s3://not-granted/refs/customers.parquet"}, headers=watched["headers"])
+    error_envelope(elsewhere, 400, "INVALID_REQUEST")
