@@ -1,0 +1,70 @@
+"""The parts of batch scoring that need no cluster: the actor pool's size from the cluster's CPUs,
+the columnar checks (the online API's rules per column: null, NaN/infinity, fractions for integer
+features, the model's range; schema problems), and the ordered part writer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from assets.scoring.pipeline import IO_RESERVE_CPUS, PartWriter, pool_plan
+from inference.batch_inputs import check_batch, schema_problems
+from inference.model import LoadedModel
+from inference.signature import FeatureSpec
+from resources.storage import local_filesystem
+
+FEATURES = [FeatureSpec("n", "long"), FeatureSpec("x", "double")]
+
+
+@pytest.mark.parametrize(("cpus", "rows", "batch", "expected"), [
+    (2, 1_000_000, 1000, (2, 0.75)),   # this machine: both cores predict, 0.5 CPU left for reads
+    (16, 1_000_000, 1000, (8, 1.0)),   # at most 8 actors, one CPU each
+    (1, 1_000_000, 1000, (1, 0.5)),
+    (2, 10, 1000, (1, 1.0)),           # one batch: one actor
+    (0.5, 100, 10, (1, 0.05)),         # a cluster smaller than the reserve still gets an actor
+])
+def test_the_pool_leaves_cpu_for_the_read_tasks(cpus, rows, batch, expected):
+    actors, per_actor = pool_plan(cpus, rows, batch)
+    assert (actors, per_actor) == expected
+    assert actors * per_actor <= max(cpus - IO_RESERVE_CPUS, 0.05 * actors) + 1e-9
+
+
+def _model(framework: str = "sklearn") -> LoadedModel:
+    def matrix(x):
+        return x[:, 0], None
+
+    return LoadedModel(tenant_id="t", model_id="m", name="m", version="1.0.0", mlflow_version=1, model_type="regression",
+                       framework=framework, features=FEATURES, classes=[], predict_fn=matrix, estimator=object(),
+                       matrix_fn=matrix)
+
+
+def test_rows_that_do_not_fit_get_reasons_and_the_rest_become_inputs():
+    frame = pd.DataFrame({"id": list("abcdef"), "n": [1.0, 2.5, None, 4.0, 5.0, 6.0],
+                          "x": [0.1, 0.2, 0.3, np.inf, np.nan, 1e300]})
+    checked = check_batch(_model(), frame)
+    assert checked.valid.tolist() == [True, False, False, False, False, True]
+    assert checked.reasons == ["feature 'n': expected an integer", "feature 'n': is null",
+                               "feature 'x': must be finite (no NaN or infinity)", "feature 'x': is null"]
+    assert checked.inputs.tolist() == [[1.0, 0.1], [6.0, 1e300]]
+    float32 = check_batch(_model(framework="pytorch"), frame.iloc[[0, 5]])  # computes in float32: 1e300 is beyond
+    assert float32.valid.tolist() == [True, False] and "out of range" in float32.reasons[0]
+
+
+def test_columns_no_row_could_fit_are_schema_problems():
+    schema = pa.schema([("n", pa.string()), ("other", pa.float64())])
+    assert schema_problems(FEATURES, schema) == ["column 'n' is string, the model takes long", "column 'x' (double) is missing"]
+    assert schema_problems(FEATURES, pa.schema([("n", pa.int32()), ("x", pa.float32())])) == []
+
+
+def test_the_part_writer_keeps_order_across_files(tmp_path):
+    writer = PartWriter(local_filesystem(), str(tmp_path / "out"), rows_per_file=4)
+    tables = [pa.table({"i": pa.array(values, pa.int64())}) for values in ([0, 1, 2], [3, 4, 5], [], [9, 10])]
+    for table in tables:  # the empty one is skipped; a file is closed every 4 rows
+        writer.write(table)
+    writer.close()
+    files = sorted((tmp_path / "out").glob("part-*.parquet"))
+    assert [f.name for f in files] == ["part-00000.parquet", "part-00001.parquet"]
+    assert [pq.read_table(f)["i"].to_pylist() for f in files] == [[0, 1, 2, 3], [4, 5, 9, 10]]
