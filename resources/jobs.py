@@ -150,6 +150,11 @@ class JobStore:
             )
         return record
 
+    def by_key(self, tenant_id: str, kind: str, key: str) -> JobRecord | None:
+        """The tenant's job of this kind submitted with this Idempotency-Key, if any."""
+        found = self._by_key(tenant_id, kind, key)
+        return found[0] if found else None
+
     def _by_key(self, tenant_id: str, kind: str, key: str) -> tuple[JobRecord, str] | None:
         query = sa.select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.kind == kind, jobs.c.idempotency_key == key)
         with self.state.begin() as conn:

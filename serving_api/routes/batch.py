@@ -29,7 +29,7 @@ async def submit_batch(
     rows = int(record.request.get("rows_total", facts["rows"]))
     estimate = batch_requests.estimated_completion(record, rows, startup_s, rows_per_s)
     return BatchAccepted(job_id=record.job_id, status=record.status, estimated_completion=estimate,
-                         model_id=body.model_id, version=record.request.get("version", ""), rows_total=rows)
+                         model_id=body.model_id, version=record.request.get("resolved_version", ""), rows_total=rows)
 
 
 add_job_routes(router, kind=batch_requests.KIND, view=batch_status, model=BatchStatus)

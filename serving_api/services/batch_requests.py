@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from resources.errors import InvalidRequest
 from resources.job_specs import BATCH_SCORING_JOB, BatchScoringConfig, run_config
+from resources.jobs import IdempotencyConflict
 from resources.state_db import utcnow
 
 if TYPE_CHECKING:
@@ -40,10 +41,17 @@ HISTORY = 5  # earlier jobs the estimate takes its medians from
 async def submit_batch(service: JobService, cache: ModelCache, principal: Principal, body: BatchCreate,
                        idempotency_key: str | None) -> tuple[JobRecord, dict[str, Any]]:
     tenant = principal.tenant_id
+    sent = body.model_dump(mode="json")
+    if idempotency_key is not None:  # a retry: its job, before checks that its own output would now fail
+        earlier = await asyncio.to_thread(service.jobs.by_key, tenant, KIND, idempotency_key)
+        if earlier is not None:
+            if {name: earlier.request.get(name) for name in sent} != sent:
+                raise IdempotencyConflict("this Idempotency-Key was used with a different request", {"job_id": earlier.job_id})
+            return await asyncio.to_thread(service.refresh, earlier), {"rows": int(earlier.request.get("rows_total") or 0)}
     resolved = await asyncio.to_thread(service.registry.resolve_version, tenant, body.model_id, body.version)
     model = (await cache.get(tenant, body.model_id, resolved.version)).model
     facts = await asyncio.to_thread(check_paths, service, tenant, body, model.features, model.feature_names)
-    request = {**body.model_dump(mode="json"), "version": resolved.version, "rows_total": facts["rows"]}
+    request = {**sent, "resolved_version": resolved.version, "rows_total": facts["rows"]}
     config = {"model_id": body.model_id, "version": resolved.version, "input_path": body.input_path,
               "output_path": body.output_path, "batch_size": body.batch_size, "keep_columns": body.keep_columns,
               "on_invalid": body.on_invalid, "overwrite": body.overwrite}

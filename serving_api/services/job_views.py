@@ -86,7 +86,7 @@ def batch_status(service: JobService, record: JobRecord) -> BatchStatus:
         estimate = estimated_completion(record, int(rows_total), *rates(service, record.tenant_id))
     return BatchStatus(
         job_id=record.job_id, status=record.status, model_id=request.get("model_id", ""),
-        version=result.get("version", request.get("version")), input_path=request.get("input_path", ""),
+        version=result.get("version", request.get("resolved_version")), input_path=request.get("input_path", ""),
         output_path=request.get("output_path", ""), rows_total=rows_total, rows_done=int(result.get("rows_done") or 0),
         rows_rejected=int(result.get("rows_rejected") or 0), throughput_rows_per_s=result.get("throughput_rows_per_s"),
         estimated_completion=estimate, files=list(result.get("files") or []) if record.status == "succeeded" else [],

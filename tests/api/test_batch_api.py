@@ -106,3 +106,19 @@ def test_cancel_removes_the_jobs_staging_files(client, batch):
     assert not (batch["area"] / "out" / "cancelled" / "_staging").exists()
     other = client.get(f"/api/v1/jobs/{record.job_id}", headers=auth(make_token("someone-else")))
     assert other.status_code == 404
+
+
+def test_a_retry_with_the_idempotency_key_answers_with_its_job_even_after_it_wrote(client, batch):
+    """The job's own output must not turn its retry into a 409: the key is looked up first."""
+    from resources.jobs import JobStore
+
+    headers = {**batch["headers"], "Idempotency-Key": "batch-retry-1"}
+    body = {**batch["body"], "output_path": "done"}  # holds files, as after the job wrote them
+    sent = {"batch_size": 1000, "version": None, "keep_columns": None, "on_invalid": "fail", "overwrite": False, **body}
+    record, _ = JobStore(client.app.state.state_store).create(
+        batch["area"].name, kind="batch_prediction", submitted_by="tester", idempotency_key="batch-retry-1",
+        request={**sent, "resolved_version": "1.0.0", "rows_total": 50})
+    again = _post(client, headers, body)
+    assert again.status_code == 202, again.text
+    assert again.json()["job_id"] == record.job_id and again.json()["rows_total"] == 50
+    error_envelope(_post(client, headers, {**body, "batch_size": 7}), 409, "IDEMPOTENCY_CONFLICT")
