@@ -165,3 +165,17 @@ def discard(plan: OutputPlan) -> None:
 
 def _name(plan: OutputPlan, path: str) -> str:
     return path[len(plan.root) + 1:] if path.startswith(plan.root + "/") else path
+
+
+def discard_job_staging(policy: DataAccessPolicy, tenant_id: str, output_path: str | None, job_id: str) -> None:
+    """Remove a job's staging folder from outside its run (the API, when it sees the job end
+    failed or cancelled); best effort: a path the policy no longer allows, or an unreachable
+    store, leaves it for the next look."""
+    from resources.errors import DomainError
+
+    if not output_path:
+        return
+    try:
+        discard(plan_output(policy.resolve(tenant_id, output_path), policy, job_id))
+    except (DomainError, OSError, ValueError):
+        pass

@@ -130,17 +130,3 @@ def estimated_completion(record: JobRecord, rows_total: int, startup_s: float, r
     begin = record.started_at or now
     return max(now, begin + timedelta(seconds=startup_s + rows_total / max(rows_per_s, 1.0)))
 
-
-def discard_staging(policy: Any, record: JobRecord) -> None:
-    """Remove a batch job's staging folder (best effort: a path the policy no longer allows, or an
-    unreachable store, leaves it for the next read of the job)."""
-    from resources.batch_output import discard, plan_output
-    from resources.errors import DomainError
-
-    output = record.request.get("output_path")
-    if not output:
-        return
-    try:
-        discard(plan_output(policy.resolve(record.tenant_id, output), policy, record.job_id))
-    except (DomainError, OSError, ValueError):
-        pass

@@ -181,9 +181,9 @@ class JobService:
         """A batch job that failed or was cancelled leaves no staging files, even when its run
         worker died before it could remove them (its own cleanup is the first line)."""
         if record.kind == "batch_prediction" and record.status in ("failed", "cancelled"):
-            from serving_api.services.batch_requests import discard_staging
+            from resources.batch_output import discard_job_staging
 
-            discard_staging(self.policy, record)
+            discard_job_staging(self.policy, record.tenant_id, record.request.get("output_path"), record.job_id)
 
     def cancel(self, tenant_id: str, job_id: str, kind: str) -> JobRecord:
         record = self.get(tenant_id, job_id, kind)
