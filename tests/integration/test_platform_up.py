@@ -301,12 +301,20 @@ def test_no_signing_key_in_ray_mlflow_or_dagster_processes(up):
     assert all(environ(pid).get(name) == value for pid in found["api"])  # it did reach the launcher
     others = {part: pids for part, pids in found.items() if part != "api"}
     assert sum(len(pids) for pids in others.values()) >= 5, others
+    checked = 0
     for part, pids in others.items():
         for pid in pids:
             env = environ(pid)
             assert not [key for key in env if "JWT" in key.upper()], (part, pid)
             assert dev_secret not in "".join(env.values()), (part, pid)
-            assert env.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0", (part, pid, cmdline(pid)[:300])
+            # Ray names its workers and agents with setproctitle, which writes the title over the
+            # argv and environment memory that /proc/<pid>/environ shows: their first entries can be
+            # gone there (seen: ray::DashboardAgent without the variable, once in four runs). Their
+            # parents (raylet, GCS, ray start) are read intact and they inherit from them.
+            if not cmdline(pid).startswith("ray::"):
+                assert env.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0", (part, pid, cmdline(pid)[:300])
+                checked += 1
+    assert checked >= 5, others
 
 
 def test_data_dir_is_owner_only(up):
