@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -449,6 +450,101 @@ def test_the_references_batch_request_verbatim_scores_the_demo_customers_on_s3(u
     assert {"prediction", "model_version"} <= set(scored.columns) and any(c.startswith("probability_") for c in scored.columns)
     again = http.post(f"{up.api}/api/v1/predictions/batch", json=body, headers=headers)
     assert again.status_code == 409 and again.json()["error"]["code"] == "OUTPUT_EXISTS", again.text
+
+
+def _big_input(up, name: str, rows: int = 600_000) -> str:
+    """A parquet input of ``rows`` demo-like customers in the demo tenant's area; its path."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    folder = up.data_dir / "tenants" / DEMO_TENANT / "batch-faults"
+    folder.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({
+        "customer_id": [f"cust-{i}" for i in range(rows)], "total_orders": rng.integers(1, 40, rows),
+        "days_since_last_order": rng.integers(0, 200, rows), "avg_order_value": rng.uniform(10, 300, rows),
+        "support_tickets": rng.integers(0, 8, rows),
+    }).to_parquet(folder / f"{name}.parquet")
+    return f"batch-faults/{name}.parquet"
+
+
+def _running_batch(up, http, name: str) -> tuple[dict, dict]:
+    """A batch job on a big input in small batches, once it has scored some rows."""
+    headers = bearer(up.token())
+    [model] = [m for m in http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"]
+               if m["name"] == DEMO_MODEL]
+    body = {"model_id": model["model_id"], "input_path": _big_input(up, name), "output_path": f"batch-faults/out-{name}",
+            "batch_size": 20}
+    answer = http.post(f"{up.api}/api/v1/predictions/batch", json=body, headers=headers)
+    assert answer.status_code == 202, answer.text
+    url = f"{up.api}/api/v1/predictions/batch/{answer.json()['job_id']}"
+
+    def scoring():
+        current = http.get(url, headers=headers).json()
+        assert current["status"] in ("submitted", "queued", "running"), current
+        return current if current["status"] == "running" and current["rows_done"] > 0 else None
+
+    return _wait_for("the batch job to score rows", scoring, timeout_s=240, every_s=1), headers
+
+
+def _nothing_visible(up, name: str) -> None:
+    out = up.data_dir / "tenants" / DEMO_TENANT / "batch-faults" / f"out-{name}"
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+    assert not [p for p in left if not p.startswith("_staging")], left  # no part file, no _SUCCESS
+    assert not (out / "_staging").exists() or not any((out / "_staging").rglob("*.parquet")), left
+
+
+def test_a_cancelled_batch_job_ends_cancelled_and_leaves_no_output(up, http):
+    job, headers = _running_batch(up, http, "cancel")
+    cancelled = http.post(f"{up.api}/api/v1/predictions/batch/{job['job_id']}/cancel", headers=headers)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    from resources.dagster_runs import DagsterRuns
+
+    dagster = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}")
+    _wait_for("the run to stop", lambda: dagster.state(job["dagster_run_id"]).status in ("cancelled", "failed"), timeout_s=120)
+    time.sleep(3)  # the run's own clean-up ran as it stopped
+    _nothing_visible(up, "cancel")
+    again = http.get(f"{up.api}/api/v1/predictions/batch/{job['job_id']}", headers=headers).json()
+    assert again["status"] == "cancelled" and again["files"] == [], again
+
+
+def test_a_batch_job_whose_run_worker_is_killed_ends_failed_and_leaves_no_output(up, http):
+    import os
+    import signal
+
+    job, headers = _running_batch(up, http, "kill")
+    def run_workers() -> list[int]:
+        """The run's worker: the code server (``dagster api grpc``) starts each run in a child
+        process of its own (multiprocessing), for this platform's DAGSTER_HOME."""
+        servers, children = set(), {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            line = cmdline(pid)
+            if "dagster" in line and "api" in line and "grpc" in line:
+                if environ(pid).get("DAGSTER_HOME", "").startswith(str(up.data_dir)):
+                    servers.add(pid)
+            elif "multiprocessing" in line or "execute_run" in line:
+                children[pid] = ppid
+        return [pid for pid, parent in children.items() if parent in servers]
+
+    workers = run_workers()
+    assert workers, [cmdline(pid)[:120] for pids in parts(up).values() for pid in pids if "dagster" in cmdline(pid)]
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+
+    def ended():
+        current = http.get(f"{up.api}/api/v1/predictions/batch/{job['job_id']}", headers=headers).json()
+        return current if current["status"] in ("succeeded", "failed", "cancelled") else None
+
+    done = _wait_for("Dagster's run monitoring to fail the run", ended, timeout_s=240)
+    assert done["status"] == "failed" and done["files"] == [], done
+    _nothing_visible(up, "kill")
 
 
 def test_stop_leaves_nothing_and_restart_keeps_the_model(platform, http):
