@@ -6,7 +6,8 @@ float64 matrix in signature order for the verified fast paths, else a DataFrame 
 signature's types. Two levels:
 
 - ``schema_problems``: the columns themselves (missing, or of a type no row of it could fit):
-  the whole input is refused, before a job is launched;
+  the whole input is refused, before a job is launched (``check_batch_input``: the paths, the
+  input and the output of a batch job, checked alike by the API and the job);
 - ``check_batch``: per row (null, NaN or infinity, a fraction for an integer feature, out of the
   model's range): the valid rows become the model's inputs, each invalid row gets its reasons.
 """
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from inference.model import LoadedModel
+    from resources.data_access import DataAccessPolicy, DataLocation
 
 
 @dataclass
@@ -62,6 +64,55 @@ def schema_problems(features: list[FeatureSpec], schema: pa.Schema) -> list[str]
         if not fits:
             problems.append(f"column '{spec.name}' is {kind}, the model takes {spec.type}")
     return problems
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """A batch job's checked paths and input: what the API checks before it launches the job and
+    the job checks again when it runs (a person may launch it from the Dagster UI)."""
+
+    source: DataLocation
+    target: DataLocation
+    files: list[str]  # the input's parquet files, in name order
+    rows: int  # from the footers
+    schema: pa.Schema
+    keep_columns: list[str]
+
+
+def check_batch_input(policy: DataAccessPolicy, tenant_id: str, *, input_path: str, output_path: str, overwrite: bool,
+                      keep_columns: list[str] | None, features: list[FeatureSpec]) -> BatchInput:
+    """Both paths under the data-access policy and apart, the input holding readable parquet whose
+    columns fit the signature, ``keep_columns`` present and free of the output's names, the
+    output free unless ``overwrite`` (409). 400 ``InvalidRequest`` for the rest (blocking)."""
+    from resources.batch_output import check_output_location, kept_columns
+    from resources.errors import InvalidRequest
+    from resources.storage import parquet_footers
+
+    source = policy.resolve(tenant_id, input_path)
+    target = policy.resolve(tenant_id, output_path)
+    if _overlap(source, target):
+        raise InvalidRequest("the output path must lie apart from the input path",
+                             {"input_path": input_path, "output_path": output_path})
+    try:
+        files, rows, schema = parquet_footers(source, policy)
+    except FileNotFoundError:
+        raise InvalidRequest("the input path holds no parquet file", {"input_path": input_path}) from None
+    except (OSError, ValueError) as exc:  # unreachable store, not parquet, a damaged footer
+        raise InvalidRequest(f"the input is not readable parquet: {str(exc)[:200]}", {"input_path": input_path}) from None
+    problems = schema_problems(features, schema)
+    if problems:
+        raise InvalidRequest("the input does not fit the model's signature: " + "; ".join(problems[:20]),
+                             {"problems": problems[:100]})
+    keep = kept_columns(keep_columns, list(schema.names), [f.name for f in features])
+    check_output_location(target, policy, overwrite)
+    return BatchInput(source, target, files, rows, schema, keep)
+
+
+def _overlap(a: DataLocation, b: DataLocation) -> bool:
+    if a.scheme != b.scheme:
+        return False
+    x, y = a.path.rstrip("/"), b.path.rstrip("/")
+    return x == y or x.startswith(y + "/") or y.startswith(x + "/")
 
 
 def check_batch(model: LoadedModel, frame: pd.DataFrame) -> CheckedBatch:

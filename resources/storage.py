@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.fs as pafs
 
     from resources.data_access import DataAccessPolicy, DataLocation
@@ -110,14 +111,23 @@ def parquet_files_on(fs: pafs.FileSystem, path: str) -> list[str]:
 
 def parquet_rows(location: DataLocation, policy: DataAccessPolicy) -> int:
     """Rows of the parquet file or directory at ``location``, from the footers only (no data read)."""
+    return parquet_footers(location, policy)[1]
+
+
+def parquet_footers(location: DataLocation, policy: DataAccessPolicy) -> tuple[list[str], int, pa.Schema]:
+    """(files, rows, the first file's schema) of the parquet file or directory at ``location``: the
+    files listed once and only their footers read. FileNotFoundError when nothing is there."""
     import pyarrow.parquet as pq
 
     fs, _ = filesystem(location, policy)
-    total = 0
-    for path in parquet_files(location, policy):
+    files = parquet_files(location, policy)
+    total, schema = 0, None
+    for path in files:
         with fs.open_input_file(path) as handle:
-            total += pq.ParquetFile(handle).metadata.num_rows
-    return total
+            footer = pq.ParquetFile(handle)
+            total += footer.metadata.num_rows
+            schema = schema if schema is not None else footer.schema_arrow
+    return files, total, schema
 
 
 def ensure_dir(fs: pafs.FileSystem, path: str) -> None:

@@ -60,6 +60,7 @@ class ScoringOutcome:
     rows_done: int  # valid rows scored
     rows_rejected: int
     seconds: float  # from the first read to the last write
+    schema: Any = None  # the output files' Arrow schema (None when no row was scored)
 
 
 def pool_plan(cluster_cpus: float, rows: int, batch_size: int) -> tuple[int, float]:
@@ -115,8 +116,6 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
     import ray
     import ray.data
 
-    from resources.storage import parquet_files_on
-
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     actors, per_actor = pool_plan(float(ray.cluster_resources().get("CPU", 1.0)), rows, batch_size)
@@ -139,17 +138,17 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
                 writer.write(table)
         finally:
             writer.close()
+        done, rejected = ray.get(counter.totals.remote())
     finally:
         stop.set()
         if reporter.is_alive():
             reporter.join(timeout=5)
-    done, rejected = ray.get(counter.totals.remote())
-    ray.kill(counter)
+        ray.kill(counter)
     if progress is not None:
         progress(done, rejected)
     if rejected and on_invalid == "fail":
-        raise RejectedRows(rejected, _examples(plan, parquet_files_on))
-    return ScoringOutcome(done, rejected, time.perf_counter() - started)
+        raise RejectedRows(rejected, _examples(plan))
+    return ScoringOutcome(done, rejected, time.perf_counter() - started, writer.schema)
 
 
 class _Counter:
@@ -174,11 +173,13 @@ def _report(counter: Any, progress: Callable[[int, int], None], stop: threading.
             continue
 
 
-def _examples(plan: OutputPlan, files_on: Callable) -> list[dict[str, Any]]:
+def _examples(plan: OutputPlan) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
+    from resources.storage import parquet_files_on
+
     examples: list[dict[str, Any]] = []
-    for path in files_on(plan.fs, plan.staged_rejected):
+    for path in parquet_files_on(plan.fs, plan.staged_rejected):
         table = pq.read_table(path, filesystem=plan.fs)
         examples.extend(table.slice(0, REJECTED_EXAMPLES - len(examples)).to_pylist())
         if len(examples) >= REJECTED_EXAMPLES:

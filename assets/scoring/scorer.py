@@ -36,7 +36,7 @@ class ScoringSpec:
 
 
 class BatchScorer:
-    """Constructed once per actor (loads the version); called once per batch."""
+    """Constructed once per actor (takes the job's loaded model from the object store); called once per batch."""
 
     def __init__(self, spec: ScoringSpec, model: Any, counter: Any = None) -> None:
         """``model``: the LoadedModel (or a Ray ObjectRef of it) the job loaded through the model core."""

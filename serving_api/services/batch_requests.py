@@ -19,13 +19,11 @@ import statistics
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from resources.errors import InvalidRequest
 from resources.job_specs import BATCH_SCORING_JOB, BatchScoringConfig, run_config
 from resources.jobs import IdempotencyConflict
 from resources.state_db import utcnow
 
 if TYPE_CHECKING:
-    from resources.data_access import DataLocation
     from resources.jobs import JobRecord
     from serving_api.auth import Principal
     from serving_api.online.cache import ModelCache
@@ -50,7 +48,7 @@ async def submit_batch(service: JobService, cache: ModelCache, principal: Princi
             return await asyncio.to_thread(service.refresh, earlier), {"rows": int(earlier.request.get("rows_total") or 0)}
     resolved = await asyncio.to_thread(service.registry.resolve_version, tenant, body.model_id, body.version)
     model = (await cache.get(tenant, body.model_id, resolved.version)).model
-    facts = await asyncio.to_thread(check_paths, service, tenant, body, model.features, model.feature_names)
+    facts = await asyncio.to_thread(check_paths, service, tenant, body, model.features)
     request = {**sent, "resolved_version": resolved.version, "rows_total": facts["rows"]}
     config = {"model_id": body.model_id, "version": resolved.version, "input_path": body.input_path,
               "output_path": body.output_path, "batch_size": body.batch_size, "keep_columns": body.keep_columns,
@@ -63,47 +61,13 @@ async def submit_batch(service: JobService, cache: ModelCache, principal: Princi
     return record, facts
 
 
-def check_paths(service: JobService, tenant: str, body: BatchCreate, features: list, feature_names: list[str]) -> dict[str, Any]:
+def check_paths(service: JobService, tenant: str, body: BatchCreate, features: list) -> dict[str, Any]:
     """The input's rows and kept columns, or the 4xx that stops the request (blocking)."""
-    from inference.batch_inputs import schema_problems
-    from resources.batch_output import check_output_location, kept_columns
-    from resources.storage import filesystem, parquet_files, parquet_rows
+    from inference.batch_inputs import check_batch_input
 
-    policy = service.policy
-    source = policy.resolve(tenant, body.input_path)
-    target = policy.resolve(tenant, body.output_path)
-    if _overlap(source, target):
-        raise InvalidRequest("the output path must lie apart from the input path",
-                             {"input_path": body.input_path, "output_path": body.output_path})
-    try:
-        files = parquet_files(source, policy)
-    except FileNotFoundError:
-        raise InvalidRequest("the input path holds no parquet file", {"input_path": body.input_path}) from None
-    except OSError as exc:
-        raise InvalidRequest(f"the input path cannot be read: {str(exc)[:200]}", {"input_path": body.input_path}) from None
-    fs, _ = filesystem(source, policy)
-    try:
-        import pyarrow.parquet as pq
-
-        with fs.open_input_file(files[0]) as handle:
-            schema = pq.ParquetFile(handle).schema_arrow
-        rows = parquet_rows(source, policy)
-    except (OSError, ValueError) as exc:  # not parquet, a damaged footer
-        raise InvalidRequest(f"the input is not readable parquet: {str(exc)[:200]}", {"input_path": body.input_path}) from None
-    problems = schema_problems(features, schema)
-    if problems:
-        raise InvalidRequest("the input does not fit the model's signature: " + "; ".join(problems[:20]),
-                             {"problems": problems[:100]})
-    keep = kept_columns(body.keep_columns, list(schema.names), feature_names)
-    check_output_location(target, policy, body.overwrite)
-    return {"rows": rows, "files": len(files), "keep_columns": keep}
-
-
-def _overlap(a: DataLocation, b: DataLocation) -> bool:
-    if a.scheme != b.scheme:
-        return False
-    x, y = a.path.rstrip("/"), b.path.rstrip("/")
-    return x == y or x.startswith(y + "/") or y.startswith(x + "/")
+    checked = check_batch_input(service.policy, tenant, input_path=body.input_path, output_path=body.output_path,
+                                overwrite=body.overwrite, keep_columns=body.keep_columns, features=features)
+    return {"rows": checked.rows, "files": len(checked.files), "keep_columns": checked.keep_columns}
 
 
 def rates(service: JobService, tenant: str) -> tuple[float, float]:
