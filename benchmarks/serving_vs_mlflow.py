@@ -213,7 +213,9 @@ class Trained:
     run_id: str
 
 
-def train_and_log(data_dir: Path, tracking_uri: str):
+def train_and_log(data_dir: Path, tracking_uri: str, experiment_id: str | None = None):
+    """Fit both models and log them in runs of the tenant's experiment (created here unless
+    ``experiment_id`` names one, e.g. the platform registry's ``ensure_experiment``)."""
     import warnings
 
     import mlflow
@@ -229,9 +231,10 @@ def train_and_log(data_dir: Path, tracking_uri: str):
     X, y = frame[CHURN_FEATURES], frame[TARGET].to_numpy()
     mlflow.set_tracking_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri)
-    artifacts = (data_dir / "mlflow" / "artifacts" / TENANT).as_uri()
-    experiment_id = client.create_experiment(f"{TENANT}/serving-benchmark", artifact_location=artifacts,
-                                             tags={"mlservice.tenant": TENANT})
+    if experiment_id is None:
+        artifacts = (data_dir / "mlflow" / "artifacts" / TENANT).as_uri()
+        experiment_id = client.create_experiment(f"{TENANT}/serving-benchmark", artifact_location=artifacts,
+                                                 tags={"mlservice.tenant": TENANT})
     specs = [
         ("random_forest", "RandomForest(100 trees, depth 10)",
          RandomForestClassifier(n_estimators=100, max_depth=10, random_state=0)),

@@ -75,6 +75,7 @@ class BatchInput:
     target: DataLocation
     files: list[str]  # the input's parquet files, in name order
     rows: int  # from the footers
+    bytes: int  # uncompressed, from the footers
     schema: pa.Schema
     keep_columns: list[str]
 
@@ -94,18 +95,18 @@ def check_batch_input(policy: DataAccessPolicy, tenant_id: str, *, input_path: s
         raise InvalidRequest("the output path must lie apart from the input path",
                              {"input_path": input_path, "output_path": output_path})
     try:
-        files, rows, schema = parquet_footers(source, policy)
+        footers = parquet_footers(source, policy)
     except FileNotFoundError:
         raise InvalidRequest("the input path holds no parquet file", {"input_path": input_path}) from None
     except (OSError, ValueError) as exc:  # unreachable store, not parquet, a damaged footer
         raise InvalidRequest(f"the input is not readable parquet: {str(exc)[:200]}", {"input_path": input_path}) from None
-    problems = schema_problems(features, schema)
+    problems = schema_problems(features, footers.schema)
     if problems:
         raise InvalidRequest("the input does not fit the model's signature: " + "; ".join(problems[:20]),
                              {"problems": problems[:100]})
-    keep = kept_columns(keep_columns, list(schema.names), [f.name for f in features])
+    keep = kept_columns(keep_columns, list(footers.schema.names), [f.name for f in features])
     check_output_location(target, policy, overwrite)
-    return BatchInput(source, target, files, rows, schema, keep)
+    return BatchInput(source, target, footers.files, footers.rows, footers.bytes, footers.schema, keep)
 
 
 def _overlap(a: DataLocation, b: DataLocation) -> bool:
@@ -190,3 +191,18 @@ def _inputs(model: LoadedModel, columns: dict[str, Any], valid: np.ndarray) -> n
         else:
             frame[spec.name] = pd.Series(np.asarray(values, dtype=object)[valid], dtype=object if spec.type == "string" else None)
     return pd.DataFrame(frame, copy=False)
+
+
+def predict_in_calls(model: LoadedModel, inputs: np.ndarray | pd.DataFrame, rows_per_call: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's (labels, probabilities or None) for ``inputs``, at most ``rows_per_call`` rows a
+    call (a batch job's ``batch_size``: it bounds the model's working memory, not the answers: every
+    predictor here computes each row alone)."""
+    n = len(inputs)
+    if n <= rows_per_call:
+        return model.batch_predict(inputs)
+    parts = [model.batch_predict(inputs[start:start + rows_per_call] if isinstance(inputs, np.ndarray)
+                                 else inputs.iloc[start:start + rows_per_call]) for start in range(0, n, rows_per_call)]
+    labels = np.concatenate([np.asarray(p[0]) for p in parts])
+    if parts[0][1] is None:
+        return labels, None
+    return labels, np.concatenate([np.asarray(p[1], dtype=np.float64) for p in parts])

@@ -45,7 +45,6 @@ def load_model_version(*, registry: ModelRegistry, tenant_id: str, model_id: str
 
     from resources.artifact_check import SKLEARN_SKOPS, STATE_DIR, load_sklearn, verify_files
     from resources.errors import DomainError, ModelArtifactChanged, ModelNotVerified
-    from resources.torch_mlp import load_predictor
 
     mlflow_name, mlflow_version, version = resolved.mlflow_name, resolved.mlflow_version, resolved.version
     model_type = resolved.model_type
@@ -81,6 +80,8 @@ def load_model_version(*, registry: ModelRegistry, tenant_id: str, model_id: str
                 classes = list(getattr(estimator, "classes_", []))
                 predict_fn = sklearn_predictor(estimator, model_type)
             else:
+                from resources.torch_mlp import load_predictor  # torch: 2 s of imports, only for torch models
+
                 outputs_fn, info = load_predictor(local / STATE_DIR)
                 classes = list(info["classes"])
                 predict_fn = outputs_predictor(outputs_fn, model_type, classes)

@@ -42,6 +42,9 @@ batch_scoring_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(batch_predictions),
     description="Score a parquet input with one model version on Ray Data; output all-or-nothing with a _SUCCESS manifest",
     tags={vocabulary.RUN_KIND: "batch_prediction", **COMPUTE_POOL_TAGS},
+    # one step: run it in the run worker (a step subprocess costs seconds of start-up and exit, and
+    # the parallelism is Ray Data's)
+    executor_def=dg.in_process_executor,
 )
 
 ALL_JOBS = [training_job, tuning_job, feature_materialization_job, batch_scoring_job]

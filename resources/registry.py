@@ -155,6 +155,9 @@ class ModelRegistry(dg.ConfigurableResource):
     def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
+        from resources.mlflow_plugins import skip_feast_header_provider
+
+        skip_feast_header_provider()
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     @contextmanager

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -111,23 +112,34 @@ def parquet_files_on(fs: pafs.FileSystem, path: str) -> list[str]:
 
 def parquet_rows(location: DataLocation, policy: DataAccessPolicy) -> int:
     """Rows of the parquet file or directory at ``location``, from the footers only (no data read)."""
-    return parquet_footers(location, policy)[1]
+    return parquet_footers(location, policy).rows
 
 
-def parquet_footers(location: DataLocation, policy: DataAccessPolicy) -> tuple[list[str], int, pa.Schema]:
-    """(files, rows, the first file's schema) of the parquet file or directory at ``location``: the
-    files listed once and only their footers read. FileNotFoundError when nothing is there."""
+@dataclass(frozen=True)
+class ParquetFooters:
+    files: list[str]  # in name order
+    rows: int
+    bytes: int  # the row groups' uncompressed size: about the data's size in memory
+    schema: pa.Schema  # the first file's
+
+
+def parquet_footers(location: DataLocation, policy: DataAccessPolicy) -> ParquetFooters:
+    """The parquet file or directory at ``location`` from its footers: the files listed once and
+    nothing but the footers read. FileNotFoundError when nothing is there."""
     import pyarrow.parquet as pq
 
     fs, _ = filesystem(location, policy)
     files = parquet_files(location, policy)
-    total, schema = 0, None
+    rows = size = 0
+    schema = None
     for path in files:
         with fs.open_input_file(path) as handle:
             footer = pq.ParquetFile(handle)
-            total += footer.metadata.num_rows
+            meta = footer.metadata
+            rows += meta.num_rows
+            size += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             schema = schema if schema is not None else footer.schema_arrow
-    return files, total, schema
+    return ParquetFooters(files, rows, size, schema)
 
 
 def ensure_dir(fs: pafs.FileSystem, path: str) -> None:

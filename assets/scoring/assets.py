@@ -25,8 +25,8 @@ from resources.state_db import StateStore
     deps=[dg.AssetKey("trained_model"), dg.AssetKey("tuned_model")],
 )
 def batch_predictions(
-    config: BatchScoringConfig, data_access: DataAccessPolicy, registry: ModelRegistry, ray_cluster: RayCluster,
-    state: StateStore,
+    context: dg.AssetExecutionContext, config: BatchScoringConfig, data_access: DataAccessPolicy, registry: ModelRegistry,
+    ray_cluster: RayCluster, state: StateStore,
 ) -> dg.Output[dict]:
     from assets.scoring.batch_job import score_batch
     from assets.scoring.pipeline import RejectedRows
@@ -34,7 +34,7 @@ def batch_predictions(
     jobs = JobStore(state)
     job_id = config.context.job_id
     try:
-        result = score_batch(config, data_access, registry, ray_cluster, jobs)
+        result = score_batch(config, data_access, registry, ray_cluster, jobs, log=context.log.info)
     except (DomainError, RejectedRows, OSError) as exc:
         message = str(getattr(exc, "message", exc))
         details: dict[str, Any] = {}

@@ -5,7 +5,18 @@ each asking for at most one CPU and together leaving ``IO_RESERVE_CPUS`` free, a
 tasks ask for ``IO_TASK_CPUS`` each. Actors that took every CPU would leave the read tasks
 unschedulable and the job would hang (ray-project/ray#44687): on the 2-CPU machine that is 2
 actors of 0.75 CPU and reads of 0.25, so both cores predict while reads still get scheduled.
-The OS shares the cores; Ray's CPU figures are only the scheduler's tokens.
+The OS shares the cores; Ray's CPU figures are only the scheduler's tokens. The pool starts with one
+actor and grows to the plan's size (a pool whose every actor is asked for up front hangs on the
+2-CPU machine: Ray Data's resource budget then leaves the read operator nothing).
+
+Blocks: Ray Data reads a parquet row group into one block and hands a block to one actor, so a
+file of one row group (pandas and pyarrow write up to 1M rows per group) would be scored by one
+actor. The job caps the block size (``block_bytes``: the input's uncompressed size over
+``BLOCKS_PER_ACTOR`` x actors, between 1 MiB and 32 MiB) so that the read tasks slice the input
+into at least that many blocks and every actor gets work. An actor takes a whole block at a time
+(``batch_size=None``): the checks and conversions run once a block, and the job's ``batch_size``
+is the rows per model call inside it (``predict_in_calls``), so that a batch size of 1,000 costs
+the model's per-call overhead and not Ray Data's per-batch one.
 
 Order is preserved (``DataContext.execution_options.preserve_order``): the output files, in name
 order, hold the input's valid rows in the input's order (input files in name order). The job
@@ -16,16 +27,18 @@ rows out of order, while ``to_pandas`` of the same dataset was ordered), and a r
 the same files. Writing parquet is a small part of scoring's cost; the driver does it while the
 actors score the next blocks.
 
-Progress: every actor adds its batch's counts to a small counter actor; a thread of the driver
-reads it every ``progress_every_s`` and hands (rows done, rows rejected) to ``progress``.
+Progress: every actor adds its block's counts to a small counter actor; a thread of the driver
+reads it every ``progress_every_s`` and hands (rows done, rows rejected) to ``progress``. The final
+counts come from what was written (the part writer's rows, the rejected files' footers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +52,9 @@ if TYPE_CHECKING:
     from resources.batch_output import OutputPlan
 
 MAX_SCORING_ACTORS = 8
+BLOCKS_PER_ACTOR = 4
+MIN_BLOCK_BYTES = 1 << 20
+MAX_BLOCK_BYTES = 32 << 20  # a quarter of Ray Data's default: progress every few seconds, less memory an actor
 IO_RESERVE_CPUS = 0.5
 IO_TASK_CPUS = 0.25
 REJECTED_EXAMPLES = 5
@@ -59,7 +75,9 @@ class RejectedRows(Exception):
 class ScoringOutcome:
     rows_done: int  # valid rows scored
     rows_rejected: int
-    seconds: float  # from the first read to the last write
+    seconds: float  # from the dataset's start to the last write
+    startup_seconds: float | None = None  # from the dataset's start to the first scored rows written
+    steady_rows_per_s: float | None = None  # rows written after the first block over the time they took
     schema: Any = None  # the output files' Arrow schema (None when no row was scored)
 
 
@@ -70,6 +88,27 @@ def pool_plan(cluster_cpus: float, rows: int, batch_size: int) -> tuple[int, flo
     return actors, round(per_actor, 3)
 
 
+def block_bytes(input_bytes: int, actors: int) -> int:
+    """The largest block (bytes) that gives every actor of the pool ``BLOCKS_PER_ACTOR`` blocks."""
+    return int(min(MAX_BLOCK_BYTES, max(MIN_BLOCK_BYTES, input_bytes / (max(actors, 1) * BLOCKS_PER_ACTOR))))
+
+
+@contextlib.contextmanager
+def _data_context(max_block_bytes: int) -> Iterator[None]:
+    """Order preserved and blocks capped for the datasets made inside (a dataset keeps the context
+    it was made under); the process's context restored after."""
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    before = (context.execution_options.preserve_order, context.target_max_block_size)
+    context.execution_options.preserve_order = True
+    context.target_max_block_size = max_block_bytes
+    try:
+        yield
+    finally:
+        context.execution_options.preserve_order, context.target_max_block_size = before
+
+
 class PartWriter:
     """Writes an ordered stream of Arrow tables as part-00000.parquet, part-00001.parquet, ...,
     a new file every ``rows_per_file`` rows (the first table's schema for all of them)."""
@@ -77,6 +116,7 @@ class PartWriter:
     def __init__(self, fs: pafs.FileSystem, folder: str, rows_per_file: int = ROWS_PER_FILE) -> None:
         self.fs, self.folder, self.rows_per_file = fs, folder.rstrip("/"), rows_per_file
         self.index, self.rows_in_file, self.schema = 0, 0, None
+        self.rows = 0  # written in all
         self.writer: Any = None
 
     def write(self, table: Any) -> None:
@@ -99,6 +139,7 @@ class PartWriter:
             head, table = table.slice(0, room), table.slice(room)
             self.writer.write_table(head)
             self.rows_in_file += head.num_rows
+            self.rows += head.num_rows
             if self.rows_in_file >= self.rows_per_file:
                 self.close()
 
@@ -109,16 +150,18 @@ class PartWriter:
 
 
 def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], input_fs: pafs.FileSystem, plan: OutputPlan, *,
-                rows: int,
+                rows: int, input_bytes: int,
                 batch_size: int, on_invalid: str, progress: Callable[[int, int], None] | None = None,
-                progress_every_s: float = 1.0) -> ScoringOutcome:
+                progress_every_s: float = 1.0, log: Callable[[str], None] = lambda _message: None) -> ScoringOutcome:
     """Score ``input_files`` into ``plan``'s staging folder (the caller commits or discards it)."""
     import ray
     import ray.data
 
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    actors, per_actor = pool_plan(float(ray.cluster_resources().get("CPU", 1.0)), rows, batch_size)
+    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    actors, per_actor = pool_plan(cpus, rows, batch_size)
+    cap = block_bytes(input_bytes, actors)
+    log(f"scoring on Ray Data: up to {actors} actor(s) of {per_actor} CPU on a cluster of {cpus:g} CPU, "
+        f"read tasks of {IO_TASK_CPUS} CPU, blocks up to {cap / 2**20:.1f} MiB, {batch_size} rows per model call")
     counter = ray.remote(num_cpus=0)(_Counter).remote()
     shared_model = ray.put(model)
     stop = threading.Event()
@@ -127,18 +170,28 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
     if progress is not None:
         reporter.start()
     try:
-        dataset = ray.data.read_parquet(input_files, filesystem=input_fs, num_cpus=IO_TASK_CPUS)
-        scored = dataset.map_batches(
-            BatchScorer, fn_constructor_args=(spec, shared_model, counter), batch_format="pandas", batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=per_actor,
-        )
+        with _data_context(cap):
+            dataset = ray.data.read_parquet(input_files, filesystem=input_fs, num_cpus=IO_TASK_CPUS)
+            scored = dataset.map_batches(
+                BatchScorer, fn_constructor_args=(spec, shared_model, counter), batch_format="pyarrow", batch_size=None,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors), num_cpus=per_actor,
+            )
         writer = PartWriter(plan.fs, plan.staged_data)
+        first_at = last_at = None
+        first_rows = 0
         try:
             for table in scored.iter_batches(batch_format="pyarrow", batch_size=None, prefetch_batches=2):
                 writer.write(table)
+                last_at = time.perf_counter()
+                if first_at is None:
+                    first_at, first_rows = last_at, table.num_rows
+                    log(f"first {first_rows:,} rows scored and written {first_at - started:.1f} s after the start")
         finally:
             writer.close()
-        done, rejected = ray.get(counter.totals.remote())
+        # the outcome's counts from what was written: a block that Ray retried (an actor that died
+        # and was restarted) may have reached the counter twice; its rejected rows' file is named
+        # by content, so a retry rewrote the same file
+        done, rejected = writer.rows, _rejected_rows(plan)
     finally:
         stop.set()
         if reporter.is_alive():
@@ -148,7 +201,13 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
         progress(done, rejected)
     if rejected and on_invalid == "fail":
         raise RejectedRows(rejected, _examples(plan))
-    return ScoringOutcome(done, rejected, time.perf_counter() - started, writer.schema)
+    steady = None
+    if first_at is not None and last_at - first_at > 0 and done - first_rows > 0:
+        steady = (done - first_rows) / (last_at - first_at)
+        log(f"then {done - first_rows:,} rows in {last_at - first_at:.1f} s: {steady:,.0f} rows/s")
+    return ScoringOutcome(done, rejected, time.perf_counter() - started,
+                          startup_seconds=None if first_at is None else first_at - started, steady_rows_per_s=steady,
+                          schema=writer.schema)
 
 
 class _Counter:
@@ -171,6 +230,18 @@ def _report(counter: Any, progress: Callable[[int, int], None], stop: threading.
             progress(*ray.get(counter.totals.remote(), timeout=10))
         except Exception:  # progress is best effort: the job's outcome does not depend on it
             continue
+
+
+def _rejected_rows(plan: OutputPlan) -> int:
+    import pyarrow.parquet as pq
+
+    from resources.storage import parquet_files_on
+
+    total = 0
+    for path in parquet_files_on(plan.fs, plan.staged_rejected):
+        with plan.fs.open_input_file(path) as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
+    return total
 
 
 def _examples(plan: OutputPlan) -> list[dict[str, Any]]:

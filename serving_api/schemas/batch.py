@@ -42,7 +42,9 @@ class BatchStatus(BaseModel):
     rows_total: int | None
     rows_done: int
     rows_rejected: int
-    throughput_rows_per_s: float | None
+    throughput_rows_per_s: float | None  # while it scores: its speed so far; once it ended: rows over the whole run
+    scoring_rows_per_s: float | None = None  # once it ended: rows over the time after its first rows were written
+    first_rows_at: datetime | None = None  # when its first scored rows were written (the end of its start-up)
     estimated_completion: datetime | None
     files: list[str] = Field(default_factory=list)
     error: str | None = None

@@ -6,10 +6,13 @@ holding parquet (400 when missing), its columns against the version's signature 
 them), ``keep_columns`` present (400), the output path allowed (400), apart from the input (400)
 and free unless ``overwrite`` (409 OUTPUT_EXISTS). Rows come from the parquet footers only.
 
-``estimated_completion``: start-up plus rows over throughput, both the median of the tenant's
-last succeeded batch jobs (before there is one: ``DEFAULT_STARTUP_S`` and
-``DEFAULT_THROUGHPUT_ROWS_PER_S``, measured by ``benchmarks/batch_scoring.py``); while the job
-runs, the remaining rows over its own measured throughput.
+``estimated_completion``: the job's submission plus start-up plus rows over scoring throughput,
+both the median of the tenant's last succeeded batch jobs (start-up: from a job's submission to
+its first scored rows written, so the queue, the run's launch, the model load and Ray Data's
+start are in it; throughput: the rows written after the first block over the time they took).
+Before there is one: ``DEFAULT_STARTUP_S`` and ``DEFAULT_THROUGHPUT_ROWS_PER_S``, measured by
+``benchmarks/batch_scoring.py`` on the 2-core machine. While the job scores, the remaining rows
+over its own throughput so far.
 """
 
 from __future__ import annotations
@@ -73,17 +76,18 @@ def check_paths(service: JobService, tenant: str, body: BatchCreate, features: l
 def rates(service: JobService, tenant: str) -> tuple[float, float]:
     """(start-up seconds, rows per second) from the tenant's last succeeded batch jobs, else the defaults."""
     done = service.jobs.list(tenant, kind=KIND, status="succeeded", limit=HISTORY)
-    speeds = [float(r.result["throughput_rows_per_s"]) for r in done if r.result.get("throughput_rows_per_s")]
-    startups = [max(0.0, float(r.result["seconds"]) - float(r.result.get("scoring_seconds") or 0)) for r in done
-                if r.result.get("seconds") is not None]
+    speeds = [float(r.result.get("scoring_rows_per_s") or r.result["throughput_rows_per_s"]) for r in done
+              if r.result.get("scoring_rows_per_s") or r.result.get("throughput_rows_per_s")]
+    startups = [max(0.0, (datetime.fromisoformat(r.result["first_rows_at"]) - r.created_at).total_seconds()) for r in done
+                if r.result.get("first_rows_at")]
     return (statistics.median(startups) if startups else DEFAULT_STARTUP_S,
             statistics.median(speeds) if speeds else DEFAULT_THROUGHPUT_ROWS_PER_S)
 
 
 def estimated_completion(record: JobRecord, rows_total: int, startup_s: float, rows_per_s: float,
                          now: datetime | None = None) -> datetime | None:
-    """When the job should end: its end once it ended, else from its own progress while it runs,
-    else start-up plus rows over throughput from now (or from its start)."""
+    """When the job should end: its end once it ended, else from its own progress while it scores,
+    else its submission plus start-up plus rows over throughput (not before now)."""
     now = now or utcnow()
     if record.terminal:
         return record.finished_at
@@ -91,6 +95,6 @@ def estimated_completion(record: JobRecord, rows_total: int, startup_s: float, r
     done, speed = int(result.get("rows_done") or 0), result.get("throughput_rows_per_s")
     if done and speed:
         return now + timedelta(seconds=max(0, rows_total - done) / float(speed))
-    begin = record.started_at or now
+    begin = record.created_at or now
     return max(now, begin + timedelta(seconds=startup_s + rows_total / max(rows_per_s, 1.0)))
 

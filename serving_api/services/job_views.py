@@ -89,6 +89,7 @@ def batch_status(service: JobService, record: JobRecord) -> BatchStatus:
         version=result.get("version", request.get("resolved_version")), input_path=request.get("input_path", ""),
         output_path=request.get("output_path", ""), rows_total=rows_total, rows_done=int(result.get("rows_done") or 0),
         rows_rejected=int(result.get("rows_rejected") or 0), throughput_rows_per_s=result.get("throughput_rows_per_s"),
+        scoring_rows_per_s=result.get("scoring_rows_per_s"), first_rows_at=result.get("first_rows_at"),
         estimated_completion=estimate, files=list(result.get("files") or []) if record.status == "succeeded" else [],
         error=record.reason, rejected_examples=list(result.get("rejected_examples") or []),
         created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,

@@ -83,6 +83,7 @@ def test_batch_scores_equal_online_scores_in_the_inputs_order(client, scoring):
     assert np.allclose(mine[["probability_0", "probability_1"]].to_numpy(), np.asarray(body["probabilities"]), atol=1e-12, rtol=0)
     assert job.status in ("submitted", "running", "succeeded")  # the API's field; the run's figures are in result
     assert job.result["rows_done"] == len(frame) and job.result["rows_rejected"] == 0 and job.result["files"]
+    assert 0 < job.result["startup_seconds"] < job.result["seconds"] and job.result["first_rows_at"]
 
 
 def _with_bad_rows(scoring, name: str) -> pd.DataFrame:
@@ -143,3 +144,90 @@ def test_s3_in_and_out_against_a_real_s3_server(scoring, s3_server):
                           local.iloc[:700][["probability_0", "probability_1"]].to_numpy())
     manifest = json.loads(client.get_object(Bucket=bucket, Key="scores/_SUCCESS")["Body"].read())
     assert manifest["rows"] == 700 and manifest["files"] == [k.removeprefix("scores/") for k in sorted(parts)]
+
+
+def test_an_input_of_one_row_group_is_sliced_into_blocks_for_every_actor(tmp_path, local_ray):
+    """Ray Data hands a block to one actor and reads a row group into one block: without the job's
+    block cap a file of one row group is scored by one actor however large the pool."""
+    import ray.data
+
+    from assets.scoring.pipeline import BLOCKS_PER_ACTOR, _data_context, block_bytes
+    from resources.data_access import DataAccessPolicy
+    from resources.storage import parquet_footers
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.normal(size=(400_000, 4)), columns=["a", "b", "c", "d"])
+    (tmp_path / "tenants" / "t").mkdir(parents=True)
+    frame.to_parquet(tmp_path / "tenants" / "t" / "one_group.parquet", row_group_size=len(frame))
+    policy = DataAccessPolicy(data_dir=str(tmp_path))
+    footers = parquet_footers(policy.resolve("t", "one_group.parquet"), policy)
+    assert footers.rows == len(frame) and footers.bytes >= frame.memory_usage(index=False).sum()
+
+    assert ray.data.read_parquet(footers.files).materialize().num_blocks() == 1
+    context = ray.data.DataContext.get_current()
+    before = (context.target_max_block_size, context.execution_options.preserve_order)
+    with _data_context(block_bytes(footers.bytes, actors=2)):
+        dataset = ray.data.read_parquet(footers.files)
+    assert (context.target_max_block_size, context.execution_options.preserve_order) == before
+    sliced = dataset.materialize()
+    assert sliced.num_blocks() >= BLOCKS_PER_ACTOR  # ~ BLOCKS_PER_ACTOR x 2 (Ray slices at 1.5x the cap)
+    assert np.array_equal(sliced.to_pandas().to_numpy(), frame.to_numpy())  # in order
+
+
+def _scorer_actors() -> list[int]:
+    """Pids of Ray Data's scorer actors (Ray titles their processes ``ray::MapWorker(MapBatches(BatchScorer))``)."""
+    from pathlib import Path
+
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"MapBatches(BatchScorer)" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def test_a_scorer_actor_killed_mid_job_is_replaced_and_the_output_is_still_whole(scoring):
+    """SIGKILL to one of the pool's actors while it scores: Ray restarts the actor and Ray Data
+    retries its blocks; the job succeeds and the output holds every row once, in order, with the
+    counts from what was written (a retried block may have reached the progress counter twice)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    frame = pd.concat([scoring["frame"]] * 160, ignore_index=True)  # 400,000 rows
+    frame["customer_id"] = [f"k-{i:06d}" for i in range(len(frame))]
+    frame.to_parquet(scoring["area"] / "in" / "../big.parquet")
+    context = submitted_job(scoring["state"], scoring["tenant"], "batch_prediction")
+    # 5 rows a model call: the pool scores for several seconds
+    config = BatchScoringConfig(context=context, model_id=scoring["model_id"], version="1.0.0", input_path="big.parquet",
+                                output_path="out/killed", batch_size=5)
+    outcome: dict = {}
+
+    def run() -> None:
+        outcome["result"] = dg.materialize([batch_predictions], resources=scoring["resources"], raise_on_error=False,
+                                           run_config={"ops": {"batch_predictions": {"config": config.model_dump()}}})
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    jobs = JobStore(scoring["state"])
+    killed = None
+    deadline = time.monotonic() + 120
+    while runner.is_alive() and time.monotonic() < deadline and killed is None:
+        done = jobs.get(scoring["tenant"], context.job_id).result.get("rows_done") or 0
+        actors = _scorer_actors()
+        if 0 < done < len(frame) // 2 and actors:
+            killed = actors[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    runner.join(timeout=300)
+    assert killed is not None, "no scorer actor was seen while the job scored"
+    job = jobs.get(scoring["tenant"], context.job_id)
+    folder = scoring["area"] / "out" / "killed"
+    assert outcome["result"].success, job.reason
+    scored, manifest = _output(scoring, "out/killed")
+    assert scored["customer_id"].tolist() == frame["customer_id"].tolist()
+    assert manifest["rows"] == len(frame) and job.result["rows_done"] == len(frame) and job.result["rows_rejected"] == 0
+    assert not (folder / "_staging").exists()

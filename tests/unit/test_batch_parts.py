@@ -68,3 +68,29 @@ def test_the_part_writer_keeps_order_across_files(tmp_path):
     files = sorted((tmp_path / "out").glob("part-*.parquet"))
     assert [f.name for f in files] == ["part-00000.parquet", "part-00001.parquet"]
     assert [pq.read_table(f)["i"].to_pylist() for f in files] == [[0, 1, 2, 3], [4, 5, 9, 10]]
+
+
+@pytest.mark.parametrize("matrix", [True, False])
+def test_the_model_is_called_on_at_most_batch_size_rows_and_answers_as_one_call(matrix):
+    from inference.batch_inputs import predict_in_calls
+
+    calls: list[int] = []
+
+    def predict(x):
+        values = x.to_numpy(dtype=float) if isinstance(x, pd.DataFrame) else x
+        calls.append(len(values))
+        proba = np.column_stack([1 / (1 + np.exp(values[:, 1])), 1 - 1 / (1 + np.exp(values[:, 1]))])
+        return np.where(proba[:, 1] > 0.5, "yes", "no"), proba
+
+    model = _model()
+    model.matrix_fn = predict if matrix else None
+    model.predict_fn = predict
+    rng = np.random.default_rng(3)
+    values = np.column_stack([rng.integers(0, 9, 2500), rng.normal(size=2500)]).astype(float)
+    inputs = values if matrix else pd.DataFrame(values, columns=["n", "x"])
+    labels, proba = predict_in_calls(model, inputs, 1000)
+    assert calls == [1000, 1000, 500]
+    calls.clear()
+    whole_labels, whole_proba = predict_in_calls(model, inputs, 10_000)
+    assert calls == [2500]
+    assert labels.tolist() == whole_labels.tolist() and np.array_equal(proba, whole_proba)
