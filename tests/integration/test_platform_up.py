@@ -469,12 +469,13 @@ def _big_input(up, name: str, rows: int = 600_000) -> str:
 
 
 def _running_batch(up, http, name: str) -> tuple[dict, dict]:
-    """A batch job on a big input in small batches, once it has scored some rows."""
+    """A batch job on a big input, once it has scored some rows: one row a model call, so that it
+    scores for about a minute (the actors take whole blocks; the calls are what takes the time)."""
     headers = bearer(up.token())
     [model] = [m for m in http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"]
                if m["name"] == DEMO_MODEL]
     body = {"model_id": model["model_id"], "input_path": _big_input(up, name), "output_path": f"batch-faults/out-{name}",
-            "batch_size": 20}
+            "batch_size": 1}
     answer = http.post(f"{up.api}/api/v1/predictions/batch", json=body, headers=headers)
     assert answer.status_code == 202, answer.text
     url = f"{up.api}/api/v1/predictions/batch/{answer.json()['job_id']}"
