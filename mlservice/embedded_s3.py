@@ -1,7 +1,8 @@
 """The embedded S3-compatible server of ``mlservice up``: moto's server mode on loopback, in memory.
 
 When ``MLSERVICE_S3_ENDPOINT_URL`` is unset (and ``MLSERVICE_S3_EMBEDDED`` is not false), the
-launcher runs ``python -m moto.server`` on ``127.0.0.1:MLSERVICE_S3_PORT`` (9000) and gives every
+launcher runs moto's server (``python -m mlservice.s3_server``: no log line per request) on
+``127.0.0.1:MLSERVICE_S3_PORT`` (9000) and gives every
 part its endpoint (``child_environment``): the API, the Dagster webserver, daemon and run
 workers, Ray's head and workers, the demo seed. It also sets ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY`` and ``AWS_DEFAULT_REGION`` where the caller's environment has none (moto
@@ -46,8 +47,8 @@ def endpoint_url(settings: Settings) -> str:
 
 
 def server_argv(settings: Settings) -> list[str]:
-    """moto's server (werkzeug, threaded) on loopback only."""
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(settings.s3_port)]
+    """moto's server (werkzeug, threaded) on loopback only, without request logging."""
+    return [sys.executable, "-m", "mlservice.s3_server", "-H", "127.0.0.1", "-p", str(settings.s3_port)]
 
 
 def ready(settings: Settings) -> bool:

@@ -115,6 +115,9 @@ def test_the_embedded_server_listens_on_loopback_and_serves_the_seed(tmp_path, n
         assert storage.exists(policy.resolve(DEMO_TENANT, "s3://predictions/anything"), policy) is False
         with pytest.raises(InvalidRequest):  # the demo grant is the demo tenant's alone
             policy.resolve("other-co", "s3://data/customers_to_score.parquet")
+        # no line per request in its log (moto's own server writes one: s3.log would grow without bound)
+        log = (platform.settings.logs_dir / "s3.log").read_text()
+        assert '"GET ' not in log and '"PUT ' not in log and "HTTP/1.1" not in log, log[-2000:]
     finally:
         platform.stop()
     assert not server.alive()

@@ -214,7 +214,7 @@ def ss_listening(pids: set[int]) -> list[tuple[str, str]]:
 
 
 PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.ray_head"), ("mlflow", "mlflow"),
-                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("s3", "moto.server"))
+                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("s3", "mlservice.s3_server"))
 
 
 def parts(platform: Platform) -> dict[str, list[int]]:

@@ -77,11 +77,11 @@ class S3Server:
 
 @contextmanager
 def moto_server(log_path: Path | None = None, timeout_s: float = 60) -> Iterator[S3Server]:
-    """``python -m moto.server`` on 127.0.0.1 and a free port, in a session of its own; stopped by
-    its process group (SIGTERM, then SIGKILL)."""
+    """The embedded S3 server (``python -m mlservice.s3_server``: moto's server) on 127.0.0.1 and a
+    free port, in a session of its own; stopped by its process group (SIGTERM, then SIGKILL)."""
     port = free_port()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # closed below
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "mlservice.s3_server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
