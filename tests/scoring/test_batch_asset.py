@@ -197,7 +197,7 @@ def test_a_scorer_actor_killed_mid_job_is_replaced_and_the_output_is_still_whole
     import threading
     import time
 
-    frame = pd.concat([scoring["frame"]] * 160, ignore_index=True)  # 400,000 rows
+    frame = pd.concat([scoring["frame"]] * 80, ignore_index=True)  # 200,000 rows
     frame["customer_id"] = [f"k-{i:06d}" for i in range(len(frame))]
     frame.to_parquet(scoring["area"] / "in" / "../big.parquet")
     context = submitted_job(scoring["state"], scoring["tenant"], "batch_prediction")
