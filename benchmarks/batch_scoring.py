@@ -131,9 +131,23 @@ def start_platform(tmp: Path) -> tuple[Server, dict[str, int], dict[str, str]]:
 
 
 def stop_platform(server: Server, tmp: Path) -> None:
+    """As Ctrl-C: SIGTERM to the launcher's group, which stops every part (each in a session of
+    its own) within a minute; then SIGKILL to the group of anything left that names this data
+    directory in its environment (a launcher killed early leaves its parts running)."""
+    import signal
+
     from mlservice import state_dirs
 
-    server.stop()  # SIGTERM to the launcher's group: it stops every part, as Ctrl-C does
+    server.stop(term_grace_s=90)
+    marker = f"MLSERVICE_DATA_DIR={tmp}\0".encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "environ").read_bytes():
+                group = os.getpgid(int(entry.name))
+                if group != os.getpgrp():
+                    os.killpg(group, signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
     state_dirs.remove_ray_temp_dir(tmp)
 
 

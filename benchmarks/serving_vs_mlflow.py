@@ -104,11 +104,13 @@ class Server:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> None:
+    def stop(self, term_grace_s: float = 10.0) -> None:
+        """SIGTERM to the group, SIGKILL after ``term_grace_s`` (a launcher that stops children of
+        its own needs longer: killed early, it leaves them running)."""
         if self.proc is None:
             return
         pgid = self.proc.pid  # start_new_session: the child leads its own process group
-        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for sig, grace in ((signal.SIGTERM, term_grace_s), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(pgid, sig)
             except ProcessLookupError:
