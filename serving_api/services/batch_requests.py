@@ -34,10 +34,10 @@ if TYPE_CHECKING:
     from serving_api.services.jobs import JobService
 
 KIND = "batch_prediction"
-# benchmarks/batch_scoring.py on the 2-core VM: submission to first rows 27-40 s; after start-up
-# RandomForest(100 trees) 110-160k rows/s, LogisticRegression 250-670k rows/s
+# benchmarks/batch_scoring.py on the 2-core VM: submission to first rows 14-22 s; after start-up
+# RandomForest(100 trees) 184-207k rows/s, LogisticRegression 533-785k rows/s (a heavier model is slower)
 DEFAULT_THROUGHPUT_ROWS_PER_S = 100_000.0
-DEFAULT_STARTUP_S = 30.0
+DEFAULT_STARTUP_S = 20.0
 HISTORY = 5  # earlier jobs the estimate takes its medians from
 
 
