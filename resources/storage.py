@@ -120,20 +120,28 @@ class ParquetFooters:
     files: list[str]  # in name order
     rows: int
     bytes: int  # the row groups' uncompressed size: about the data's size in memory
-    schema: pa.Schema  # the first file's
+    schema: pa.Schema | None  # the first file's
 
 
 def parquet_footers(location: DataLocation, policy: DataAccessPolicy) -> ParquetFooters:
     """The parquet file or directory at ``location`` from its footers: the files listed once and
     nothing but the footers read. FileNotFoundError when nothing is there."""
+    fs, path = filesystem(location, policy)
+    footers = parquet_footers_on(fs, path)
+    if not footers.files:
+        raise FileNotFoundError(location.uri)
+    return footers
+
+
+def parquet_footers_on(fs: pafs.FileSystem, path: str) -> ParquetFooters:
+    """``parquet_footers`` on a filesystem path (no files, 0 rows and no schema when nothing is there)."""
     import pyarrow.parquet as pq
 
-    fs, _ = filesystem(location, policy)
-    files = parquet_files(location, policy)
+    files = parquet_files_on(fs, path)
     rows = size = 0
     schema = None
-    for path in files:
-        with fs.open_input_file(path) as handle:
+    for name in files:
+        with fs.open_input_file(name) as handle:
             footer = pq.ParquetFile(handle)
             meta = footer.metadata
             rows += meta.num_rows

@@ -69,8 +69,8 @@ def score_batch(config: BatchScoringConfig, policy: DataAccessPolicy, registry: 
     log(f"connected to Ray in {time.perf_counter() - mark:.1f} s")
     scoring_started = time.perf_counter()
     try:
-        outcome = run_scoring(spec, model, checked.files, input_fs, plan, rows=rows, input_bytes=checked.bytes,
-                              batch_size=config.batch_size, on_invalid=config.on_invalid, progress=progress, log=log)
+        outcome = run_scoring(spec, model, checked.files, input_fs, plan, input_bytes=checked.bytes,
+                              on_invalid=config.on_invalid, progress=progress, log=log)
         manifest = {
             "job_id": ctx.job_id, "tenant_id": ctx.tenant_id, "model_id": config.model_id, "model_version": model.version,
             "input_path": config.input_path, "rows": outcome.rows_done, "rejected_rows": outcome.rows_rejected,

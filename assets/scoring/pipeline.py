@@ -81,9 +81,11 @@ class ScoringOutcome:
     schema: Any = None  # the output files' Arrow schema (None when no row was scored)
 
 
-def pool_plan(cluster_cpus: float, rows: int, batch_size: int) -> tuple[int, float]:
-    """(actors, CPUs per actor) for a cluster of ``cluster_cpus`` and an input of ``rows``."""
-    actors = max(1, min(MAX_SCORING_ACTORS, round(cluster_cpus), math.ceil(max(rows, 1) / batch_size)))
+def pool_plan(cluster_cpus: float, input_bytes: int) -> tuple[int, float]:
+    """(actors, CPUs per actor) for a cluster of ``cluster_cpus`` and an input of ``input_bytes``
+    (uncompressed): no more actors than blocks of at least ``MIN_BLOCK_BYTES`` (an actor scores
+    whole blocks: one more would have nothing to do)."""
+    actors = max(1, min(MAX_SCORING_ACTORS, round(cluster_cpus), math.ceil(max(input_bytes, 1) / MIN_BLOCK_BYTES)))
     per_actor = min(1.0, max(0.05, (cluster_cpus - IO_RESERVE_CPUS) / actors))
     return actors, round(per_actor, 3)
 
@@ -150,18 +152,17 @@ class PartWriter:
 
 
 def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], input_fs: pafs.FileSystem, plan: OutputPlan, *,
-                rows: int, input_bytes: int,
-                batch_size: int, on_invalid: str, progress: Callable[[int, int], None] | None = None,
+                input_bytes: int, on_invalid: str, progress: Callable[[int, int], None] | None = None,
                 progress_every_s: float = 1.0, log: Callable[[str], None] = lambda _message: None) -> ScoringOutcome:
     """Score ``input_files`` into ``plan``'s staging folder (the caller commits or discards it)."""
     import ray
     import ray.data
 
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    actors, per_actor = pool_plan(cpus, rows, batch_size)
+    actors, per_actor = pool_plan(cpus, input_bytes)
     cap = block_bytes(input_bytes, actors)
     log(f"scoring on Ray Data: up to {actors} actor(s) of {per_actor} CPU on a cluster of {cpus:g} CPU, "
-        f"read tasks of {IO_TASK_CPUS} CPU, blocks up to {cap / 2**20:.1f} MiB, {batch_size} rows per model call")
+        f"read tasks of {IO_TASK_CPUS} CPU, blocks up to {cap / 2**20:.1f} MiB, {spec.rows_per_call} rows per model call")
     counter = ray.remote(num_cpus=0)(_Counter).remote()
     shared_model = ray.put(model)
     stop = threading.Event()
@@ -233,15 +234,9 @@ def _report(counter: Any, progress: Callable[[int, int], None], stop: threading.
 
 
 def _rejected_rows(plan: OutputPlan) -> int:
-    import pyarrow.parquet as pq
+    from resources.storage import parquet_footers_on
 
-    from resources.storage import parquet_files_on
-
-    total = 0
-    for path in parquet_files_on(plan.fs, plan.staged_rejected):
-        with plan.fs.open_input_file(path) as handle:
-            total += pq.ParquetFile(handle).metadata.num_rows
-    return total
+    return parquet_footers_on(plan.fs, plan.staged_rejected).rows
 
 
 def _examples(plan: OutputPlan) -> list[dict[str, Any]]:

@@ -19,15 +19,19 @@ from resources.storage import local_filesystem
 FEATURES = [FeatureSpec("n", "long"), FeatureSpec("x", "double")]
 
 
-@pytest.mark.parametrize(("cpus", "rows", "batch", "expected"), [
-    (2, 1_000_000, 1000, (2, 0.75)),   # this machine: both cores predict, 0.5 CPU left for reads
-    (16, 1_000_000, 1000, (8, 1.0)),   # at most 8 actors, one CPU each
-    (1, 1_000_000, 1000, (1, 0.5)),
-    (2, 10, 1000, (1, 1.0)),           # one batch: one actor
-    (0.5, 100, 10, (1, 0.05)),         # a cluster smaller than the reserve still gets an actor
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(("cpus", "input_bytes", "expected"), [
+    (2, 40 * MIB, (2, 0.75)),          # this machine: both cores predict, 0.5 CPU left for reads
+    (16, 40 * MIB, (8, 1.0)),          # at most 8 actors, one CPU each
+    (16, 3 * MIB, (3, 1.0)),           # no more actors than blocks of at least 1 MiB
+    (1, 40 * MIB, (1, 0.5)),
+    (2, 400_000, (1, 1.0)),            # one block: one actor
+    (0.5, 40 * MIB, (1, 0.05)),        # a cluster smaller than the reserve still gets an actor
 ])
-def test_the_pool_leaves_cpu_for_the_read_tasks(cpus, rows, batch, expected):
-    actors, per_actor = pool_plan(cpus, rows, batch)
+def test_the_pool_leaves_cpu_for_the_read_tasks(cpus, input_bytes, expected):
+    actors, per_actor = pool_plan(cpus, input_bytes)
     assert (actors, per_actor) == expected
     assert actors * per_actor <= max(cpus - IO_RESERVE_CPUS, 0.05 * actors) + 1e-9
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier, RandomForestRegressor
-from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -31,12 +31,20 @@ def _fit(kind: str):
         return pipe.fit(FRAME, LABELS), "classification"
     if kind == "logistic":
         return LogisticRegression(max_iter=2000).fit(FRAME, LABELS), "classification"
+    if kind == "logistic_3_classes":
+        return LogisticRegression(max_iter=2000).fit(FRAME, LABELS + (FRAME["support_tickets"] > 3)), "classification"
+    if kind == "ridge":
+        return Ridge(alpha=0.5).fit(FRAME, FRAME["avg_order_value"]), "regression"
     if kind == "boosting":
         return GradientBoostingClassifier(n_estimators=20, random_state=0).fit(FRAME, LABELS), "classification"
     return LinearRegression().fit(FRAME, LABELS * 2.0), "regression"
 
 
-@pytest.mark.parametrize("kind", ["forest", "extra_trees", "forest_regressor", "pipeline", "logistic", "boosting", "linear"])
+KINDS = ["forest", "extra_trees", "forest_regressor", "pipeline", "logistic", "logistic_3_classes", "ridge", "boosting", "linear"]
+CLOSED_FORM = {"logistic", "logistic_3_classes", "ridge", "linear"}  # X @ coef_ + intercept_, no per-call validation
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_fast_path_equals_the_estimators_answer(kind):
     estimator, model_type = _fit(kind)
     slow = _sklearn_predictor(estimator, model_type)
@@ -51,6 +59,7 @@ def test_fast_path_equals_the_estimators_answer(kind):
         assert np.array_equal(want, estimator.predict_proba(unseen))  # the slow path is the estimator itself
     else:
         assert got is None and np.allclose(want_labels, got_labels, rtol=0, atol=1e-9)
+    assert ("_linear_predictor" in fast.__qualname__) == (kind in CLOSED_FORM)
     # the fast path did not strip the served estimator's feature names
     assert list(getattr(estimator, "feature_names_in_", FEATURES)) == FEATURES
 
