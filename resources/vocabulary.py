@@ -25,12 +25,22 @@ TRAINABLE_FRAMEWORKS: tuple[str, ...] = get_args(TrainableFramework)
 # -- jobs --------------------------------------------------------------------------------------
 OnInvalid = Literal["fail", "skip"]  # a batch scoring job's rows that do not fit the signature
 ON_INVALID_CHOICES: tuple[str, ...] = get_args(OnInvalid)
-JobKind = Literal["training", "tuning", "batch_prediction", "materialization", "drift_report"]
+JobKind = Literal["training", "tuning", "batch_prediction", "materialization", "drift_report", "deployment"]
 JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 JobStatus = Literal["submitted", "queued", "running", "succeeded", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 UNFINISHED_STATUSES: tuple[str, ...] = tuple(s for s in JOB_STATUSES if s not in TERMINAL_STATUSES)
+
+# -- deployments ---------------------------------------------------------------------------------
+Runtime = Literal["ray_serve"]
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+# deploying: first applied; running: Serve reports every replica of the desired state up;
+# updating: a change is being applied; degraded: serving, but not as desired (replicas missing, a
+# failed roll-out kept the old version); failed: not serving; deleting: removal under way.
+DeploymentStatus = Literal["deploying", "running", "updating", "degraded", "failed", "deleting"]
+DEPLOYMENT_STATUSES: tuple[str, ...] = get_args(DeploymentStatus)
+DeploymentAction = Literal["apply", "delete"]  # what a deploy_model run does with the desired state
 
 # -- MLflow tags (registered models, versions and runs) -----------------------------------------
 TAG = "mlservice."

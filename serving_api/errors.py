@@ -35,6 +35,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "FEATURE_SERVICE_NOT_FOUND": 404,
     "REFERENCE_NOT_FOUND": 404,
     "POLICY_NOT_FOUND": 404,  # a version without a drift reference sample
+    "DEPLOYMENT_NOT_FOUND": 404,
     "METHOD_NOT_ALLOWED": 405,
     "MODEL_ALREADY_EXISTS": 409,
     "VERSION_ALREADY_EXISTS": 409,
@@ -43,6 +44,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "ENSEMBLE_ALREADY_EXISTS": 409,
     "JOB_ALREADY_FINISHED": 409,
     "OUTPUT_EXISTS": 409,  # a batch job's output path holds files and overwrite is false
+    "DEPLOYMENT_EXISTS": 409,  # the tenant has a deployment of this model version
     "QUOTA_EXCEEDED": 409,  # the tenant holds as many models / versions / ensembles as it may
     "PAYLOAD_TOO_LARGE": 413,
     "VALIDATION_ERROR": 422,
