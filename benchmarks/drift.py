@@ -341,7 +341,7 @@ def log_rows(model, model_id: str, version: str, current, now: datetime, hours: 
     compact JSON text; ``at`` spread evenly over the ``hours`` before ``now``, oldest first."""
     import numpy as np
 
-    from serving_api.services.prediction_record import Answer
+    from resources.prediction_records import Answer
 
     proba = np.asarray(model.predict_proba(current), dtype=float)
     labels = np.asarray(model.classes_)[proba.argmax(axis=1)].tolist()

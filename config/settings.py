@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     ray_port: int = 6380
     ray_dashboard_port: int = 8265
     ray_dashboard_url: str | None = None
+    serve_port: int = Field(default=8100, ge=1, le=65535,
+                            description="Ray Serve's HTTP proxy (loopback); the API forwards predictions of deployments to it")
+    serve_url: str | None = Field(default=None, description="Ray Serve's HTTP proxy as the API reaches it (default: loopback serve_port)")
 
     jwt_secret: SecretStr | None = None
     jwt_public_key: str | None = None
@@ -273,6 +276,10 @@ class Settings(BaseSettings):
     @property
     def effective_ray_address(self) -> str:
         return self.ray_address or f"127.0.0.1:{self.ray_port}"
+
+    @property
+    def effective_serve_url(self) -> str:
+        return self.serve_url or f"http://127.0.0.1:{self.serve_port}"
 
     @property
     def effective_ray_dashboard_url(self) -> str:

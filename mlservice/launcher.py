@@ -90,6 +90,7 @@ class Platform:
                 ("Ray GCS", s.ray_port, "MLSERVICE_RAY_PORT", self.start_ray),
                 ("Ray dashboard", s.ray_dashboard_port, "MLSERVICE_RAY_DASHBOARD_PORT", self.start_ray),
                 ("S3 (embedded)", s.s3_port, "MLSERVICE_S3_PORT", self.start_s3),
+                ("Ray Serve", s.serve_port, "MLSERVICE_SERVE_PORT", self.start_ray),
             )
             if wanted and not port_free(port)
         ]
@@ -107,6 +108,7 @@ class Platform:
             MLSERVICE_DAGSTER_URL=s.effective_dagster_url,
             MLSERVICE_RAY_ADDRESS=s.effective_ray_address,
             MLSERVICE_RAY_DASHBOARD_URL=s.effective_ray_dashboard_url,
+            MLSERVICE_SERVE_PORT=str(s.serve_port),
             MLSERVICE_DATABASE_URL=s.effective_database_url,
             RAY_AUTH_MODE="token",
             RAY_AUTH_TOKEN_PATH=str(s.ray_token_path),

@@ -34,7 +34,7 @@ def head_command(settings: Settings, temp_dir: Path) -> tuple[list[str], dict[st
     the metrics servers (the autoscaler's and dashboard's take 44217 and 44227 unless told), so two
     platforms run side by side. No ``--ray-client-server-port``: the client server stays off."""
     s = settings
-    taken = {s.api_port, s.dagster_port, s.mlflow_port, s.ray_port, s.ray_dashboard_port, s.s3_port}
+    taken = {s.api_port, s.dagster_port, s.mlflow_port, s.ray_port, s.ray_dashboard_port, s.s3_port, s.serve_port}
     ports: list[int] = []
     for _ in range(4):
         ports.append(free_port(exclude=taken | set(ports)))

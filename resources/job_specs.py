@@ -20,12 +20,13 @@ from resources.limits import (
     MAX_TRIALS,
     MAX_WORKERS,
 )
-from resources.vocabulary import ModelType, OnInvalid, Promote
+from resources.vocabulary import DeploymentAction, ModelType, OnInvalid, Promote
 from resources.vocabulary import TrainableFramework as Framework
 
 TRAINING_JOB = "training"  # the Dagster job whose assets take TrainingSetConfig + TrainedModelConfig
 TUNING_JOB = "tuning"  # TrainingSetConfig + TuningConfig
 BATCH_SCORING_JOB = "batch_scoring"  # BatchScoringConfig
+DEPLOY_JOB = "deploy_model"  # DeploymentConfig
 
 
 class JobContext(dg.Config):
@@ -113,6 +114,17 @@ class BatchScoringConfig(dg.Config):
     on_invalid: OnInvalid = Field(default="fail", description="rows that do not fit the signature: fail the job, or "
                                                                "skip them into _rejected/ with the reason")
     overwrite: bool = Field(default=False, description="replace what the output folder holds")
+
+
+class DeploymentConfig(dg.Config):
+    """A deployment's desired state applied to Ray Serve (or its application deleted). The state
+    itself is read from the platform's database when the run starts: a newer change than the one
+    that launched the run is applied as it is then."""
+
+    context: JobContext
+    deployment_id: str = Field(description="the API's deployment id (dep-...)")
+    action: DeploymentAction = Field(default="apply", description="apply the desired state, or delete the application")
+    generation: int = Field(default=0, ge=0, description="the generation that launched the run (for its log)")
 
 
 def run_config(**ops: dg.Config) -> dict[str, Any]:

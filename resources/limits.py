@@ -131,3 +131,10 @@ def range_ends(spec: dict) -> list[Any]:
         return [math.floor(low / q) * q, math.ceil(high / q) * q]
     return [low, high]
 
+
+# -- deployments (Ray Serve) ---------------------------------------------------------------------
+MAX_REPLICAS = 64  # per deployment version (num_replicas, autoscaling max_replicas)
+MAX_REPLICA_CPUS = 64
+MAX_REPLICA_MEMORY_GB = 512
+MAX_REPLICA_GPUS = 8
+DEFAULT_REPLICA_CPUS = 0.25  # a replica of a tabular model uses a fraction of a core; 2 fit next to the platform on 2 cores

@@ -18,6 +18,7 @@ from config.wiring import build_feature_store, build_quotas, build_registry, bui
 from resources.audit import AuditLog
 from resources.ensembles import EnsembleStore
 from resources.prediction_log import PredictionLog
+from resources.prediction_records import PredictionRecorder
 from serving_api.auth import TokenVerifier
 from serving_api.errors import install_error_handlers
 from serving_api.heap import freeze_long_lived
@@ -31,7 +32,6 @@ from serving_api.services.explanations import Explainer
 from serving_api.services.jobs import JobService
 from serving_api.services.models import ModelService
 from serving_api.services.monitoring import MonitoringService
-from serving_api.services.prediction_record import PredictionRecorder
 from serving_api.services.predictions import PredictionService
 
 log = logging.getLogger("mlservice.api")

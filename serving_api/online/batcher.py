@@ -16,36 +16,18 @@ queued requests are answered; a caller still holding a closed batcher is served 
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from inference.errors import NonFiniteOutput
+from inference.batching import predict_together
 
 Inputs = "pd.DataFrame | np.ndarray"
 PredictFn = Callable[[Inputs], tuple[np.ndarray, "np.ndarray | None"]]
 ErrorFn = Callable[[Any, Exception], Exception]
 _STOP = object()
-
-
-def _combine(parts: list) -> pd.DataFrame | np.ndarray:
-    if len(parts) == 1:
-        return parts[0]
-    if isinstance(parts[0], np.ndarray):
-        return np.concatenate(parts)
-    return pd.concat(parts, ignore_index=True)
-
-
-def _finite(values: Any) -> bool:
-    if not isinstance(values, np.ndarray) or values.dtype.kind != "f":
-        return True
-    if values.size <= 16:  # one or a few rows: plain floats are cheaper than a numpy reduction
-        return all(map(math.isfinite, values.ravel().tolist()))
-    return bool(np.isfinite(values).all())
 
 
 class MicroBatcher:
@@ -121,21 +103,9 @@ class MicroBatcher:
             if batch:
                 await self._answer(loop, batch)
 
-    def _checked(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray | None]:
-        predictions, probabilities = self.predict_fn(inputs)
-        if not (_finite(predictions) and _finite(probabilities)):
-            raise NonFiniteOutput("the model's output is not a finite number for these inputs")
-        return predictions, probabilities
-
     def _each(self, frames: list) -> list[tuple[bool, Any]]:
         """Predict every request alone (in a worker thread): (True, result) or (False, exception)."""
-        answers = []
-        for frame in frames:
-            try:
-                answers.append((True, self._checked(frame)))
-            except Exception as exc:
-                answers.append((False, exc))
-        return answers
+        return [predict_together(self.predict_fn, [frame])[0][0] for frame in frames]
 
     def _error(self, frame: Inputs, exc: Exception) -> Exception:
         if self.on_error is None:
@@ -146,25 +116,14 @@ class MicroBatcher:
             return exc
 
     async def _answer(self, loop: asyncio.AbstractEventLoop, batch: list[tuple[Any, asyncio.Future]]) -> None:
-        try:
-            predictions, probabilities = await loop.run_in_executor(self.executor, self._checked, _combine([f for f, _ in batch]))
-        except Exception as exc:
-            if len(batch) == 1:
-                answers = [(False, exc)]
-            else:
-                self.retried += 1
-                answers = await loop.run_in_executor(self.executor, self._each, [frame for frame, _ in batch])
-            for (frame, future), (ok, result) in zip(batch, answers, strict=True):
-                if not future.done():
-                    if ok:
-                        future.set_result(result)
-                    else:
-                        future.set_exception(self._error(frame, result))
-            return
-        self.batches += 1
-        start = 0
-        for frame, future in batch:
-            end = start + len(frame)
+        answers, retried = await loop.run_in_executor(self.executor, predict_together, self.predict_fn, [f for f, _ in batch])
+        if retried:
+            self.retried += 1
+        elif all(ok for ok, _ in answers):
+            self.batches += 1
+        for (frame, future), (ok, result) in zip(batch, answers, strict=True):
             if not future.done():
-                future.set_result((predictions[start:end], None if probabilities is None else probabilities[start:end]))
-            start = end
+                if ok:
+                    future.set_result(result)
+                else:
+                    future.set_exception(self._error(frame, result))

@@ -17,10 +17,10 @@ from inference.errors import FeatureValidationError
 from inference.validation import model_inputs
 from resources.ensembles import EnsembleRecord, EnsembleStore
 from resources.errors import DomainError, InvalidRequest, ModelNotFound, VersionNotFound
+from resources.prediction_records import Answer
 from resources.quotas import TenantQuotas
 from serving_api.auth import Principal
 from serving_api.schemas.predictions import EnsemblePredictionResponse, FeatureRows
-from serving_api.services.prediction_record import Answer
 from serving_api.services.predictions import PredictionService
 
 

@@ -25,10 +25,11 @@ import numpy as np
 from inference.errors import FeatureValidationError
 from inference.model import LoadedModel
 from inference.validation import model_inputs
+from resources.prediction_records import Answer, PredictionRecorder
 from serving_api.online.cache import ModelCache, Served
 from serving_api.schemas.predictions import PredictionResponse
 from serving_api.services.explanations import Explainer
-from serving_api.services.prediction_record import Answer, PredictionRecorder, RowsOutcome
+from serving_api.services.prediction_record import RowsOutcome
 from serving_api.services.prediction_responses import UNAVAILABLE_BY_ENTITY, prediction_fields, prediction_json
 
 if TYPE_CHECKING:
