@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     ray_dashboard_url: str | None = None
     serve_port: int = Field(default=8100, ge=1, le=65535,
                             description="Ray Serve's HTTP proxy (loopback); the API forwards predictions of deployments to it")
+    deploy_timeout_s: float = Field(default=300.0, gt=0, le=3600,
+                                    description="how long a deploy_model run waits for Serve to report the application running")
     serve_url: str | None = Field(default=None, description="Ray Serve's HTTP proxy as the API reaches it (default: loopback serve_port)")
 
     jwt_secret: SecretStr | None = None

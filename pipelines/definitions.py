@@ -11,6 +11,7 @@ import os
 
 import dagster as dg
 
+from assets.deployments.assets import model_deployment
 from assets.features.assets import FEATURE_ASSETS
 from assets.monitoring.assets import drift_report, predictions
 from assets.scoring.assets import batch_predictions
@@ -30,7 +31,8 @@ def build_definitions() -> dg.Definitions:
     feature_cron = os.environ.get("MLSERVICE_FEATURE_MATERIALIZATION_CRON", HOURLY)
     settings = Settings()
     return dg.Definitions(
-        assets=[*FEATURE_ASSETS, training_set, trained_model, tuned_model, predictions, drift_report, batch_predictions],
+        assets=[*FEATURE_ASSETS, training_set, trained_model, tuned_model, predictions, drift_report, batch_predictions,
+                model_deployment],
         jobs=[*ALL_JOBS, retention_job, drift_report_job],
         schedules=[build_feature_schedule(feature_cron), build_retention_schedule(settings.retention_cron),
                    build_drift_schedule(settings.drift_report_cron)],

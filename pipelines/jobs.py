@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.deployments.assets import model_deployment
 from assets.features.assets import customer_features, order_features
 from assets.scoring.assets import batch_predictions
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from resources import vocabulary
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB
-from resources.job_specs import BATCH_SCORING_JOB, TRAINING_JOB, TUNING_JOB
+from resources.job_specs import BATCH_SCORING_JOB, DEPLOY_JOB, TRAINING_JOB, TUNING_JOB
 
 # The run queue keeps one slot free of this pool (mlservice/dagster_instance.py): heavy jobs only.
 COMPUTE_POOL_TAGS = {vocabulary.RUN_POOL: vocabulary.COMPUTE_POOL}
@@ -47,4 +48,12 @@ batch_scoring_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
-ALL_JOBS = [training_job, tuning_job, feature_materialization_job, batch_scoring_job]
+deploy_model_job = dg.define_asset_job(
+    DEPLOY_JOB,
+    selection=dg.AssetSelection.assets(model_deployment),
+    description="Apply a deployment's desired state to Ray Serve (or delete its application); the run is the Serve driver",
+    tags={vocabulary.RUN_KIND: "deployment"},
+    executor_def=dg.in_process_executor,  # one step that waits on Serve: no step process
+)
+
+ALL_JOBS = [training_job, tuning_job, feature_materialization_job, batch_scoring_job, deploy_model_job]

@@ -30,7 +30,8 @@ from resources.errors import DomainError
 from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 from resources.vocabulary import TERMINAL_STATUSES
 
-_PREFIX = {"training": "train", "tuning": "tune", "batch_prediction": "batch", "materialization": "mat", "drift_report": "drift"}
+_PREFIX = {"training": "train", "tuning": "tune", "batch_prediction": "batch", "materialization": "mat", "drift_report": "drift",
+           "deployment": "deploy"}
 
 jobs = sa.Table(
     "jobs",

@@ -72,3 +72,14 @@ class RayCluster(dg.ConfigurableResource):
             for name, amount in (node.get("resources_total") or {}).items():
                 totals[name] = totals.get(name, 0.0) + float(amount)
         return totals
+
+    def serve_applications(self) -> dict[str, dict[str, Any]]:
+        """Ray Serve's applications as the dashboard's REST API reports them (``/api/serve/applications/``),
+        by name: ``status``, ``message``, ``route_prefix`` and per deployment ``status``, ``message``,
+        ``target_num_replicas``, ``replicas`` (their states) and ``deployment_config``. Empty when Serve
+        was never started."""
+        response = self._get("/api/serve/applications/")
+        if response.status_code != 200:
+            raise RayUnavailable(f"the Ray dashboard's Serve API answered HTTP {response.status_code}")
+        body = response.json() or {}
+        return dict(body.get("applications") or {})

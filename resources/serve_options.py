@@ -123,3 +123,8 @@ def _amount(name: str, value: float) -> str:
 
 def _shown(values: dict[str, float]) -> dict[str, float]:
     return {"cpu": round(values["CPU"], 3), "gpu": round(values["GPU"], 3), "memory_gb": round(values["memory"] / GIB, 3)}
+
+
+def canary_replica_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A canary's replicas: one, with the stable version's resources."""
+    return {"num_replicas": 1, "autoscaling": None, "resources": spec["resources"]}

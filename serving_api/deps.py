@@ -18,6 +18,7 @@ from resources.registry import ModelRegistry
 from serving_api.auth import Principal
 from serving_api.errors import ApiError
 from serving_api.online.cache import ModelCache
+from serving_api.services.deployments import DeploymentService
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.jobs import JobService
 from serving_api.services.models import ModelService
@@ -105,6 +106,10 @@ async def get_monitoring_service(request: Request) -> MonitoringService:
     return request.app.state.monitoring_service
 
 
+async def get_deployment_service(request: Request) -> DeploymentService:
+    return request.app.state.deployment_service
+
+
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
@@ -127,3 +132,7 @@ MonitoringWriter = Annotated[Principal, Depends(require_scope("monitoring:write"
 FeedbackWriter = Annotated[Principal, Depends(require_any_scope("monitoring:write", "predictions:write"))]
 FeaturesReader = Annotated[Principal, Depends(require_scope("features:read"))]
 FeaturesWriter = Annotated[Principal, Depends(require_scope("features:write"))]
+DeploymentServiceDep = Annotated[DeploymentService, Depends(get_deployment_service)]
+DeploymentsWriter = Annotated[Principal, Depends(require_scope("deployments:write"))]
+# a deployment is how a model is served: who may read models may read its deployments
+DeploymentsReader = Annotated[Principal, Depends(require_any_scope("deployments:write", "models:read"))]

@@ -45,6 +45,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "JOB_ALREADY_FINISHED": 409,
     "OUTPUT_EXISTS": 409,  # a batch job's output path holds files and overwrite is false
     "DEPLOYMENT_EXISTS": 409,  # the tenant has a deployment of this model version
+    "DEPLOYMENT_CONFLICT": 409,  # a change to a deployment that is being deleted
     "QUOTA_EXCEEDED": 409,  # the tenant holds as many models / versions / ensembles as it may
     "PAYLOAD_TOO_LARGE": 413,
     "VALIDATION_ERROR": 422,

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from config.settings import Settings, get_settings
 from config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
 from resources.audit import AuditLog
+from resources.deployments import DeploymentStore
 from resources.ensembles import EnsembleStore
 from resources.prediction_log import PredictionLog
 from resources.prediction_records import PredictionRecorder
@@ -26,7 +27,8 @@ from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.online.cache import ModelCache
 from serving_api.ratelimit import RateLimiter
-from serving_api.routes import batch, ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
+from serving_api.routes import batch, deployments, ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
+from serving_api.services.deployments import DeploymentService
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.explanations import Explainer
 from serving_api.services.jobs import JobService
@@ -104,11 +106,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                  quotas=build_quotas(settings))
     app.state.model_service = ModelService(app.state.registry, model_cache)
     app.state.job_service = JobService.from_settings(settings, state, app.state.registry)
+    app.state.deployment_service = DeploymentService(DeploymentStore(state), app.state.job_service)
     app.state.monitoring_service = MonitoringService(app.state.registry, state, model_cache, app.state.job_service.policy)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
     for router in (models.router, batch.router, predictions.router, ensembles.router, training.router, tuning.router,
-                   jobs.router, features.router, oip.router, monitoring.router):
+                   jobs.router, features.router, oip.router, monitoring.router, deployments.router):
         app.include_router(router)
     return app

@@ -6,62 +6,23 @@ service (as the API sees them: a launch returns a run id, a run has a status).""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
-from resources.dagster_runs import STATUS_BY_DAGSTER, RunState
 from resources.jobs import jobs as jobs_table
 from resources.state_db import utcnow
 from serving_api.main import create_app
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope, register_model
 from tests.utils.datasets import write_tiny_training_file
+from tests.utils.fakes import FakeRay, FakeRuns
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.tokens import auth, make_token
 
 SMALL = {"models": 2, "versions_per_model": 2, "ensembles": 1, "concurrent_jobs": 2}
 TENANTS = ("q-models", "q-versions", "q-ensembles", "q-jobs", "q-room")
-
-
-class FakeRuns:
-    """Dagster as the job service sees it: launches recorded, run statuses set by the test."""
-
-    def __init__(self) -> None:
-        self.tags: dict[str, dict[str, str]] = {}
-        self.status: dict[str, str] = {}
-
-    def launch(self, job_name, run_config, tags):
-        run_id = uuid.uuid4().hex
-        self.tags[run_id], self.status[run_id] = dict(tags), "STARTED"
-        return run_id
-
-    def state(self, run_id):
-        status = self.status[run_id]
-        return RunState(run_id, STATUS_BY_DAGSTER[status], status, None, None)
-
-    def run_id_by_tag(self, key, value):
-        return None
-
-    def failure_message(self, run_id):
-        return None
-
-    def terminate(self, run_id):
-        self.status[run_id] = "CANCELED"
-        return True
-
-    def run_url(self, base_url, run_id):
-        return f"{base_url}/runs/{run_id}"
-
-
-class FakeRay:
-    def ensure_reachable(self) -> None:
-        pass
-
-    def total_resources(self) -> dict:
-        return {"CPU": 2}
 
 
 @pytest.fixture(scope="module")

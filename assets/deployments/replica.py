@@ -1,0 +1,136 @@
+"""What runs inside a deployment's Ray Serve application: a replica per model version, and the
+router in front of them.
+
+``ModelReplica`` loads its version through the model core (``inference.load_version``: the digest
+check, the skops / torch rebuild, the verified fast predictor), checks each request's rows with
+the online API's rules (``inference.validation.model_inputs``), predicts the requests that arrive
+together in one call (``@serve.batch`` -> ``inference.batching.predict_together``: one request's
+bad row never fails another's), explains within the same cost bound as the API, and commits every
+answered prediction to the platform's prediction log before it answers, with the same record
+format (``resources.prediction_records``), so drift and performance reports see deployed
+traffic. Its health check fails when the log's writer stopped.
+
+``DeploymentRouter`` is the application's ingress (HTTP, behind Serve's proxy on loopback): it
+sends ``canary_percent`` of the requests to the canary version's replicas and the rest to the
+stable version's. It is always there, so adding or ending a canary never restarts the stable
+replicas.
+
+A request (from the API, which has authenticated the caller and checked the tenant):
+``{"rows": [...], "request_id": str, "subject": str | None, "explain": bool}``. The answer:
+``{"ok": true, "version", "role", "prediction", "probabilities", "confidence", "explanation",
+"request_id", "latency_ms"}`` or ``{"ok": false, "error": {"code", "message", "details"}}``. The
+tenant of the records is the replica's own, never the request's.
+
+Imported only where Serve runs (the ``deploy_model`` run building the application, and the
+replicas): ``ray.serve`` at the top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+from ray import serve
+
+from resources.errors import DomainError
+from resources.serve_options import BATCH_WAIT_S, MAX_BATCH_SIZE
+
+log = logging.getLogger("ray.serve")
+
+
+def _error(exc: DomainError) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+
+
+class ModelReplica:
+    def __init__(self, tenant_id: str, model_id: str, version: str, role: str, explain_max_cost: int) -> None:
+        from config.settings import Settings
+        from config.wiring import build_registry, build_state_store
+        from inference.loaded import load_version
+        from resources.prediction_log import PredictionLog
+        from resources.prediction_records import PredictionRecorder
+
+        settings = Settings()
+        state = build_state_store(settings)
+        started = time.perf_counter()
+        self.model = load_version(build_registry(settings, state), tenant_id, model_id, version)
+        self.tenant_id, self.model_id, self.role, self.explain_max_cost = tenant_id, model_id, role, explain_max_cost
+        self.log = PredictionLog(state, max_wait_s=0, max_payload_bytes=settings.prediction_log_max_payload_bytes)
+        self.log.start()
+        self.recorder = PredictionRecorder(self.log)
+        log.info("model %s version %s (%s) loaded in %.1f s", model_id, self.model.version, role, time.perf_counter() - started)
+
+    def check_health(self) -> None:
+        thread = getattr(self.log, "_thread", None)
+        if thread is None or not thread.is_alive():
+            raise RuntimeError("the prediction log's writer is not running: answered predictions could not be recorded")
+
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def _predict(self, parts: list[Any]) -> list[tuple[bool, Any]]:
+        from inference.batching import predict_together
+
+        answers, _ = await asyncio.to_thread(predict_together, self.model.batch_predict, parts)
+        return answers
+
+    async def answer(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from inference.bounds import input_error
+        from inference.explanations import check_cost, explain_row
+        from inference.validation import model_inputs
+        from resources.prediction_records import Answer
+
+        started = time.perf_counter()
+        rows = payload.get("rows")
+        if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+            return _error(DomainError("rows must be a non-empty list of objects"))
+        explain = bool(payload.get("explain"))
+        try:
+            if explain:
+                check_cost(self.model, len(rows), self.explain_max_cost)
+            inputs = model_inputs(self.model, rows)
+            ok, result = await self._predict(inputs)
+            if not ok:
+                raise input_error(self.model, inputs, result)
+        except DomainError as exc:
+            return _error(exc)
+        predictions, probabilities = result
+        prediction = [value.item() if hasattr(value, "item") else value for value in predictions]
+        proba = confidence = None
+        if probabilities is not None:
+            proba = [[float(p) for p in row] for row in probabilities]
+            confidence = [max(row) for row in proba]
+        explanation = None
+        if explain:
+            explanation = [await asyncio.to_thread(explain_row, self.model, rows, index, self.explain_max_cost)
+                           for index in range(len(rows))]
+        answer = Answer(self.model_id, self.model.version, rows, prediction, proba, confidence)
+        latency_ms, logged_id = await self.recorder.record(
+            answer, request_id=str(payload.get("request_id") or f"serve-{time.time_ns()}")[:128], tenant_id=self.tenant_id,
+            subject=payload.get("subject"), started=started)
+        return {"ok": True, "version": self.model.version, "role": self.role, "prediction": prediction,
+                "probabilities": proba, "confidence": confidence, "explanation": explanation, "request_id": logged_id,
+                "latency_ms": latency_ms}
+
+    def __del__(self) -> None:
+        log_ = getattr(self, "log", None)
+        if log_ is not None:
+            log_.close(timeout=10)
+
+
+class DeploymentRouter:
+    def __init__(self, stable: Any, canary: Any = None, canary_percent: float = 0.0) -> None:
+        self.stable, self.canary, self.canary_percent = stable, canary, float(canary_percent)
+
+    async def __call__(self, request: Any) -> dict[str, Any]:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _error(DomainError("the body must be JSON"))
+        if not isinstance(payload, dict):
+            return _error(DomainError("the body must be a JSON object"))
+        handle = self.stable
+        if self.canary is not None and random.random() * 100 < self.canary_percent:
+            handle = self.canary
+        return await handle.answer.remote(payload)

@@ -1,0 +1,58 @@
+"""Dagster and Ray as the API's job service sees them, for fast API tests: a launch returns a run id,
+a run has the status the test sets, Ray answers with the resources the test gives. The real ones
+are used by the integration tier."""
+
+from __future__ import annotations
+
+import uuid
+
+from resources.dagster_runs import STATUS_BY_DAGSTER, RunState
+
+
+class FakeRuns:
+    """Dagster as the job service sees it: launches recorded, run statuses set by the test."""
+
+    def __init__(self) -> None:
+        self.tags: dict[str, dict[str, str]] = {}
+        self.status: dict[str, str] = {}
+        self.launched: list[tuple[str, dict]] = []  # (job name, run config) in launch order
+
+    def launch(self, job_name, run_config, tags):
+        run_id = uuid.uuid4().hex
+        self.launched.append((job_name, run_config))
+        self.tags[run_id], self.status[run_id] = dict(tags), "STARTED"
+        return run_id
+
+    def state(self, run_id):
+        status = self.status[run_id]
+        return RunState(run_id, STATUS_BY_DAGSTER[status], status, None, None)
+
+    def run_id_by_tag(self, key, value):
+        return None
+
+    def failure_message(self, run_id):
+        return None
+
+    def terminate(self, run_id):
+        self.status[run_id] = "CANCELED"
+        return True
+
+    def run_url(self, base_url, run_id):
+        return f"{base_url}/runs/{run_id}"
+
+
+class FakeRay:
+    """Ray as the API sees it over the dashboard: reachable, with these resources and Serve applications."""
+
+    def __init__(self, resources: dict | None = None) -> None:
+        self.resources = dict(resources or {"CPU": 2})
+        self.applications: dict[str, dict] = {}
+
+    def ensure_reachable(self) -> None:
+        pass
+
+    def total_resources(self) -> dict:
+        return dict(self.resources)
+
+    def serve_applications(self) -> dict:
+        return dict(self.applications)
