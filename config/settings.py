@@ -128,6 +128,8 @@ class Settings(BaseSettings):
     drift_report_cron: str = Field(default="15 * * * *", description="schedule of the drift reports (every monitored model)")
     monitoring_sensor_interval_s: int = Field(
         default=60, ge=5, le=3600, description="how often the monitored_models and retrain_on_drift sensors look")
+    deployment_sensor_interval_s: int = Field(
+        default=30, ge=5, le=3600, description="how often the deployment_reconciler sensor compares deployments with Serve")
     prediction_log_max_payload_bytes: int = Field(default=65_536, ge=1024, description="features+outputs kept per record")
     max_token_lifetime_s: int = Field(default=86_400, gt=0, description="tokens living longer (exp - iat) are refused")
     unauthenticated_rate_per_second: float = Field(default=10.0, gt=0, description="per client address, before auth")

@@ -18,6 +18,7 @@ from assets.scoring.assets import batch_predictions
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from config.settings import Settings
+from pipelines.deployment_reconciler import build_deployment_reconciler
 from pipelines.jobs import ALL_JOBS
 from pipelines.monitoring import build_drift_schedule, build_monitored_models_sensor, drift_report_job
 from pipelines.resources import RESOURCES_BY_ENV
@@ -37,7 +38,8 @@ def build_definitions() -> dg.Definitions:
         schedules=[build_feature_schedule(feature_cron), build_retention_schedule(settings.retention_cron),
                    build_drift_schedule(settings.drift_report_cron)],
         sensors=[build_monitored_models_sensor(settings.monitoring_sensor_interval_s),
-                 build_retrain_sensor(settings.monitoring_sensor_interval_s)],
+                 build_retrain_sensor(settings.monitoring_sensor_interval_s),
+                 build_deployment_reconciler(settings.deployment_sensor_interval_s)],
         resources=RESOURCES_BY_ENV[environment](),
     )
 

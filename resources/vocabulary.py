@@ -67,6 +67,7 @@ FINAL_METRIC_PREFIX = "final_"
 RUN_TENANT, RUN_JOB_ID, RUN_KIND = "mlservice/tenant", "mlservice/job_id", "mlservice/kind"
 RUN_POOL, COMPUTE_POOL = "mlservice/pool", "compute"
 RUN_COMPUTE_TENANT = "mlservice/compute_tenant"
+RUN_DEPLOYMENT = "mlservice/deployment"  # deploy_model runs: the deployment id (the reconciler skips one with a run in flight)
 RUN_MAX_RUNTIME = "dagster/max_runtime"
 COMPUTE_KINDS = frozenset({"training", "tuning", "batch_prediction"})
 
@@ -75,9 +76,12 @@ def max_runtime_tags(max_run_minutes: float | None) -> dict[str, str]:
     return {RUN_MAX_RUNTIME: str(max(1, round(max_run_minutes * 60)))} if max_run_minutes else {}
 
 
-def job_run_tags(tenant_id: str, job_id: str, kind: str, max_run_minutes: float | None) -> dict[str, str]:
-    """The tags of a run launched for a job record (by the API or a schedule)."""
+def job_run_tags(tenant_id: str, job_id: str, kind: str, max_run_minutes: float | None,
+                 deployment_id: str | None = None) -> dict[str, str]:
+    """The tags of a run launched for a job record (by the API, a schedule or a sensor)."""
     tags = {RUN_TENANT: tenant_id, RUN_JOB_ID: job_id, RUN_KIND: kind}
+    if deployment_id is not None:
+        tags[RUN_DEPLOYMENT] = deployment_id
     if kind in COMPUTE_KINDS:
         tags[RUN_COMPUTE_TENANT] = tenant_id
     return {**tags, **max_runtime_tags(max_run_minutes)}

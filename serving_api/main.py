@@ -28,6 +28,7 @@ from serving_api.middleware import RequestContextMiddleware
 from serving_api.online.cache import ModelCache
 from serving_api.ratelimit import RateLimiter
 from serving_api.routes import batch, deployments, ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
+from serving_api.services.deployed_predictions import DeployedPredictions
 from serving_api.services.deployments import DeploymentService
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.explanations import Explainer
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 warming.cancel()
             prediction_log.close()
             explainer.close()
+            if app.state.prediction_service.deployed is not None:
+                await app.state.prediction_service.deployed.close()
             model_cache.close()
             audit.close()
             state.dispose()
@@ -101,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.prediction_service = PredictionService(
         model_cache, PredictionRecorder(prediction_log), explainer=explainer, feature_store=app.state.feature_store,
         rate_limiter=app.state.rate_limiter, offload_rows=settings.offload_rows,
+        deployed=DeployedPredictions(DeploymentStore(state), settings.effective_serve_url),
     )
     app.state.ensemble_service = EnsembleService(EnsembleStore(state), app.state.prediction_service,
                                                  quotas=build_quotas(settings))

@@ -65,6 +65,11 @@ class PredictionRequest(FeatureRows):
     entities: list[Entity] | None = Field(
         default=None, min_length=1, max_length=MAX_ENTITIES, description="several entities, like 'entity'",
     )
+    deployment_id: str | None = Field(
+        default=None, max_length=64,
+        description="answer through this Ray Serve deployment of the model (its replicas, its canary split) instead "
+                    "of in process; the response's served_by says which path answered",
+    )
 
     def _check_inputs(self) -> None:
         given = [self.features, self.instances, self.entity, self.entities]
@@ -109,6 +114,8 @@ class PredictionResponse(BaseModel):
     entities: list[dict[str, Any]] | None = None
     feature_service: str | None = None
     features: dict[str, Any] | list[dict[str, Any]] | None = None
+    # Which path answered: {"path": "in_process"} or {"path": "deployment", "deployment_id", "role": stable|canary}
+    served_by: dict[str, Any] | None = None
 
 
 class EnsembleMember(StrictModel):

@@ -2,8 +2,8 @@
 ``deploy_model`` run for every change (the run is the Serve driver); it never becomes a Ray
 driver itself, and reads what Serve reports over HTTP from the Ray dashboard.
 
-Checks before anything is stored, in order: Ray reachable (503 RAY_UNAVAILABLE), the model and
-version (404), a GPU when asked for (400), the replicas the change starts with fitting the
+Checks before anything is stored, in order: the model and version (404), Ray reachable (503
+RAY_UNAVAILABLE), a GPU when asked for (400), the replicas the change starts with fitting the
 cluster (400 naming what is available), one deployment per model version (409). A run that could
 not be launched removes what this request stored (a new deployment) or leaves the change recorded
 for the reconciler to apply (a change).
@@ -40,8 +40,8 @@ class DeploymentService:
     # -- changes ------------------------------------------------------------------------------------
     def create(self, principal: Principal, body: DeploymentCreate) -> tuple[DeploymentRecord, JobRecord]:
         tenant = principal.tenant_id
-        self.ray.ensure_reachable()
         resolved = self.registry.resolve_version(tenant, body.model_id, body.version)
+        self.ray.ensure_reachable()
         spec = {"num_replicas": body.num_replicas, "resources": body.resources.model_dump(),
                 "autoscaling": body.autoscaling.model_dump() if body.autoscaling else None}
         fit = check_fits(spec, self.ray.total_resources())
@@ -122,6 +122,7 @@ class DeploymentService:
         request = {"deployment_id": record.deployment_id, "action": action, "generation": record.generation}
         job = self.jobs.submit(
             principal, kind=KIND, job_name=DEPLOY_JOB, model_name=record.model_name, request=request, idempotency_key=None,
+            deployment_id=record.deployment_id,
             run_config=lambda ctx: run_config(model_deployment=DeploymentConfig(
                 context=ctx, deployment_id=record.deployment_id, action=action, generation=record.generation)),
         )

@@ -95,6 +95,7 @@ class JobService:
     def submit(
         self, principal: Principal, *, kind: str, job_name: str, model_name: str | None, request: dict[str, Any],
         idempotency_key: str | None, run_config: Callable[[JobContext], dict[str, Any]], needs_ray: bool = True,
+        deployment_id: str | None = None,
     ) -> JobRecord:
         if needs_ray:
             self.ray.ensure_reachable()  # 503 RAY_UNAVAILABLE before anything is stored
@@ -110,7 +111,7 @@ class JobService:
             self.jobs.delete(record.job_id)
             raise
         context = JobContext(tenant_id=principal.tenant_id, job_id=record.job_id, requested_by=principal.subject)
-        tags = vocabulary.job_run_tags(principal.tenant_id, record.job_id, kind, self.max_run_minutes)
+        tags = vocabulary.job_run_tags(principal.tenant_id, record.job_id, kind, self.max_run_minutes, deployment_id)
         try:
             run_id = self.runs.launch(job_name, run_config(context), tags)
         except Exception:

@@ -25,6 +25,7 @@ import numpy as np
 from inference.errors import FeatureValidationError
 from inference.model import LoadedModel
 from inference.validation import model_inputs
+from resources.errors import InvalidRequest
 from resources.prediction_records import Answer, PredictionRecorder
 from serving_api.online.cache import ModelCache, Served
 from serving_api.schemas.predictions import PredictionResponse
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
     from resources.feature_store import FeatureStoreResource
     from serving_api.auth import Principal
     from serving_api.schemas.predictions import PredictionRequest
+    from serving_api.services.deployed_predictions import DeployedPredictions
+
+
+IN_PROCESS = {"path": "in_process"}
 
 
 def _plain(values: np.ndarray) -> list[Any]:
@@ -86,10 +91,11 @@ def _outcome(served: Served, rows: list[dict[str, Any]], predictions: np.ndarray
 class PredictionService:
     def __init__(
         self, cache: ModelCache, recorder: PredictionRecorder, *, explainer: Explainer, feature_store: Any = None,
-        rate_limiter: Any = None, offload_rows: int = 64,
+        rate_limiter: Any = None, offload_rows: int = 64, deployed: DeployedPredictions | None = None,
     ) -> None:
         self.cache, self.recorder, self.explainer, self.rate_limiter = cache, recorder, explainer, rate_limiter
         self.feature_store, self.offload_rows = feature_store, offload_rows  # the store: predictions by entity
+        self.deployed = deployed  # requests that name a deployment_id
 
     def charge_rows(self, tenant_id: str, rows: int) -> None:
         """Charge the rows of a request to the tenant's rate limit (the request itself paid one)."""
@@ -114,6 +120,10 @@ class PredictionService:
         # By entity, contributions (e.g. coef * (x - mean)) would reveal the stored values: only with features:read.
         sees_features = principal.has_scope("features:read")
         explain = body.options.return_explanation and (sees_features or not body.by_entity)
+        if body.deployment_id is not None:
+            if self.deployed is None:
+                raise InvalidRequest("this API serves no deployments", {"deployment_id": body.deployment_id})
+            return await self.deployed.answer(body, principal, request_id, explain=explain, started=started)
         if body.by_entity:
             outcome = await self.predict_entities(tenant_id, body.model_id, body.version, body.entity_rows(),
                                                   self.feature_store, explain=explain)
@@ -125,7 +135,8 @@ class PredictionService:
         latency_ms, logged_id = await self.record(outcome.answer(body.model_id), request_id=request_id,
                                                   tenant_id=tenant_id, subject=principal.subject, started=started)
         fields = dict(request_id=logged_id, model_id=body.model_id, version=outcome.served.model.version,
-                      latency_ms=latency_ms, **prediction_fields(body, outcome, explanation, sees_features=sees_features))
+                      latency_ms=latency_ms, served_by=IN_PROCESS,
+                      **prediction_fields(body, outcome, explanation, sees_features=sees_features))
         if n_rows <= self.offload_rows:
             return PredictionResponse(**fields)
         return await self.offload(n_rows, prediction_json, fields)

@@ -1,8 +1,8 @@
 """End to end: ``mlservice up`` exactly as ``make up`` runs it, checked over real HTTP on loopback.
 
-One platform (Ray head, MLflow server, Dagster webserver and daemon, demo seed, API) is started
-per module on free ports and a temporary data directory; the last test stops it, checks that no
-child process survives, and starts it again on the same data directory. Takes a few minutes.
+The platform (Ray head, MLflow server, Dagster webserver and daemon, demo seed, API) is the
+integration tier's shared one (``tests/integration/conftest.py``); the last test stops it, checks
+that no child process survives, and starts it again on the same data directory. Takes a few minutes.
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-import pytest
-
 from mlservice.demo_traffic import SHIFTED_FEATURE, TRAFFIC_ROWS
+from tests.integration.conftest import DEMO_MODEL, DEMO_TENANT, JWT_CANARY
 from tests.utils.platform import (
     REPO_ROOT,
-    Platform,
     assert_groups_gone,
     bearer,
-    cleanup,
     cmdline,
     environ,
     integration_marks,
@@ -35,39 +31,7 @@ from tests.utils.platform import (
     stop,
 )
 
-DEMO_TENANT, DEMO_MODEL = "acme-corp", "customer_churn_predictor"
-# A JWT-named variable in the launcher's environment: the API may see it, no other part may.
-# (Settings ignore it; the real MLSERVICE_JWT_SECRET would stop the dev key from being generated.)
-JWT_CANARY = ("MLSERVICE_JWT_SECRET_CANARY", "canary-" + "c" * 40)
-
 pytestmark = integration_marks(timeout_s=600)
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("platform-data").resolve()
-    data_dir.chmod(0o755)  # an existing, open data dir: the launcher narrows it
-    state = {"current": None}
-    try:
-        # sensors look every 5 s (60 s by default) so the retraining loop closes within the test
-        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5"}
-        state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=env)
-        yield state  # a holder: the restart test swaps in the second instance
-    finally:
-        if state["current"] is not None:
-            stop(state["current"])
-        cleanup(data_dir)  # both instances share the data directory
-
-
-@pytest.fixture
-def up(platform) -> Platform:
-    return platform["current"]
-
-
-@pytest.fixture
-def http():
-    with httpx.Client(trust_env=False, timeout=30) as client:  # loopback only: never a proxy
-        yield client
 
 
 def test_health(up, http):

@@ -21,7 +21,7 @@ from mlservice.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 360  # a cold start with the demo seed takes ~3 min on 2 busy cores
-PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "S3")
+PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "S3", "SERVE")
 
 
 def integration_marks(timeout_s: int) -> list[pytest.MarkDecorator]:
