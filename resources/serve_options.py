@@ -14,7 +14,11 @@ Mapping, checked against Ray 2.60's defaults:
 - ``max_ongoing_requests`` per replica: ``MAX_ONGOING_REQUESTS`` (Serve's default 5 queues a
   micro-batch's worth of requests at the proxy; a replica batches up to ``MAX_BATCH_SIZE``), and
   ``max_queued_requests`` bounds what waits for a replica (beyond: 503 from Serve, a clear
-  "overloaded" from the API) so one deployment's backlog cannot grow without bound.
+  "overloaded" from the API) so one deployment's backlog cannot grow without bound;
+- ``max_surge_percent`` 100: a roll starts the new replicas before it stops the old ones (measured
+  on Ray 2.60: a one-replica deployment otherwise answers timeouts and 503s while it rolls, and a
+  version whose replicas cannot start leaves nothing serving; with it, the old replicas keep
+  serving). A change therefore needs room for the new replicas beside the old ones while it rolls.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from typing import Any
 from resources.errors import InvalidRequest
 
 MAX_ONGOING_REQUESTS = 32
+# Replacements start before old replicas stop during every roll (Ray 2.60 rolls every replica on
+# each serve.run, even for a new replica count); without it a one-replica deployment is down
+# while its replacement starts, and a broken new version leaves nothing serving.
+MAX_SURGE_PERCENT = 100
 MAX_QUEUED_REQUESTS = 256
 MAX_BATCH_SIZE = 32  # rows' requests a replica predicts in one call (@serve.batch)
 BATCH_WAIT_S = 0.002
@@ -54,6 +62,7 @@ def deployment_options(spec: dict[str, Any]) -> dict[str, Any]:
         "ray_actor_options": actor_options(spec["resources"]),
         "max_ongoing_requests": MAX_ONGOING_REQUESTS,
         "max_queued_requests": MAX_QUEUED_REQUESTS,
+        "max_surge_percent": MAX_SURGE_PERCENT,
     }
     autoscaling = spec.get("autoscaling")
     if autoscaling:

@@ -41,6 +41,31 @@ from resources.serve_options import BATCH_WAIT_S, MAX_BATCH_SIZE
 log = logging.getLogger("ray.serve")
 
 
+def serve_grpc_on_node_address() -> None:
+    """Ray Serve 2.60 starts an inter-deployment gRPC server in every replica, bound to ``[::]:0``:
+    every interface of the host, whatever the cluster's node address (``replica.py``,
+    ``_on_initialized``; the platform's launcher refuses to run when a process listens beyond
+    loopback, and stops). Serve routes requests between deployments through Ray, not that server,
+    unless ``RAY_SERVE_USE_GRPC_BY_DEFAULT`` is set. Called from the replica's constructor, which
+    Serve runs before it starts the server: the server binds the node's own address instead
+    (127.0.0.1 on the embedded platform, whose Ray node address is loopback)."""
+    import ray
+    from ray.serve._private import replica as serve_replica
+
+    original = serve_replica.add_port_to_grpc_server
+    if getattr(original, "mlservice_bound", False):
+        return
+    host = ray.util.get_node_ip_address()
+
+    def on_node_address(server: Any, address: str) -> Any:
+        if address.startswith("[::]:"):
+            address = f"{host}:{address.rsplit(':', 1)[1]}"
+        return original(server, address)
+
+    on_node_address.mlservice_bound = True  # type: ignore[attr-defined]
+    serve_replica.add_port_to_grpc_server = on_node_address
+
+
 def _error(exc: DomainError) -> dict[str, Any]:
     return {"ok": False, "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
 
@@ -53,6 +78,7 @@ class ModelReplica:
         from resources.prediction_log import PredictionLog
         from resources.prediction_records import PredictionRecorder
 
+        serve_grpc_on_node_address()
         settings = Settings()
         state = build_state_store(settings)
         started = time.perf_counter()
@@ -121,6 +147,7 @@ class ModelReplica:
 
 class DeploymentRouter:
     def __init__(self, stable: Any, canary: Any = None, canary_percent: float = 0.0) -> None:
+        serve_grpc_on_node_address()
         self.stable, self.canary, self.canary_percent = stable, canary, float(canary_percent)
 
     async def __call__(self, request: Any) -> dict[str, Any]:

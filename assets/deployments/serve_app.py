@@ -3,10 +3,10 @@
 The application of a deployment: ``router`` (the ingress, a small fraction of a CPU) ->
 ``stable`` (the version's replicas, with the deployment's replicas or autoscaling and resources,
 ``resources.serve_options``) and, while a canary runs, ``canary`` (one replica of the canary
-version with the same resources). ``serve.run`` upserts it by name: a changed version rolls the
-stable replicas (Serve starts new ones before it stops old ones), a changed replica count or
-autoscaling does not restart any, and a failed roll-out leaves the old replicas serving
-(``DEPLOY_FAILED``).
+version with the same resources). ``serve.run`` upserts it by name, and on Ray 2.60 every upsert
+rolls every replica of the application, even for a new replica count (measured); with
+``max_surge_percent`` 100 the new replicas start before the old ones stop, so a roll fails no
+request, and a roll whose replicas cannot start leaves the old ones serving (``DEPLOY_FAILED``).
 
 Replicas get the platform's settings through their runtime environment (``MLSERVICE_*``
 variables but the JWT keys, ``AWS_*``, ``MLFLOW_*``): they read the registry, the artifact store
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resources.serve_options import canary_replica_spec, deployment_options
+from resources.serve_options import MAX_SURGE_PERCENT, canary_replica_spec, deployment_options
 
 if TYPE_CHECKING:
     from resources.deployments import DeploymentRecord
@@ -57,7 +57,7 @@ def build_app(record: DeploymentRecord, *, explain_max_cost: int, env: dict[str,
         percent = float(record.canary["traffic_percent"])
     router = serve.deployment(
         DeploymentRouter, name="router", num_replicas=1, max_ongoing_requests=ROUTER_MAX_ONGOING,
-        ray_actor_options={"num_cpus": ROUTER_CPUS, "runtime_env": runtime_env},
+        max_surge_percent=MAX_SURGE_PERCENT, ray_actor_options={"num_cpus": ROUTER_CPUS, "runtime_env": runtime_env},
     )
     return router.bind(stable, canary, percent)
 

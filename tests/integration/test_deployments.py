@@ -2,7 +2,8 @@
 demo model, predict through the deployment (the same answer and refusals as in process, every
 answer in the prediction log), scale, autoscaling visible in Serve's own status, a rolling update
 to another version while a client keeps predicting (no failed request), and delete (gone from
-the API and from Serve). Replicas ask for 0.25 CPU so everything fits the 2-core machine."""
+the API and from Serve); every socket of Serve's processes on loopback. Replicas ask for 0.25 CPU
+so everything fits the 2-core machine."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from tests.integration.conftest import DEMO_MODEL, DEMO_TENANT
-from tests.utils.platform import Platform, bearer, integration_marks
+from tests.utils.platform import Platform, bearer, integration_marks, parts
 
 pytestmark = integration_marks(timeout_s=900)
 
@@ -97,6 +98,15 @@ def test_deploy_predict_scale_roll_out_and_delete(up, http):
     assert set(logged) == {answer["request_id"], explained["request_id"]}
     assert logged[answer["request_id"]]["model_version"] == first
     assert logged[answer["request_id"]]["outputs"]["prediction"] == answer["prediction"]
+
+    # Serve's replicas (and their inter-deployment gRPC servers) listen on loopback only
+    from mlservice import exposure
+
+    pids = {pid for found in parts(up).values() for pid in found}
+    listening = exposure.listeners(pids)
+    assert any(item.process.startswith("ray::ServeRepli") for item in listening), listening
+    assert any(item.port == up.ports["SERVE"] for item in listening), listening
+    assert [str(item) for item in listening if not exposure.is_loopback(item.address)] == []
 
     # scale to 2 replicas, then autoscaling (visible in Serve's own status)
     assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"num_replicas": 2},
