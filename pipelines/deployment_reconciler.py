@@ -1,10 +1,11 @@
 """The ``deployment_reconciler`` sensor: desired state (the deployments table) against what Ray
 Serve reports (the dashboard's REST API; the sensor never becomes a Ray driver), repaired by
 ``deploy_model`` runs. ``resources.deployment_reconcile.decide`` says what to do with each
-deployment; this module reads the inputs and acts: a run (with a job record of the deployment's
-tenant, submitted by this sensor, listed by ``GET /api/v1/jobs``) to apply or delete, or a status
-written back. After a platform restart (Ray restarted, Serve empty) every deployment that should
-run is applied again by itself.
+deployment, and ``judge_canary`` whether a running canary is rolled back or promoted (from the
+traffic its router counted, ``resources.deployment_traffic``); this module reads the inputs and
+acts: a run (with a job record of the deployment's tenant, submitted by this sensor, listed by
+``GET /api/v1/jobs``) to apply or delete, or a status written back. After a platform restart (Ray
+restarted, Serve empty) every deployment that should run is applied again by itself.
 
 No deployments: no HTTP call. Ray unreachable: the tick is skipped (nothing is marked failed
 because the cluster is away).
@@ -13,11 +14,13 @@ because the cluster is away).
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from pipelines.jobs import deploy_model_job
-from resources.deployment_reconcile import decide
+from resources.deployment_reconcile import decide, judge_canary
+from resources.deployment_traffic import KEEP_DAYS, TrafficStore
 from resources.deployments import DeploymentRecord, DeploymentStore
 from resources.errors import RayUnavailable
 from resources.job_specs import DeploymentConfig, run_config
@@ -59,9 +62,15 @@ def evaluate(context: dg.SensorEvaluationContext, state: StateStore, ray_cluster
     except RayUnavailable as exc:
         return dg.SkipReason(f"Ray is unreachable, nothing changed: {exc}")
     busy = _in_flight(context.instance)
+    traffic = TrafficStore(state)
+    now = datetime.now(UTC)
+    traffic.prune(now - timedelta(days=KEEP_DAYS))
     requests = []
     for record in records:
         decision = decide(record, apps.get(record.app_name), run_in_flight=record.deployment_id in busy)
+        if decision.action == "none" and record.canary and record.deployment_id not in busy:
+            decision = judge_canary(record, traffic.since(record.deployment_id, datetime.fromisoformat(record.canary["started_at"])),
+                                    now)
         if decision.action == "none":
             continue
         log.info("deployment %s (%s): %s %s", record.deployment_id, record.status, decision.action, decision.message or "")
@@ -70,10 +79,31 @@ def evaluate(context: dg.SensorEvaluationContext, state: StateStore, ray_cluster
         elif decision.action == "observe":
             store.observe(record.deployment_id, status=decision.status or record.status, reason=decision.reason,
                           event="reconciled", message=decision.message, failed=decision.failed)
+        elif decision.action in ("rollback", "promote"):
+            changed = _settle_canary(store, record, decision)
+            if changed is not None:
+                requests.append(_run_request(state, store, changed, "apply", decision.message or ""))
         else:
             requests.append(_run_request(state, store, record, "delete" if decision.action == "delete" else "apply",
                                          decision.message or ""))
     return dg.SensorResult(run_requests=requests) if requests else dg.SkipReason("every deployment is as desired")
+
+
+def _settle_canary(store: DeploymentStore, record: DeploymentRecord, decision) -> DeploymentRecord | None:
+    """The canary ended in the desired state (rolled back: its traffic to the stable version;
+    promoted: the stable version becomes the canary's), with the figures in the event."""
+    from resources.errors import DomainError
+
+    desired = {"canary": None}
+    if decision.action == "promote":
+        desired["version"] = record.canary["version"]
+    try:
+        return store.change(record.tenant_id, record.deployment_id, status="updating",
+                            event=f"canary_{'rolled_back' if decision.action == 'rollback' else 'promoted'}",
+                            message=decision.message or decision.action, details=decision.figures, **desired)
+    except DomainError as exc:  # e.g. the canary's version got a deployment of its own meanwhile
+        store.observe(record.deployment_id, status=record.status, event="canary_not_settled", message=exc.message)
+        return None
 
 
 def _run_request(state: StateStore, store: DeploymentStore, record: DeploymentRecord, action: str, why: str) -> dg.RunRequest:

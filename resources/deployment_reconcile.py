@@ -10,6 +10,7 @@ flight, and acts on each ``Decision``:
   no more runs until the next change;
 - its application missing (Ray restarted, the platform came back) or a change whose run ended
   without applying it: applied again (a run);
+- a canary that runs: judged by ``judge_canary`` (rolled back or promoted);
 - Serve reporting the application DEPLOY_FAILED or UNHEALTHY (replicas that keep failing) while
   it should run: ``degraded`` with Serve's message, counted as a failure (so a deployment whose
   replicas keep failing ends ``failed``); RUNNING again: ``running``, the count reset.
@@ -17,13 +18,16 @@ flight, and acts on each ``Decision``:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
+from resources.deployment_traffic import Traffic
 from resources.deployments import DeploymentRecord
 
 MAX_FAILED_APPLIES = 3
-Action = Literal["none", "apply", "delete", "remove", "observe"]
+MIN_CANARY_REQUESTS = 20  # a canary is judged on no fewer of its own requests (and as many of the stable's)
+Action = Literal["none", "apply", "delete", "remove", "observe", "rollback", "promote"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Decision:
     reason: str | None = None
     message: str | None = None
     failed: bool | None = None  # count a failure (True) or reset the count (False)
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 NOTHING = Decision("none")
@@ -70,3 +75,44 @@ def _messages(app: dict[str, Any]) -> str:
         if deployment.get("message"):
             parts.append(f"{name}: {deployment['message']}")
     return "; ".join(p for p in parts if p) or "no message"
+
+
+def judge_canary(record: DeploymentRecord, traffic: dict[tuple[str, str], Traffic], now: datetime) -> Decision:
+    """A running canary against the stable version over the same window (since the canary
+    started): rolled back (traffic to the stable version, the figures in the event) when its error
+    rate exceeds the stable's by more than ``max_error_rate_delta`` or its p99 latency is more than
+    ``max_p99_latency_ratio`` times the stable's; promoted (a rolling update of the stable version
+    to it) once ``promote_after_minutes`` passed cleanly. Both need ``MIN_CANARY_REQUESTS`` of the
+    canary's own requests (and as many of the stable's for the comparison); before that, nothing."""
+    canary = record.canary
+    if not canary or record.status != "running" or record.applied_generation != record.generation:
+        return NOTHING
+    mine = traffic.get(("canary", canary["version"]), Traffic())
+    stable = traffic.get(("stable", record.version), Traffic())
+    figures = {
+        "canary": {"version": canary["version"], "requests": mine.requests, "errors": mine.errors,
+                   "error_rate": round(mine.error_rate, 4), "p99_ms": mine.quantile_ms(0.99)},
+        "stable": {"version": record.version, "requests": stable.requests, "errors": stable.errors,
+                   "error_rate": round(stable.error_rate, 4), "p99_ms": stable.quantile_ms(0.99)},
+        "limits": {"max_error_rate_delta": canary["max_error_rate_delta"],
+                   "max_p99_latency_ratio": canary["max_p99_latency_ratio"]},
+    }
+    if mine.requests < MIN_CANARY_REQUESTS or stable.requests < MIN_CANARY_REQUESTS:
+        return NOTHING
+    delta = mine.error_rate - stable.error_rate
+    if delta > float(canary["max_error_rate_delta"]):
+        return Decision("rollback", figures=figures, message=(
+            f"canary {canary['version']} rolled back: error rate {mine.error_rate:.2%} vs stable {stable.error_rate:.2%} "
+            f"(+{delta:.2%} > {float(canary['max_error_rate_delta']):.2%}) over {mine.requests} canary requests"))
+    mine_p99, stable_p99 = mine.quantile_ms(0.99), stable.quantile_ms(0.99)
+    if mine_p99 is not None and stable_p99 and mine_p99 / stable_p99 > float(canary["max_p99_latency_ratio"]):
+        return Decision("rollback", figures=figures, message=(
+            f"canary {canary['version']} rolled back: p99 latency {mine_p99:g} ms vs stable {stable_p99:g} ms "
+            f"(x{mine_p99 / stable_p99:.2f} > x{float(canary['max_p99_latency_ratio']):g}) over {mine.requests} canary requests"))
+    started = datetime.fromisoformat(canary["started_at"])
+    if (now - started).total_seconds() >= float(canary["promote_after_minutes"]) * 60:
+        return Decision("promote", figures=figures, message=(
+            f"canary {canary['version']} promoted after {float(canary['promote_after_minutes']):g} min: error rate "
+            f"{mine.error_rate:.2%} (stable {stable.error_rate:.2%}), p99 {mine_p99:g} ms (stable {stable_p99:g} ms) "
+            f"over {mine.requests} canary requests"))
+    return NOTHING

@@ -258,8 +258,11 @@ class DeploymentStore:
                 self._event(conn, deployment_id, event, message or status, details)
 
     def remove(self, deployment_id: str) -> None:
-        """Gone: the Serve application was deleted."""
+        """Gone: the Serve application was deleted (its events and traffic with it)."""
+        from resources.deployment_traffic import deployment_traffic
+
         with self.state.begin() as conn:
+            conn.execute(deployment_traffic.delete().where(deployment_traffic.c.deployment_id == deployment_id))
             conn.execute(deployment_events.delete().where(deployment_events.c.deployment_id == deployment_id))
             conn.execute(deployments.delete().where(deployments.c.deployment_id == deployment_id))
 

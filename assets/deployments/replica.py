@@ -12,8 +12,8 @@ traffic. Its health check fails when the log's writer stopped.
 
 ``DeploymentRouter`` is the application's ingress (HTTP, behind Serve's proxy on loopback): it
 sends ``canary_percent`` of the requests to the canary version's replicas and the rest to the
-stable version's. It is always there, so adding or ending a canary never restarts the stable
-replicas.
+stable version's, and counts what each version answered (requests, errors, latency), which the
+reconciler compares to roll a canary back or promote it.
 
 A request (from the API, which has authenticated the caller and checked the tenant):
 ``{"rows": [...], "request_id": str, "subject": str | None, "explain": bool}``. The answer:
@@ -64,6 +64,9 @@ def serve_grpc_on_node_address() -> None:
 
     on_node_address.mlservice_bound = True  # type: ignore[attr-defined]
     serve_replica.add_port_to_grpc_server = on_node_address
+
+
+CLIENT_ERRORS = ("VALIDATION_ERROR", "INVALID_REQUEST")  # refusals of the client's input: not the version's errors
 
 
 def _error(exc: DomainError) -> dict[str, Any]:
@@ -146,9 +149,24 @@ class ModelReplica:
 
 
 class DeploymentRouter:
-    def __init__(self, stable: Any, canary: Any = None, canary_percent: float = 0.0) -> None:
+    """The ingress: picks the version of each request (``canary_percent`` to the canary), counts
+    what each version answered (``resources.deployment_traffic``: requests, errors, latency per
+    minute, written every ``FLUSH_S``; the reconciler judges a canary from them), and turns a
+    replica's failure into an error reply instead of Serve's bare 500."""
+
+    FLUSH_S = 5.0
+
+    def __init__(self, deployment_id: str, stable: Any, stable_version: str, canary: Any = None, canary_version: str = "",
+                 canary_percent: float = 0.0) -> None:
         serve_grpc_on_node_address()
-        self.stable, self.canary, self.canary_percent = stable, canary, float(canary_percent)
+        self.deployment_id = deployment_id
+        self.roles = {"stable": (stable, stable_version)}
+        if canary is not None:
+            self.roles["canary"] = (canary, canary_version)
+        self.canary_percent = float(canary_percent)
+        self.counts: dict[tuple[str, str, Any], Any] = {}
+        self._flusher: asyncio.Task | None = None
+        self._store: Any = None
 
     async def __call__(self, request: Any) -> dict[str, Any]:
         try:
@@ -157,7 +175,44 @@ class DeploymentRouter:
             return _error(DomainError("the body must be JSON"))
         if not isinstance(payload, dict):
             return _error(DomainError("the body must be a JSON object"))
-        handle = self.stable
-        if self.canary is not None and random.random() * 100 < self.canary_percent:
-            handle = self.canary
-        return await handle.answer.remote(payload)
+        role = "canary" if "canary" in self.roles and random.random() * 100 < self.canary_percent else "stable"
+        handle, version = self.roles[role]
+        started = time.perf_counter()
+        try:
+            reply = await handle.answer.remote(payload)
+            ok = bool(reply.get("ok")) or (reply.get("error") or {}).get("code") in CLIENT_ERRORS
+        except Exception as exc:  # the replica raised or died: the version failed this request
+            log.warning("the %s version (%s) failed a request: %s", role, version, exc)
+            reply = {"ok": False, "error": {"code": "DEPLOYMENT_UNAVAILABLE", "details": {"role": role},
+                                            "message": f"the {role} version failed the request ({type(exc).__name__})"}}
+            ok = False
+        self._count(role, version, ok, (time.perf_counter() - started) * 1000)
+        return reply
+
+    def _count(self, role: str, version: str, ok: bool, latency_ms: float) -> None:
+        from datetime import UTC, datetime
+
+        from resources.deployment_traffic import Traffic
+
+        minute = datetime.now(UTC).replace(second=0, microsecond=0)
+        self.counts.setdefault((role, version, minute), Traffic()).add(ok, latency_ms)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.FLUSH_S)
+        counts, self.counts = self.counts, {}
+        try:
+            await asyncio.to_thread(self._write, counts)
+        except Exception as exc:  # counts are best effort: predictions never wait on them
+            log.warning("deployment traffic not recorded: %s", exc)
+
+    def _write(self, counts: dict[tuple[str, str, Any], Any]) -> None:
+        if self._store is None:
+            from config.settings import Settings
+            from config.wiring import build_state_store
+            from resources.deployment_traffic import TrafficStore
+
+            self._store = TrafficStore(build_state_store(Settings()))
+        for (role, version, minute), traffic in counts.items():
+            self._store.add(self.deployment_id, role, version, minute, traffic)

@@ -51,15 +51,16 @@ def build_app(record: DeploymentRecord, *, explain_max_cost: int, env: dict[str,
             record.tenant_id, record.model_id, version, name, explain_max_cost)
 
     stable = replicas("stable", record.spec, record.version)
-    canary, percent = None, 0.0
+    canary, canary_version, percent = None, "", 0.0
     if record.canary:
-        canary = replicas("canary", canary_replica_spec(record.spec), record.canary["version"])
+        canary_version = record.canary["version"]
+        canary = replicas("canary", canary_replica_spec(record.spec), canary_version)
         percent = float(record.canary["traffic_percent"])
     router = serve.deployment(
         DeploymentRouter, name="router", num_replicas=1, max_ongoing_requests=ROUTER_MAX_ONGOING,
         max_surge_percent=MAX_SURGE_PERCENT, ray_actor_options={"num_cpus": ROUTER_CPUS, "runtime_env": runtime_env},
     )
-    return router.bind(stable, canary, percent)
+    return router.bind(record.deployment_id, stable, record.version, canary, canary_version, percent)
 
 
 @dataclass

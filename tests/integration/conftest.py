@@ -24,7 +24,8 @@ def platform(tmp_path_factory):
     state = {"current": None}
     try:
         # sensors look every 5 s (60 s by default) so the retraining loop closes within the test
-        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5"}
+        # (and the deployment reconciler every 5 s, so canaries are judged within the test)
+        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5", "MLSERVICE_DEPLOYMENT_SENSOR_INTERVAL_S": "5"}
         state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=env)
         yield state  # a holder: the restart test swaps in the second instance
     finally:

@@ -162,3 +162,83 @@ def local_explanation(http: httpx.Client, up: Platform, headers: dict, body: dic
     reply = http.post(f"{up.api}/api/v1/predictions", json={**body, "options": {"return_explanation": True}}, headers=headers)
     assert reply.status_code == 200, reply.text
     return reply.json()["explanation"]
+
+
+def _log_to_platform(up: Platform, model) -> str:
+    """Fit-and-log into the running platform's MLflow (a run of the demo tenant's experiment)."""
+    from config.settings import Settings
+    from tests.utils.mlflow_models import churn_like, log_fitted_model
+
+    settings = Settings(data_dir=up.data_dir, mlflow_tracking_uri=f"http://127.0.0.1:{up.ports['MLFLOW']}",
+                        database_url=f"sqlite:///{Path(up.data_dir) / 'api' / 'state.db'}")
+    features, labels = churn_like(n=400, seed=5)
+    return log_fitted_model(settings, DEMO_TENANT, model.fit(features, labels), features)
+
+
+def _steady_client(up: Platform, headers: dict, body: dict, stop: threading.Event, failures: list, roles: list) -> None:
+    with httpx.Client(trust_env=False, timeout=30) as steady:
+        while not stop.is_set():
+            r = steady.post(f"{up.api}/api/v1/predictions", headers=headers, json=body)
+            if r.status_code != 200:
+                failures.append(f"{r.status_code} {r.text[:200]}")
+            else:
+                roles.append((r.json()["served_by"]["role"], r.json()["version"]))
+            time.sleep(0.02)
+
+
+def test_a_slow_canary_is_rolled_back_and_a_clean_one_promoted(up, http):
+    from sklearn.ensemble import RandomForestClassifier
+
+    headers = bearer(up.token())
+    model_id = http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"][0]["model_id"]
+    versions = http.get(f"{up.api}/api/v1/models/{model_id}/versions", headers=headers).json()["data"]
+    # slow on purpose: 5,000 shallow trees answer one row in tens of ms (the demo's 100 trees: about 1 ms)
+    slow_run = _log_to_platform(up, RandomForestClassifier(n_estimators=5000, max_depth=3, random_state=0))
+    slow = http.post(f"{up.api}/api/v1/models/{model_id}/versions", json={"source": {"run_id": slow_run}}, headers=headers)
+    clean = http.post(f"{up.api}/api/v1/models/{model_id}/versions", json={"source": {"run_id": versions[-1]["run_id"]}},
+                      headers=headers)
+    assert slow.status_code == clean.status_code == 201, (slow.text, clean.text)
+    slow_version, clean_version = slow.json()["version"], clean.json()["version"]
+
+    reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
+        "model_id": model_id, "version": "1.0.0", "num_replicas": 1, "resources": {"cpu": 0.25}})
+    assert reply.status_code == 202, reply.text
+    deployment_id = reply.json()["deployment_id"]
+    _wait(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
+
+    failures: list[str] = []
+    roles: list[tuple[str, str]] = []
+    stop = threading.Event()
+    body = {"model_id": model_id, "deployment_id": deployment_id, "features": FEATURES}
+    worker = threading.Thread(target=_steady_client, args=(up, headers, body, stop, failures, roles), daemon=True)
+    worker.start()
+    try:
+        canary = {"version": slow_version, "traffic_percent": 50, "promote_after_minutes": 30, "max_p99_latency_ratio": 1.5}
+        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
+                          headers=headers).status_code == 202
+        view = _wait(http, up, headers, deployment_id,
+                     lambda v: any(e["kind"] == "canary_rolled_back" for e in v.get("events", [])), timeout_s=300)
+        rolled = next(e for e in view["events"] if e["kind"] == "canary_rolled_back")
+        assert "p99 latency" in rolled["message"], rolled
+        assert rolled["details"]["canary"]["requests"] >= 20 and rolled["details"]["canary"]["version"] == slow_version
+        assert ("canary", slow_version) in roles
+        view = _wait(http, up, headers, deployment_id,
+                     lambda v: v.get("status") == "running" and v["canary"] is None and v["applied_generation"] == v["generation"])
+        assert view["version"] == "1.0.0" and [v["role"] for v in view["versions"]] == ["stable"]
+
+        canary = {"version": clean_version, "traffic_percent": 50, "promote_after_minutes": 0.25}
+        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
+                          headers=headers).status_code == 202
+        view = _wait(http, up, headers, deployment_id,
+                     lambda v: v.get("version") == clean_version and v["canary"] is None and v.get("status") == "running",
+                     timeout_s=300)
+        promoted = next(e for e in view["events"] if e["kind"] == "canary_promoted")
+        assert "promoted after 0.25 min" in promoted["message"], promoted
+        time.sleep(2)
+    finally:
+        stop.set()
+        worker.join(timeout=60)
+    assert failures == [], failures[:5]
+    assert roles[-1] == ("stable", clean_version), roles[-3:]
+    assert http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers).status_code == 202
+    _wait(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)

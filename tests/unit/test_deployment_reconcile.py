@@ -62,3 +62,64 @@ def test_running_again_heals_and_a_healthy_deployment_is_left_alone():
     healed = decide(_record(status="degraded", failures=1), RUNNING_APP, run_in_flight=False)
     assert (healed.action, healed.status, healed.failed) == ("observe", "running", False)
     assert decide(_record(), RUNNING_APP, run_in_flight=False).action == "none"
+
+
+# -- canaries ---------------------------------------------------------------------------------------
+CANARY = {"version": "1.1.0", "traffic_percent": 20, "promote_after_minutes": 30, "max_error_rate_delta": 0.01,
+          "max_p99_latency_ratio": 1.5, "started_at": NOW.isoformat()}
+
+
+def _traffic(requests: int, errors: int, latency_ms: float):
+    from resources.deployment_traffic import Traffic
+
+    traffic = Traffic()
+    for i in range(requests):
+        traffic.add(i >= errors, latency_ms)
+    return traffic
+
+
+def _judge(stable, canary, minutes: float = 1):
+    from datetime import timedelta
+
+    from resources.deployment_reconcile import judge_canary
+
+    record = _record(canary=CANARY)
+    return judge_canary(record, {("stable", "1.0.0"): stable, ("canary", "1.1.0"): canary}, NOW + timedelta(minutes=minutes))
+
+
+def test_a_canary_that_fails_more_is_rolled_back_with_the_figures():
+    decision = _judge(_traffic(200, 0, 5), _traffic(40, 4, 5))
+    assert decision.action == "rollback" and "error rate 10.00%" in decision.message
+    assert decision.figures["canary"]["errors"] == 4 and decision.figures["stable"]["requests"] == 200
+
+
+def test_a_slow_canary_is_rolled_back():
+    decision = _judge(_traffic(200, 0, 4), _traffic(40, 0, 40))
+    assert decision.action == "rollback" and "p99 latency 50 ms vs stable 5 ms" in decision.message
+
+
+def test_a_clean_canary_is_promoted_after_its_window_and_not_before():
+    assert _judge(_traffic(200, 1, 5), _traffic(40, 0, 6), minutes=10).action == "none"
+    promoted = _judge(_traffic(200, 1, 5), _traffic(40, 0, 6), minutes=31)
+    assert promoted.action == "promote" and "promoted after 30 min" in promoted.message
+
+
+def test_too_few_canary_requests_decide_nothing():
+    assert _judge(_traffic(200, 0, 4), _traffic(10, 10, 900), minutes=60).action == "none"
+
+
+def test_traffic_adds_up_across_routers_and_minutes(state):
+    from datetime import timedelta
+
+    from resources.deployment_traffic import TrafficStore
+
+    store = TrafficStore(state)
+    store.add("dep-1", "canary", "1.1.0", NOW, _traffic(10, 1, 4))
+    store.add("dep-1", "canary", "1.1.0", NOW, _traffic(5, 0, 60))  # another router, the same minute
+    store.add("dep-1", "canary", "1.1.0", NOW + timedelta(minutes=1), _traffic(5, 0, 4))
+    store.add("dep-1", "stable", "1.0.0", NOW - timedelta(minutes=5), _traffic(7, 0, 4))  # before the window
+    found = store.since("dep-1", NOW)
+    assert set(found) == {("canary", "1.1.0")}
+    canary = found[("canary", "1.1.0")]
+    assert (canary.requests, canary.errors, canary.quantile_ms(0.5), canary.quantile_ms(0.99)) == (20, 1, 5.0, 75.0)
+    assert store.prune(NOW) == 1 and set(store.since("dep-1", NOW - timedelta(hours=1))) == {("canary", "1.1.0")}

@@ -1,0 +1,119 @@
+"""What each version of a deployment answered, per minute: requests, errors and a latency
+histogram, written by the deployment's router (Ray Serve) and read by the reconciler to judge a
+canary against the stable version over the same window.
+
+An error is a request the version failed to answer (its replica raised, was unreachable, or
+answered something other than a prediction or a refusal of the client's input); a 422 for the
+client's own features is not the version's error. Latency is the router's: the hop to the replica,
+its queue and the prediction. Histograms have fixed buckets (``BUCKETS_MS``), so minutes and
+routers add up exactly, and p99 is the upper edge of the bucket that holds it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from resources.state_db import StateStore, UTCDateTime, metadata
+
+BUCKETS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000)
+
+deployment_traffic = sa.Table(
+    "deployment_traffic",
+    metadata,
+    sa.Column("deployment_id", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("minute", UTCDateTime(), primary_key=True),
+    sa.Column("requests", sa.Integer, nullable=False),
+    sa.Column("errors", sa.Integer, nullable=False),
+    sa.Column("latency_counts", sa.Text, nullable=False),  # JSON list, one count per bucket (+1 beyond the last)
+)
+
+
+def bucket_of(latency_ms: float) -> int:
+    return bisect.bisect_left(BUCKETS_MS, latency_ms)
+
+
+@dataclass
+class Traffic:
+    requests: int = 0
+    errors: int = 0
+    counts: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS_MS) + 1))
+
+    def add(self, ok: bool, latency_ms: float) -> None:
+        self.requests += 1
+        self.errors += 0 if ok else 1
+        self.counts[bucket_of(latency_ms)] += 1
+
+    def merge(self, requests: int, errors: int, counts: list[int]) -> None:
+        self.requests += requests
+        self.errors += errors
+        self.counts = [a + b for a, b in zip(self.counts, counts, strict=True)]
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    def quantile_ms(self, q: float) -> float | None:
+        total = sum(self.counts)
+        if not total:
+            return None
+        running = 0
+        for index, count in enumerate(self.counts):
+            running += count
+            if running >= q * total:
+                return float(BUCKETS_MS[index]) if index < len(BUCKETS_MS) else float("inf")
+        return float("inf")
+
+
+class TrafficStore:
+    def __init__(self, state: StateStore) -> None:
+        self.state = state
+
+    def add(self, deployment_id: str, role: str, version: str, minute: datetime, traffic: Traffic) -> None:
+        """Add a router's counts for one minute (several routers and flushes add up)."""
+        key = (deployment_traffic.c.deployment_id == deployment_id, deployment_traffic.c.role == role,
+               deployment_traffic.c.version == version, deployment_traffic.c.minute == minute)
+        with self.state.begin() as conn:
+            row = conn.execute(sa.select(deployment_traffic).where(*key)).mappings().first()
+            if row is None:
+                try:
+                    with conn.begin_nested():
+                        conn.execute(deployment_traffic.insert().values(
+                            deployment_id=deployment_id, role=role, version=version, minute=minute,
+                            requests=traffic.requests, errors=traffic.errors, latency_counts=json.dumps(traffic.counts)))
+                    return
+                except sa.exc.IntegrityError:  # another router inserted the minute first
+                    row = conn.execute(sa.select(deployment_traffic).where(*key)).mappings().one()
+            merged = Traffic(row["requests"], row["errors"], json.loads(row["latency_counts"]))
+            merged.merge(traffic.requests, traffic.errors, traffic.counts)
+            conn.execute(deployment_traffic.update().where(*key).values(
+                requests=merged.requests, errors=merged.errors, latency_counts=json.dumps(merged.counts)))
+
+    def since(self, deployment_id: str, start: datetime) -> dict[tuple[str, str], Traffic]:
+        """(role, version) -> the traffic of the minutes from ``start``'s minute on."""
+        query = sa.select(deployment_traffic).where(deployment_traffic.c.deployment_id == deployment_id,
+                                                    deployment_traffic.c.minute >= start.replace(second=0, microsecond=0))
+        found: dict[tuple[str, str], Traffic] = {}
+        with self.state.begin() as conn:
+            for row in conn.execute(query).mappings():
+                found.setdefault((row["role"], row["version"]), Traffic()).merge(
+                    row["requests"], row["errors"], json.loads(row["latency_counts"]))
+        return found
+
+    def remove(self, deployment_id: str) -> None:
+        with self.state.begin() as conn:
+            conn.execute(deployment_traffic.delete().where(deployment_traffic.c.deployment_id == deployment_id))
+
+    def prune(self, before: datetime) -> int:
+        """Drop minutes older than ``before`` (the reconciler keeps ``KEEP_DAYS``)."""
+        with self.state.begin() as conn:
+            return conn.execute(deployment_traffic.delete().where(deployment_traffic.c.minute < before)).rowcount
+
+
+KEEP_DAYS = 7
