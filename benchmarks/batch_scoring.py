@@ -58,13 +58,12 @@ for _path in (REPO, REPO / "benchmarks"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from serving_vs_mlflow import TENANT, Server, clean_env, free_port, log, train_and_log  # noqa: E402
+from platform_runner import start_platform, stop_platform  # noqa: E402
+from serving_vs_mlflow import TENANT, log, train_and_log  # noqa: E402
 
-PORTS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "S3")
 IN_BUCKET, OUT_BUCKET = "bench-in", "bench-out"
 INPUT_NAME = "customers.parquet"
 GOAL = 0.8
-START_TIMEOUT_S = 420
 JOB_TIMEOUT_S = 900
 POLL_S = 1.0  # each status read asks Dagster for the run's state: polling faster loads the 2 cores being measured
 
@@ -97,58 +96,6 @@ class JobRun:
         if not a or not b:
             return None
         return (datetime.fromisoformat(a) - datetime.fromisoformat(b)).total_seconds()
-
-
-# --------------------------------------------------------------------------------------------
-# the platform
-# --------------------------------------------------------------------------------------------
-def start_platform(tmp: Path) -> tuple[Server, dict[str, int], dict[str, str]]:
-    import httpx
-
-    ports: dict[str, int] = {}
-    while len(set(ports.values())) < len(PORTS):
-        ports = {name: free_port() for name in PORTS}
-    env = clean_env(MLSERVICE_DATA_DIR=str(tmp), MLSERVICE_S3_TENANT_BUCKETS=json.dumps({TENANT: [IN_BUCKET, OUT_BUCKET]}),
-                    MLFLOW_DISABLE_TELEMETRY="true", **{f"MLSERVICE_{name}_PORT": str(port) for name, port in ports.items()})
-    for name in ("RAY_ADDRESS", "DAGSTER_HOME", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"):
-        env.pop(name, None)
-    server = Server("mlservice up", [sys.executable, "-m", "mlservice.cli", "up", "--no-demo"], env=env, cwd=REPO,
-                    log_path=tmp / "up.log").start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    ready = f"http://127.0.0.1:{ports['API']}/health/ready"
-    with httpx.Client(trust_env=False, timeout=5) as client:
-        while time.monotonic() < deadline:
-            if not server.alive():
-                raise RuntimeError(f"mlservice up exited:\n{server.tail()}")
-            if "mlservice is up" in server.log_path.read_text(errors="replace"):
-                try:
-                    if client.get(ready).status_code == 200:
-                        return server, ports, env
-                except httpx.HTTPError:
-                    pass
-            time.sleep(1)
-    raise RuntimeError(f"mlservice up was not ready within {START_TIMEOUT_S} s:\n{server.tail()}")
-
-
-def stop_platform(server: Server, tmp: Path) -> None:
-    """As Ctrl-C: SIGTERM to the launcher's group, which stops every part (each in a session of
-    its own) within a minute; then SIGKILL to the group of anything left that names this data
-    directory in its environment (a launcher killed early leaves its parts running)."""
-    import signal
-
-    from mlservice import state_dirs
-
-    server.stop(term_grace_s=90)
-    marker = f"MLSERVICE_DATA_DIR={tmp}\0".encode()
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "environ").read_bytes():
-                group = os.getpgid(int(entry.name))
-                if group != os.getpgrp():
-                    os.killpg(group, signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            continue
-    state_dirs.remove_ray_temp_dir(tmp)
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,7 +224,7 @@ def main() -> int:
         from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
         log(f"data dir {tmp}; starting the platform (mlservice up --no-demo)")
-        server, ports, env = start_platform(tmp)
+        server, ports, env = start_platform(tmp, {"MLSERVICE_S3_TENANT_BUCKETS": json.dumps({TENANT: [IN_BUCKET, OUT_BUCKET]})})
         log(f"platform up in {time.monotonic() - started_all:.0f} s (API on 127.0.0.1:{ports['API']})")
         # the platform's MLflow server (the API registers runs of experiments made through it)
         settings = Settings(data_dir=tmp, mlflow_tracking_uri=f"http://127.0.0.1:{ports['MLFLOW']}")

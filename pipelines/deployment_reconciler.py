@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from pipelines.jobs import deploy_model_job
-from resources.deployment_reconcile import decide, judge_canary
+from resources.deployment_reconcile import canary_window_start, decide, judge_canary
 from resources.deployment_traffic import KEEP_DAYS, TrafficStore
 from resources.deployments import DeploymentRecord, DeploymentStore
 from resources.errors import RayUnavailable
@@ -68,9 +68,9 @@ def evaluate(context: dg.SensorEvaluationContext, state: StateStore, ray_cluster
     requests = []
     for record in records:
         decision = decide(record, apps.get(record.app_name), run_in_flight=record.deployment_id in busy)
-        if decision.action == "none" and record.canary and record.deployment_id not in busy:
-            decision = judge_canary(record, traffic.since(record.deployment_id, datetime.fromisoformat(record.canary["started_at"])),
-                                    now)
+        window_start = canary_window_start(record.canary) if record.canary else None
+        if decision.action == "none" and window_start is not None and record.deployment_id not in busy:
+            decision = judge_canary(record, traffic.since(record.deployment_id, window_start), now)
         if decision.action == "none":
             continue
         log.info("deployment %s (%s): %s %s", record.deployment_id, record.status, decision.action, decision.message or "")

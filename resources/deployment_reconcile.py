@@ -77,15 +77,31 @@ def _messages(app: dict[str, Any]) -> str:
     return "; ".join(p for p in parts if p) or "no message"
 
 
+def canary_window_start(canary: dict[str, Any]) -> datetime | None:
+    """The first whole minute after the canary's application was reported running (``running_at``,
+    set by the run that applied it): a roll restarts the router and starts the canary's replica, and
+    requests of those seconds wait for them, which is the platform's start-up, not the canary's
+    latency. None until it runs."""
+    from datetime import timedelta
+
+    if not canary.get("running_at"):
+        return None
+    running = datetime.fromisoformat(canary["running_at"])
+    return running.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
 def judge_canary(record: DeploymentRecord, traffic: dict[tuple[str, str], Traffic], now: datetime) -> Decision:
-    """A running canary against the stable version over the same window (since the canary
-    started): rolled back (traffic to the stable version, the figures in the event) when its error
+    """A running canary against the stable version over the same window (the whole minutes since
+    its application ran, ``canary_window_start``): rolled back (traffic to the stable version, the figures in the event) when its error
     rate exceeds the stable's by more than ``max_error_rate_delta`` or its p99 latency is more than
     ``max_p99_latency_ratio`` times the stable's; promoted (a rolling update of the stable version
     to it) once ``promote_after_minutes`` passed cleanly. Both need ``MIN_CANARY_REQUESTS`` of the
     canary's own requests (and as many of the stable's for the comparison); before that, nothing."""
     canary = record.canary
     if not canary or record.status != "running" or record.applied_generation != record.generation:
+        return NOTHING
+    window_start = canary_window_start(canary)
+    if window_start is None:
         return NOTHING
     mine = traffic.get(("canary", canary["version"]), Traffic())
     stable = traffic.get(("stable", record.version), Traffic())
@@ -96,6 +112,7 @@ def judge_canary(record: DeploymentRecord, traffic: dict[tuple[str, str], Traffi
                    "error_rate": round(stable.error_rate, 4), "p99_ms": stable.quantile_ms(0.99)},
         "limits": {"max_error_rate_delta": canary["max_error_rate_delta"],
                    "max_p99_latency_ratio": canary["max_p99_latency_ratio"]},
+        "window_start": window_start.isoformat(),
     }
     if mine.requests < MIN_CANARY_REQUESTS or stable.requests < MIN_CANARY_REQUESTS:
         return NOTHING
@@ -109,8 +126,7 @@ def judge_canary(record: DeploymentRecord, traffic: dict[tuple[str, str], Traffi
         return Decision("rollback", figures=figures, message=(
             f"canary {canary['version']} rolled back: p99 latency {mine_p99:g} ms vs stable {stable_p99:g} ms "
             f"(x{mine_p99 / stable_p99:.2f} > x{float(canary['max_p99_latency_ratio']):g}) over {mine.requests} canary requests"))
-    started = datetime.fromisoformat(canary["started_at"])
-    if (now - started).total_seconds() >= float(canary["promote_after_minutes"]) * 60:
+    if (now - datetime.fromisoformat(canary["running_at"])).total_seconds() >= float(canary["promote_after_minutes"]) * 60:
         return Decision("promote", figures=figures, message=(
             f"canary {canary['version']} promoted after {float(canary['promote_after_minutes']):g} min: error rate "
             f"{mine.error_rate:.2%} (stable {stable.error_rate:.2%}), p99 {mine_p99:g} ms (stable {stable_p99:g} ms) "

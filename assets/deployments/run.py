@@ -57,10 +57,15 @@ def run_deployment(config: DeploymentConfig, store: DeploymentStore, ray_cluster
     result = {"deployment_id": record.deployment_id, "generation": generation, "serve_status": applied.status,
               "seconds": round(applied.seconds, 3)}
     if applied.status == "RUNNING":
+        from resources.state_db import utcnow
+
         current = store.find(record.deployment_id)
         newer = current is not None and current.generation > generation
+        canary = {}
+        if not newer and record.canary and not record.canary.get("running_at"):
+            canary = {"canary": {**record.canary, "running_at": utcnow().isoformat()}}  # the canary's window starts
         store.observe(record.deployment_id, status="updating" if newer else "running", applied_generation=generation,
-                      failed=False, event="running",
+                      failed=False, event="running", **canary,
                       message=f"generation {generation} running on Ray Serve (version {record.version}"
                               + (f", canary {record.canary['version']} at {record.canary['traffic_percent']:g}%" if record.canary else "")
                               + f") after {applied.seconds:.1f} s")

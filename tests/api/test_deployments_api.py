@@ -35,6 +35,7 @@ def world(tmp_path_factory):
     app = create_app(settings)
     with TestClient(app) as client:
         jobs = app.state.job_service
+        real_ray = jobs.ray  # the settings' dashboard (127.0.0.1:9): nothing answers there
         jobs.runs, jobs.ray = FakeRuns(), FakeRay({"CPU": 2.0, "memory": 8 * 1024**3})
         app.state.deployment_service.ray = jobs.ray
         tenant = f"dt-{uuid.uuid4().hex[:8]}"
@@ -44,7 +45,7 @@ def world(tmp_path_factory):
                             headers=headers)
         assert added.status_code == 201, added.text
         yield {"client": client, "app": app, "runs": jobs.runs, "ray": jobs.ray, "headers": headers,
-               "tenant": tenant, "model_id": model_id, "settings": settings}
+               "tenant": tenant, "model_id": model_id, "settings": settings, "real_ray": real_ray}
 
 
 def _versions(world) -> list[str]:
@@ -174,19 +175,14 @@ def test_a_deployment_is_stored_launched_changed_and_deleted(world, other_header
 
 
 def test_ray_unreachable_is_503_and_stores_nothing(world):
-    jobs = world["app"].state.job_service
+    """The API's own RayCluster against a dashboard address where nothing listens."""
+    jobs, deployments = world["app"].state.job_service, world["app"].state.deployment_service
     fake = jobs.ray
-    jobs.ray = world["app"].state.deployment_service.ray = type(fake)()
-    jobs.ray.ensure_reachable = _unreachable
-    before = _count(world)
+    jobs.ray = deployments.ray = world["real_ray"]
+    before, launched = _count(world), len(world["runs"].launched)
     try:
-        error_envelope(_post(world, {"model_id": world["model_id"], **SMALL}), 503, "RAY_UNAVAILABLE")
+        error = error_envelope(_post(world, {"model_id": world["model_id"], **SMALL}), 503, "RAY_UNAVAILABLE")
     finally:
-        jobs.ray = world["app"].state.deployment_service.ray = fake
-    assert _count(world) == before
-
-
-def _unreachable() -> None:
-    from resources.errors import RayUnavailable
-
-    raise RayUnavailable("the Ray cluster is unreachable (ConnectError)")
+        jobs.ray = deployments.ray = fake
+    assert "unreachable" in error["message"]
+    assert _count(world) == before and len(world["runs"].launched) == launched

@@ -13,27 +13,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 
 from tests.integration.conftest import DEMO_MODEL, DEMO_TENANT
-from tests.utils.platform import Platform, bearer, integration_marks, parts
+from tests.utils.platform import Platform, bearer, integration_marks, parts, wait_deployment
 
 pytestmark = integration_marks(timeout_s=900)
 
 FEATURES = {"total_orders": 12, "days_since_last_order": 40, "avg_order_value": 87.5, "support_tickets": 2}
-
-
-def _wait(http: httpx.Client, up: Platform, headers: dict, deployment_id: str, done, timeout_s: float = 240) -> dict:
-    deadline, view = time.monotonic() + timeout_s, None
-    while time.monotonic() < deadline:
-        reply = http.get(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers)
-        view = reply.json() if reply.status_code == 200 else {"status_code": reply.status_code, **reply.json()}
-        if done(view):
-            return view
-        if view.get("status") == "failed":
-            pytest.fail(f"deployment failed: {view}")
-        time.sleep(2)
-    pytest.fail(f"deployment {deployment_id} not as expected within {timeout_s} s: {view}\n{up.tail(80)}")
 
 
 def _serve_app(up: Platform, app_name: str) -> dict | None:
@@ -69,7 +55,7 @@ def test_deploy_predict_scale_roll_out_and_delete(up, http):
         "model_id": model_id, "version": first, "runtime": "ray_serve", "num_replicas": 1, "resources": {"cpu": 0.25}})
     assert reply.status_code == 202, reply.text
     deployment_id = reply.json()["deployment_id"]
-    view = _wait(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
+    view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
     assert view["serve_status"] == "RUNNING" and view["versions"][0]["replicas_running"] == 1, view
     app_name = f"{DEMO_TENANT}--{deployment_id}"
 
@@ -111,12 +97,12 @@ def test_deploy_predict_scale_roll_out_and_delete(up, http):
     # scale to 2 replicas, then autoscaling (visible in Serve's own status)
     assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"num_replicas": 2},
                       headers=headers).status_code == 202
-    view = _wait(http, up, headers, deployment_id,
+    view = wait_deployment(http, up, headers, deployment_id,
                  lambda v: v.get("status") == "running" and v["versions"][0]["replicas_running"] == 2)
     autoscaling = {"min_replicas": 1, "max_replicas": 2, "target_requests_per_replica": 5}
     assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"autoscaling": autoscaling},
                       headers=headers).status_code == 202
-    _wait(http, up, headers, deployment_id, lambda v: v.get("status") == "running" and v["autoscaling"] is not None)
+    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running" and v["autoscaling"] is not None)
     config = _serve_app(up, app_name)["deployments"]["stable"]["deployment_config"]["autoscaling_config"]
     assert (config["min_replicas"], config["max_replicas"], config["target_ongoing_requests"]) == (1, 2, 5.0)
 
@@ -141,7 +127,7 @@ def test_deploy_predict_scale_roll_out_and_delete(up, http):
     try:
         assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"version": second},
                           headers=headers).status_code == 202
-        view = _wait(http, up, headers, deployment_id, lambda v: v.get("status") == "running" and v["version"] == second)
+        view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running" and v["version"] == second)
         time.sleep(3)
     finally:
         stop.set()
@@ -152,7 +138,7 @@ def test_deploy_predict_scale_roll_out_and_delete(up, http):
     # delete: 202, then gone from the API and from Serve
     reply = http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers)
     assert reply.status_code == 202 and reply.json()["status"] == "deleting"
-    _wait(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)
+    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)
     assert _serve_app(up, app_name) is None
     gone = http.post(f"{up.api}/api/v1/predictions", json={**body, "deployment_id": deployment_id}, headers=headers)
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "DEPLOYMENT_NOT_FOUND"
@@ -204,7 +190,7 @@ def test_a_slow_canary_is_rolled_back_and_a_clean_one_promoted(up, http):
         "model_id": model_id, "version": "1.0.0", "num_replicas": 1, "resources": {"cpu": 0.25}})
     assert reply.status_code == 202, reply.text
     deployment_id = reply.json()["deployment_id"]
-    _wait(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
+    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
 
     failures: list[str] = []
     roles: list[tuple[str, str]] = []
@@ -216,20 +202,20 @@ def test_a_slow_canary_is_rolled_back_and_a_clean_one_promoted(up, http):
         canary = {"version": slow_version, "traffic_percent": 50, "promote_after_minutes": 30, "max_p99_latency_ratio": 1.5}
         assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
                           headers=headers).status_code == 202
-        view = _wait(http, up, headers, deployment_id,
+        view = wait_deployment(http, up, headers, deployment_id,
                      lambda v: any(e["kind"] == "canary_rolled_back" for e in v.get("events", [])), timeout_s=300)
         rolled = next(e for e in view["events"] if e["kind"] == "canary_rolled_back")
         assert "p99 latency" in rolled["message"], rolled
         assert rolled["details"]["canary"]["requests"] >= 20 and rolled["details"]["canary"]["version"] == slow_version
         assert ("canary", slow_version) in roles
-        view = _wait(http, up, headers, deployment_id,
+        view = wait_deployment(http, up, headers, deployment_id,
                      lambda v: v.get("status") == "running" and v["canary"] is None and v["applied_generation"] == v["generation"])
         assert view["version"] == "1.0.0" and [v["role"] for v in view["versions"]] == ["stable"]
 
         canary = {"version": clean_version, "traffic_percent": 50, "promote_after_minutes": 0.25}
         assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
                           headers=headers).status_code == 202
-        view = _wait(http, up, headers, deployment_id,
+        view = wait_deployment(http, up, headers, deployment_id,
                      lambda v: v.get("version") == clean_version and v["canary"] is None and v.get("status") == "running",
                      timeout_s=300)
         promoted = next(e for e in view["events"] if e["kind"] == "canary_promoted")
@@ -241,4 +227,4 @@ def test_a_slow_canary_is_rolled_back_and_a_clean_one_promoted(up, http):
     assert failures == [], failures[:5]
     assert roles[-1] == ("stable", clean_version), roles[-3:]
     assert http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers).status_code == 202
-    _wait(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)
+    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)

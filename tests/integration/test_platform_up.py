@@ -29,6 +29,7 @@ from tests.utils.platform import (
     ss_listening,
     start,
     stop,
+    wait_deployment,
 )
 
 pytestmark = integration_marks(timeout_s=600)
@@ -513,20 +514,37 @@ def test_a_batch_job_whose_run_worker_is_killed_ends_failed_and_leaves_no_output
 
 
 def test_stop_leaves_nothing_and_restart_keeps_the_model(platform, http):
+    """... and a deployment that ran before comes back by itself (the reconciler applies it to the
+    new Ray cluster, whose Serve starts empty)."""
     first = platform["current"]
     old_token = first.token()
+    headers = bearer(old_token)
+    model_id = http.get(f"{first.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"][0]["model_id"]
+    reply = http.post(f"{first.api}/api/v1/deployments", headers=headers, json={
+        "model_id": model_id, "version": "1.0.0", "num_replicas": 1, "resources": {"cpu": 0.25}})
+    assert reply.status_code == 202, reply.text
+    deployment_id = reply.json()["deployment_id"]
+    wait_deployment(http, first, headers, deployment_id, lambda v: v.get("status") == "running")
     stop(first)
     assert first.proc.returncode == 0, first.tail()
     assert_groups_gone(first)
     platform["current"] = None
 
-    second = platform["current"] = start(first.data_dir, first.data_dir.parent / "up-2.log")
+    second = platform["current"] = start(first.data_dir, first.data_dir.parent / "up-2.log",
+                                         extra_env={"MLSERVICE_DEPLOYMENT_SENSOR_INTERVAL_S": "5"})
     assert "already in production" in second.log()
     for token in (second.token(), old_token):  # the development key survived the restart
         response = http.get(f"{second.api}/api/v1/models", headers=bearer(token), params={"name_prefix": DEMO_MODEL})
         assert response.status_code == 200, response.text
         [model] = response.json()["data"]
         assert (model["stage"], model["current_version"]) == ("production", "1.0.0")
+    view = wait_deployment(http, second, headers, deployment_id,
+                           lambda v: v.get("serve_status") == "RUNNING" and v["versions"][0]["replicas_running"] == 1)
+    assert any(e["kind"] == "reconciler_run" for e in view["events"]), view["events"]
+    served = http.post(f"{second.api}/api/v1/predictions", headers=headers, json={
+        "model_id": model_id, "deployment_id": deployment_id,
+        "features": {"total_orders": 3, "days_since_last_order": 9, "avg_order_value": 20.0, "support_tickets": 0}})
+    assert served.status_code == 200 and served.json()["served_by"]["path"] == "deployment", served.text
 
     stop(second)
     assert second.proc.returncode == 0, second.tail()

@@ -66,7 +66,7 @@ def test_running_again_heals_and_a_healthy_deployment_is_left_alone():
 
 # -- canaries ---------------------------------------------------------------------------------------
 CANARY = {"version": "1.1.0", "traffic_percent": 20, "promote_after_minutes": 30, "max_error_rate_delta": 0.01,
-          "max_p99_latency_ratio": 1.5, "started_at": NOW.isoformat()}
+          "max_p99_latency_ratio": 1.5, "started_at": NOW.isoformat(), "running_at": NOW.replace(second=42).isoformat()}
 
 
 def _traffic(requests: int, errors: int, latency_ms: float):
@@ -106,6 +106,19 @@ def test_a_clean_canary_is_promoted_after_its_window_and_not_before():
 
 def test_too_few_canary_requests_decide_nothing():
     assert _judge(_traffic(200, 0, 4), _traffic(10, 10, 900), minutes=60).action == "none"
+
+
+def test_a_canary_is_judged_from_the_first_whole_minute_after_it_ran():
+    from datetime import timedelta
+
+    from resources.deployment_reconcile import canary_window_start, judge_canary
+
+    assert canary_window_start(CANARY) == NOW + timedelta(minutes=1)  # ran at 00:00:42: its start-up minute is left out
+    waiting = {**CANARY, "running_at": None}  # applied, not yet reported running
+    assert canary_window_start(waiting) is None
+    record = _record(canary=waiting)
+    slow = {("stable", "1.0.0"): _traffic(200, 0, 4), ("canary", "1.1.0"): _traffic(40, 0, 400)}
+    assert judge_canary(record, slow, NOW + timedelta(minutes=5)).action == "none"
 
 
 def test_traffic_adds_up_across_routers_and_minutes(state):
