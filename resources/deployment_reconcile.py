@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from resources.deployment_traffic import Traffic
+from resources.deployment_traffic import SLOT_S, Traffic, slot_of
 from resources.deployments import DeploymentRecord
 
 MAX_FAILED_APPLIES = 3
@@ -78,7 +78,7 @@ def _messages(app: dict[str, Any]) -> str:
 
 
 def canary_window_start(canary: dict[str, Any]) -> datetime | None:
-    """The first whole minute after the canary's application was reported running (``running_at``,
+    """The second whole slot (``SLOT_S``) after the canary's application was reported running (``running_at``,
     set by the run that applied it): a roll restarts the router and starts the canary's replica, and
     requests of those seconds wait for them, which is the platform's start-up, not the canary's
     latency. None until it runs."""
@@ -86,13 +86,12 @@ def canary_window_start(canary: dict[str, Any]) -> datetime | None:
 
     if not canary.get("running_at"):
         return None
-    running = datetime.fromisoformat(canary["running_at"])
-    return running.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return slot_of(datetime.fromisoformat(canary["running_at"])) + timedelta(seconds=2 * SLOT_S)
 
 
 def judge_canary(record: DeploymentRecord, traffic: dict[tuple[str, str], Traffic], now: datetime) -> Decision:
-    """A running canary against the stable version over the same window (the whole minutes since
-    its application ran, ``canary_window_start``): rolled back (traffic to the stable version, the figures in the event) when its error
+    """A running canary against the stable version over the same window (the whole slots since its
+    application ran, ``canary_window_start``): rolled back (traffic to the stable version, the figures in the event) when its error
     rate exceeds the stable's by more than ``max_error_rate_delta`` or its p99 latency is more than
     ``max_p99_latency_ratio`` times the stable's; promoted (a rolling update of the stable version
     to it) once ``promote_after_minutes`` passed cleanly. Both need ``MIN_CANARY_REQUESTS`` of the

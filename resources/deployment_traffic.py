@@ -1,11 +1,11 @@
-"""What each version of a deployment answered, per minute: requests, errors and a latency
+"""What each version of a deployment answered, per 10-second slot: requests, errors and a latency
 histogram, written by the deployment's router (Ray Serve) and read by the reconciler to judge a
 canary against the stable version over the same window.
 
 An error is a request the version failed to answer (its replica raised, was unreachable, or
 answered something other than a prediction or a refusal of the client's input); a 422 for the
 client's own features is not the version's error. Latency is the router's: the hop to the replica,
-its queue and the prediction. Histograms have fixed buckets (``BUCKETS_MS``), so minutes and
+its queue and the prediction. Histograms have fixed buckets (``BUCKETS_MS``), so slots and
 routers add up exactly, and p99 is the upper edge of the bucket that holds it.
 """
 
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from resources.state_db import StateStore, UTCDateTime, metadata
 
+SLOT_S = 10  # the counts' time resolution: a canary's window starts at the first whole slot after it ran
 BUCKETS_MS = (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 750, 1000, 2000, 5000, 10_000, 30_000)
 
 deployment_traffic = sa.Table(
@@ -28,11 +29,16 @@ deployment_traffic = sa.Table(
     sa.Column("deployment_id", sa.String(64), primary_key=True),
     sa.Column("role", sa.String(16), primary_key=True),
     sa.Column("version", sa.String(64), primary_key=True),
-    sa.Column("minute", UTCDateTime(), primary_key=True),
+    sa.Column("slot_start", UTCDateTime(), primary_key=True),
     sa.Column("requests", sa.Integer, nullable=False),
     sa.Column("errors", sa.Integer, nullable=False),
     sa.Column("latency_counts", sa.Text, nullable=False),  # JSON list, one count per bucket (+1 beyond the last)
 )
+
+
+def slot_of(at: datetime) -> datetime:
+    """The start of the ``SLOT_S`` slot that holds ``at``."""
+    return at.replace(second=at.second - at.second % SLOT_S, microsecond=0)
 
 
 def bucket_of(latency_ms: float) -> int:
@@ -75,20 +81,20 @@ class TrafficStore:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
-    def add(self, deployment_id: str, role: str, version: str, minute: datetime, traffic: Traffic) -> None:
-        """Add a router's counts for one minute (several routers and flushes add up)."""
+    def add(self, deployment_id: str, role: str, version: str, slot_start: datetime, traffic: Traffic) -> None:
+        """Add a router's counts for one slot (several routers and flushes add up)."""
         key = (deployment_traffic.c.deployment_id == deployment_id, deployment_traffic.c.role == role,
-               deployment_traffic.c.version == version, deployment_traffic.c.minute == minute)
+               deployment_traffic.c.version == version, deployment_traffic.c.slot_start == slot_start)
         with self.state.begin() as conn:
             row = conn.execute(sa.select(deployment_traffic).where(*key)).mappings().first()
             if row is None:
                 try:
                     with conn.begin_nested():
                         conn.execute(deployment_traffic.insert().values(
-                            deployment_id=deployment_id, role=role, version=version, minute=minute,
+                            deployment_id=deployment_id, role=role, version=version, slot_start=slot_start,
                             requests=traffic.requests, errors=traffic.errors, latency_counts=json.dumps(traffic.counts)))
                     return
-                except sa.exc.IntegrityError:  # another router inserted the minute first
+                except sa.exc.IntegrityError:  # another router inserted the slot first
                     row = conn.execute(sa.select(deployment_traffic).where(*key)).mappings().one()
             merged = Traffic(row["requests"], row["errors"], json.loads(row["latency_counts"]))
             merged.merge(traffic.requests, traffic.errors, traffic.counts)
@@ -96,9 +102,9 @@ class TrafficStore:
                 requests=merged.requests, errors=merged.errors, latency_counts=json.dumps(merged.counts)))
 
     def since(self, deployment_id: str, start: datetime) -> dict[tuple[str, str], Traffic]:
-        """(role, version) -> the traffic of the minutes from ``start``'s minute on."""
+        """(role, version) -> the traffic of the slots from the one that holds ``start`` on."""
         query = sa.select(deployment_traffic).where(deployment_traffic.c.deployment_id == deployment_id,
-                                                    deployment_traffic.c.minute >= start.replace(second=0, microsecond=0))
+                                                    deployment_traffic.c.slot_start >= slot_of(start))
         found: dict[tuple[str, str], Traffic] = {}
         with self.state.begin() as conn:
             for row in conn.execute(query).mappings():
@@ -111,9 +117,9 @@ class TrafficStore:
             conn.execute(deployment_traffic.delete().where(deployment_traffic.c.deployment_id == deployment_id))
 
     def prune(self, before: datetime) -> int:
-        """Drop minutes older than ``before`` (the reconciler keeps ``KEEP_DAYS``)."""
+        """Drop slots older than ``before`` (the reconciler keeps ``KEEP_DAYS``)."""
         with self.state.begin() as conn:
-            return conn.execute(deployment_traffic.delete().where(deployment_traffic.c.minute < before)).rowcount
+            return conn.execute(deployment_traffic.delete().where(deployment_traffic.c.slot_start < before)).rowcount
 
 
 KEEP_DAYS = 7

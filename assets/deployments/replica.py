@@ -151,7 +151,7 @@ class ModelReplica:
 class DeploymentRouter:
     """The ingress: picks the version of each request (``canary_percent`` to the canary), counts
     what each version answered (``resources.deployment_traffic``: requests, errors, latency per
-    minute, written every ``FLUSH_S``; the reconciler judges a canary from them), and turns a
+    10-second slot, written every ``FLUSH_S``; the reconciler judges a canary from them), and turns a
     replica's failure into an error reply instead of Serve's bare 500."""
 
     FLUSH_S = 5.0
@@ -192,10 +192,9 @@ class DeploymentRouter:
     def _count(self, role: str, version: str, ok: bool, latency_ms: float) -> None:
         from datetime import UTC, datetime
 
-        from resources.deployment_traffic import Traffic
+        from resources.deployment_traffic import Traffic, slot_of
 
-        minute = datetime.now(UTC).replace(second=0, microsecond=0)
-        self.counts.setdefault((role, version, minute), Traffic()).add(ok, latency_ms)
+        self.counts.setdefault((role, version, slot_of(datetime.now(UTC))), Traffic()).add(ok, latency_ms)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
 
@@ -214,5 +213,5 @@ class DeploymentRouter:
             from resources.deployment_traffic import TrafficStore
 
             self._store = TrafficStore(build_state_store(Settings()))
-        for (role, version, minute), traffic in counts.items():
-            self._store.add(self.deployment_id, role, version, minute, traffic)
+        for (role, version, slot_start), traffic in counts.items():
+            self._store.add(self.deployment_id, role, version, slot_start, traffic)

@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 
 SERVING = ("running", "updating", "degraded")
 RECORD_TTL_S = 1.0
+# Serve's proxy answers 500/502 or drops the connection when the router replica that took a
+# request stops during a roll (measured: 3 of ~1,500 requests across four rolls): such a request is
+# sent once more. The replica commits its log record before it answers, so a request whose
+# answer was lost after that is logged twice, never not at all.
+RETRIES, RETRY_AFTER_S = 1, 0.05
 
 
 class DeploymentUnavailable(DomainError):
@@ -116,14 +121,24 @@ class DeployedPredictions:
                                          "reason": record.reason})
 
     async def _send(self, record: DeploymentRecord, payload: dict[str, Any]) -> dict[str, Any]:
+        import asyncio
+
         import httpx
 
         where = {"deployment_id": record.deployment_id}
-        try:
-            response = await self.client.post(self.serve_url + record.route_prefix, json=payload)
-        except httpx.HTTPError as exc:
-            raise DeploymentUnavailable(f"Ray Serve did not answer for deployment '{record.deployment_id}' "
-                                        f"({type(exc).__name__})", where) from None
+        for attempt in range(1 + RETRIES):
+            try:
+                response = await self.client.post(self.serve_url + record.route_prefix, json=payload)
+            except httpx.HTTPError as exc:
+                if attempt < RETRIES:
+                    await asyncio.sleep(RETRY_AFTER_S)
+                    continue
+                raise DeploymentUnavailable(f"Ray Serve did not answer for deployment '{record.deployment_id}' "
+                                            f"({type(exc).__name__})", where) from None
+            if response.status_code in (500, 502) and attempt < RETRIES:  # a router replica stopping mid-roll
+                await asyncio.sleep(RETRY_AFTER_S)
+                continue
+            break
         if response.status_code != 200:
             reason = "overloaded: its queue is full, retry" if response.status_code == 503 else f"HTTP {response.status_code}"
             raise DeploymentUnavailable(f"Ray Serve could not answer for deployment '{record.deployment_id}': {reason}",

@@ -186,3 +186,63 @@ def test_ray_unreachable_is_503_and_stores_nothing(world):
         jobs.ray = deployments.ray = fake
     assert "unreachable" in error["message"]
     assert _count(world) == before and len(world["runs"].launched) == launched
+
+
+def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retried_once(world):
+    """The API's side of the deployment path, with Serve's proxy answering from a script (the
+    integration tier has the real one): the rows, request id and subject forwarded; a lost answer
+    (500 from the proxy) sent once more; the replica's refusal as the same 422; Serve unreachable 503."""
+    import json
+
+    import httpx
+
+    from resources.deployments import DeploymentStore
+
+    client, headers = world["client"], world["headers"]
+    version = _versions(world)[0]
+    _finish_runs(world)
+    before = {d["deployment_id"] for d in client.get("/api/v1/deployments", headers=headers).json()["deployments"]}
+    reply = _post(world, {"model_id": world["model_id"], "version": version, **SMALL})
+    if reply.status_code == 409:  # an earlier test left this version deployed
+        deployment_id = reply.json()["error"]["details"]["deployment_id"]
+    else:
+        assert reply.status_code == 202, reply.text
+        deployment_id = reply.json()["deployment_id"]
+    assert deployment_id not in before or reply.status_code == 409
+    features = {"total_orders": 3, "days_since_last_order": 9, "avg_order_value": 20.0, "support_tickets": 0}
+    body = {"model_id": world["model_id"], "deployment_id": deployment_id, "features": features}
+    unavailable = error_envelope(client.post("/api/v1/predictions", json=body, headers=headers), 503, "DEPLOYMENT_UNAVAILABLE")
+    assert unavailable["details"]["status"] in ("deploying", "updating") or "serves no predictions" in unavailable["message"]
+    DeploymentStore(world["app"].state.job_service.jobs.state).observe(deployment_id, status="running", applied_generation=1)
+    deployed = world["app"].state.prediction_service.deployed
+    deployed._records.clear()
+    sent: list[dict] = []
+    script: list = []
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        step = script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+    deployed._client = httpx.AsyncClient(transport=httpx.MockTransport(proxy))
+    answer = {"ok": True, "version": version, "role": "stable", "prediction": [1], "probabilities": [[0.2, 0.8]],
+              "confidence": [0.8], "explanation": None, "request_id": "req-from-replica", "latency_ms": 1.0}
+    script[:] = [httpx.Response(500), httpx.Response(200, json=answer)]
+    reply = client.post("/api/v1/predictions", json=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    got = reply.json()
+    assert got["served_by"] == {"path": "deployment", "deployment_id": deployment_id, "role": "stable"}
+    assert (got["prediction"], got["probabilities"], got["confidence"], got["request_id"]) == ([1], [[0.2, 0.8]], 0.8, "req-from-replica")
+    assert len(sent) == 2 and sent[1]["rows"] == [features] and sent[1]["subject"] and sent[1]["request_id"]
+    refusal = {"ok": False, "error": {"code": "VALIDATION_ERROR", "message": "feature 'total_orders': expected an integer",
+                                      "details": {"problems": [{"feature": "total_orders"}]}}}
+    script[:] = [httpx.Response(200, json=refusal)]
+    error = error_envelope(client.post("/api/v1/predictions", json=body, headers=headers), 422, "VALIDATION_ERROR")
+    assert error["details"]["problems"] == [{"feature": "total_orders"}]
+    script[:] = [httpx.ConnectError("refused"), httpx.ConnectError("refused")]
+    error_envelope(client.post("/api/v1/predictions", json=body, headers=headers), 503, "DEPLOYMENT_UNAVAILABLE")
+    assert script == []
+    wrong_model = {**body, "model_id": "other-model"}
+    error_envelope(client.post("/api/v1/predictions", json=wrong_model, headers=headers), 400, "INVALID_REQUEST")

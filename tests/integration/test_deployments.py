@@ -1,9 +1,13 @@
-"""Deployments on a real Ray Serve, through the running platform's API (``mlservice up``): deploy the
-demo model, predict through the deployment (the same answer and refusals as in process, every
-answer in the prediction log), scale, autoscaling visible in Serve's own status, a rolling update
-to another version while a client keeps predicting (no failed request), and delete (gone from
-the API and from Serve); every socket of Serve's processes on loopback. Replicas ask for 0.25 CPU
-so everything fits the 2-core machine."""
+"""Deployments on a real Ray Serve, through the running platform's API (``mlservice up``), as one
+lifecycle (each change is a Dagster run and a Serve roll: tens of seconds on 2 cores):
+
+deploy the demo model (1 replica) -> predict through it (the in-process answer and refusals, every
+answer in the prediction log, every socket of Serve's processes on loopback) -> 2 replicas with
+autoscaling (visible in Serve's own status) -> while a client keeps predicting: a canary that is
+slow on purpose (5,000 trees) is rolled back by the reconciler with the figures, then a clean
+canary is promoted (a rolling update of the stable version), with no failed request -> delete
+(gone from the API and from Serve). Replicas ask for 0.25 CPU so everything fits the 2-core
+machine."""
 
 from __future__ import annotations
 
@@ -42,14 +46,67 @@ def _records(up: Platform, request_ids: set[str]) -> dict[str, dict]:
     return {r["request_id"]: r for r in records if r["request_id"] in request_ids}
 
 
-def test_deploy_predict_scale_roll_out_and_delete(up, http):
-    headers = bearer(up.token())
-    model_id = http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"][0]["model_id"]
-    versions = http.get(f"{up.api}/api/v1/models/{model_id}/versions", headers=headers).json()["data"]
-    run_id = versions[0]["run_id"]
+def _log_to_platform(up: Platform, model) -> str:
+    """Fit-and-log into the running platform's MLflow (a run of the demo tenant's experiment)."""
+    from config.settings import Settings
+    from tests.utils.mlflow_models import churn_like, log_fitted_model
+
+    settings = Settings(data_dir=up.data_dir, mlflow_tracking_uri=f"http://127.0.0.1:{up.ports['MLFLOW']}",
+                        database_url=f"sqlite:///{Path(up.data_dir) / 'api' / 'state.db'}")
+    features, labels = churn_like(n=400, seed=5)
+    return log_fitted_model(settings, DEMO_TENANT, model.fit(features, labels), features)
+
+
+def _add_version(http: httpx.Client, up: Platform, headers: dict, model_id: str, run_id: str) -> str:
     added = http.post(f"{up.api}/api/v1/models/{model_id}/versions", json={"source": {"run_id": run_id}}, headers=headers)
     assert added.status_code == 201, added.text
-    first, second = "1.0.0", added.json()["version"]
+    return added.json()["version"]
+
+
+class SteadyClient:
+    """One client predicting through the deployment without pause: every answer's (role, version), every failure."""
+
+    def __init__(self, up: Platform, headers: dict, body: dict) -> None:
+        self.up, self.headers, self.body = up, headers, body
+        self.failures: list[str] = []
+        self.answers: list[tuple[str, str]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            while not self.stop.is_set():
+                reply = client.post(f"{self.up.api}/api/v1/predictions", headers=self.headers, json=self.body)
+                if reply.status_code != 200:
+                    self.failures.append(f"{reply.status_code} {reply.text[:200]}")
+                else:
+                    self.answers.append((reply.json()["served_by"]["role"], reply.json()["version"]))
+                time.sleep(0.02)
+
+    def __enter__(self) -> SteadyClient:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=60)
+
+
+def _event(view: dict, kind: str) -> dict | None:
+    return next((e for e in view.get("events", []) if e["kind"] == kind), None)
+
+
+def test_a_deployment_from_deploy_to_delete(up, http):
+    from sklearn.ensemble import RandomForestClassifier
+
+    headers = bearer(up.token())
+    model_id = http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"][0]["model_id"]
+    demo_run = http.get(f"{up.api}/api/v1/models/{model_id}/versions", headers=headers).json()["data"][0]["run_id"]
+    first = "1.0.0"
+    # slow on purpose: 5,000 shallow trees answer a row in tens of ms (the demo's 100 trees: about 1 ms)
+    slow = _add_version(http, up, headers, model_id,
+                        _log_to_platform(up, RandomForestClassifier(n_estimators=5000, max_depth=3, random_state=0)))
+    clean = _add_version(http, up, headers, model_id, demo_run)  # the demo's own model again
 
     reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
         "model_id": model_id, "version": first, "runtime": "ray_serve", "num_replicas": 1, "resources": {"cpu": 0.25}})
@@ -69,71 +126,64 @@ def test_deploy_predict_scale_roll_out_and_delete(up, http):
     assert local["served_by"] == {"path": "in_process"}
     assert answer["prediction"] == local["prediction"] and answer["version"] == first
     assert np.allclose(answer["probabilities"], local["probabilities"], rtol=0, atol=1e-12)
-    explained = http.post(f"{up.api}/api/v1/predictions", headers=headers, json={
-        **body, "deployment_id": deployment_id, "options": {"return_explanation": True}}).json()
-    assert explained["explanation"]["method"] == local_explanation(http, up, headers, body)["method"]
+    explain = {"options": {"return_explanation": True}}
+    explained = http.post(f"{up.api}/api/v1/predictions", headers=headers, json={**body, "deployment_id": deployment_id, **explain})
+    local_explained = http.post(f"{up.api}/api/v1/predictions", headers=headers, json={**body, **explain})
+    assert explained.json()["explanation"] == local_explained.json()["explanation"]
     bad = {**body, "deployment_id": deployment_id, "features": {**FEATURES, "total_orders": "many"}}
     refused = http.post(f"{up.api}/api/v1/predictions", json=bad, headers=headers)
     in_process = http.post(f"{up.api}/api/v1/predictions", json={**bad, "deployment_id": None}, headers=headers)
     assert refused.status_code == in_process.status_code == 422, refused.text
     assert refused.json()["error"]["code"] == in_process.json()["error"]["code"] == "VALIDATION_ERROR"
-    other = http.post(f"{up.api}/api/v1/predictions", json={**body, "version": second, "deployment_id": deployment_id},
+    other = http.post(f"{up.api}/api/v1/predictions", json={**body, "version": slow, "deployment_id": deployment_id},
                       headers=headers)
     assert other.status_code == 400, other.text
-    logged = _records(up, {answer["request_id"], explained["request_id"]})
-    assert set(logged) == {answer["request_id"], explained["request_id"]}
+    logged = _records(up, {answer["request_id"], explained.json()["request_id"]})
+    assert set(logged) == {answer["request_id"], explained.json()["request_id"]}
     assert logged[answer["request_id"]]["model_version"] == first
     assert logged[answer["request_id"]]["outputs"]["prediction"] == answer["prediction"]
 
     # Serve's replicas (and their inter-deployment gRPC servers) listen on loopback only
     from mlservice import exposure
 
-    pids = {pid for found in parts(up).values() for pid in found}
-    listening = exposure.listeners(pids)
+    listening = exposure.listeners({pid for found in parts(up).values() for pid in found})
     assert any(item.process.startswith("ray::ServeRepli") for item in listening), listening
     assert any(item.port == up.ports["SERVE"] for item in listening), listening
     assert [str(item) for item in listening if not exposure.is_loopback(item.address)] == []
 
-    # scale to 2 replicas, then autoscaling (visible in Serve's own status)
-    assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"num_replicas": 2},
-                      headers=headers).status_code == 202
-    view = wait_deployment(http, up, headers, deployment_id,
-                 lambda v: v.get("status") == "running" and v["versions"][0]["replicas_running"] == 2)
+    # 2 replicas with autoscaling, visible in Serve's own status
     autoscaling = {"min_replicas": 1, "max_replicas": 2, "target_requests_per_replica": 5}
-    assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"autoscaling": autoscaling},
+    assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"num_replicas": 2, "autoscaling": autoscaling},
                       headers=headers).status_code == 202
-    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running" and v["autoscaling"] is not None)
+    wait_deployment(http, up, headers, deployment_id,
+                    lambda v: v.get("status") == "running" and v["autoscaling"] is not None
+                    and v["versions"][0]["replicas_running"] == 2)
     config = _serve_app(up, app_name)["deployments"]["stable"]["deployment_config"]["autoscaling_config"]
     assert (config["min_replicas"], config["max_replicas"], config["target_ongoing_requests"]) == (1, 2, 5.0)
 
-    # a rolling update while a client keeps predicting: no failed request
-    failures: list[str] = []
-    answered: list[str] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        with httpx.Client(trust_env=False, timeout=30) as steady:
-            while not stop.is_set():
-                r = steady.post(f"{up.api}/api/v1/predictions", headers=headers,
-                                json={"model_id": model_id, "deployment_id": deployment_id, "features": FEATURES})
-                if r.status_code != 200:
-                    failures.append(f"{r.status_code} {r.text[:200]}")
-                else:
-                    answered.append(r.json()["version"])
-                time.sleep(0.05)
-
-    worker = threading.Thread(target=client, daemon=True)
-    worker.start()
-    try:
-        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"version": second},
+    with SteadyClient(up, headers, {"model_id": model_id, "deployment_id": deployment_id, "features": FEATURES}) as client:
+        canary = {"version": slow, "traffic_percent": 50, "promote_after_minutes": 30, "max_p99_latency_ratio": 1.5}
+        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
                           headers=headers).status_code == 202
-        view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running" and v["version"] == second)
-        time.sleep(3)
-    finally:
-        stop.set()
-        worker.join(timeout=60)
-    assert failures == [], failures[:5]
-    assert first in answered and answered[-1] == second, (answered[:3], answered[-3:])
+        view = wait_deployment(http, up, headers, deployment_id, lambda v: _event(v, "canary_rolled_back") is not None,
+                               timeout_s=300)
+        rolled = _event(view, "canary_rolled_back")
+        assert "p99 latency" in rolled["message"], rolled
+        assert rolled["details"]["canary"]["requests"] >= 20 and rolled["details"]["canary"]["version"] == slow
+        assert ("canary", slow) in client.answers
+        view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running"
+                               and v["canary"] is None and v["applied_generation"] == v["generation"])
+        assert view["version"] == first and [v["role"] for v in view["versions"]] == ["stable"]
+
+        canary = {"version": clean, "traffic_percent": 50, "promote_after_minutes": 0.1}
+        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
+                          headers=headers).status_code == 202
+        view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("version") == clean and v["canary"] is None
+                               and v.get("status") == "running" and v["applied_generation"] == v["generation"], timeout_s=300)
+        assert "promoted after 0.1 min" in _event(view, "canary_promoted")["message"]
+        time.sleep(2)
+    assert client.failures == [], client.failures[:5]
+    assert ("canary", clean) in client.answers and client.answers[-1] == ("stable", clean), client.answers[-3:]
 
     # delete: 202, then gone from the API and from Serve
     reply = http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers)
@@ -142,89 +192,3 @@ def test_deploy_predict_scale_roll_out_and_delete(up, http):
     assert _serve_app(up, app_name) is None
     gone = http.post(f"{up.api}/api/v1/predictions", json={**body, "deployment_id": deployment_id}, headers=headers)
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "DEPLOYMENT_NOT_FOUND"
-
-
-def local_explanation(http: httpx.Client, up: Platform, headers: dict, body: dict) -> dict:
-    reply = http.post(f"{up.api}/api/v1/predictions", json={**body, "options": {"return_explanation": True}}, headers=headers)
-    assert reply.status_code == 200, reply.text
-    return reply.json()["explanation"]
-
-
-def _log_to_platform(up: Platform, model) -> str:
-    """Fit-and-log into the running platform's MLflow (a run of the demo tenant's experiment)."""
-    from config.settings import Settings
-    from tests.utils.mlflow_models import churn_like, log_fitted_model
-
-    settings = Settings(data_dir=up.data_dir, mlflow_tracking_uri=f"http://127.0.0.1:{up.ports['MLFLOW']}",
-                        database_url=f"sqlite:///{Path(up.data_dir) / 'api' / 'state.db'}")
-    features, labels = churn_like(n=400, seed=5)
-    return log_fitted_model(settings, DEMO_TENANT, model.fit(features, labels), features)
-
-
-def _steady_client(up: Platform, headers: dict, body: dict, stop: threading.Event, failures: list, roles: list) -> None:
-    with httpx.Client(trust_env=False, timeout=30) as steady:
-        while not stop.is_set():
-            r = steady.post(f"{up.api}/api/v1/predictions", headers=headers, json=body)
-            if r.status_code != 200:
-                failures.append(f"{r.status_code} {r.text[:200]}")
-            else:
-                roles.append((r.json()["served_by"]["role"], r.json()["version"]))
-            time.sleep(0.02)
-
-
-def test_a_slow_canary_is_rolled_back_and_a_clean_one_promoted(up, http):
-    from sklearn.ensemble import RandomForestClassifier
-
-    headers = bearer(up.token())
-    model_id = http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"][0]["model_id"]
-    versions = http.get(f"{up.api}/api/v1/models/{model_id}/versions", headers=headers).json()["data"]
-    # slow on purpose: 5,000 shallow trees answer one row in tens of ms (the demo's 100 trees: about 1 ms)
-    slow_run = _log_to_platform(up, RandomForestClassifier(n_estimators=5000, max_depth=3, random_state=0))
-    slow = http.post(f"{up.api}/api/v1/models/{model_id}/versions", json={"source": {"run_id": slow_run}}, headers=headers)
-    clean = http.post(f"{up.api}/api/v1/models/{model_id}/versions", json={"source": {"run_id": versions[-1]["run_id"]}},
-                      headers=headers)
-    assert slow.status_code == clean.status_code == 201, (slow.text, clean.text)
-    slow_version, clean_version = slow.json()["version"], clean.json()["version"]
-
-    reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
-        "model_id": model_id, "version": "1.0.0", "num_replicas": 1, "resources": {"cpu": 0.25}})
-    assert reply.status_code == 202, reply.text
-    deployment_id = reply.json()["deployment_id"]
-    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
-
-    failures: list[str] = []
-    roles: list[tuple[str, str]] = []
-    stop = threading.Event()
-    body = {"model_id": model_id, "deployment_id": deployment_id, "features": FEATURES}
-    worker = threading.Thread(target=_steady_client, args=(up, headers, body, stop, failures, roles), daemon=True)
-    worker.start()
-    try:
-        canary = {"version": slow_version, "traffic_percent": 50, "promote_after_minutes": 30, "max_p99_latency_ratio": 1.5}
-        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
-                          headers=headers).status_code == 202
-        view = wait_deployment(http, up, headers, deployment_id,
-                     lambda v: any(e["kind"] == "canary_rolled_back" for e in v.get("events", [])), timeout_s=300)
-        rolled = next(e for e in view["events"] if e["kind"] == "canary_rolled_back")
-        assert "p99 latency" in rolled["message"], rolled
-        assert rolled["details"]["canary"]["requests"] >= 20 and rolled["details"]["canary"]["version"] == slow_version
-        assert ("canary", slow_version) in roles
-        view = wait_deployment(http, up, headers, deployment_id,
-                     lambda v: v.get("status") == "running" and v["canary"] is None and v["applied_generation"] == v["generation"])
-        assert view["version"] == "1.0.0" and [v["role"] for v in view["versions"]] == ["stable"]
-
-        canary = {"version": clean_version, "traffic_percent": 50, "promote_after_minutes": 0.25}
-        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
-                          headers=headers).status_code == 202
-        view = wait_deployment(http, up, headers, deployment_id,
-                     lambda v: v.get("version") == clean_version and v["canary"] is None and v.get("status") == "running",
-                     timeout_s=300)
-        promoted = next(e for e in view["events"] if e["kind"] == "canary_promoted")
-        assert "promoted after 0.25 min" in promoted["message"], promoted
-        time.sleep(2)
-    finally:
-        stop.set()
-        worker.join(timeout=60)
-    assert failures == [], failures[:5]
-    assert roles[-1] == ("stable", clean_version), roles[-3:]
-    assert http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers).status_code == 202
-    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)

@@ -108,12 +108,12 @@ def test_too_few_canary_requests_decide_nothing():
     assert _judge(_traffic(200, 0, 4), _traffic(10, 10, 900), minutes=60).action == "none"
 
 
-def test_a_canary_is_judged_from_the_first_whole_minute_after_it_ran():
+def test_a_canary_is_judged_from_the_first_whole_slot_after_it_ran():
     from datetime import timedelta
 
     from resources.deployment_reconcile import canary_window_start, judge_canary
 
-    assert canary_window_start(CANARY) == NOW + timedelta(minutes=1)  # ran at 00:00:42: its start-up minute is left out
+    assert canary_window_start(CANARY) == NOW + timedelta(seconds=60)  # ran at 00:00:42: the slot it ran in and the next are left out
     waiting = {**CANARY, "running_at": None}  # applied, not yet reported running
     assert canary_window_start(waiting) is None
     record = _record(canary=waiting)
@@ -128,8 +128,8 @@ def test_traffic_adds_up_across_routers_and_minutes(state):
 
     store = TrafficStore(state)
     store.add("dep-1", "canary", "1.1.0", NOW, _traffic(10, 1, 4))
-    store.add("dep-1", "canary", "1.1.0", NOW, _traffic(5, 0, 60))  # another router, the same minute
-    store.add("dep-1", "canary", "1.1.0", NOW + timedelta(minutes=1), _traffic(5, 0, 4))
+    store.add("dep-1", "canary", "1.1.0", NOW, _traffic(5, 0, 60))  # another router, the same slot
+    store.add("dep-1", "canary", "1.1.0", NOW + timedelta(seconds=10), _traffic(5, 0, 4))
     store.add("dep-1", "stable", "1.0.0", NOW - timedelta(minutes=5), _traffic(7, 0, 4))  # before the window
     found = store.since("dep-1", NOW)
     assert set(found) == {("canary", "1.1.0")}

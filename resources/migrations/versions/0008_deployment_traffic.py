@@ -1,4 +1,4 @@
-"""deployment_traffic: per deployment, role, version and minute, the requests, errors and latency
+"""deployment_traffic: per deployment, role, version and 10-second slot, the requests, errors and latency
 histogram its router saw (resources/deployment_traffic.py).
 
 Revision ID: 0008
@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("deployment_id", sa.String(64), primary_key=True),
         sa.Column("role", sa.String(16), primary_key=True),
         sa.Column("version", sa.String(64), primary_key=True),
-        sa.Column("minute", sa.DateTime(timezone=True), primary_key=True),
+        sa.Column("slot_start", sa.DateTime(timezone=True), primary_key=True),
         sa.Column("requests", sa.Integer, nullable=False),
         sa.Column("errors", sa.Integer, nullable=False),
         sa.Column("latency_counts", sa.Text, nullable=False),
