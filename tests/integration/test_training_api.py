@@ -1,5 +1,6 @@
 """Training and tuning end to end: POST to the running API, Dagster (webserver + daemon) runs the
-assets, the fit runs on the Ray head, progress and models land in MLflow, GET follows it all.
+assets, the fit runs on the Ray head, progress and models land in MLflow, GET follows it all. On
+the integration tier's shared platform (``conftest.py``), in a tenant of its own.
 
 Real data: scikit-learn's bundled breast_cancer set, written as parquet into the tenant's area.
 """
@@ -14,7 +15,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
 from tests.utils.datasets import breast_cancer
-from tests.utils.platform import integration_marks, running_platform, tenant_client
+from tests.utils.platform import integration_marks, tenant_client
 
 TENANT = "bc-lab"
 pytestmark = integration_marks(timeout_s=900)
@@ -26,20 +27,19 @@ def _split_breast_cancer():
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("training-data").resolve()
-    folder = data_dir / "tenants" / TENANT / "bc"
-    folder.mkdir(parents=True)
+def bc_data(platform):
+    """The breast cancer split in the tenant's area of the integration tier's shared platform."""
+    folder = platform["current"].data_dir / "tenants" / TENANT / "bc"
+    folder.mkdir(parents=True, exist_ok=True)
     train, val = _split_breast_cancer()
     train.to_parquet(folder / "train.parquet", index=False)
     val.to_parquet(folder / "val.parquet", index=False)
-    with running_platform(data_dir, data_dir.parent / "training-up.log", args=("--no-demo",)) as instance:
-        yield instance
+    return folder
 
 
 @pytest.fixture(scope="module")
-def api(platform):
-    with tenant_client(platform, TENANT) as client:
+def api(platform, bc_data):
+    with tenant_client(platform["current"], TENANT) as client:
         yield client
 
 
@@ -87,7 +87,7 @@ def test_training_reaches_plain_sklearn_accuracy_and_registers_a_version(api):
     assert [(v["version"], v["stage"]) for v in versions] == [("1.0.0", "development")]
 
 
-def test_the_demo_training_files_on_the_embedded_s3_server_train_a_model(api, platform):
+def test_the_demo_training_files_on_the_embedded_s3_server_train_a_model(api, up):
     """After `make up` the demo tenant trains on s3://data/train.parquet as the README's request
     says (the run worker reads the embedded S3 server); the bucket is granted to the demo tenant
     alone."""
@@ -98,7 +98,7 @@ def test_the_demo_training_files_on_the_embedded_s3_server_train_a_model(api, pl
         "hyperparameters": {"n_estimators": 30, "max_depth": 6},
     }
     assert api.post("/api/v1/training", json=body).json()["error"]["code"] == "INVALID_REQUEST"  # bc-lab: no grant
-    with tenant_client(platform, "acme-corp") as demo:
+    with tenant_client(up, "acme-corp") as demo:
         accepted = demo.post("/api/v1/training", json=body)
         assert accepted.status_code == 202, accepted.text
         final = _follow(demo, f"/api/v1/training/{accepted.json()['job_id']}")
@@ -169,9 +169,9 @@ def test_cancel_ends_a_running_job(api):
     assert again.status_code == 409 and again.json()["error"]["code"] == "JOB_ALREADY_FINISHED"
 
 
-def test_other_tenants_cannot_see_jobs(api, platform):
+def test_other_tenants_cannot_see_jobs(api, up):
     job_id = api.get("/api/v1/jobs").json()["data"][0]["job_id"]
-    with tenant_client(platform, "someone-else") as other:
+    with tenant_client(up, "someone-else") as other:
         assert other.get(f"/api/v1/jobs/{job_id}").status_code == 404
         assert other.get(f"/api/v1/training/{job_id}").json()["error"]["code"] == "JOB_NOT_FOUND"
         assert other.get("/api/v1/jobs").json()["count"] == 0
