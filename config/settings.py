@@ -56,6 +56,7 @@ class Quotas(BaseModel):
     versions_per_model: int = Field(default=100, ge=1, description="versions of one model")
     concurrent_jobs: int = Field(default=4, ge=1, description="jobs submitted and not yet ended")
     ensembles: int = Field(default=50, ge=0, description="ensembles")
+    deployments: int = Field(default=5, ge=0, description="Ray Serve deployments (each holds replicas on the cluster)")
 
 
 class Retention(BaseModel):

@@ -1,8 +1,8 @@
 """Per-tenant quotas: what one tenant may hold at once, so no tenant fills what all tenants share.
 
 Quotas (``MLSERVICE_QUOTAS``, per tenant ``MLSERVICE_QUOTA_OVERRIDES``, merged field by field by
-``Settings.quotas_for``): ``models`` (registered models), ``versions_per_model``, ``ensembles``
-and ``concurrent_jobs`` (jobs submitted through the API and not yet ended). ``TenantQuotas`` is
+``Settings.quotas_for``): ``models`` (registered models), ``versions_per_model``, ``ensembles``,
+``deployments`` and ``concurrent_jobs`` (jobs submitted through the API and not yet ended). ``TenantQuotas`` is
 built from the settings in ``serving_api/wiring.py`` (API and Dagster alike) and checked by the
 registry (``create_model``, ``register_version``: the API routes and the training assets), the
 ensemble service and the job service. Holding as many as allowed answers 409 ``QUOTA_EXCEEDED``
@@ -20,7 +20,7 @@ import dagster as dg
 from resources.errors import JobLimitReached, QuotaExceeded
 
 QUOTAS = {"models": "registered models", "versions_per_model": "versions of one model",
-          "ensembles": "ensembles", "concurrent_jobs": "unfinished jobs at once"}
+          "ensembles": "ensembles", "concurrent_jobs": "unfinished jobs at once", "deployments": "deployments"}
 JOB_RETRY_AFTER_S = 30
 MLFLOW_PAGE = 1000  # the most models one MLflow search returns
 

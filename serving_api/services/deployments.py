@@ -4,7 +4,8 @@ driver itself, and reads what Serve reports over HTTP from the Ray dashboard.
 
 Checks before anything is stored, in order: the model and version (404), Ray reachable (503
 RAY_UNAVAILABLE), a GPU when asked for (400), the replicas the change starts with fitting the
-cluster (400 naming what is available), one deployment per model version (409). A run that could
+cluster (400 naming what is available), the tenant's ``deployments`` quota (409 QUOTA_EXCEEDED),
+one deployment per model version (409). A run that could
 not be launched removes what this request stored (a new deployment) or leaves the change recorded
 for the reconciler to apply (a change).
 """
@@ -45,6 +46,8 @@ class DeploymentService:
         spec = {"num_replicas": body.num_replicas, "resources": body.resources.model_dump(),
                 "autoscaling": body.autoscaling.model_dump() if body.autoscaling else None}
         fit = check_fits(spec, self.ray.total_resources())
+        if self.jobs.quotas is not None:  # each deployment holds replicas: one tenant cannot take the cluster
+            self.jobs.quotas.check(tenant, "deployments", lambda _: self.store.count(tenant))
         record = self.store.create(tenant, model_id=body.model_id, model_name=resolved.name, version=resolved.version,
                                    runtime=body.runtime, spec=spec, created_by=principal.subject)
         for warning in fit.warnings:

@@ -25,13 +25,14 @@ REFERENCE_BODY = {"model_id": "550e8400-...", "version": "1.2.0", "runtime": "ra
                   "autoscaling": {"min_replicas": 1, "max_replicas": 10, "target_requests_per_replica": 5},
                   "resources": {"cpu": 2, "memory_gb": 4, "gpu": 0}}
 SMALL = {"num_replicas": 1, "resources": {"cpu": 0.25}}
+QUOTA_TENANT = f"dq-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("deploy-data")
     (data_dir / "mlflow").mkdir()
-    settings = make_settings(data_dir)
+    settings = make_settings(data_dir, quota_overrides={QUOTA_TENANT: {"deployments": 1}})
     app = create_app(settings)
     with TestClient(app) as client:
         jobs = app.state.job_service
@@ -246,3 +247,18 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     assert script == []
     wrong_model = {**body, "model_id": "other-model"}
     error_envelope(client.post("/api/v1/predictions", json=wrong_model, headers=headers), 400, "INVALID_REQUEST")
+
+
+def test_a_tenant_holds_at_most_its_deployments_quota(world):
+    client, settings = world["client"], world["settings"]
+    headers = auth(make_token(QUOTA_TENANT))
+    model_id = register_model(client, headers, log_sklearn_model(settings, QUOTA_TENANT), "churn")
+    added = client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": log_sklearn_model(settings, QUOTA_TENANT)}},
+                        headers=headers)
+    assert added.status_code == 201, added.text
+    _finish_runs(world)
+    assert _post(world, {"model_id": model_id, "version": "1.0.0", **SMALL}, headers=headers).status_code == 202
+    error = error_envelope(_post(world, {"model_id": model_id, "version": added.json()["version"], **SMALL}, headers=headers),
+                           409, "QUOTA_EXCEEDED")
+    assert error["details"]["quota"] == "deployments" and error["details"]["limit"] == 1
+    assert len(client.get("/api/v1/deployments", headers=headers).json()["deployments"]) == 1
