@@ -92,7 +92,8 @@ class DeploymentService:
         if not desired:
             raise InvalidRequest("nothing to change: the deployment already has that state", {"deployment_id": deployment_id})
         also = [canary_replica_spec(spec)] if canary else []
-        fit = check_fits(spec, self._room(record), also=also)
+        # against the cluster's totals: the change replaces the deployment's own replicas
+        fit = check_fits(spec, self.ray.total_resources(), also=also)
         changed = self.store.change(tenant, deployment_id, status="updating", event="updated", message="; ".join(changes),
                                     details={"requested_by": principal.subject}, **desired)
         for warning in fit.warnings:
@@ -115,11 +116,6 @@ class DeploymentService:
         from resources.state_db import utcnow
 
         return {**body.canary.model_dump(), "version": version, "started_at": utcnow().isoformat()}
-
-    def _room(self, record: DeploymentRecord) -> dict[str, float]:
-        """The cluster as a change of ``record`` sees it: its totals (the change replaces the
-        deployment's own replicas, so they are not counted against it)."""
-        return self.ray.total_resources()
 
     def _launch(self, principal: Principal, record: DeploymentRecord, action: str) -> JobRecord:
         request = {"deployment_id": record.deployment_id, "action": action, "generation": record.generation}
