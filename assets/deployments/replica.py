@@ -10,10 +10,9 @@ answered prediction to the platform's prediction log before it answers, with the
 format (``resources.prediction_records``), so drift and performance reports see deployed
 traffic. Its health check fails when the log's writer stopped.
 
-While a canary runs, ``DeploymentRouter`` is the application's ingress (HTTP, behind Serve's
-proxy on loopback; without a canary the stable replicas are, one hop less): it sends
-``canary_percent`` of the requests to the canary version's replicas and the rest to the stable
-version's, and counts what each version answered (requests, errors, latency), which the
+``DeploymentRouter`` is the application's ingress (HTTP, behind Serve's proxy on loopback): it
+sends ``canary_percent`` of the requests to the canary version's replicas and the rest to the
+stable version's, and counts what each version answered (requests, errors, latency), which the
 reconciler compares to roll a canary back or promote it.
 
 A request (from the API, which has authenticated the caller and checked the tenant):
@@ -74,15 +73,6 @@ def _error(exc: DomainError) -> dict[str, Any]:
     return {"ok": False, "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
 
 
-async def _payload(request: Any) -> dict[str, Any]:
-    """The request's JSON object, or an error reply."""
-    try:
-        payload = await request.json()
-    except ValueError:
-        return _error(DomainError("the body must be JSON"))
-    return payload if isinstance(payload, dict) else _error(DomainError("the body must be a JSON object"))
-
-
 class ModelReplica:
     def __init__(self, tenant_id: str, model_id: str, version: str, role: str, explain_max_cost: int) -> None:
         from config.settings import Settings
@@ -113,11 +103,6 @@ class ModelReplica:
 
         answers, _ = await asyncio.to_thread(predict_together, self.model.batch_predict, parts)
         return answers
-
-    async def __call__(self, request: Any) -> dict[str, Any]:
-        """HTTP, when the replicas are the application's ingress (no canary: no router hop)."""
-        payload = await _payload(request)
-        return payload if "error" in payload else await self.answer(payload)
 
     async def answer(self, payload: dict[str, Any]) -> dict[str, Any]:
         from inference.bounds import input_error
@@ -184,9 +169,12 @@ class DeploymentRouter:
         self._store: Any = None
 
     async def __call__(self, request: Any) -> dict[str, Any]:
-        payload = await _payload(request)
-        if "error" in payload:
-            return payload
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _error(DomainError("the body must be JSON"))
+        if not isinstance(payload, dict):
+            return _error(DomainError("the body must be a JSON object"))
         role = "canary" if "canary" in self.roles and random.random() * 100 < self.canary_percent else "stable"
         handle, version = self.roles[role]
         started = time.perf_counter()

@@ -1,10 +1,9 @@
 """A deployment's desired state as a Ray Serve application, applied and watched from a driver.
 
-The application of a deployment: ``stable`` (the version's replicas, with the deployment's
-replicas or autoscaling and resources, ``resources.serve_options``) as the ingress; while a canary
-runs, ``router`` (the ingress then, a small fraction of a CPU) -> ``stable`` and ``canary`` (one
-replica of the canary version with the same resources). Measured: the router hop cost a third of
-the deployment path's throughput on 2 cores. ``serve.run`` upserts it by name, and on Ray 2.60 every upsert
+The application of a deployment: ``router`` (the ingress, a small fraction of a CPU) ->
+``stable`` (the version's replicas, with the deployment's replicas or autoscaling and resources,
+``resources.serve_options``) and, while a canary runs, ``canary`` (one replica of the canary
+version with the same resources). ``serve.run`` upserts it by name, and on Ray 2.60 every upsert
 rolls every replica of the application, even for a new replica count (measured); with
 ``max_surge_percent`` 100 the new replicas start before the old ones stop, so a roll fails no
 request, and a roll whose replicas cannot start leaves the old ones serving (``DEPLOY_FAILED``).
@@ -52,11 +51,11 @@ def build_app(record: DeploymentRecord, *, explain_max_cost: int, env: dict[str,
             record.tenant_id, record.model_id, version, name, explain_max_cost)
 
     stable = replicas("stable", record.spec, record.version)
-    if not record.canary:
-        return stable  # the replicas are the ingress: one hop less (the router only splits and counts a canary's traffic)
-    canary_version = record.canary["version"]
-    canary = replicas("canary", canary_replica_spec(record.spec), canary_version)
-    percent = float(record.canary["traffic_percent"])
+    canary, canary_version, percent = None, "", 0.0
+    if record.canary:
+        canary_version = record.canary["version"]
+        canary = replicas("canary", canary_replica_spec(record.spec), canary_version)
+        percent = float(record.canary["traffic_percent"])
     router = serve.deployment(
         DeploymentRouter, name="router", num_replicas=1, max_ongoing_requests=ROUTER_MAX_ONGOING,
         max_surge_percent=MAX_SURGE_PERCENT, ray_actor_options={"num_cpus": ROUTER_CPUS, "runtime_env": runtime_env},

@@ -1,7 +1,7 @@
 """Deployments on a real Ray Serve, through the running platform's API (``mlservice up``), as one
 lifecycle (each change is a Dagster run and a Serve roll: tens of seconds on 2 cores):
 
-deploy the demo model (1 replica) -> predict through it (the in-process answer and refusals, every
+deploy a model trained like the demo's (1 replica) -> predict through it (the in-process answer and refusals, every
 answer in the prediction log, every socket of Serve's processes on loopback) -> 2 replicas with
 autoscaling (visible in Serve's own status) -> while a client keeps predicting: a canary that is
 slow on purpose (5,000 trees) is rolled back by the reconciler with the figures, then a clean
@@ -100,13 +100,17 @@ def test_a_deployment_from_deploy_to_delete(up, http):
     from sklearn.ensemble import RandomForestClassifier
 
     headers = bearer(up.token())
-    model_id = http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"][0]["model_id"]
-    demo_run = http.get(f"{up.api}/api/v1/models/{model_id}/versions", headers=headers).json()["data"][0]["run_id"]
-    first = "1.0.0"
+    demo_id = http.get(f"{up.api}/api/v1/models", headers=headers, params={"name_prefix": DEMO_MODEL}).json()["data"][0]["model_id"]
+    demo_run = http.get(f"{up.api}/api/v1/models/{demo_id}/versions", headers=headers).json()["data"][0]["run_id"]
+    # a model of its own from the demo's run: the other modules on this shared platform expect the demo model as seeded
+    registered = http.post(f"{up.api}/api/v1/models", headers=headers, json={
+        "name": "churn_deployed", "model_type": "classification", "framework": "sklearn", "source": {"run_id": demo_run}})
+    assert registered.status_code == 201, registered.text
+    model_id, first = registered.json()["model_id"], "1.0.0"
     # slow on purpose: 5,000 shallow trees answer a row in tens of ms (the demo's 100 trees: about 1 ms)
     slow = _add_version(http, up, headers, model_id,
                         _log_to_platform(up, RandomForestClassifier(n_estimators=5000, max_depth=3, random_state=0)))
-    clean = _add_version(http, up, headers, model_id, demo_run)  # the demo's own model again
+    clean = _add_version(http, up, headers, model_id, demo_run)  # the same model again
 
     reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
         "model_id": model_id, "version": first, "runtime": "ray_serve", "num_replicas": 1, "resources": {"cpu": 0.25}})
