@@ -1,6 +1,7 @@
 """Batch scoring on Ray Data: read_parquet -> map_batches (a pool of scorer actors) -> ordered parts.
 
-The pool is sized from the cluster (``pool_plan``): one actor per CPU up to ``MAX_SCORING_ACTORS``,
+The pool is sized from the cluster's free CPUs when the job starts (``pool_plan``; deployments'
+replicas and other jobs hold some): one actor per CPU up to ``MAX_SCORING_ACTORS``,
 each asking for at most one CPU and together leaving ``IO_RESERVE_CPUS`` free, and Ray Data's read
 tasks ask for ``IO_TASK_CPUS`` each. Actors that took every CPU would leave the read tasks
 unschedulable and the job would hang (ray-project/ray#44687): on the 2-CPU machine that is 2
@@ -158,10 +159,13 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
     import ray
     import ray.data
 
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
+    # what is free now, not the cluster's total: Serve replicas and other jobs hold CPUs, and a pool
+    # sized from the total would wait for CPUs that never come (the read tasks with it)
+    total = float(ray.cluster_resources().get("CPU", 1.0))
+    cpus = min(total, float(ray.available_resources().get("CPU", 0.0))) or min(total, 1.0)
     actors, per_actor = pool_plan(cpus, input_bytes)
     cap = block_bytes(input_bytes, actors)
-    log(f"scoring on Ray Data: up to {actors} actor(s) of {per_actor} CPU on a cluster of {cpus:g} CPU, "
+    log(f"scoring on Ray Data: up to {actors} actor(s) of {per_actor} CPU on {cpus:g} free CPU of {total:g}, "
         f"read tasks of {IO_TASK_CPUS} CPU, blocks up to {cap / 2**20:.1f} MiB, {spec.rows_per_call} rows per model call")
     counter = ray.remote(num_cpus=0)(_Counter).remote()
     shared_model = ray.put(model)

@@ -116,83 +116,96 @@ def test_a_deployment_from_deploy_to_delete(up, http):
         "model_id": model_id, "version": first, "runtime": "ray_serve", "num_replicas": 1, "resources": {"cpu": 0.25}})
     assert reply.status_code == 202, reply.text
     deployment_id = reply.json()["deployment_id"]
-    view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
-    assert view["serve_status"] == "RUNNING" and view["versions"][0]["replicas_running"] == 1, view
-    app_name = f"{DEMO_TENANT}--{deployment_id}"
+    try:
+        view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
+        assert view["serve_status"] == "RUNNING" and view["versions"][0]["replicas_running"] == 1, view
+        app_name = f"{DEMO_TENANT}--{deployment_id}"
 
-    # through the deployment: the in-process answer, the same refusals, every answer logged
-    body = {"model_id": model_id, "version": first, "features": FEATURES}
-    local = http.post(f"{up.api}/api/v1/predictions", json=body, headers=headers).json()
-    deployed = http.post(f"{up.api}/api/v1/predictions", json={**body, "deployment_id": deployment_id}, headers=headers)
-    assert deployed.status_code == 200, deployed.text
-    answer = deployed.json()
-    assert answer["served_by"] == {"path": "deployment", "deployment_id": deployment_id, "role": "stable"}
-    assert local["served_by"] == {"path": "in_process"}
-    assert answer["prediction"] == local["prediction"] and answer["version"] == first
-    assert np.allclose(answer["probabilities"], local["probabilities"], rtol=0, atol=1e-12)
-    explain = {"options": {"return_explanation": True}}
-    explained = http.post(f"{up.api}/api/v1/predictions", headers=headers, json={**body, "deployment_id": deployment_id, **explain})
-    local_explained = http.post(f"{up.api}/api/v1/predictions", headers=headers, json={**body, **explain})
-    assert explained.json()["explanation"] == local_explained.json()["explanation"]
-    bad = {**body, "deployment_id": deployment_id, "features": {**FEATURES, "total_orders": "many"}}
-    refused = http.post(f"{up.api}/api/v1/predictions", json=bad, headers=headers)
-    in_process = http.post(f"{up.api}/api/v1/predictions", json={**bad, "deployment_id": None}, headers=headers)
-    assert refused.status_code == in_process.status_code == 422, refused.text
-    assert refused.json()["error"]["code"] == in_process.json()["error"]["code"] == "VALIDATION_ERROR"
-    other = http.post(f"{up.api}/api/v1/predictions", json={**body, "version": slow, "deployment_id": deployment_id},
-                      headers=headers)
-    assert other.status_code == 400, other.text
-    logged = _records(up, {answer["request_id"], explained.json()["request_id"]})
-    assert set(logged) == {answer["request_id"], explained.json()["request_id"]}
-    assert logged[answer["request_id"]]["model_version"] == first
-    assert logged[answer["request_id"]]["outputs"]["prediction"] == answer["prediction"]
+        # through the deployment: the in-process answer, the same refusals, every answer logged
+        body = {"model_id": model_id, "version": first, "features": FEATURES}
+        local = http.post(f"{up.api}/api/v1/predictions", json=body, headers=headers).json()
+        deployed = http.post(f"{up.api}/api/v1/predictions", json={**body, "deployment_id": deployment_id}, headers=headers)
+        assert deployed.status_code == 200, deployed.text
+        answer = deployed.json()
+        assert answer["served_by"] == {"path": "deployment", "deployment_id": deployment_id, "role": "stable"}
+        assert local["served_by"] == {"path": "in_process"}
+        assert answer["prediction"] == local["prediction"] and answer["version"] == first
+        assert np.allclose(answer["probabilities"], local["probabilities"], rtol=0, atol=1e-12)
+        explain = {"options": {"return_explanation": True}}
+        explained = http.post(f"{up.api}/api/v1/predictions", headers=headers, json={**body, "deployment_id": deployment_id, **explain})
+        local_explained = http.post(f"{up.api}/api/v1/predictions", headers=headers, json={**body, **explain})
+        assert explained.json()["explanation"] == local_explained.json()["explanation"]
+        bad = {**body, "deployment_id": deployment_id, "features": {**FEATURES, "total_orders": "many"}}
+        refused = http.post(f"{up.api}/api/v1/predictions", json=bad, headers=headers)
+        in_process = http.post(f"{up.api}/api/v1/predictions", json={**bad, "deployment_id": None}, headers=headers)
+        assert refused.status_code == in_process.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == in_process.json()["error"]["code"] == "VALIDATION_ERROR"
+        other = http.post(f"{up.api}/api/v1/predictions", json={**body, "version": slow, "deployment_id": deployment_id},
+                          headers=headers)
+        assert other.status_code == 400, other.text
+        logged = _records(up, {answer["request_id"], explained.json()["request_id"]})
+        assert set(logged) == {answer["request_id"], explained.json()["request_id"]}
+        assert logged[answer["request_id"]]["model_version"] == first
+        assert logged[answer["request_id"]]["outputs"]["prediction"] == answer["prediction"]
 
-    # Serve's replicas (and their inter-deployment gRPC servers) listen on loopback only
-    from mlservice import exposure
+        # Serve's replicas (and their inter-deployment gRPC servers) listen on loopback only
+        from mlservice import exposure
 
-    listening = exposure.listeners({pid for found in parts(up).values() for pid in found})
-    assert any(item.process.startswith("ray::ServeRepli") for item in listening), listening
-    assert any(item.port == up.ports["SERVE"] for item in listening), listening
-    assert [str(item) for item in listening if not exposure.is_loopback(item.address)] == []
+        listening = exposure.listeners({pid for found in parts(up).values() for pid in found})
+        assert any(item.process.startswith("ray::ServeRepli") for item in listening), listening
+        assert any(item.port == up.ports["SERVE"] for item in listening), listening
+        assert [str(item) for item in listening if not exposure.is_loopback(item.address)] == []
 
-    # 2 replicas with autoscaling, visible in Serve's own status
-    autoscaling = {"min_replicas": 1, "max_replicas": 2, "target_requests_per_replica": 5}
-    assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"num_replicas": 2, "autoscaling": autoscaling},
-                      headers=headers).status_code == 202
-    wait_deployment(http, up, headers, deployment_id,
-                    lambda v: v.get("status") == "running" and v["autoscaling"] is not None
-                    and v["versions"][0]["replicas_running"] == 2)
-    config = _serve_app(up, app_name)["deployments"]["stable"]["deployment_config"]["autoscaling_config"]
-    assert (config["min_replicas"], config["max_replicas"], config["target_ongoing_requests"]) == (1, 2, 5.0)
-
-    with SteadyClient(up, headers, {"model_id": model_id, "deployment_id": deployment_id, "features": FEATURES}) as client:
-        canary = {"version": slow, "traffic_percent": 50, "promote_after_minutes": 30, "max_p99_latency_ratio": 1.5}
-        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
+        # 2 replicas with autoscaling, visible in Serve's own status
+        autoscaling = {"min_replicas": 1, "max_replicas": 2, "target_requests_per_replica": 5}
+        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"num_replicas": 2, "autoscaling": autoscaling},
                           headers=headers).status_code == 202
-        view = wait_deployment(http, up, headers, deployment_id, lambda v: _event(v, "canary_rolled_back") is not None,
-                               timeout_s=300)
-        rolled = _event(view, "canary_rolled_back")
-        assert "p99 latency" in rolled["message"], rolled
-        assert rolled["details"]["canary"]["requests"] >= 20 and rolled["details"]["canary"]["version"] == slow
-        assert ("canary", slow) in client.answers
-        view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running"
-                               and v["canary"] is None and v["applied_generation"] == v["generation"])
-        assert view["version"] == first and [v["role"] for v in view["versions"]] == ["stable"]
+        wait_deployment(http, up, headers, deployment_id,
+                        lambda v: v.get("status") == "running" and v["autoscaling"] is not None
+                        and v["versions"][0]["replicas_running"] == 2)
+        config = _serve_app(up, app_name)["deployments"]["stable"]["deployment_config"]["autoscaling_config"]
+        assert (config["min_replicas"], config["max_replicas"], config["target_ongoing_requests"]) == (1, 2, 5.0)
 
-        canary = {"version": clean, "traffic_percent": 50, "promote_after_minutes": 0.1}
-        assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
-                          headers=headers).status_code == 202
-        view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("version") == clean and v["canary"] is None
-                               and v.get("status") == "running" and v["applied_generation"] == v["generation"], timeout_s=300)
-        assert "promoted after 0.1 min" in _event(view, "canary_promoted")["message"]
-        time.sleep(2)
-    assert client.failures == [], client.failures[:5]
-    assert ("canary", clean) in client.answers and client.answers[-1] == ("stable", clean), client.answers[-3:]
+        with SteadyClient(up, headers, {"model_id": model_id, "deployment_id": deployment_id, "features": FEATURES}) as client:
+            canary = {"version": slow, "traffic_percent": 50, "promote_after_minutes": 30, "max_p99_latency_ratio": 1.5}
+            assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
+                              headers=headers).status_code == 202
+            view = wait_deployment(http, up, headers, deployment_id, lambda v: _event(v, "canary_rolled_back") is not None,
+                                   timeout_s=300)
+            rolled = _event(view, "canary_rolled_back")
+            assert "p99 latency" in rolled["message"], rolled
+            assert rolled["details"]["canary"]["requests"] >= 20 and rolled["details"]["canary"]["version"] == slow
+            assert ("canary", slow) in client.answers
+            view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running"
+                                   and v["canary"] is None and v["applied_generation"] == v["generation"])
+            assert view["version"] == first and [v["role"] for v in view["versions"]] == ["stable"]
 
-    # delete: 202, then gone from the API and from Serve
-    reply = http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers)
-    assert reply.status_code == 202 and reply.json()["status"] == "deleting"
-    wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)
-    assert _serve_app(up, app_name) is None
-    gone = http.post(f"{up.api}/api/v1/predictions", json={**body, "deployment_id": deployment_id}, headers=headers)
-    assert gone.status_code == 404 and gone.json()["error"]["code"] == "DEPLOYMENT_NOT_FOUND"
+            canary = {"version": clean, "traffic_percent": 50, "promote_after_minutes": 0.1}
+            assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
+                              headers=headers).status_code == 202
+            view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("version") == clean and v["canary"] is None
+                                   and v.get("status") == "running" and v["applied_generation"] == v["generation"], timeout_s=300)
+            assert "promoted after 0.1 min" in _event(view, "canary_promoted")["message"]
+            time.sleep(2)
+        assert client.failures == [], client.failures[:5]
+        assert ("canary", clean) in client.answers and client.answers[-1] == ("stable", clean), client.answers[-3:]
+
+        # delete: 202, then gone from the API and from Serve
+        reply = http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers)
+        assert reply.status_code == 202 and reply.json()["status"] == "deleting"
+        wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status_code") == 404)
+        assert _serve_app(up, app_name) is None
+        gone = http.post(f"{up.api}/api/v1/predictions", json={**body, "deployment_id": deployment_id}, headers=headers)
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "DEPLOYMENT_NOT_FOUND"
+    finally:
+        _remove(http, up, headers, deployment_id)
+
+
+def _remove(http: httpx.Client, up: Platform, headers: dict, deployment_id: str) -> None:
+    """Whatever happened above, the deployment is gone before the next module: its replicas hold
+    CPUs of the shared 2-CPU cluster (a batch job sized for the whole cluster would wait on them)."""
+    if http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers).status_code == 202:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and http.get(f"{up.api}/api/v1/deployments/{deployment_id}",
+                                                       headers=headers).status_code != 404:
+            time.sleep(2)
