@@ -58,6 +58,7 @@ MIN_BLOCK_BYTES = 1 << 20
 MAX_BLOCK_BYTES = 32 << 20  # a quarter of Ray Data's default: progress every few seconds, less memory an actor
 IO_RESERVE_CPUS = 0.5
 IO_TASK_CPUS = 0.25
+LIST_FILES_CPUS = 1.0
 REJECTED_EXAMPLES = 5
 ROWS_PER_FILE = 500_000
 
@@ -87,7 +88,10 @@ def pool_plan(cluster_cpus: float, input_bytes: int) -> tuple[int, float]:
     (uncompressed): no more actors than blocks of at least ``MIN_BLOCK_BYTES`` (an actor scores
     whole blocks: one more would have nothing to do)."""
     actors = max(1, min(MAX_SCORING_ACTORS, round(cluster_cpus), math.ceil(max(input_bytes, 1) / MIN_BLOCK_BYTES)))
-    per_actor = min(1.0, max(0.05, (cluster_cpus - IO_RESERVE_CPUS) / actors))
+    # Ray Data's ListFiles task (read_parquet's first step) asks for 1 CPU and cannot be told
+    # otherwise: the pool's first actor leaves it that much, or the read never starts while other
+    # work (a deployment's replicas) holds the rest
+    per_actor = min(1.0, max(0.05, min((cluster_cpus - IO_RESERVE_CPUS) / actors, cluster_cpus - LIST_FILES_CPUS)))
     return actors, round(per_actor, 3)
 
 

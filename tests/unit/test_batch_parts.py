@@ -26,7 +26,8 @@ MIB = 1 << 20
     (2, 40 * MIB, (2, 0.75)),          # this machine: both cores predict, 0.5 CPU left for reads
     (16, 40 * MIB, (8, 1.0)),          # at most 8 actors, one CPU each
     (16, 3 * MIB, (3, 1.0)),           # no more actors than blocks of at least 1 MiB
-    (1, 40 * MIB, (1, 0.5)),
+    (1, 40 * MIB, (1, 0.05)),          # Ray Data's ListFiles task takes 1 CPU first
+    (1.7, 400_000, (1, 0.7)),          # a deployment holds 0.3 CPU: one actor leaves ListFiles its CPU
     (2, 400_000, (1, 1.0)),            # one block: one actor
     (0.5, 40 * MIB, (1, 0.05)),        # a cluster smaller than the reserve still gets an actor
 ])
