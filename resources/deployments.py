@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from resources.errors import DomainError
 from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 
+SERVING_STATUSES = ("running", "updating", "degraded")  # replicas up: the deployment answers predictions
 EVENTS_SHOWN = 20  # the newest events a deployment's status lists
 EVENTS_KEPT = 200  # per deployment: older ones are dropped as new ones come
 
@@ -195,7 +196,7 @@ class DeploymentStore:
         degraded: replicas up), the newest if several versions are deployed."""
         query = (sa.select(deployments)
                  .where(deployments.c.tenant_id == tenant_id, deployments.c.model_id == model_id,
-                        deployments.c.status.in_(("running", "updating", "degraded")))
+                        deployments.c.status.in_(SERVING_STATUSES))
                  .order_by(deployments.c.created_at.desc()).limit(1))
         with self.state.begin() as conn:
             row = conn.execute(query).mappings().first()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from resources.deployments import DeploymentRecord, DeploymentStore
+from resources.deployments import SERVING_STATUSES, DeploymentRecord, DeploymentStore
 from resources.errors import DomainError, InvalidRequest
 from serving_api.schemas.predictions import PredictionResponse
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from serving_api.auth import Principal
     from serving_api.schemas.predictions import PredictionRequest
 
-SERVING = ("running", "updating", "degraded")
 RECORD_TTL_S = 1.0
 # Serve's proxy answers 500/502 or drops the connection when the router replica that took a
 # request stops during a roll (measured: 3 of ~1,500 requests across four rolls): such a request is
@@ -115,7 +114,7 @@ class DeployedPredictions:
         if body.by_entity:
             raise InvalidRequest("predictions by entity are answered in process: send 'features' or 'instances' to a "
                                  "deployment, or leave deployment_id out", {"deployment_id": record.deployment_id})
-        if record.status not in SERVING:
+        if record.status not in SERVING_STATUSES:
             raise DeploymentUnavailable(f"deployment '{record.deployment_id}' is {record.status}: it serves no predictions now",
                                         {"deployment_id": record.deployment_id, "status": record.status,
                                          "reason": record.reason})
