@@ -10,7 +10,7 @@ What it does (everything in a temporary data directory, removed at the end):
 3. Deploys it (``POST /api/v1/deployments``, 1 replica of 0.5 CPU) and waits until it runs.
 4. Drives, with the same closed-loop wrk load (single-row POSTs, concurrency 8, a warm-up first):
    the API in process (``/api/v1/predictions``), the API through the deployment (the same body with
-   ``deployment_id``: API -> Serve's proxy -> router -> replica, the prediction logged by the
+   ``deployment_id``: API -> Serve's proxy -> replica, the prediction logged by the
    replica), then the deployment scaled to 2 replicas (``PATCH``), then ``mlflow models serve`` of
    the same run (the platform still running beside it, as the other rows had it).
 5. Prints req/s, p50 and p99 per path, the deployment path against ``mlflow models serve`` (goal:

@@ -2,7 +2,7 @@
 Serve reports (the dashboard's REST API; the sensor never becomes a Ray driver), repaired by
 ``deploy_model`` runs. ``resources.deployment_reconcile.decide`` says what to do with each
 deployment, and ``judge_canary`` whether a running canary is rolled back or promoted (from the
-traffic its router counted, ``resources.deployment_traffic``); this module reads the inputs and
+traffic the API counted per version, ``resources.deployment_traffic``); this module reads the inputs and
 acts: a run (with a job record of the deployment's tenant, submitted by this sensor, listed by
 ``GET /api/v1/jobs``) to apply or delete, or a status written back. After a platform restart (Ray
 restarted, Serve empty) every deployment that should run is applied again by itself.
@@ -67,7 +67,8 @@ def evaluate(context: dg.SensorEvaluationContext, state: StateStore, ray_cluster
     traffic.prune(now - timedelta(days=KEEP_DAYS))
     requests = []
     for record in records:
-        decision = decide(record, apps.get(record.app_name), run_in_flight=record.deployment_id in busy)
+        decision = decide(record, apps.get(record.app_name), run_in_flight=record.deployment_id in busy,
+                          canary_app=apps.get(record.app_of("canary")))
         window_start = canary_window_start(record.canary) if record.canary else None
         if decision.action == "none" and window_start is not None and record.deployment_id not in busy:
             decision = judge_canary(record, traffic.since(record.deployment_id, window_start), now)

@@ -11,7 +11,10 @@ flight, and acts on each ``Decision``:
 - its application missing (Ray restarted, the platform came back) or a change whose run ended
   without applying it: applied again (a run);
 - a canary that runs: judged by ``judge_canary`` (rolled back or promoted);
-- Serve reporting the application DEPLOY_FAILED or UNHEALTHY (replicas that keep failing) while
+- the canary's application missing while its canary runs (a restart) or left after the canary
+  ended: applied (a run restores or removes it); reported DEPLOY_FAILED or UNHEALTHY: the canary
+  rolled back with Serve's message;
+- Serve reporting the stable application DEPLOY_FAILED or UNHEALTHY (replicas that keep failing) while
   it should run: ``degraded`` with Serve's message, counted as a failure (so a deployment whose
   replicas keep failing ends ``failed``); RUNNING again: ``running``, the count reset.
 """
@@ -43,13 +46,15 @@ class Decision:
 NOTHING = Decision("none")
 
 
-def decide(record: DeploymentRecord, app: dict[str, Any] | None, *, run_in_flight: bool) -> Decision:
+def decide(record: DeploymentRecord, app: dict[str, Any] | None, *, run_in_flight: bool,
+           canary_app: dict[str, Any] | None = None) -> Decision:
+    """``app`` and ``canary_app``: the stable and the canary Serve applications as Serve reports them (None: absent)."""
     if run_in_flight:
         return NOTHING
     if record.status == "deleting":
-        if app is None:
-            return Decision("remove", message="the Serve application is gone")
-        return Decision("delete", message="deleting the Serve application")
+        if app is None and canary_app is None:
+            return Decision("remove", message="the Serve applications are gone")
+        return Decision("delete", message="deleting the Serve applications")
     if record.status == "failed":
         return NOTHING  # a change (PATCH) tries again
     if record.failures >= MAX_FAILED_APPLIES:
@@ -60,6 +65,15 @@ def decide(record: DeploymentRecord, app: dict[str, Any] | None, *, run_in_fligh
         return Decision("apply", message=f"the Serve application is {what}: applying generation {record.generation}")
     if record.applied_generation != record.generation:
         return Decision("apply", message=f"generation {record.generation} was not applied: applying it")
+    if record.canary_serving and canary_app is None:
+        return Decision("apply", message=f"the canary's Serve application is missing (Ray restarted?): applying generation "
+                                         f"{record.generation}")
+    if not record.canary and canary_app is not None:
+        return Decision("apply", message="a canary's Serve application is left after its canary ended: removing it")
+    if record.canary_serving and str((canary_app or {}).get("status") or "") in ("DEPLOY_FAILED", "UNHEALTHY"):
+        return Decision("rollback", message=(
+            f"canary {record.canary['version']} rolled back: Ray Serve reports its application "
+            f"{canary_app['status']}: {_messages(canary_app)}")[:2000], figures={"serve_status": canary_app["status"]})
     serve_status = str(app.get("status") or "")
     if serve_status in ("DEPLOY_FAILED", "UNHEALTHY"):
         reason = f"Ray Serve reports the application {serve_status}: {_messages(app)}"[:2000]
@@ -79,9 +93,9 @@ def _messages(app: dict[str, Any]) -> str:
 
 def canary_window_start(canary: dict[str, Any]) -> datetime | None:
     """The second whole slot (``SLOT_S``) after the canary's application was reported running (``running_at``,
-    set by the run that applied it): a roll restarts the router and starts the canary's replica, and
-    requests of those seconds wait for them, which is the platform's start-up, not the canary's
-    latency. None until it runs."""
+    set by the run that applied it, when the API starts sending it its share): the first requests
+    of a fresh replica warm it up, which is the platform's start-up, not the canary's latency.
+    None until it runs."""
     from datetime import timedelta
 
     if not canary.get("running_at"):

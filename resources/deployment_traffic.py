@@ -1,12 +1,14 @@
 """What each version of a deployment answered, per 10-second slot: requests, errors and a latency
-histogram, written by the deployment's router (Ray Serve) and read by the reconciler to judge a
+histogram, counted by the API processes that forward predictions to the deployment's Serve
+applications (``TrafficCounter``, written every few seconds) and read by the reconciler to judge a
 canary against the stable version over the same window.
 
-An error is a request the version failed to answer (its replica raised, was unreachable, or
-answered something other than a prediction or a refusal of the client's input); a 422 for the
-client's own features is not the version's error. Latency is the router's: the hop to the replica,
-its queue and the prediction. Histograms have fixed buckets (``BUCKETS_MS``), so slots and
-routers add up exactly, and p99 is the upper edge of the bucket that holds it.
+An error is a request the version failed to answer (its replica raised, was unreachable, its
+queue was full, or it answered something other than a prediction or a refusal of the client's
+input); a 422 for the client's own features is not the version's error. Latency is what the API
+waited for: Serve's proxy, the replica's queue and the prediction. Histograms have fixed buckets
+(``BUCKETS_MS``), so slots and API processes add up exactly, and p99 is the upper edge of the
+bucket that holds it.
 """
 
 from __future__ import annotations
@@ -77,12 +79,29 @@ class Traffic:
         return float("inf")
 
 
+class TrafficCounter:
+    """Counts in memory, per (deployment, role, version, slot), until drained into a ``TrafficStore``."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, str, datetime], Traffic] = {}
+
+    def add(self, deployment_id: str, role: str, version: str, ok: bool, latency_ms: float, at: datetime | None = None) -> None:
+        from datetime import UTC
+
+        slot = slot_of(at or datetime.now(UTC))
+        self.counts.setdefault((deployment_id, role, version, slot), Traffic()).add(ok, latency_ms)
+
+    def drain(self) -> dict[tuple[str, str, str, datetime], Traffic]:
+        counts, self.counts = self.counts, {}
+        return counts
+
+
 class TrafficStore:
     def __init__(self, state: StateStore) -> None:
         self.state = state
 
     def add(self, deployment_id: str, role: str, version: str, slot_start: datetime, traffic: Traffic) -> None:
-        """Add a router's counts for one slot (several routers and flushes add up)."""
+        """Add counts for one slot (several API processes and flushes add up)."""
         key = (deployment_traffic.c.deployment_id == deployment_id, deployment_traffic.c.role == role,
                deployment_traffic.c.version == version, deployment_traffic.c.slot_start == slot_start)
         with self.state.begin() as conn:
@@ -94,12 +113,16 @@ class TrafficStore:
                             deployment_id=deployment_id, role=role, version=version, slot_start=slot_start,
                             requests=traffic.requests, errors=traffic.errors, latency_counts=json.dumps(traffic.counts)))
                     return
-                except sa.exc.IntegrityError:  # another router inserted the slot first
+                except sa.exc.IntegrityError:  # another process inserted the slot first
                     row = conn.execute(sa.select(deployment_traffic).where(*key)).mappings().one()
             merged = Traffic(row["requests"], row["errors"], json.loads(row["latency_counts"]))
             merged.merge(traffic.requests, traffic.errors, traffic.counts)
             conn.execute(deployment_traffic.update().where(*key).values(
                 requests=merged.requests, errors=merged.errors, latency_counts=json.dumps(merged.counts)))
+
+    def add_all(self, counts: dict[tuple[str, str, str, datetime], Traffic]) -> None:
+        for (deployment_id, role, version, slot_start), traffic in counts.items():
+            self.add(deployment_id, role, version, slot_start, traffic)
 
     def since(self, deployment_id: str, start: datetime) -> dict[tuple[str, str], Traffic]:
         """(role, version) -> the traffic of the slots from the one that holds ``start`` on."""

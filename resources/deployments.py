@@ -80,13 +80,20 @@ def active_key(tenant_id: str, model_id: str, version: str) -> str:
     return f"{tenant_id}|{model_id}|{version}"
 
 
-def app_name(tenant_id: str, deployment_id: str) -> str:
-    """The Serve application's name: the tenant's and the deployment's (both checked ids)."""
-    return f"{tenant_id}--{deployment_id}"
+ROLES = ("stable", "canary")
 
 
-def route_prefix(tenant_id: str, deployment_id: str) -> str:
-    return f"/{tenant_id}/{deployment_id}"
+def app_name(tenant_id: str, deployment_id: str, role: str = "stable") -> str:
+    """The Serve application of a deployment's role: the tenant's and the deployment's names (both
+    checked ids), ``--canary`` for the canary's. Two applications rather than one with both
+    versions: Serve rolls every replica of an application on each change, so a canary that starts
+    or ends never touches the stable version's replicas."""
+    return f"{tenant_id}--{deployment_id}" + ("--canary" if role == "canary" else "")
+
+
+def route_prefix(tenant_id: str, deployment_id: str, role: str = "stable") -> str:
+    """Serve matches route prefixes by whole path segments: the canary's is not under the stable's."""
+    return f"/{tenant_id}/{deployment_id}" + ("--canary" if role == "canary" else "")
 
 
 @dataclass
@@ -124,6 +131,20 @@ class DeploymentRecord:
     @property
     def route_prefix(self) -> str:
         return route_prefix(self.tenant_id, self.deployment_id)
+
+    def app_of(self, role: str) -> str:
+        return app_name(self.tenant_id, self.deployment_id, role)
+
+    def route_of(self, role: str) -> str:
+        return route_prefix(self.tenant_id, self.deployment_id, role)
+
+    def version_of(self, role: str) -> str:
+        return self.canary["version"] if role == "canary" and self.canary else self.version
+
+    @property
+    def canary_serving(self) -> bool:
+        """A canary whose application ran (``running_at``, set by the run that applied it): it takes its share."""
+        return bool(self.canary and self.canary.get("running_at"))
 
 
 class DeploymentStore:
@@ -190,17 +211,6 @@ class DeploymentStore:
             query = query.where(deployments.c.model_id == model_id)
         with self.state.begin() as conn:
             return [self._record(row) for row in conn.execute(query).mappings()]
-
-    def serving(self, tenant_id: str, model_id: str) -> DeploymentRecord | None:
-        """The tenant's deployment of ``model_id`` that answers predictions (running, updating or
-        degraded: replicas up), the newest if several versions are deployed."""
-        query = (sa.select(deployments)
-                 .where(deployments.c.tenant_id == tenant_id, deployments.c.model_id == model_id,
-                        deployments.c.status.in_(SERVING_STATUSES))
-                 .order_by(deployments.c.created_at.desc()).limit(1))
-        with self.state.begin() as conn:
-            row = conn.execute(query).mappings().first()
-        return None if row is None else self._record(row)
 
     def change(self, tenant_id: str, deployment_id: str, *, status: str, event: str, message: str,
                details: dict[str, Any] | None = None, **desired: Any) -> DeploymentRecord:

@@ -1,5 +1,5 @@
-"""What runs inside a deployment's Ray Serve application: a replica per model version, and the
-router in front of them.
+"""What runs inside a deployment's Ray Serve applications: the replicas of a model version, each
+application's ingress (``assets.deployments.serve_app``).
 
 ``ModelReplica`` loads its version through the model core (``inference.load_version``: the digest
 check, the skops / torch rebuild, the verified fast predictor), checks each request's rows with
@@ -10,12 +10,8 @@ answered prediction to the platform's prediction log before it answers, with the
 format (``resources.prediction_records``), so drift and performance reports see deployed
 traffic. Its health check fails when the log's writer stopped.
 
-``DeploymentRouter`` is the application's ingress (HTTP, behind Serve's proxy on loopback): it
-sends ``canary_percent`` of the requests to the canary version's replicas and the rest to the
-stable version's, and counts what each version answered (requests, errors, latency), which the
-reconciler compares to roll a canary back or promote it.
-
-A request (from the API, which has authenticated the caller and checked the tenant):
+A request (HTTP, behind Serve's proxy on loopback, from the API, which has authenticated the
+caller, checked the tenant and chose the stable or the canary application):
 ``{"rows": [...], "request_id": str, "subject": str | None, "explain": bool}``. The answer:
 ``{"ok": true, "version", "role", "prediction", "probabilities", "confidence", "explanation",
 "request_id", "latency_ms"}`` or ``{"ok": false, "error": {"code", "message", "details"}}``. The
@@ -29,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import Any
 
@@ -66,9 +61,6 @@ def serve_grpc_on_node_address() -> None:
     serve_replica.add_port_to_grpc_server = on_node_address
 
 
-CLIENT_ERRORS = ("VALIDATION_ERROR", "INVALID_REQUEST")  # refusals of the client's input: not the version's errors
-
-
 def _error(exc: DomainError) -> dict[str, Any]:
     return {"ok": False, "error": {"code": exc.code, "message": exc.message, "details": exc.details}}
 
@@ -91,6 +83,20 @@ class ModelReplica:
         self.log.start()
         self.recorder = PredictionRecorder(self.log)
         log.info("model %s version %s (%s) loaded in %.1f s", model_id, self.model.version, role, time.perf_counter() - started)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve's ``user_config``: the fingerprint of the desired state this replica runs (read back
+        from Serve's REST API to leave an unchanged application alone); nothing to change here."""
+        self.fingerprint = (user_config or {}).get("fingerprint")
+
+    async def __call__(self, request: Any) -> dict[str, Any]:
+        try:
+            payload = await request.json()
+        except ValueError:
+            return _error(DomainError("the body must be JSON"))
+        if not isinstance(payload, dict):
+            return _error(DomainError("the body must be a JSON object"))
+        return await self.answer(payload)
 
     def check_health(self) -> None:
         thread = getattr(self.log, "_thread", None)
@@ -146,72 +152,3 @@ class ModelReplica:
         log_ = getattr(self, "log", None)
         if log_ is not None:
             log_.close(timeout=10)
-
-
-class DeploymentRouter:
-    """The ingress: picks the version of each request (``canary_percent`` to the canary), counts
-    what each version answered (``resources.deployment_traffic``: requests, errors, latency per
-    10-second slot, written every ``FLUSH_S``; the reconciler judges a canary from them), and turns a
-    replica's failure into an error reply instead of Serve's bare 500."""
-
-    FLUSH_S = 5.0
-
-    def __init__(self, deployment_id: str, stable: Any, stable_version: str, canary: Any = None, canary_version: str = "",
-                 canary_percent: float = 0.0) -> None:
-        serve_grpc_on_node_address()
-        self.deployment_id = deployment_id
-        self.roles = {"stable": (stable, stable_version)}
-        if canary is not None:
-            self.roles["canary"] = (canary, canary_version)
-        self.canary_percent = float(canary_percent)
-        self.counts: dict[tuple[str, str, Any], Any] = {}
-        self._flusher: asyncio.Task | None = None
-        self._store: Any = None
-
-    async def __call__(self, request: Any) -> dict[str, Any]:
-        try:
-            payload = await request.json()
-        except ValueError:
-            return _error(DomainError("the body must be JSON"))
-        if not isinstance(payload, dict):
-            return _error(DomainError("the body must be a JSON object"))
-        role = "canary" if "canary" in self.roles and random.random() * 100 < self.canary_percent else "stable"
-        handle, version = self.roles[role]
-        started = time.perf_counter()
-        try:
-            reply = await handle.answer.remote(payload)
-            ok = bool(reply.get("ok")) or (reply.get("error") or {}).get("code") in CLIENT_ERRORS
-        except Exception as exc:  # the replica raised or died: the version failed this request
-            log.warning("the %s version (%s) failed a request: %s", role, version, exc)
-            reply = {"ok": False, "error": {"code": "DEPLOYMENT_UNAVAILABLE", "details": {"role": role},
-                                            "message": f"the {role} version failed the request ({type(exc).__name__})"}}
-            ok = False
-        self._count(role, version, ok, (time.perf_counter() - started) * 1000)
-        return reply
-
-    def _count(self, role: str, version: str, ok: bool, latency_ms: float) -> None:
-        from datetime import UTC, datetime
-
-        from resources.deployment_traffic import Traffic, slot_of
-
-        self.counts.setdefault((role, version, slot_of(datetime.now(UTC))), Traffic()).add(ok, latency_ms)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.FLUSH_S)
-        counts, self.counts = self.counts, {}
-        try:
-            await asyncio.to_thread(self._write, counts)
-        except Exception as exc:  # counts are best effort: predictions never wait on them
-            log.warning("deployment traffic not recorded: %s", exc)
-
-    def _write(self, counts: dict[tuple[str, str, Any], Any]) -> None:
-        if self._store is None:
-            from config.settings import Settings
-            from config.wiring import build_state_store
-            from resources.deployment_traffic import TrafficStore
-
-            self._store = TrafficStore(build_state_store(Settings()))
-        for (role, version, slot_start), traffic in counts.items():
-            self._store.add(self.deployment_id, role, version, slot_start, traffic)

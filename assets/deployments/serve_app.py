@@ -1,12 +1,19 @@
-"""A deployment's desired state as a Ray Serve application, applied and watched from a driver.
+"""A deployment's desired state as Ray Serve applications, applied and watched from a driver.
 
-The application of a deployment: ``router`` (the ingress, a small fraction of a CPU) ->
-``stable`` (the version's replicas, with the deployment's replicas or autoscaling and resources,
+A deployment is one application per role (``resources.deployments.app_name``): ``stable`` (the
+version's replicas, with the deployment's replicas or autoscaling and resources,
 ``resources.serve_options``) and, while a canary runs, ``canary`` (one replica of the canary
-version with the same resources). ``serve.run`` upserts it by name, and on Ray 2.60 every upsert
-rolls every replica of the application, even for a new replica count (measured); with
-``max_surge_percent`` 100 the new replicas start before the old ones stop, so a roll fails no
-request, and a roll whose replicas cannot start leaves the old ones serving (``DEPLOY_FAILED``).
+version with the same resources). Each application's only deployment is its ingress, the model
+replica itself: a request crosses Serve's proxy and one replica, no router hop. The API splits the
+traffic between the two routes and counts what each answered (``serving_api.services.deployed_predictions``).
+
+Why two applications: on Ray 2.60 every ``serve.run`` rolls every replica of the application, even
+for a new replica count (measured), and an application whose ingress changes answers 503 until the
+new ingress runs. Apart, a canary that starts or ends never touches the stable replicas, and an
+application whose desired state did not change is not re-run at all: its ingress carries the
+state's fingerprint as ``user_config``, which Serve's REST API reports back. With
+``max_surge_percent`` 100 the new replicas of a roll start before the old ones stop, so a roll fails
+no request, and a roll whose replicas cannot start leaves the old ones serving (``DEPLOY_FAILED``).
 
 Replicas get the platform's settings through their runtime environment (``MLSERVICE_*``
 variables but the JWT keys, ``AWS_*``, ``MLFLOW_*``): they read the registry, the artifact store
@@ -15,18 +22,18 @@ and the state database as the run worker does.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resources.serve_options import MAX_SURGE_PERCENT, canary_replica_spec, deployment_options
+from resources.serve_options import canary_replica_spec, deployment_options
 
 if TYPE_CHECKING:
     from resources.deployments import DeploymentRecord
 
-ROUTER_CPUS = 0.05
-ROUTER_MAX_ONGOING = 256
 ENV_PREFIXES = ("MLSERVICE_", "AWS_", "MLFLOW_")
 ENV_WITHHELD = ("MLSERVICE_JWT_",)  # replicas verify no tokens: the API did
 
@@ -37,30 +44,34 @@ def replica_env(environ: dict[str, str] | None = None) -> dict[str, str]:
             if name.startswith(ENV_PREFIXES) and not name.startswith(ENV_WITHHELD)}
 
 
-def build_app(record: DeploymentRecord, *, explain_max_cost: int, env: dict[str, str] | None = None) -> Any:
+def role_spec(record: DeploymentRecord, role: str) -> dict[str, Any]:
+    return canary_replica_spec(record.spec) if role == "canary" else record.spec
+
+
+def fingerprint(record: DeploymentRecord, role: str, explain_max_cost: int) -> str:
+    """What the role's application runs (model, version, Serve options, explanation bound), hashed."""
+    state = {"model_id": record.model_id, "version": record.version_of(role), "role": role,
+             "options": deployment_options(role_spec(record, role)), "explain_max_cost": explain_max_cost}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def running_fingerprint(app: dict[str, Any] | None, role: str) -> str | None:
+    """The fingerprint a running application's ingress carries (Serve's REST ``user_config``)."""
+    deployment = ((app or {}).get("deployments") or {}).get(role) or {}
+    user_config = (deployment.get("deployment_config") or {}).get("user_config") or {}
+    return user_config.get("fingerprint") if isinstance(user_config, dict) else None
+
+
+def build_app(record: DeploymentRecord, role: str, *, explain_max_cost: int, env: dict[str, str] | None = None) -> Any:
     from ray import serve
 
-    from assets.deployments.replica import DeploymentRouter, ModelReplica
+    from assets.deployments.replica import ModelReplica
 
-    runtime_env = {"env_vars": replica_env(env)}
-
-    def replicas(name: str, spec: dict[str, Any], version: str) -> Any:
-        options = deployment_options(spec)
-        options["ray_actor_options"] = {**options["ray_actor_options"], "runtime_env": runtime_env}
-        return serve.deployment(ModelReplica, name=name, **options).bind(
-            record.tenant_id, record.model_id, version, name, explain_max_cost)
-
-    stable = replicas("stable", record.spec, record.version)
-    canary, canary_version, percent = None, "", 0.0
-    if record.canary:
-        canary_version = record.canary["version"]
-        canary = replicas("canary", canary_replica_spec(record.spec), canary_version)
-        percent = float(record.canary["traffic_percent"])
-    router = serve.deployment(
-        DeploymentRouter, name="router", num_replicas=1, max_ongoing_requests=ROUTER_MAX_ONGOING,
-        max_surge_percent=MAX_SURGE_PERCENT, ray_actor_options={"num_cpus": ROUTER_CPUS, "runtime_env": runtime_env},
-    )
-    return router.bind(record.deployment_id, stable, record.version, canary, canary_version, percent)
+    options = deployment_options(role_spec(record, role))
+    options["ray_actor_options"] = {**options["ray_actor_options"], "runtime_env": {"env_vars": replica_env(env)}}
+    options["user_config"] = {"fingerprint": fingerprint(record, role, explain_max_cost)}
+    return serve.deployment(ModelReplica, name=role, **options).bind(
+        record.tenant_id, record.model_id, record.version_of(role), role, explain_max_cost)
 
 
 @dataclass
@@ -68,6 +79,7 @@ class Applied:
     status: str  # RUNNING | DEPLOY_FAILED | DEPLOYING (timed out) | ...
     message: str
     seconds: float
+    unchanged: bool = False  # already running as desired: not re-run
 
 
 def start_serve(host: str, port: int) -> None:
@@ -77,22 +89,27 @@ def start_serve(host: str, port: int) -> None:
     serve.start(http_options={"host": host, "port": port})
 
 
-def apply(record: DeploymentRecord, *, explain_max_cost: int, timeout_s: float, poll_s: float = 1.0,
-          log: Any = lambda _m: None) -> Applied:
-    """Upsert the application and wait until Serve reports it RUNNING or DEPLOY_FAILED (or ``timeout_s``)."""
+def ensure(record: DeploymentRecord, role: str, current: dict[str, Any] | None, *, explain_max_cost: int,
+           timeout_s: float, poll_s: float = 1.0, log: Any = lambda _m: None) -> Applied:
+    """The role's application as desired: left alone when Serve runs it with the same fingerprint,
+    else upserted and waited for until RUNNING or DEPLOY_FAILED (or ``timeout_s``)."""
+    name = record.app_of(role)
+    if (current or {}).get("status") == "RUNNING" and running_fingerprint(current, role) == fingerprint(record, role, explain_max_cost):
+        log(f"Serve application {name} already runs {role} version {record.version_of(role)} as desired: left alone")
+        return Applied("RUNNING", "unchanged", 0.0, unchanged=True)
     from ray import serve
 
     started = time.perf_counter()
-    serve._run(build_app(record, explain_max_cost=explain_max_cost), _blocking=False, name=record.app_name,
-               route_prefix=record.route_prefix)
+    serve._run(build_app(record, role, explain_max_cost=explain_max_cost), _blocking=False, name=name,
+               route_prefix=record.route_of(role))
     last = ""
     while True:
-        status = serve.status().applications.get(record.app_name)
+        status = serve.status().applications.get(name)
         raw = getattr(status, "status", "NOT_STARTED")
         state = str(getattr(raw, "value", raw))
         message = getattr(status, "message", "") or ""
         if state != last:
-            log(f"Serve application {record.app_name}: {state} {message[:300]}")
+            log(f"Serve application {name}: {state} {message[:300]}")
             last = state
         if state in ("RUNNING", "DEPLOY_FAILED"):
             return Applied(state, message, time.perf_counter() - started)

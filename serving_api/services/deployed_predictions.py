@@ -1,13 +1,20 @@
 """Predictions answered by a Ray Serve deployment: a request that names ``deployment_id``.
 
 The API authenticates the caller, charges its rate limit and checks the deployment (the caller's
-tenant's, of the model named, serving the version named if one is), then forwards the rows over
-HTTP to the deployment's route on Serve's proxy (loopback). The replica checks the rows with the
-same rules as the in-process path, predicts, explains within the same bound and commits the
-prediction-log record before it answers; a refusal comes back with the same code and details
-(422 VALIDATION_ERROR naming the feature, 400 for an explanation past its bound). Serve
-unreachable, overloaded (its queue bound) or the deployment not serving: 503
-DEPLOYMENT_UNAVAILABLE, and nothing was recorded.
+tenant's, of the model named, serving the version named if one is), picks the version (the
+canary's application takes its ``traffic_percent`` once it runs, the stable's the rest; a
+request that names the canary's version goes to it), then forwards the rows over HTTP to that
+application's route on Serve's proxy (loopback). The replica checks the rows with the same rules
+as the in-process path, predicts, explains within the same bound and commits the prediction-log
+record before it answers; a refusal comes back with the same code and details (422
+VALIDATION_ERROR naming the feature, 400 for an explanation past its bound). Serve unreachable,
+overloaded (its queue bound) or the deployment not serving: 503 DEPLOYMENT_UNAVAILABLE, and nothing
+was recorded.
+
+What each version answered (requests, errors, latency) is counted here, per 10-second slot, and
+written every ``FLUSH_S`` (``resources.deployment_traffic``): the reconciler judges a canary on it.
+A request the canary failed is sent once to the stable version: a bad canary costs its users
+latency, not errors, while its error rate is what rolls it back.
 
 Why an explicit ``deployment_id`` rather than every request for a deployed model: a request
 without a version means "production" to the in-process path, a deployment serves the version it
@@ -19,9 +26,13 @@ Deployment records are read once a second at most per deployment and API process
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from resources.deployment_traffic import TrafficCounter
 from resources.deployments import SERVING_STATUSES, DeploymentRecord, DeploymentStore
 from resources.errors import DomainError, InvalidRequest
 from serving_api.schemas.predictions import PredictionResponse
@@ -32,12 +43,15 @@ if TYPE_CHECKING:
     from serving_api.auth import Principal
     from serving_api.schemas.predictions import PredictionRequest
 
+log = logging.getLogger("mlservice.deployed_predictions")
 RECORD_TTL_S = 1.0
-# Serve's proxy answers 500/502 or drops the connection when the router replica that took a
-# request stops during a roll (measured: 3 of ~1,500 requests across four rolls): such a request is
-# sent once more. The replica commits its log record before it answers, so a request whose
-# answer was lost after that is logged twice, never not at all.
+FLUSH_S = 5.0  # traffic counts are written this often (and when the API stops)
+# Serve's proxy answers 500/502 or drops the connection when the replica that took a request stops
+# during a roll: such a request is sent once more (to the stable version). The replica commits its
+# log record before it answers, so a request whose answer was lost after that is logged twice,
+# never not at all.
 RETRIES, RETRY_AFTER_S = 1, 0.05
+CLIENT_ERRORS = ("VALIDATION_ERROR", "INVALID_REQUEST")  # refusals of the client's input: not the version's errors
 
 
 class DeploymentUnavailable(DomainError):
@@ -45,11 +59,15 @@ class DeploymentUnavailable(DomainError):
 
 
 class DeployedPredictions:
-    def __init__(self, store: DeploymentStore, serve_url: str, *, timeout_s: float = 30.0, max_connections: int = 64) -> None:
+    def __init__(self, store: DeploymentStore, serve_url: str, *, timeout_s: float = 30.0, max_connections: int = 64,
+                 traffic: Any = None) -> None:
         self.store, self.serve_url = store, serve_url.rstrip("/")
         self.timeout_s, self.max_connections = timeout_s, max_connections
         self._client: httpx.AsyncClient | None = None
         self._records: dict[tuple[str, str], tuple[float, DeploymentRecord]] = {}
+        self.counter = TrafficCounter()
+        self._traffic = traffic  # a TrafficStore; built from the deployments' state store when first needed
+        self._flusher: asyncio.Task | None = None
 
     @property
     def client(self) -> httpx.AsyncClient:
@@ -62,13 +80,40 @@ class DeployedPredictions:
         return self._client
 
     async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+        await self.flush()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
 
-    async def record(self, tenant_id: str, deployment_id: str) -> DeploymentRecord:
-        import asyncio
+    @property
+    def traffic(self) -> Any:
+        if self._traffic is None:
+            from resources.deployment_traffic import TrafficStore
 
+            self._traffic = TrafficStore(self.store.state)
+        return self._traffic
+
+    async def flush(self) -> None:
+        counts = self.counter.drain()
+        if not counts:
+            return
+        try:
+            await asyncio.to_thread(self.traffic.add_all, counts)
+        except Exception as exc:  # counts are best effort: predictions never wait on them
+            log.warning("deployment traffic not recorded: %s", exc)
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(FLUSH_S)
+        await self.flush()
+
+    def _count(self, record: DeploymentRecord, role: str, ok: bool, latency_ms: float) -> None:
+        self.counter.add(record.deployment_id, role, record.version_of(role), ok, latency_ms)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_later())
+
+    async def record(self, tenant_id: str, deployment_id: str) -> DeploymentRecord:
         key = (tenant_id, deployment_id)
         cached = self._records.get(key)
         now = time.monotonic()
@@ -85,7 +130,7 @@ class DeployedPredictions:
         record = await self.record(principal.tenant_id, body.deployment_id or "")
         self._check(record, body)
         payload = {"rows": body.rows(), "request_id": request_id, "subject": principal.subject, "explain": explain}
-        reply = await self._send(record, payload)
+        reply = await self._send(record, _role(record, body.version), payload, fallback=body.version is None)
         if not reply.get("ok"):
             raise _refusal(reply.get("error") or {})
         single = body.single
@@ -114,41 +159,66 @@ class DeployedPredictions:
         if body.by_entity:
             raise InvalidRequest("predictions by entity are answered in process: send 'features' or 'instances' to a "
                                  "deployment, or leave deployment_id out", {"deployment_id": record.deployment_id})
+        if record.canary and body.version == record.canary["version"] and not record.canary_serving:
+            raise DeploymentUnavailable(f"the canary {body.version} of deployment '{record.deployment_id}' is not running yet",
+                                        {"deployment_id": record.deployment_id, "version": body.version})
         if record.status not in SERVING_STATUSES:
             raise DeploymentUnavailable(f"deployment '{record.deployment_id}' is {record.status}: it serves no predictions now",
                                         {"deployment_id": record.deployment_id, "status": record.status,
                                          "reason": record.reason})
 
-    async def _send(self, record: DeploymentRecord, payload: dict[str, Any]) -> dict[str, Any]:
-        import asyncio
+    async def _send(self, record: DeploymentRecord, role: str, payload: dict[str, Any], *, fallback: bool) -> dict[str, Any]:
+        """The reply of the ``role``'s application, each attempt counted for its version. A request
+        the canary failed goes to the stable version (unless it asked for the canary's version:
+        ``fallback`` False); one the stable version's replica dropped (a roll) is sent once more; a
+        full queue (503) is backpressure and answered as such."""
+        failure, details = "", {}
+        for attempt in range(1 + RETRIES):
+            started = time.perf_counter()
+            reply, failure, details = await self._post(record, role, payload)
+            ok = reply is not None and (bool(reply.get("ok")) or (reply.get("error") or {}).get("code") in CLIENT_ERRORS)
+            self._count(record, role, ok, (time.perf_counter() - started) * 1000)
+            if ok:
+                return reply
+            if role == "canary" and fallback:
+                role = "stable"
+                continue
+            if reply is not None or details.get("serve_status_code") == 503 or attempt == RETRIES:
+                break
+            await asyncio.sleep(RETRY_AFTER_S)
+        if reply is not None:
+            return reply  # the replica's own error: answered as its refusal
+        raise DeploymentUnavailable(failure, {"deployment_id": record.deployment_id, **details})
 
+    async def _post(self, record: DeploymentRecord, role: str,
+                    payload: dict[str, Any]) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
         import httpx
 
-        where = {"deployment_id": record.deployment_id}
-        for attempt in range(1 + RETRIES):
-            try:
-                response = await self.client.post(self.serve_url + record.route_prefix, json=payload)
-            except httpx.HTTPError as exc:
-                if attempt < RETRIES:
-                    await asyncio.sleep(RETRY_AFTER_S)
-                    continue
-                raise DeploymentUnavailable(f"Ray Serve did not answer for deployment '{record.deployment_id}' "
-                                            f"({type(exc).__name__})", where) from None
-            if response.status_code in (500, 502) and attempt < RETRIES:  # a router replica stopping mid-roll
-                await asyncio.sleep(RETRY_AFTER_S)
-                continue
-            break
+        name = f"deployment '{record.deployment_id}'"
+        try:
+            response = await self.client.post(self.serve_url + record.route_of(role), json=payload)
+        except httpx.HTTPError as exc:
+            return None, f"Ray Serve did not answer for {name} ({type(exc).__name__})", {}
         if response.status_code != 200:
             reason = "overloaded: its queue is full, retry" if response.status_code == 503 else f"HTTP {response.status_code}"
-            raise DeploymentUnavailable(f"Ray Serve could not answer for deployment '{record.deployment_id}': {reason}",
-                                        {**where, "serve_status_code": response.status_code})
+            return None, f"Ray Serve could not answer for {name}: {reason}", {"serve_status_code": response.status_code}
         try:
             reply = response.json()
         except ValueError:
-            raise DeploymentUnavailable("Ray Serve answered something that is not JSON", where) from None
+            return None, "Ray Serve answered something that is not JSON", {}
         if not isinstance(reply, dict):
-            raise DeploymentUnavailable("Ray Serve answered something that is not a JSON object", where)
-        return reply
+            return None, "Ray Serve answered something that is not a JSON object", {}
+        return reply, "", {}
+
+
+def _role(record: DeploymentRecord, version: str | None) -> str:
+    """The application that answers: the one of the version asked for, else the canary for its share
+    of the requests once its application runs, else the stable one."""
+    if record.canary and version is not None:
+        return "canary" if version == record.canary["version"] else "stable"
+    if record.canary_serving and random.random() * 100 < float(record.canary["traffic_percent"]):
+        return "canary"
+    return "stable"
 
 
 def _refusal(error: dict[str, Any]) -> DomainError:

@@ -131,10 +131,8 @@ class DeploymentService:
         return job
 
     # -- reads --------------------------------------------------------------------------------------
-    def view(self, record: DeploymentRecord, serve: dict[str, Any] | None = None, *, read_serve: bool = True) -> DeploymentView:
-        if serve is None and read_serve:
-            serve = self.serve_status().get(record.app_name)
-        return deployment_view(record, serve)
+    def view(self, record: DeploymentRecord) -> DeploymentView:
+        return deployment_view(record, self.serve_status())
 
     def serve_status(self) -> dict[str, dict[str, Any]]:
         try:
@@ -145,7 +143,7 @@ class DeploymentService:
     def list(self, tenant_id: str, model_id: str | None = None) -> list[DeploymentView]:
         records = self.store.list(tenant_id, model_id=model_id)
         serve = self.serve_status() if records else {}
-        return [deployment_view(r, serve.get(r.app_name)) for r in records]
+        return [deployment_view(r, serve) for r in records]
 
 
 def _spec_change(before: dict[str, Any], after: dict[str, Any]) -> str:
@@ -163,16 +161,17 @@ def _running(deployment: dict[str, Any] | None) -> tuple[int, int | None]:
     return sum(1 for r in replicas if r.get("state") == "RUNNING"), deployment.get("target_num_replicas")
 
 
-def deployment_view(record: DeploymentRecord, serve: dict[str, Any] | None) -> DeploymentView:
+def deployment_view(record: DeploymentRecord, apps: dict[str, dict[str, Any]]) -> DeploymentView:
     """The deployment as the API shows it: the desired state, the replicas Serve reports per
-    version (stable and canary), the traffic split, the endpoint, the newest events."""
-    deployments = (serve or {}).get("deployments") or {}
-    canary_percent = float(record.canary["traffic_percent"]) if record.canary else 0.0
-    running, target = _running(deployments.get("stable"))
+    version (stable and canary: ``apps``, Serve's applications by name), the traffic split (the
+    canary takes its share once its application runs), the endpoint, the newest events."""
+    serve = apps.get(record.app_name)
+    canary_percent = float(record.canary["traffic_percent"]) if record.canary_serving else 0.0
+    running, target = _running(((serve or {}).get("deployments") or {}).get("stable"))
     versions = [{"version": record.version, "role": "stable", "traffic_percent": 100.0 - canary_percent,
                  "replicas_running": running, "replicas_target": target}]
     if record.canary:
-        running, target = _running(deployments.get("canary"))
+        running, target = _running(((apps.get(record.app_of("canary")) or {}).get("deployments") or {}).get("canary"))
         versions.append({"version": record.canary["version"], "role": "canary", "traffic_percent": canary_percent,
                          "replicas_running": running, "replicas_target": target})
     job_id = next((e.details.get("job_id") for e in record.events if e.kind == "run_launched" and e.details), None)

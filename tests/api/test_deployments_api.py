@@ -155,7 +155,17 @@ def test_a_deployment_is_stored_launched_changed_and_deleted(world, other_header
     assert client.patch(f"/api/v1/deployments/{deployment_id}", json=canary, headers=headers).status_code == 202
     view = client.get(f"/api/v1/deployments/{deployment_id}", headers=headers).json()
     assert [(v["version"], v["role"], v["traffic_percent"]) for v in view["versions"]] == [
-        (first, "stable", 90.0), (second, "canary", 10.0)]
+        (first, "stable", 100.0), (second, "canary", 0.0)]  # its share starts when its application runs
+    from resources.deployments import DeploymentStore
+    from resources.state_db import utcnow
+
+    DeploymentStore(world["app"].state.job_service.jobs.state).observe(
+        deployment_id, status="updating", canary={**view["canary"], "running_at": utcnow().isoformat()})
+    world["ray"].applications[f"{world['tenant']}--{deployment_id}--canary"] = {
+        "status": "RUNNING", "deployments": {"canary": {"target_num_replicas": 1, "replicas": [{"state": "RUNNING"}]}}}
+    view = client.get(f"/api/v1/deployments/{deployment_id}", headers=headers).json()
+    assert [(v["version"], v["role"], v["traffic_percent"], v["replicas_running"]) for v in view["versions"]] == [
+        (first, "stable", 90.0, 1), (second, "canary", 10.0, 1)]
     error_envelope(client.patch(f"/api/v1/deployments/{deployment_id}", json={}, headers=headers), 400, "INVALID_REQUEST")
     _finish_runs(world)
     assert client.patch(f"/api/v1/deployments/{deployment_id}", json={"version": second, "canary": None},
@@ -220,8 +230,11 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     sent: list[dict] = []
     script: list = []
 
+    paths: list[str] = []
+
     def proxy(request: httpx.Request) -> httpx.Response:
         sent.append(json.loads(request.content))
+        paths.append(request.url.path)
         step = script.pop(0)
         if isinstance(step, Exception):
             raise step
@@ -247,6 +260,42 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     assert script == []
     wrong_model = {**body, "model_id": "other-model"}
     error_envelope(client.post("/api/v1/predictions", json=wrong_model, headers=headers), 400, "INVALID_REQUEST")
+
+    # a canary that runs takes its share (here all of it) on its own route; a request it failed is
+    # answered by the stable version, and each attempt is counted for its version
+    from resources.state_db import utcnow
+
+    canary = {"version": "9.9.9", "traffic_percent": 100.0, "promote_after_minutes": 30, "max_error_rate_delta": 0.01,
+              "max_p99_latency_ratio": 1.5}
+    store = DeploymentStore(world["app"].state.job_service.jobs.state)
+    store.observe(deployment_id, status="running", canary=canary)  # not running yet: no share, and not askable
+    deployed._records.clear()
+    deployed.counter.drain()
+    paths.clear()
+    script[:] = [httpx.Response(200, json=answer)]
+    assert client.post("/api/v1/predictions", json=body, headers=headers).status_code == 200
+    assert paths == [f"/{world['tenant']}/{deployment_id}"]
+    error_envelope(client.post("/api/v1/predictions", json={**body, "version": "9.9.9"}, headers=headers), 503,
+                   "DEPLOYMENT_UNAVAILABLE")
+    store.observe(deployment_id, status="running", canary={**canary, "running_at": utcnow().isoformat()})
+    deployed._records.clear()
+    paths.clear()
+    script[:] = [httpx.Response(500), httpx.Response(200, json=answer)]
+    assert client.post("/api/v1/predictions", json=body, headers=headers).json()["served_by"]["role"] == "stable"
+    assert paths == [f"/{world['tenant']}/{deployment_id}--canary", f"/{world['tenant']}/{deployment_id}"]
+    canary_answer = {**answer, "version": "9.9.9", "role": "canary"}
+    script[:] = [httpx.Response(200, json=canary_answer)]
+    got = client.post("/api/v1/predictions", json=body, headers=headers).json()
+    assert (got["version"], got["served_by"]["role"]) == ("9.9.9", "canary")
+    script[:] = [httpx.ConnectError("refused"), httpx.ConnectError("refused")]  # asked for the canary: no fallback
+    error_envelope(client.post("/api/v1/predictions", json={**body, "version": "9.9.9"}, headers=headers), 503,
+                   "DEPLOYMENT_UNAVAILABLE")
+    counted: dict[tuple[str, str], list[int]] = {}
+    for (dep, role, counted_version, _slot), traffic in deployed.counter.drain().items():  # a 10-s slot may split them
+        assert dep == deployment_id
+        totals = counted.setdefault((role, counted_version), [0, 0])
+        totals[0], totals[1] = totals[0] + traffic.requests, totals[1] + traffic.errors
+    assert counted == {("canary", "9.9.9"): [4, 3], ("stable", version): [2, 0]}
 
 
 def test_a_tenant_holds_at_most_its_deployments_quota(world):

@@ -4,10 +4,12 @@ lifecycle (each change is a Dagster run and a Serve roll: tens of seconds on 2 c
 deploy a model trained like the demo's (1 replica) -> predict through it (the in-process answer and refusals, every
 answer in the prediction log, every socket of Serve's processes on loopback) -> 2 replicas with
 autoscaling (visible in Serve's own status) -> while a client keeps predicting: a canary that is
-slow on purpose (5,000 trees) is rolled back by the reconciler with the figures, then a clean
-canary is promoted (a rolling update of the stable version), with no failed request -> delete
-(gone from the API and from Serve). Replicas ask for 0.25 CPU so everything fits the 2-core
-machine."""
+slow on purpose (5,000 trees) is rolled back by the reconciler with the figures (the stable
+replicas untouched: the canary is an application of its own), a canary whose replicas fail
+(its artifact changed after registration) is rolled back with Serve's reason, then a clean
+canary is promoted (a rolling update of the stable version), with no failed request -> a
+deployment of the failing version ends ``failed`` with the reason -> delete (gone from the API
+and from Serve). Replicas ask for 0.25 CPU so everything fits the 2-core machine."""
 
 from __future__ import annotations
 
@@ -55,6 +57,28 @@ def _log_to_platform(up: Platform, model) -> str:
                         database_url=f"sqlite:///{Path(up.data_dir) / 'api' / 'state.db'}")
     features, labels = churn_like(n=400, seed=5)
     return log_fitted_model(settings, DEMO_TENANT, model.fit(features, labels), features)
+
+
+def _tamper(up: Platform, run_id: str) -> None:
+    """Change the model files a run logged in the platform's artifact store (after its version was
+    registered): the model core refuses to load them (digest mismatch), so its replicas fail to start."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"http://127.0.0.1:{up.ports['MLFLOW']}")
+    run = client.get_run(run_id)
+    logged = client.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         filter_string=f"source_run_id = '{run_id}'", max_results=1)
+    folder = Path(up.data_dir) / "mlflow" / "artifacts" / logged[0].artifact_location.split(":", 1)[1].lstrip("/")
+    changed = [path for path in folder.rglob("*") if path.is_file() and path.suffix == ".skops"]
+    assert changed, f"no model file under {folder}"
+    for path in changed:
+        path.write_bytes(path.read_bytes() + b"\0")
+
+
+def _stable_replicas(up: Platform, app_name: str) -> set[str]:
+    app = _serve_app(up, app_name) or {}
+    replicas = ((app.get("deployments") or {}).get("stable") or {}).get("replicas") or []
+    return {r["replica_id"] for r in replicas if r.get("state") == "RUNNING"}
 
 
 def _add_version(http: httpx.Client, up: Platform, headers: dict, model_id: str, run_id: str) -> str:
@@ -111,6 +135,9 @@ def test_a_deployment_from_deploy_to_delete(up, http):
     slow = _add_version(http, up, headers, model_id,
                         _log_to_platform(up, RandomForestClassifier(n_estimators=5000, max_depth=3, random_state=0)))
     clean = _add_version(http, up, headers, model_id, demo_run)  # the same model again
+    broken_run = _log_to_platform(up, RandomForestClassifier(n_estimators=10, max_depth=3, random_state=0))
+    broken = _add_version(http, up, headers, model_id, broken_run)
+    _tamper(up, broken_run)
 
     reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
         "model_id": model_id, "version": first, "runtime": "ray_serve", "num_replicas": 1, "resources": {"cpu": 0.25}})
@@ -166,6 +193,8 @@ def test_a_deployment_from_deploy_to_delete(up, http):
         config = _serve_app(up, app_name)["deployments"]["stable"]["deployment_config"]["autoscaling_config"]
         assert (config["min_replicas"], config["max_replicas"], config["target_ongoing_requests"]) == (1, 2, 5.0)
 
+        stable_before = _stable_replicas(up, app_name)
+        assert len(stable_before) == 2, stable_before
         with SteadyClient(up, headers, {"model_id": model_id, "deployment_id": deployment_id, "features": FEATURES}) as client:
             canary = {"version": slow, "traffic_percent": 50, "promote_after_minutes": 30, "max_p99_latency_ratio": 1.5}
             assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
@@ -179,6 +208,18 @@ def test_a_deployment_from_deploy_to_delete(up, http):
             view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running"
                                    and v["canary"] is None and v["applied_generation"] == v["generation"])
             assert view["version"] == first and [v["role"] for v in view["versions"]] == ["stable"]
+            assert _serve_app(up, f"{app_name}--canary") is None  # the canary's application is gone
+            assert stable_before <= _stable_replicas(up, app_name)  # and the stable replicas never rolled
+
+            broken_canary = {"version": broken, "traffic_percent": 50, "promote_after_minutes": 30}
+            assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": broken_canary},
+                              headers=headers).status_code == 202
+            view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running"
+                                   and v["canary"] is None and v["applied_generation"] == v["generation"]
+                                   and "did not run" in (_event(v, "canary_rolled_back") or {}).get("message", ""), timeout_s=300)
+            assert broken in _event(view, "canary_rolled_back")["message"], view["events"][:3]
+            assert ("canary", broken) not in client.answers  # it never took traffic
+            assert stable_before <= _stable_replicas(up, app_name)
 
             canary = {"version": clean, "traffic_percent": 50, "promote_after_minutes": 0.1}
             assert http.patch(f"{up.api}/api/v1/deployments/{deployment_id}", json={"canary": canary},
@@ -189,6 +230,18 @@ def test_a_deployment_from_deploy_to_delete(up, http):
             time.sleep(2)
         assert client.failures == [], client.failures[:5]
         assert ("canary", clean) in client.answers and client.answers[-1] == ("stable", clean), client.answers[-3:]
+
+        # a deployment whose replicas keep failing ends failed, with Serve's reason
+        reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
+            "model_id": model_id, "version": broken, "num_replicas": 1, "resources": {"cpu": 0.25}})
+        assert reply.status_code == 202, reply.text
+        failing = reply.json()["deployment_id"]
+        try:
+            view = wait_deployment(http, up, headers, failing, lambda v: v.get("status") == "failed", timeout_s=300,
+                                   fail_on_failed=False)
+            assert "did not run" in view["reason"] and len(view["reason"]) > 40, view["reason"]
+        finally:
+            _remove(http, up, headers, failing)
 
         # delete: 202, then gone from the API and from Serve
         reply = http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers)

@@ -67,6 +67,23 @@ def test_running_again_heals_and_a_healthy_deployment_is_left_alone():
 # -- canaries ---------------------------------------------------------------------------------------
 CANARY = {"version": "1.1.0", "traffic_percent": 20, "promote_after_minutes": 30, "max_error_rate_delta": 0.01,
           "max_p99_latency_ratio": 1.5, "started_at": NOW.isoformat(), "running_at": NOW.replace(second=42).isoformat()}
+CANARY_APP = {"status": "RUNNING", "deployments": {"canary": {"status": "HEALTHY", "message": ""}}}
+
+
+def test_the_canarys_application_is_restored_removed_or_rolled_back_by_what_serve_reports():
+    running = _record(canary=CANARY)
+    assert decide(running, RUNNING_APP, canary_app=CANARY_APP, run_in_flight=False).action == "none"
+    restored = decide(running, RUNNING_APP, canary_app=None, run_in_flight=False)  # Ray restarted
+    assert restored.action == "apply" and "canary" in restored.message
+    starting = _record(canary={**CANARY, "running_at": None})  # its run has not applied it yet: nothing to restore
+    assert decide(starting, RUNNING_APP, canary_app=None, run_in_flight=False).action == "none"
+    left = decide(_record(), RUNNING_APP, canary_app=CANARY_APP, run_in_flight=False)  # the canary ended
+    assert left.action == "apply" and "left" in left.message
+    broken = {"status": "UNHEALTHY", "message": "", "deployments": {"canary": {"message": "replica crashed: boom"}}}
+    rollback = decide(running, RUNNING_APP, canary_app=broken, run_in_flight=False)
+    assert rollback.action == "rollback" and "1.1.0" in rollback.message and "replica crashed: boom" in rollback.message
+    deleting = _record(status="deleting", canary=CANARY)
+    assert decide(deleting, None, canary_app=CANARY_APP, run_in_flight=False).action == "delete"
 
 
 def _traffic(requests: int, errors: int, latency_ms: float):

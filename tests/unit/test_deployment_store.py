@@ -51,12 +51,7 @@ def test_changes_make_generations_with_events(state):
     moved = store.change("acme", record.deployment_id, status="updating", event="version", message="to 1.1.0", version="1.1.0")
     assert moved.version == "1.1.0" and moved.generation == 3
     fresh = _create(store, version="1.0.0")  # the version it left is free again
-    # an updating deployment keeps serving (its old replicas answer); a deploying one does not yet
-    assert store.serving("acme", "m-1").deployment_id == record.deployment_id
-    store.observe(record.deployment_id, status="failed", reason="replicas keep failing")
-    assert store.serving("acme", "m-1") is None
-    store.observe(fresh.deployment_id, status="running", applied_generation=1)
-    assert store.serving("acme", "m-1").deployment_id == fresh.deployment_id
+    assert (fresh.version, fresh.status) == ("1.0.0", "deploying")
 
 
 def test_failures_count_until_reset(state):
