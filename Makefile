@@ -36,10 +36,10 @@ ifneq ($(OWN_SELECTION),)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else
 ifneq ($(TIER),integration)
-	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/python -m pytest -m "not integration" --durations=15 $(PYTEST_ARGS) || test $$? -eq 5
 endif
 ifneq ($(TIER),fast)
-	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS) || test $$? -eq 5
+	$(BIN)/python -m pytest -m integration --durations=15 $(PYTEST_ARGS) || test $$? -eq 5
 endif
 endif
 

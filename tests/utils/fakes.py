@@ -56,3 +56,54 @@ class FakeRay:
 
     def serve_applications(self) -> dict:
         return dict(self.applications)
+
+
+class ScriptedHTTPServer:
+    """A real HTTP server on loopback that answers POSTs from a script, one step a request: a
+    ``(status, json body)`` pair, or ``"drop"`` to close the connection without an answer. It records
+    each request's path and JSON body. Stands in for Ray Serve's proxy in the API's fast tests (the
+    integration tier has the real one)."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.script: list = []
+        self.paths: list[str] = []
+        self.bodies: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.paths.append(self.path)
+                server.bodies.append(json.loads(body))
+                step = server.script.pop(0)
+                if step == "drop":
+                    self.close_connection = True
+                    return
+                status, reply = step
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> ScriptedHTTPServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
