@@ -83,34 +83,44 @@ def deployment_options(spec: dict[str, Any]) -> dict[str, Any]:
 class ClusterFit:
     replicas: int  # what the spec starts with
     reserved: dict[str, float]  # what those replicas reserve
-    cluster: dict[str, float]  # the cluster's totals
+    cluster: dict[str, float]  # what the cluster has beside the other deployments' replicas
     warnings: list[str]
 
 
-def check_fits(spec: dict[str, Any], cluster: dict[str, float], *, also: list[dict[str, Any]] = ()) -> ClusterFit:
+def reserved(specs: list[dict[str, Any]]) -> dict[str, float]:
+    """What the replicas the specs start with reserve (CPU, GPU, memory in bytes)."""
+    total = {"CPU": 0.0, "GPU": 0.0, "memory": 0.0}
+    for spec in specs:
+        n, res = initial_replicas(spec), spec["resources"]
+        total["CPU"] += n * float(res["cpu"])
+        total["GPU"] += n * float(res.get("gpu") or 0)
+        total["memory"] += n * float(res.get("memory_gb") or 0) * GIB
+    return total
+
+
+def check_fits(spec: dict[str, Any], cluster: dict[str, float], *, also: list[dict[str, Any]] = (),
+               held: list[dict[str, Any]] = ()) -> ClusterFit:
     """400 naming what the cluster has when the replicas a spec starts with (plus ``also``: the
     other versions the same deployment keeps running, e.g. a canary's stable version) cannot be
-    placed on it; warnings for an autoscaling maximum beyond it."""
+    placed beside ``held`` (the replicas other deployments keep: long-lived reservations, unlike a
+    job's, which end); warnings for an autoscaling maximum beyond it."""
     resources = spec["resources"]
     replicas = initial_replicas(spec)
-    want = {"CPU": replicas * float(resources["cpu"]), "GPU": replicas * float(resources.get("gpu") or 0),
-            "memory": replicas * float(resources.get("memory_gb") or 0) * GIB}
-    for other in also:
-        n, res = initial_replicas(other), other["resources"]
-        want["CPU"] += n * float(res["cpu"])
-        want["GPU"] += n * float(res.get("gpu") or 0)
-        want["memory"] += n * float(res.get("memory_gb") or 0) * GIB
-    have = {"CPU": float(cluster.get("CPU", 0)), "GPU": float(cluster.get("GPU", 0)), "memory": float(cluster.get("memory", 0))}
+    want = reserved([spec, *also])
+    others = reserved(list(held))
+    total = {"CPU": float(cluster.get("CPU", 0)), "GPU": float(cluster.get("GPU", 0)), "memory": float(cluster.get("memory", 0))}
+    have = {name: max(0.0, total[name] - others[name]) for name in total}
     if float(resources.get("gpu") or 0) > 0 and have["GPU"] < 1e-9:
         raise InvalidRequest("resources.gpu is set but the Ray cluster has no GPU",
                              {"requested": {"gpu": resources["gpu"]}, "available": _shown(have)})
-    problems = [f"{replicas} replica(s) need {_amount(name, want[name])} {_unit(name)}, the cluster has {_amount(name, have[name])}"
+    problems = [f"{replicas} replica(s) need {_amount(name, want[name])} {_unit(name)}, the cluster has {_amount(name, total[name])}"
+                + (f" of which other deployments hold {_amount(name, others[name])}" if others[name] > 1e-9 else "")
                 for name in ("CPU", "GPU", "memory") if want[name] > have[name] + 1e-9]
     if problems:
         raise InvalidRequest(
             "the deployment does not fit the Ray cluster: " + "; ".join(problems)
             + " (ask for fewer replicas or smaller resources, e.g. resources.cpu 0.25)",
-            {"requested": {"replicas": replicas, **_shown(want)}, "available": _shown(have)},
+            {"requested": {"replicas": replicas, **_shown(want)}, "available": _shown(have), "cluster": _shown(total)},
         )
     warnings = []
     autoscaling = spec.get("autoscaling")

@@ -20,6 +20,8 @@ from resources.job_specs import DEPLOY_JOB, DeploymentConfig, run_config
 from resources.serve_options import canary_replica_spec, check_fits, initial_replicas
 from serving_api.schemas.deployments import DeploymentView
 
+HELD_SCAN = 1000  # deployments read for the cluster's reservations (quotas keep the real number far below)
+
 if TYPE_CHECKING:
     from resources.jobs import JobRecord
     from serving_api.auth import Principal
@@ -45,7 +47,7 @@ class DeploymentService:
         self.ray.ensure_reachable()
         spec = {"num_replicas": body.num_replicas, "resources": body.resources.model_dump(),
                 "autoscaling": body.autoscaling.model_dump() if body.autoscaling else None}
-        fit = check_fits(spec, self.ray.total_resources())
+        fit = check_fits(spec, self.ray.total_resources(), held=self._held())
         if self.jobs.quotas is not None:  # each deployment holds replicas: one tenant cannot take the cluster
             self.jobs.quotas.check(tenant, "deployments", lambda _: self.store.count(tenant))
         record = self.store.create(tenant, model_id=body.model_id, model_name=resolved.name, version=resolved.version,
@@ -93,7 +95,7 @@ class DeploymentService:
             raise InvalidRequest("nothing to change: the deployment already has that state", {"deployment_id": deployment_id})
         also = [canary_replica_spec(spec)] if canary else []
         # against the cluster's totals: the change replaces the deployment's own replicas
-        fit = check_fits(spec, self.ray.total_resources(), also=also)
+        fit = check_fits(spec, self.ray.total_resources(), also=also, held=self._held(deployment_id))
         changed = self.store.change(tenant, deployment_id, status="updating", event="updated", message="; ".join(changes),
                                     details={"requested_by": principal.subject}, **desired)
         for warning in fit.warnings:
@@ -105,6 +107,18 @@ class DeploymentService:
         self.ray.ensure_reachable()
         record = self.store.mark_deleting(principal.tenant_id, deployment_id)
         return record, self._launch(principal, record, "delete")
+
+    def _held(self, excluding: str | None = None) -> list[dict[str, Any]]:
+        """The replicas every other deployment keeps (any tenant's: they share the cluster), stable and
+        canary; not those being deleted or failed."""
+        held = []
+        for record in self.store.list(None, limit=HELD_SCAN):
+            if record.deployment_id == excluding or record.status in ("deleting", "failed"):
+                continue
+            held.append(record.spec)
+            if record.canary:
+                held.append(canary_replica_spec(record.spec))
+        return held
 
     def _canary(self, tenant: str, record: DeploymentRecord, body: DeploymentUpdate, stable_version: str) -> dict[str, Any] | None:
         if body.canary is None:

@@ -87,6 +87,34 @@ def test_the_reference_body_on_two_cpus_is_400_naming_what_is_available(world):
         world["ray"].resources = {"CPU": 2.0, "memory": 8 * 1024**3}
 
 
+def test_other_deployments_replicas_count_against_a_new_one(world):
+    """Deployments' replicas are long-lived reservations on the shared cluster: a new deployment must
+    fit beside every other one (any tenant's), else 400 saying what they hold; a deletion frees them."""
+    client, settings = world["client"], world["settings"]
+    tenant = f"dh-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "churn")
+    added = client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": log_sklearn_model(settings, tenant)}},
+                        headers=headers)
+    assert added.status_code == 201, added.text
+    world["ray"].resources = {"CPU": 1000.0, "memory": 8 * 1024**3}
+    try:
+        _finish_runs(world)
+        held = _post(world, {"model_id": model_id, "version": "1.0.0", "num_replicas": 32, "resources": {"cpu": 30}}, headers=headers)
+        assert held.status_code == 202, held.text
+        beside = {"model_id": model_id, "version": added.json()["version"], "num_replicas": 2, "resources": {"cpu": 30}}
+        error = error_envelope(_post(world, beside, headers=headers), 400, "INVALID_REQUEST")
+        assert "2 replica(s) need 60 CPU, the cluster has 1000 of which other deployments hold" in error["message"], error
+        assert error["details"]["available"]["cpu"] <= 40
+        assert client.delete(f"/api/v1/deployments/{held.json()['deployment_id']}", headers=headers).status_code == 202
+        _finish_runs(world)
+        fits = _post(world, beside, headers=headers)  # a deployment being deleted holds nothing
+        assert fits.status_code == 202, fits.text
+        assert client.delete(f"/api/v1/deployments/{fits.json()['deployment_id']}", headers=headers).status_code == 202
+    finally:
+        world["ray"].resources = {"CPU": 2.0, "memory": 8 * 1024**3}
+
+
 @pytest.mark.parametrize(("changes", "needle"), [
     ({"runtime": "kserve"}, "runtime"),
     ({"autoscaling": {"min_replicas": 1, "target_requests_per_replica": 5}}, "max_replicas"),

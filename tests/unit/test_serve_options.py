@@ -45,3 +45,13 @@ def test_what_does_not_fit_names_what_the_cluster_has():
     canary = {"num_replicas": 1, "autoscaling": None, "resources": {"cpu": 1}}
     with pytest.raises(InvalidRequest):  # the stable replicas and the canary's together
         check_fits({**canary, "num_replicas": 2}, {"CPU": 2.5}, also=[canary])
+
+
+def test_other_deployments_replicas_are_held_against_a_new_one():
+    small = {"num_replicas": 2, "autoscaling": None, "resources": {"cpu": 0.5}}
+    held = [{"num_replicas": 3, "autoscaling": None, "resources": {"cpu": 0.5}}]  # 1.5 of the cluster's 2 CPUs
+    with pytest.raises(InvalidRequest) as refused:
+        check_fits(small, {"CPU": 2.0}, held=held)
+    assert "2 replica(s) need 1 CPU, the cluster has 2 of which other deployments hold 1.5" in refused.value.message
+    assert refused.value.details["available"]["cpu"] == 0.5 and refused.value.details["cluster"]["cpu"] == 2.0
+    assert check_fits({**small, "num_replicas": 1}, {"CPU": 2.0}, held=held).replicas == 1  # what is left still fits
