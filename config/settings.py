@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     quotas: Quotas = Quotas()
     quota_overrides: dict[str, Quotas] = Field(default={}, description="per tenant; fields not given keep the defaults")
     max_run_minutes: float = Field(default=120.0, gt=0, description="a Dagster run past this ends failed")
+    max_run_minutes_overrides: dict[str, float] = Field(
+        default={}, description="per tenant, lower than max_run_minutes (a higher value is held to it)")
     max_concurrent_runs: int = Field(default=4, ge=2, description="Dagster runs at once; training and tuning get one less")
     tenant_max_concurrent_runs: int = Field(default=2, ge=1, description="training and tuning runs at once per tenant")
     retention: Retention = Retention()
@@ -149,7 +151,8 @@ class Settings(BaseSettings):
         default=None, description="redis://host:port[/db] or postgresql://user:pw@host:port/db (not for sqlite)"
     )
 
-    @field_validator("quota_overrides", "retention_overrides", "rate_limit_overrides", "s3_tenant_buckets")
+    @field_validator("quota_overrides", "retention_overrides", "rate_limit_overrides", "s3_tenant_buckets",
+                     "max_run_minutes_overrides")
     @classmethod
     def _known_tenants(cls, value: dict) -> dict:
         bad = sorted(k for k in value if not is_valid_tenant(k))
@@ -294,6 +297,10 @@ class Settings(BaseSettings):
         return self.rate_limit_overrides.get(
             tenant_id, RateLimit(rate=self.rate_limit_per_second, burst=self.rate_limit_burst)
         )
+
+    def max_run_minutes_for(self, tenant_id: str) -> float:
+        """How long a run of the tenant's may take: the platform's bound, or the tenant's lower one."""
+        return min(self.max_run_minutes, self.max_run_minutes_overrides.get(tenant_id, self.max_run_minutes))
 
     def quotas_for(self, tenant_id: str) -> Quotas:
         """The defaults with the tenant's override applied field by field."""

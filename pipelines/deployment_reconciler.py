@@ -119,5 +119,5 @@ def _run_request(state: StateStore, store: DeploymentStore, record: DeploymentRe
     context = JobContext(tenant_id=record.tenant_id, job_id=job.job_id, requested_by=SUBMITTER)
     config = run_config(model_deployment=DeploymentConfig(context=context, deployment_id=record.deployment_id, action=action,
                                                           generation=record.generation))
-    tags = job_run_tags(record.tenant_id, job.job_id, "deployment", Settings().max_run_minutes, record.deployment_id)
+    tags = job_run_tags(record.tenant_id, job.job_id, "deployment", Settings().max_run_minutes_for(record.tenant_id), record.deployment_id)
     return dg.RunRequest(run_key=f"reconcile:{record.deployment_id}:{job.job_id}", run_config=config, tags=tags)

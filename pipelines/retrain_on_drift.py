@@ -160,5 +160,5 @@ def _retraining_request(instance: dg.DagsterInstance, registry: ModelRegistry, s
     return dg.RunRequest(
         run_key=run_key, job_name=_JOB_OF_KIND[original.kind],
         run_config=retraining_config(run_config, original.kind, record.job_id, policy.promote),
-        tags=job_run_tags(report.tenant_id, record.job_id, original.kind, Settings().max_run_minutes),
+        tags=job_run_tags(report.tenant_id, record.job_id, original.kind, Settings().max_run_minutes_for(report.tenant_id)),
     )

@@ -33,7 +33,7 @@ def build_feature_schedule(cron: str = HOURLY) -> dg.ScheduleDefinition:
     ):
         tick = context.scheduled_execution_time
         submitter = f"schedule:{SCHEDULE_NAME}"
-        max_run_minutes = Settings().max_run_minutes  # dagster/max_runtime, as the API's runs
+        settings = Settings()  # dagster/max_runtime, as the API's runs
         requests = []
         for tenant in feature_store.tenants():
             run_key = f"{tenant}:{tick.isoformat()}"
@@ -46,7 +46,7 @@ def build_feature_schedule(cron: str = HOURLY) -> dg.ScheduleDefinition:
             )
             requests.append(dg.RunRequest(
                 run_key=run_key, run_config=materialization_run_config(config),
-                tags=job_run_tags(tenant, record.job_id, "materialization", max_run_minutes),
+                tags=job_run_tags(tenant, record.job_id, "materialization", settings.max_run_minutes_for(tenant)),
             ))
         return requests or dg.SkipReason("no tenant has a feature store yet")
 

@@ -46,15 +46,15 @@ class JobService:
         return cls(
             jobs=build_job_store(state), runs=build_dagster_runs(settings), ray=build_ray_cluster(settings),
             policy=build_data_policy(settings), registry=registry, dagster_ui_url=settings.effective_dagster_url,
-            quotas=build_quotas(settings), max_run_minutes=settings.max_run_minutes,
+            quotas=build_quotas(settings), max_run_minutes=settings.max_run_minutes_for,
         )
 
     def __init__(
         self, *, jobs: JobStore, runs: DagsterRuns, ray: RayCluster, policy: DataAccessPolicy,
         registry: ModelRegistry, dagster_ui_url: str, quotas: TenantQuotas | None = None,
-        max_run_minutes: float | None = None,
+        max_run_minutes: Callable[[str], float] | None = None,
     ):
-        """``quotas`` None: unlimited; ``max_run_minutes`` None: runs carry no maximum runtime."""
+        """``quotas`` None: unlimited; ``max_run_minutes`` (tenant -> minutes) None: runs carry no maximum runtime."""
         self.jobs, self.runs, self.ray, self.policy, self.registry = jobs, runs, ray, policy, registry
         self.dagster_ui_url, self.quotas = dagster_ui_url, quotas
         self.max_run_minutes = max_run_minutes
@@ -111,7 +111,8 @@ class JobService:
             self.jobs.delete(record.job_id)
             raise
         context = JobContext(tenant_id=principal.tenant_id, job_id=record.job_id, requested_by=principal.subject)
-        tags = vocabulary.job_run_tags(principal.tenant_id, record.job_id, kind, self.max_run_minutes, deployment_id)
+        minutes = self.max_run_minutes(principal.tenant_id) if self.max_run_minutes is not None else None
+        tags = vocabulary.job_run_tags(principal.tenant_id, record.job_id, kind, minutes, deployment_id)
         try:
             run_id = self.runs.launch(job_name, run_config(context), tags)
         except Exception:

@@ -29,7 +29,8 @@ TENANTS = ("q-models", "q-versions", "q-ensembles", "q-jobs", "q-room")
 def world(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("quota-data")
     (data_dir / "mlflow").mkdir()
-    settings = make_settings(data_dir, quota_overrides={t: SMALL for t in TENANTS}, max_run_minutes=0.5)
+    settings = make_settings(data_dir, quota_overrides={t: SMALL for t in TENANTS}, max_run_minutes=0.5,
+                             max_run_minutes_overrides={"q-short": 0.25, "q-long": 600})
     app = create_app(settings)
     with TestClient(app) as client:
         service = app.state.job_service
@@ -147,6 +148,17 @@ def test_unfinished_jobs_past_the_quota_are_429_and_an_ended_job_frees_its_slot(
     assert client.post("/api/v1/training", json=_training(path), headers=headers).status_code == 202
     # every run the API launched carries Dagster's maximum runtime (MLSERVICE_MAX_RUN_MINUTES=0.5)
     assert {tags["dagster/max_runtime"] for tags in runs.tags.values()} == {"30"}
+
+
+def test_a_tenants_runs_carry_its_own_lower_maximum_runtime(world):
+    """MLSERVICE_MAX_RUN_MINUTES_OVERRIDES lowers one tenant's bound; a higher value is held to the platform's."""
+    client, runs = world["client"], world["runs"]
+    for tenant, expected in (("q-short", "15"), ("q-long", "30")):
+        path = write_tiny_training_file(world["settings"], tenant)
+        accepted = client.post("/api/v1/training", json=_training(path), headers=auth(make_token(tenant)))
+        assert accepted.status_code == 202, accepted.text
+        run_id = world["jobs"].get(tenant, accepted.json()["job_id"]).dagster_run_id
+        assert runs.tags[run_id]["dagster/max_runtime"] == expected
 
 
 def test_a_job_record_that_never_got_a_run_stops_holding_a_slot(world):

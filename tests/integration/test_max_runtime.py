@@ -1,7 +1,8 @@
 """A run past its maximum runtime ends failed and says why: the platform's runs carry
-``dagster/max_runtime`` (MLSERVICE_MAX_RUN_MINUTES), the Dagster daemon's run monitoring fails the
-run, and the API's job reads the reason. The attack: a training job sized to run for minutes, on a
-platform whose runs may take 15 seconds."""
+``dagster/max_runtime`` (MLSERVICE_MAX_RUN_MINUTES, lowered for one tenant by
+MLSERVICE_MAX_RUN_MINUTES_OVERRIDES), the Dagster daemon's run monitoring fails the run, and the
+API's job reads the reason. The attack: a training job sized to run for minutes, from a tenant
+whose runs may take 15 seconds (the shared platform of tests/integration/conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.utils.platform import integration_marks, running_platform, tenant_client
+from tests.integration.conftest import SLOW_TENANT
+from tests.utils.platform import integration_marks, tenant_client
 
-TENANT = "slow-lab"
-MAX_RUN_MINUTES = 0.25  # 15 s
 pytestmark = integration_marks(timeout_s=600)
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("runtime-data").resolve()
-    folder = data_dir / "tenants" / TENANT / "data"
-    folder.mkdir(parents=True)
+def api(platform):
+    folder = platform["current"].data_dir / "tenants" / SLOW_TENANT / "data"
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(2000, 8)), columns=[f"f{i}" for i in range(8)])
     frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
     frame.to_parquet(folder / "train.parquet", index=False)
-    extra_env = {"MLSERVICE_MAX_RUN_MINUTES": str(MAX_RUN_MINUTES)}
-    with running_platform(data_dir, data_dir.parent / "runtime-up.log", args=("--no-demo",), extra_env=extra_env) as platform:
-        with tenant_client(platform, TENANT) as client:
-            yield client
+    with tenant_client(platform["current"], SLOW_TENANT) as client:
+        yield client
 
 
 def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api):
