@@ -8,6 +8,7 @@ codes here, in one table, by one set of handlers.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -75,7 +76,19 @@ def request_id_of(request: Request) -> str | None:
 
 
 def error_body(code: str, message: str, details: Any, request_id: str | None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
+    return {"error": {"code": code, "message": message, "details": _json_safe(details), "request_id": request_id}}
+
+
+def _json_safe(value: Any) -> Any:
+    """Details as JSON can carry them: a non-finite number a client sent (``?period_hours=inf``)
+    echoed back as its text, never a failure to write the error."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def error_response(

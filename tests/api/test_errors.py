@@ -112,3 +112,11 @@ def test_writes_and_refusals_are_audited_reads_are_not(client, tenant, headers):
     summary = sorted((r["method"], r["status"], r["error_code"]) for r in rows)
     assert summary == [("GET", 404, "MODEL_NOT_FOUND"), ("POST", 201, None), ("POST", 403, "FORBIDDEN")]
     assert all(r["subject"] == f"user@{tenant}" and r["request_id"].startswith("req-") for r in rows)
+
+
+@pytest.mark.parametrize("hours", ["inf", "INF", "-inf", "nan"])
+def test_a_non_finite_number_is_400_and_echoed_as_text(client, headers, hours):
+    """Found by the schemathesis run: ``?period_hours=INF`` made the error itself unwritable (500)."""
+    error = error_envelope(client.get(f"/api/v1/monitoring/m-1/performance?period_hours={hours}", headers=headers),
+                           400, "INVALID_REQUEST")
+    assert error["details"]["window_hours"].lower() in ("inf", "-inf", "nan")
