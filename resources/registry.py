@@ -312,6 +312,8 @@ class ModelRegistry(dg.ConfigurableResource):
             if not NAME_RE.match(name_prefix):
                 raise InvalidRequest("invalid name prefix", {"name_prefix": name_prefix})
             clauses.append(f"name LIKE '{tenant_id}.{name_prefix}%'")
+        if cursor:
+            check_cursor(cursor)
         with self._mlflow_errors():
             try:
                 page = self.client.search_registered_models(
@@ -597,6 +599,26 @@ class ModelRegistry(dg.ConfigurableResource):
         """Raise DependencyUnavailable unless the tracking store answers."""
         with self._mlflow_errors():
             self.client.search_registered_models(max_results=1)
+
+
+MAX_CURSOR_OFFSET = 10**9
+
+
+def check_cursor(cursor: str) -> None:
+    """400 for a list cursor that is not one MLflow gave out (base64 of ``{"offset": n}``), before
+    MLflow sees it: its server answers a malformed token with a 500, which its client retries and
+    then reports like an unreachable server (a 503 for what is bad input)."""
+    import base64
+    import binascii
+    import json
+
+    try:
+        parsed = json.loads(base64.b64decode(cursor, validate=True))
+        offset = int(parsed["offset"]) if isinstance(parsed, dict) and not isinstance(parsed.get("offset"), bool) else -1
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError):
+        offset = -1
+    if not 0 < offset <= MAX_CURSOR_OFFSET:
+        raise InvalidRequest("invalid cursor: send the next_cursor of a previous page as it was given", {"cursor": cursor[:200]})
 
 
 def _is_connection_error(exc: BaseException) -> bool:

@@ -70,11 +70,21 @@ def test_list_filters_and_cursor_pagination(client, headers):
 @pytest.mark.parametrize(
     "params",
     [{"stage": "live"}, {"framework": "cobol"}, {"model_type": "x"}, {"limit": 0}, {"limit": 101},
-     {"limit": "ten"}, {"name_prefix": "bad prefix"}, {"cursor": "not-a-cursor"}],
+     {"limit": "ten"}, {"name_prefix": "bad prefix"}, {"cursor": "not-a-cursor"},
+     {"cursor": "\u00e4\u00d7\x01\x7f=="}, {"cursor": "MTIz"}, {"cursor": "eyJvZmZzZXQiOiAwfQ=="}],  # bytes, "123", offset 0
 )
 def test_invalid_list_parameters_are_400(client, headers, params):
     response = client.get("/api/v1/models", params=params, headers=headers)
     error_envelope(response, 400, "INVALID_REQUEST")
+
+
+def test_a_malformed_cursor_never_reaches_mlflow(client, headers, monkeypatch):
+    """Against an MLflow server, a token it cannot parse comes back as a 500 that its client retries
+    and reports like an unreachable server: the API refuses it first (400), so 503 keeps meaning down."""
+    registry, asked = client.app.state.registry, []
+    monkeypatch.setattr(registry.client, "search_registered_models", lambda *args, **kwargs: asked.append(kwargs))
+    error = error_envelope(client.get("/api/v1/models", params={"cursor": "%%garbage%%"}, headers=headers), 400, "INVALID_REQUEST")
+    assert "cursor" in error["message"] and asked == []
 
 
 def test_unknown_model_is_404(client, headers):
