@@ -57,6 +57,7 @@ from resources.vocabulary import (
     T_TENANT,
     T_TYPE,
     TAG,
+    canonical_framework,
 )
 
 if TYPE_CHECKING:
@@ -299,6 +300,7 @@ class ModelRegistry(dg.ConfigurableResource):
     ) -> tuple[list[ModelRecord], str | None]:
         """One page of the tenant's models ordered by name; the cursor is opaque."""
         clauses = [f"tags.`{T_TENANT}` = '{validate_tenant(tenant_id)}'"]
+        framework = canonical_framework(framework)
         for tag, value, allowed in (
             (T_STAGE, stage, STAGES),
             (T_FRAMEWORK, framework, FRAMEWORKS),
@@ -393,6 +395,7 @@ class ModelRegistry(dg.ConfigurableResource):
             raise InvalidRequest("model name must be 1-128 characters of letters, digits, '_', '.', '-'")
         if model_type not in MODEL_TYPES:
             raise InvalidRequest(f"unknown model_type '{model_type}'", {"allowed": list(MODEL_TYPES)})
+        framework = canonical_framework(framework)
         if framework not in FRAMEWORKS:
             raise InvalidRequest(f"unknown framework '{framework}'", {"allowed": list(FRAMEWORKS)})
         tags = dict(tags or {})

@@ -7,7 +7,9 @@ and feature view names in ``feature_repo.names``.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
+
+from pydantic import BeforeValidator
 
 # -- models ------------------------------------------------------------------------------------
 Stage = Literal["development", "staging", "production", "archived"]
@@ -21,6 +23,16 @@ Framework = Literal["sklearn", "pytorch", "xgboost", "lightgbm", "onnx", "custom
 FRAMEWORKS: tuple[str, ...] = get_args(Framework)
 TrainableFramework = Literal["sklearn", "pytorch"]  # what the training jobs fit
 TRAINABLE_FRAMEWORKS: tuple[str, ...] = get_args(TrainableFramework)
+FRAMEWORK_ALIASES = {"torch": "pytorch", "scikit-learn": "sklearn"}  # the names users give the packages
+
+
+def canonical_framework(value: object) -> object:
+    """A framework as the platform names it (``torch`` -> ``pytorch``); anything else unchanged, for the check to refuse."""
+    return FRAMEWORK_ALIASES.get(value, value) if isinstance(value, str) else value
+
+
+FrameworkName = Annotated[Framework, BeforeValidator(canonical_framework)]
+TrainableFrameworkName = Annotated[TrainableFramework, BeforeValidator(canonical_framework)]
 
 # -- jobs --------------------------------------------------------------------------------------
 OnInvalid = Literal["fail", "skip"]  # a batch scoring job's rows that do not fit the signature

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from serving_api.deps import ModelServiceDep, ModelsReader, ModelsWriter, RegistryDep
 from serving_api.schemas.models import (
-    Framework,
+    FrameworkName,
     ModelCreate,
     ModelPublic,
     ModelsPublic,
@@ -39,7 +39,7 @@ def list_models(
     principal: ModelsReader,
     registry: RegistryDep,
     stage: Stage | None = None,
-    framework: Framework | None = None,
+    framework: FrameworkName | None = None,
     model_type: ModelType | None = None,
     name_prefix: Annotated[str | None, Query(max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

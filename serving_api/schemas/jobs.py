@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from resources.limits import MAX_BATCH_SIZE, MAX_CONCURRENT_TRIALS, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
-from resources.vocabulary import ModelType, TrainableFramework
+from resources.vocabulary import ModelType, TrainableFrameworkName
 from serving_api.schemas.common import StrictModel
 from serving_api.schemas.models import NAME_PATTERN
 
@@ -45,7 +45,7 @@ class TrainingSettings(StrictModel):
 
 class TrainingCreate(StrictModel):
     model_name: str = Field(pattern=NAME_PATTERN)
-    framework: TrainableFramework = "sklearn"
+    framework: TrainableFrameworkName = "sklearn"
     model_type: ModelType = "classification"
     estimator: str | None = Field(default=None, max_length=64, description="sklearn estimator; default random_forest")
     data_config: DataConfig

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from resources.vocabulary import Framework, ModelType, Stage
+from resources.vocabulary import FrameworkName, ModelType, Stage
 from serving_api.schemas.common import StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
@@ -35,7 +35,7 @@ class ModelCreate(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     description: str | None = Field(default=None, max_length=5000)
     model_type: ModelType = "classification"
-    framework: Framework = "sklearn"
+    framework: FrameworkName = "sklearn"
     tags: dict[TagKey, TagValue] = Field(default_factory=dict, max_length=50)
     source: ModelSource | None = Field(default=None, description="register an existing MLflow model as version 1.0.0")
 

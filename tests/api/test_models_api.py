@@ -78,6 +78,18 @@ def test_invalid_list_parameters_are_400(client, headers, params):
     error_envelope(response, 400, "INVALID_REQUEST")
 
 
+def test_torch_is_the_same_framework_as_pytorch(client, headers):
+    """Users of the package name it ``torch``: registered, listed and filtered as ``pytorch``."""
+    created = client.post("/api/v1/models", json={"name": "torch_named", "framework": "torch"}, headers=headers)
+    assert created.status_code == 201, created.text
+    assert created.json()["framework"] == "pytorch"
+    for alias in ("torch", "pytorch"):
+        listed = client.get("/api/v1/models", params={"framework": alias, "name_prefix": "torch_named"}, headers=headers).json()
+        assert [m["name"] for m in listed["data"]] == ["torch_named"] and listed["data"][0]["framework"] == "pytorch"
+    error_envelope(client.post("/api/v1/models", json={"name": "tf_named", "framework": "tensorflow"}, headers=headers),
+                   400, "INVALID_REQUEST")
+
+
 def test_a_malformed_cursor_never_reaches_mlflow(client, headers, monkeypatch):
     """Against an MLflow server, a token it cannot parse comes back as a 500 that its client retries
     and reports like an unreachable server: the API refuses it first (400), so 503 keeps meaning down."""
