@@ -50,15 +50,20 @@ class EnsembleService:
                                  {"min_models_required": body.min_models_required, "members": len(body.models)})
         if any(m.weight <= 0 for m in body.models):
             raise InvalidRequest("member weights must be positive", {"weights": [m.weight for m in body.models]})
-        problems, kinds, class_sets = [], {}, {}
+        problems, kinds, class_sets, missing = [], {}, {}, []
         for member in body.models:
             try:
                 served = await self.cache.get(tenant_id, member.model_id, member.version)
             except (ModelNotFound, VersionNotFound) as exc:
-                problems.append({"model_id": member.model_id, "problem": exc.message})
+                missing.append(exc)
                 continue
             kinds[member.model_id] = served.model.model_type
             class_sets[member.model_id] = [str(c) for c in served.model.classes]
+        if missing:  # 404 naming every member that is not there (a model first: MODEL_NOT_FOUND, else VERSION_NOT_FOUND)
+            first = next((exc for exc in missing if isinstance(exc, ModelNotFound)), missing[0])
+            first.message = "ensemble member(s) not found: " + "; ".join(exc.message for exc in missing)
+            first.details = {**(first.details or {}), "missing": [exc.details for exc in missing]}
+            raise first
         wanted = METHOD_TYPES[body.method]
         for model_id, kind in kinds.items():
             if kind != wanted:
@@ -66,7 +71,7 @@ class EnsembleService:
         if wanted == "classification" and len({tuple(c) for c in class_sets.values()}) > 1:
             problems.append({"problem": "members predict different classes", "classes": class_sets})
         if problems:
-            raise EnsembleIncompatible("ensemble members are missing or incompatible", {"problems": problems})
+            raise EnsembleIncompatible("ensemble members are incompatible", {"problems": problems})
         total = sum(m.weight for m in body.models)
         members = [{"model_id": m.model_id, "version": m.version, "weight": m.weight / total} for m in body.models]
         classes = next(iter(class_sets.values()), None) if wanted == "classification" else None

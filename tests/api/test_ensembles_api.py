@@ -84,14 +84,23 @@ def test_hard_voting_and_averaging(client, world):
         (["lr", "multi"], "voting_soft", "different classes"),
         (["reg"], "voting_hard", "needs classification"),
         (["lr"], "averaging", "needs regression"),
-        (["missing"], "voting_soft", "not found"),
     ],
 )
-def test_incompatible_or_missing_members_are_422(client, world, members, method, fragment):
+def test_incompatible_members_are_422(client, world, members, method, fragment):
     ids = {**world["ids"], "missing": str(uuid.uuid4())}
     response = _create(client, world, method=method, models=[{"model_id": ids[m]} for m in members])
     error_envelope(response, 422, "VALIDATION_ERROR")
     assert fragment in str(response.json()["error"]["details"])
+
+
+def test_a_member_that_does_not_exist_is_404_naming_it(client, world):
+    missing = str(uuid.uuid4())
+    response = _create(client, world, models=[{"model_id": world["ids"]["lr"]}, {"model_id": missing}])
+    error = error_envelope(response, 404, "MODEL_NOT_FOUND")
+    assert missing in error["message"] and error["details"]["missing"] == [{"model_id": missing}]
+    wrong_version = _create(client, world, models=[{"model_id": world["ids"]["lr"], "version": "9.9.9"}])
+    error = error_envelope(wrong_version, 404, "VERSION_NOT_FOUND")
+    assert "9.9.9" in error["message"]
 
 
 @pytest.mark.parametrize("weight", [0, -1])
@@ -170,6 +179,6 @@ def test_crud_and_tenant_isolation(client, world):
     assert client.get("/api/v1/ensembles", headers=other).json()["count"] == 0
     # Another tenant cannot build an ensemble from this tenant's models either.
     stolen = client.post("/api/v1/ensembles", json={"name": "x", "models": [{"model_id": world["ids"]["lr"]}]}, headers=other)
-    assert stolen.status_code == 422
+    error_envelope(stolen, 404, "MODEL_NOT_FOUND")  # as if it did not exist
     assert client.delete(f"/api/v1/ensembles/{eid}", headers=world["headers"]).status_code == 204
     assert client.get(f"/api/v1/ensembles/{eid}", headers=world["headers"]).status_code == 404
