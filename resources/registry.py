@@ -137,6 +137,7 @@ class TransitionResult:
     archived_versions: list[str]
     changed_by: str
     changed_at: datetime
+    via: str | None = None  # a stage passed through on the way (one request, two moves)
 
 
 def _ts(millis: int | None) -> datetime:
@@ -526,7 +527,11 @@ class ModelRegistry(dg.ConfigurableResource):
             self._refresh_summary(rm.name)
         return next(v for v in self.list_versions(tenant_id, model_id) if v.version == str(new))
 
-    def transition_stage(self, tenant_id: str, model_id: str, *, version: str, target_stage: str, actor: str) -> TransitionResult:
+    def transition_stage(self, tenant_id: str, model_id: str, *, version: str, target_stage: str, actor: str,
+                         via: str | None = None) -> TransitionResult:
+        """One move of the stage machine, or two with ``via`` (a stage passed through first, skipped
+        when the version is in it already): every move is checked before any is made, under the
+        model's lease."""
         rm = self._find(tenant_id, model_id)
         with self._model_lock(model_id):
             rm = self._find(tenant_id, model_id)  # re-read under the lease
@@ -535,26 +540,41 @@ class ModelRegistry(dg.ConfigurableResource):
             target_mv = next((v for v in versions if v.tags[T_SEMVER] == version), None)
             if target_mv is None:
                 raise VersionNotFound(model_id, version)
-            current = self._stage_of(target_mv, production)
-            check_transition(current, target_stage, version)
-            client = self.client
+            first = current = self._stage_of(target_mv, production)
+            steps = [via, target_stage] if via is not None and via != current else [target_stage]
+            for before, after in zip([current, *steps], steps, strict=False):
+                check_transition(before, after, version)
             archived: list[str] = []
-            with self._mlflow_errors():
-                if target_stage == "production":
-                    previous = next((v for v in versions if str(v.version) == production), None)
-                    # The alias moves atomically in MLflow: there is never a moment with two.
-                    client.set_registered_model_alias(rm.name, PRODUCTION_ALIAS, target_mv.version)
-                    if previous is not None:
-                        client.set_model_version_tag(rm.name, previous.version, T_STAGE, "archived")
-                        archived.append(previous.tags[T_SEMVER])
+            for step in steps:
+                superseded = self._move(rm.name, versions, production, target_mv, current, step)
+                for old in superseded:
+                    self._record(tenant_id, model_id, old, "production", "archived", actor, f"superseded by {version}")
+                when = self._record(tenant_id, model_id, version, current, step, actor, None)
+                archived += superseded
+                if step == "production":
+                    production = str(target_mv.version)
                 elif current == "production":
-                    client.delete_registered_model_alias(rm.name, PRODUCTION_ALIAS)
-                client.set_model_version_tag(rm.name, target_mv.version, T_STAGE, target_stage)
-            for old in archived:
-                self._record(tenant_id, model_id, old, "production", "archived", actor, f"superseded by {version}")
-            when = self._record(tenant_id, model_id, version, current, target_stage, actor, None)
+                    production = None
+                current = step
             self._refresh_summary(rm.name)
-        return TransitionResult(model_id, version, current, target_stage, archived, actor, when)
+        return TransitionResult(model_id, version, first, target_stage, archived, actor, when,
+                                via=via if len(steps) == 2 else None)
+
+    def _move(self, name: str, versions: list, production: str | None, target_mv: Any, current: str, target: str) -> list[str]:
+        """Set the version's stage in MLflow (the production alias moves atomically: never two); the versions it archived."""
+        client = self.client
+        archived: list[str] = []
+        with self._mlflow_errors():
+            if target == "production":
+                previous = next((v for v in versions if str(v.version) == production), None)
+                client.set_registered_model_alias(name, PRODUCTION_ALIAS, target_mv.version)
+                if previous is not None and previous.version != target_mv.version:
+                    client.set_model_version_tag(name, previous.version, T_STAGE, "archived")
+                    archived.append(previous.tags[T_SEMVER])
+            elif current == "production":
+                client.delete_registered_model_alias(name, PRODUCTION_ALIAS)
+            client.set_model_version_tag(name, target_mv.version, T_STAGE, target)
+        return archived
 
     def _record(self, tenant_id: str, model_id: str, version: str, from_stage: str | None, to_stage: str, actor: str,
                 reason: str | None) -> datetime:

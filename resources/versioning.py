@@ -102,7 +102,11 @@ def check_transition(current: str, target: str, version: str) -> None:
         )
     if (current, target) not in ALLOWED_TRANSITIONS:
         allowed = sorted(t for c, t in ALLOWED_TRANSITIONS if c == current)
+        through = sorted(v for v in allowed if (v, target) in ALLOWED_TRANSITIONS)
+        hint = f"; or send \"via\": \"{through[0]}\" to pass through it in one request" if through else ""
         raise StageConflict(
-            f"version {version} cannot move from '{current}' to '{target}'",
-            {"version": version, "current_stage": current, "target_stage": target, "allowed_targets": allowed},
+            f"version {version} cannot move from '{current}' to '{target}': the allowed next stages are "
+            f"{', '.join(allowed) or 'none'}{hint}",
+            {"version": version, "current_stage": current, "target_stage": target, "allowed_targets": allowed,
+             "via": through},
         )

@@ -64,12 +64,15 @@ class ModelsPublic(BaseModel):
 class StageChange(StrictModel):
     version: str = Field(pattern=SEMVER_PATTERN, max_length=64)
     target_stage: Stage
+    via: Stage | None = Field(default=None, description="a stage to pass through first (e.g. development -> staging -> "
+                                                        "production in one request); both moves are checked before either is made")
 
 
 class StageChangePublic(BaseModel):
     model_id: str
     version: str
     from_stage: str
+    via: str | None = None
     to_stage: str
     archived_versions: list[str]
     changed_by: str

@@ -43,7 +43,7 @@ class ModelService:
     async def change_stage(self, principal: Principal, model_id: str, body: StageChange) -> TransitionResult:
         result = await asyncio.to_thread(
             self.registry.transition_stage, principal.tenant_id, model_id, version=body.version,
-            target_stage=body.target_stage, actor=principal.subject,
+            target_stage=body.target_stage, actor=principal.subject, via=body.via,
         )
         self.cache.invalidate(principal.tenant_id, model_id)
         if body.target_stage == "production":

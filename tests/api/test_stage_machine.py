@@ -156,3 +156,33 @@ def test_an_expired_lease_does_not_block_forever(client, stage_headers, run_id):
     store = client.app.state.state_store
     assert store.try_lock(f"model:{model_id}", "crashed-writer", lease_s=-1)  # already expired
     assert _move(client, stage_headers, model_id, "1.0.0", "staging").status_code == 200
+
+
+def test_development_to_production_in_one_request_via_staging(client, stage_headers, run_id):
+    """The reference's example moves a fresh version straight to production: refused with the allowed
+    next stages and the way through, and done in one request with ``via``, both moves recorded."""
+    model_id = _new_model(client, stage_headers, run_id, versions=2)
+    refused = error_envelope(_move(client, stage_headers, model_id, "1.0.0", "production"), 409, "STAGE_CONFLICT")
+    assert "allowed next stages are archived, staging" in refused["message"] and '"via": "staging"' in refused["message"]
+    assert refused["details"]["allowed_targets"] == ["archived", "staging"] and refused["details"]["via"] == ["staging"]
+    body = {"version": "1.0.0", "target_stage": "production", "via": "staging"}
+    moved = client.put(f"/api/v1/models/{model_id}/stage", json=body, headers=stage_headers)
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["from_stage"], moved.json()["via"], moved.json()["to_stage"]) == ("development", "staging", "production")
+    assert _stages(client, stage_headers, model_id)["1.0.0"] == "production"
+    data = client.get(f"/api/v1/models/{model_id}/versions", headers=stage_headers).json()["data"]
+    history = next(v["history"] for v in data if v["version"] == "1.0.0")
+    assert [(h["from_stage"], h["to_stage"]) for h in history][-2:] == [("development", "staging"), ("staging", "production")]
+    # the second version, through staging too: the first is archived by it
+    later = next(v for v in _stages(client, stage_headers, model_id) if v != "1.0.0")
+    body = {"version": later, "target_stage": "production", "via": "staging"}
+    second = client.put(f"/api/v1/models/{model_id}/stage", json=body, headers=stage_headers)
+    assert second.status_code == 200 and second.json()["archived_versions"] == ["1.0.0"], second.text
+    # a path whose second move is not allowed changes nothing
+    bad = {"version": "1.0.0", "target_stage": "production", "via": "development"}  # archived -> development: no edge
+    error_envelope(client.put(f"/api/v1/models/{model_id}/stage", json=bad, headers=stage_headers), 409, "STAGE_CONFLICT")
+    assert _stages(client, stage_headers, model_id) == {"1.0.0": "archived", later: "production"}
+    # via the stage it is in already: one move
+    body = {"version": "1.0.0", "target_stage": "staging", "via": "archived"}
+    again = client.put(f"/api/v1/models/{model_id}/stage", json=body, headers=stage_headers)
+    assert again.status_code == 200 and again.json()["via"] is None and again.json()["from_stage"] == "archived", again.text
