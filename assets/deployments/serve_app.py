@@ -107,7 +107,7 @@ def ensure(record: DeploymentRecord, role: str, current: dict[str, Any] | None, 
         status = serve.status().applications.get(name)
         raw = getattr(status, "status", "NOT_STARTED")
         state = str(getattr(raw, "value", raw))
-        message = getattr(status, "message", "") or ""
+        message = _messages(status)
         if state != last:
             log(f"Serve application {name}: {state} {message[:300]}")
             last = state
@@ -116,6 +116,15 @@ def ensure(record: DeploymentRecord, role: str, current: dict[str, Any] | None, 
         if time.perf_counter() - started > timeout_s:
             return Applied(state, message or f"not running after {timeout_s:g} s", time.perf_counter() - started)
         time.sleep(poll_s)
+
+
+def _messages(status: Any) -> str:
+    """The application's message and its deployments' (where Serve puts a replica's error, e.g. why its constructor failed)."""
+    parts = [getattr(status, "message", "") or ""]
+    for name, deployment in (getattr(status, "deployments", None) or {}).items():
+        if getattr(deployment, "message", ""):
+            parts.append(f"{name}: {deployment.message}")
+    return "; ".join(p for p in parts if p)[:2000]
 
 
 def delete(app_name: str) -> None:
