@@ -21,6 +21,7 @@ from resources.ensembles import EnsembleStore
 from resources.prediction_log import PredictionLog
 from resources.prediction_records import PredictionRecorder
 from serving_api.auth import TokenVerifier
+from serving_api.docs import install_docs
 from serving_api.errors import install_error_handlers
 from serving_api.heap import freeze_long_lived
 from serving_api.metrics import ApiMetrics
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Multi-tenant ML platform API. Every /api/v1 route needs a JWT bearer token.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # served by serving_api.docs from local files, not a CDN
     )
     app.state.settings = settings
     app.state.state_store = state
@@ -113,6 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.deployment_service = DeploymentService(DeploymentStore(state), app.state.job_service)
     app.state.monitoring_service = MonitoringService(app.state.registry, state, model_cache, app.state.job_service.policy)
     install_error_handlers(app)
+    install_docs(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
     for router in (models.router, batch.router, predictions.router, ensembles.router, training.router, tuning.router,
