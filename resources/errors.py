@@ -92,6 +92,12 @@ class ModelArtifactChanged(DomainError):
     code = "MODEL_ARTIFACT_CHANGED"
 
 
+class ModelLoadFailed(DomainError):
+    """A verified version that could not be loaded (its files do not rebuild a model here) (503)."""
+
+    code = "MODEL_LOAD_FAILED"
+
+
 # -- feature store (resources/feature_store.py) ------------------------------------------------
 class FeatureRefInvalid(InvalidRequest):
     """A feature reference that is not ``<feature_view>:<feature>`` (or a request that cannot be

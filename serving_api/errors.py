@@ -60,6 +60,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "DEPLOYMENT_UNAVAILABLE": 503,  # a deployment that does not serve now, or Ray Serve did not answer
     "MODEL_NOT_VERIFIED": 503,  # a version with no record of its artifact (not registered through the platform)
     "MODEL_ARTIFACT_CHANGED": 503,  # the artifact's files differ from the digest recorded at registration
+    "MODEL_LOAD_FAILED": 503,  # a verified version that does not load (the server logs why)
 }
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from inference.bounds import input_error
 from inference.loaded import load_model_version
 from inference.model import LoadedModel
-from resources.errors import DomainError
+from resources.errors import DomainError, ModelLoadFailed
 from resources.registry import ModelRegistry
 from serving_api.heap import Refreezer, freeze_long_lived
 from serving_api.online.batcher import MicroBatcher
@@ -93,6 +93,10 @@ class ModelCache(Resolver):
             except DomainError as exc:
                 self._refused.add(key, exc)
                 raise
+            except Exception as exc:  # not a refusal we know: the platform's fault, said as such (503), not a 500
+                log.exception("model %s version %s of tenant %s did not load", key[1], key[2], key[0])
+                raise ModelLoadFailed(f"version {key[2]} of model '{key[1]}' could not be loaded ({type(exc).__name__}); "
+                                      "the server's log has the details", {"model_id": key[1], "version": key[2]}) from None
             served = Served(model, MicroBatcher(
                 model.batch_predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
                 on_error=functools.partial(input_error, model),

@@ -148,3 +148,24 @@ def test_a_refused_load_is_remembered_briefly_not_downloaded_per_request(client,
         response = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers)
         error_envelope(response, 503, "MODEL_ARTIFACT_CHANGED")
     assert cache.loads == loads + 1
+
+
+def test_a_version_that_does_not_load_is_503_with_its_own_code_and_is_tried_again(client, settings, tenant, headers,
+                                                                                  monkeypatch):
+    """A failure the platform does not know (here: the rebuild raises) is the platform's 503
+    MODEL_LOAD_FAILED naming the version, not a 500; it is not remembered, so the next request loads."""
+    model_id, _source = _registered(client, settings, tenant, headers)
+    cache = client.app.state.model_cache
+    real_load = cache._load
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the rebuild failed")
+
+    monkeypatch.setattr(cache, "_load", broken)
+    response = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers)
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "MODEL_LOAD_FAILED" and error["details"]["model_id"] == model_id
+    assert "RuntimeError" in error["message"] and "the rebuild failed" not in error["message"]  # internals stay in the log
+    monkeypatch.setattr(cache, "_load", real_load)
+    assert client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW}, headers=headers).status_code == 200
