@@ -20,12 +20,15 @@ pytestmark = integration_marks(timeout_s=600)
 
 @pytest.fixture(scope="module")
 def api(platform):
-    folder = platform["current"].data_dir / "tenants" / SLOW_TENANT / "data"
-    folder.mkdir(parents=True, exist_ok=True)
+    tenant_dir = platform["current"].data_dir / "tenants" / SLOW_TENANT
+    folder = tenant_dir / "data"
+    for part in (tenant_dir, folder):  # owner-only, as the platform keeps its data dir (test_data_dir_is_owner_only)
+        part.mkdir(mode=0o700, exist_ok=True)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(2000, 8)), columns=[f"f{i}" for i in range(8)])
     frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
     frame.to_parquet(folder / "train.parquet", index=False)
+    (folder / "train.parquet").chmod(0o600)
     with tenant_client(platform["current"], SLOW_TENANT) as client:
         yield client
 
