@@ -6,6 +6,7 @@ reads run status, the first failure message and cancels, all over HTTP.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import httpx
 
 from resources.errors import DependencyUnavailable, DomainError
+
+log = logging.getLogger("mlservice.dagster_runs")
 
 LOCATION_NAME = "mlservice"  # workspace.yaml
 REPOSITORY_NAME = "__repository__"  # the implicit repository of a Definitions object
@@ -72,7 +75,10 @@ MAX_RUNTIME_FAILURE = "Exceeded maximum runtime of "  # what Dagster's run monit
 
 
 class LaunchFailed(DomainError):
-    code = "INVALID_REQUEST"
+    """Dagster refused the run configuration the platform built from a checked request: the
+    platform's fault (500 JOB_LAUNCH_FAILED, nothing stored), never the caller's 400."""
+
+    code = "JOB_LAUNCH_FAILED"
 
 
 @dataclass
@@ -116,7 +122,10 @@ class DagsterRuns:
         if result["__typename"] == "LaunchRunSuccess":
             return result["run"]["runId"]
         if result["__typename"] == "RunConfigValidationInvalid":
-            raise LaunchFailed("run configuration refused by Dagster", {"errors": [e["message"] for e in result["errors"]]})
+            errors = [e["message"] for e in result["errors"]]
+            log.error("Dagster refused the run configuration of job %s: %s", job_name, errors)
+            raise LaunchFailed(f"the platform built a run configuration for '{job_name}' that Dagster refused (a platform "
+                               "fault, not the request's: quote the request id when reporting it)", {"errors": errors[:20]})
         raise DependencyUnavailable(
             f"Dagster could not launch job '{job_name}': {result.get('message', result['__typename'])}",
             {"component": "dagster"},

@@ -61,6 +61,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "MODEL_NOT_VERIFIED": 503,  # a version with no record of its artifact (not registered through the platform)
     "MODEL_ARTIFACT_CHANGED": 503,  # the artifact's files differ from the digest recorded at registration
     "MODEL_LOAD_FAILED": 503,  # a verified version that does not load (the server logs why)
+    "JOB_LAUNCH_FAILED": 500,  # Dagster refused a run configuration the platform built: a platform fault
 }
 
 
