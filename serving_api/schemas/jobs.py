@@ -78,6 +78,7 @@ class JobAccepted(BaseModel):
 class Progress(BaseModel):
     current_epoch: int | None = None
     total_epochs: int | None = None
+    iterative: bool | None = Field(default=None, description="trains epoch by epoch; false: one fit (total_epochs 1)")
     current_loss: float | None = None
     best_loss: float | None = None
     learning_rate: float | None = None
@@ -128,6 +129,8 @@ class TrainingStatus(BaseModel):
     dagster_run_id: str | None
     dagster_run_url: str | None
     mlflow_run_url: str | None = None
+    ignored_settings: dict[str, str] = Field(default_factory=dict,
+                                             description="training_config settings given that have no effect on this estimator, and why")
 
 
 class Trial(BaseModel):

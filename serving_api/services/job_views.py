@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from resources.estimators import ITERATIVE
 from resources.jobs import JobRecord
 from serving_api.schemas.batch import BatchStatus
 from serving_api.schemas.jobs import JobPublic, JobsPublic, Progress, Resources, TrainingStatus, Trial, TuningStatus
 from serving_api.services.jobs import JobService
 
-ITERATIVE_ESTIMATORS = {"sgd", "mlp", "gradient_boosting"}
+PER_EPOCH_SETTINGS = ("epochs", "early_stopping", "patience")  # what a one-fit estimator has no use for
 
 
 def jobs_page(service: JobService, tenant_id: str, *, limit: int, cursor: str | None, **filters: Any) -> JobsPublic:
@@ -23,9 +24,24 @@ def _resources(service: JobService, record: JobRecord, settings: dict[str, Any])
     return Resources(workers=settings.get("num_workers", 1), gpus=gpus, duration_minutes=service.duration_minutes(record))
 
 
+def _iterative(request: dict[str, Any]) -> bool:
+    return request.get("framework") == "pytorch" or request.get("estimator") in ITERATIVE
+
+
 def _total_epochs(request: dict[str, Any], settings: dict[str, Any]) -> int:
-    iterative = request.get("framework") == "pytorch" or request.get("estimator") in ITERATIVE_ESTIMATORS
-    return int(settings.get("epochs", 1)) if iterative else 1
+    return int(settings.get("epochs", 1)) if _iterative(request) else 1
+
+
+def ignored_settings(request: dict[str, Any]) -> dict[str, str]:
+    """The per-epoch settings a one-fit estimator was given (other than their defaults), reported rather than dropped."""
+    if _iterative(request):
+        return {}
+    from serving_api.schemas.jobs import TrainingSettings
+
+    settings, defaults = request.get("training_config") or {}, TrainingSettings()
+    estimator = request.get("estimator") or "random_forest"
+    return {f"training_config.{name}": f"{estimator} fits in one pass: {name} has no effect"
+            for name in PER_EPOCH_SETTINGS if name in settings and settings[name] != getattr(defaults, name)}
 
 
 def training_status(service: JobService, record: JobRecord) -> TrainingStatus:
@@ -38,7 +54,7 @@ def training_status(service: JobService, record: JobRecord) -> TrainingStatus:
     epoch = live.get("epoch")
     progress = Progress(
         current_epoch=int(result.get("epochs_run") or epoch) if (result.get("epochs_run") or epoch) else None,
-        total_epochs=_total_epochs(request, settings),
+        total_epochs=_total_epochs(request, settings), iterative=_iterative(request),
         current_loss=live.get("current_loss", live.get("train_loss")),
         best_loss=live.get("best_loss"),
         learning_rate=live.get("learning_rate", settings.get("learning_rate")),
@@ -49,6 +65,7 @@ def training_status(service: JobService, record: JobRecord) -> TrainingStatus:
         model_version=result.get("version"), error=record.reason, created_at=record.created_at,
         started_at=record.started_at, finished_at=record.finished_at, dagster_run_id=record.dagster_run_id,
         dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
+        ignored_settings=ignored_settings(request),
     )
 
 

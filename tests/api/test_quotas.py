@@ -159,6 +159,13 @@ def test_a_tenants_runs_carry_its_own_lower_maximum_runtime(world):
         assert accepted.status_code == 202, accepted.text
         run_id = world["jobs"].get(tenant, accepted.json()["job_id"]).dagster_run_id
         assert runs.tags[run_id]["dagster/max_runtime"] == expected
+    # the status of a one-fit estimator given per-epoch settings says they have no effect
+    body = {**_training(path), "training_config": {"epochs": 50, "early_stopping": True}}
+    accepted = client.post("/api/v1/training", json=body, headers=auth(make_token("q-long")))
+    assert accepted.status_code == 202, accepted.text
+    status = client.get(f"/api/v1/training/{accepted.json()['job_id']}", headers=auth(make_token("q-long"))).json()
+    assert (status["progress"]["total_epochs"], status["progress"]["iterative"]) == (1, False)
+    assert set(status["ignored_settings"]) == {"training_config.epochs", "training_config.early_stopping"}
 
 
 def test_a_job_record_that_never_got_a_run_stops_holding_a_slot(world):
