@@ -17,9 +17,12 @@ with "; "). A problem of the whole space (empty space, grid too large) is report
 trainer with a sample point applied, every value the space can give a parameter against its bound
 in ``resources/limits.py``) and returns sentences; ``trial_trainer`` applies one point of
 the space to the trainer: a key that is a tunable ``TrainerSpec`` field (``TUNABLE_TRAINER_FIELDS``)
-sets that field, any other key is an estimator hyperparameter. Exception: a numeric
-``learning_rate`` is the trainer's field only for sgd/mlp (the estimators it drives); for any other
-estimator (e.g. gradient_boosting's shrinkage) it is the hyperparameter.
+sets that field, any other key is an estimator hyperparameter. ``learning_rate`` (a training
+setting in the API's reference, tuned beside hyperparameters) is the hyperparameter of the
+estimators that have one (gradient boosting's shrinkage; sgd's and mlp's schedule names), else the
+trainer's field: it drives sgd (eta0), mlp (learning_rate_init) and torch, and has no effect on
+estimators without a learning rate (random forest, ...), which the job's status reports
+(``ignored_search_space``) rather than refusing the space.
 
 Nothing here imports Ray at module level (``to_tune_space`` does, inside), so the API can
 validate requests cheaply.
@@ -41,7 +44,8 @@ OBJECTIVE_METRICS = {
     "regression": ("val_loss", "val_rmse", "val_r2", "train_loss"),
 }
 TUNABLE_TRAINER_FIELDS = frozenset({"epochs", "learning_rate", "batch_size", "early_stopping", "patience"})
-LEARNING_RATE_ESTIMATORS = frozenset({"sgd", "mlp"})
+LEARNING_RATE_ESTIMATORS = frozenset({"sgd", "mlp"})  # driven by the trainer's learning_rate
+LEARNING_RATE_HYPERPARAMETER = frozenset({"gradient_boosting", "hist_gradient_boosting"})  # their own learning_rate
 ALGORITHMS = ("bayesian", "random", "grid")
 
 _KEYS = {
@@ -199,9 +203,17 @@ def _plain(value: Any) -> Any:
 def _is_trainer_field(key: str, value: Any, fields: dict) -> bool:
     if key not in TUNABLE_TRAINER_FIELDS:
         return False
-    if key == "learning_rate":  # the trainer's step size only drives sgd (eta0) and mlp
-        return fields.get("estimator") in LEARNING_RATE_ESTIMATORS and _is_number(value)
+    if key == "learning_rate":  # boosting's shrinkage and sgd/mlp schedule names are hyperparameters
+        return fields.get("estimator") not in LEARNING_RATE_HYPERPARAMETER and _is_number(value)
     return True
+
+
+def ignored_search_space(space: dict[str, Any], estimator: str | None, framework: str = "sklearn") -> dict[str, str]:
+    """Parameters of a search space that have no effect on the estimator (reported in the job's status)."""
+    name = estimator or "random_forest"
+    if "learning_rate" in space and framework == "sklearn" and name not in LEARNING_RATE_ESTIMATORS | LEARNING_RATE_HYPERPARAMETER:
+        return {"search_space.learning_rate": f"{name} has no learning rate: the trials' values have no effect on it"}
+    return {}
 
 
 def _trial_values(fields: dict, config: dict) -> dict:

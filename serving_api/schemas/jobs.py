@@ -161,3 +161,5 @@ class TuningStatus(BaseModel):
     dagster_run_id: str | None
     dagster_run_url: str | None
     mlflow_run_url: str | None = None
+    ignored_settings: dict[str, str] = Field(default_factory=dict,
+                                             description="search space parameters with no effect on this estimator, and why")

@@ -6,6 +6,7 @@ from typing import Any
 
 from resources.estimators import ITERATIVE
 from resources.jobs import JobRecord
+from resources.search_space import ignored_search_space
 from serving_api.schemas.batch import BatchStatus
 from serving_api.schemas.jobs import JobPublic, JobsPublic, Progress, Resources, TrainingStatus, Trial, TuningStatus
 from serving_api.services.jobs import JobService
@@ -90,6 +91,8 @@ def tuning_status(service: JobService, record: JobRecord) -> TuningStatus:
         error=record.reason, resources=_resources(service, record, {"num_workers": request.get("max_concurrent_trials", 1), **settings}),
         created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
         dagster_run_id=record.dagster_run_id, dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
+        ignored_settings=ignored_search_space(request.get("search_space") or {}, request.get("estimator"),
+                                              request.get("framework", "sklearn")),
     )
 
 

@@ -159,13 +159,31 @@ def test_a_tenants_runs_carry_its_own_lower_maximum_runtime(world):
         assert accepted.status_code == 202, accepted.text
         run_id = world["jobs"].get(tenant, accepted.json()["job_id"]).dagster_run_id
         assert runs.tags[run_id]["dagster/max_runtime"] == expected
-    # the status of a one-fit estimator given per-epoch settings says they have no effect
+
+
+def test_settings_without_effect_on_the_estimator_are_reported_not_refused(world):
+    """A one-fit estimator given per-epoch settings, and the reference's tuning space (learning_rate
+    beside a forest's hyperparameters) on a forest: accepted, and the status says what had no effect."""
+    client = world["client"]
+    path = write_tiny_training_file(world["settings"], "q-long")
     body = {**_training(path), "training_config": {"epochs": 50, "early_stopping": True}}
     accepted = client.post("/api/v1/training", json=body, headers=auth(make_token("q-long")))
     assert accepted.status_code == 202, accepted.text
     status = client.get(f"/api/v1/training/{accepted.json()['job_id']}", headers=auth(make_token("q-long"))).json()
     assert (status["progress"]["total_epochs"], status["progress"]["iterative"]) == (1, False)
     assert set(status["ignored_settings"]) == {"training_config.epochs", "training_config.early_stopping"}
+    # tuning as the reference writes it (no data_config: the last training job's; learning_rate beside the
+    # forest's hyperparameters) is accepted, and learning_rate reported as having no effect on a forest
+    tuning = {"model_name": "churn", "search_space": {
+        "learning_rate": {"type": "loguniform", "min": 0.001, "max": 0.1},
+        "n_estimators": {"type": "choice", "values": [50, 100, 200]},
+        "max_depth": {"type": "randint", "min": 3, "max": 10},
+        "min_samples_split": {"type": "choice", "values": [2, 5, 10]}},
+        "objective_metric": "val_accuracy", "mode": "max", "num_trials": 4, "algorithm": "bayesian"}
+    accepted = client.post("/api/v1/tuning", json=tuning, headers=auth(make_token("q-long")))
+    assert accepted.status_code == 202, accepted.text
+    status = client.get(f"/api/v1/tuning/{accepted.json()['job_id']}", headers=auth(make_token("q-long"))).json()
+    assert list(status["ignored_settings"]) == ["search_space.learning_rate"], status
 
 
 def test_a_job_record_that_never_got_a_run_stops_holding_a_slot(world):

@@ -64,6 +64,27 @@ def test_learning_rate_is_the_trainer_field_only_where_it_drives_the_estimator()
     assert mlp.learning_rate == 0.02 and mlp.hyperparameters == {}
     schedule = trial_trainer(TrainerSpec(estimator="sgd"), {"learning_rate": "optimal"})  # sklearn's schedule
     assert schedule.hyperparameters == {"learning_rate": "optimal"} and schedule.learning_rate == 0.001
+    forest = trial_trainer(TrainerSpec(estimator="random_forest"), {"learning_rate": 0.1, "n_estimators": 50})
+    assert forest.hyperparameters == {"n_estimators": 50} and forest.learning_rate == 0.1  # no effect: reported, not refused
+
+
+def test_the_references_tuning_space_is_valid_for_a_random_forest():
+    """The reference tunes learning_rate beside n_estimators, max_depth and min_samples_split; on a
+    random forest it is accepted and reported as having no effect."""
+    from resources.job_specs import TuningConfig
+    from resources.search_space import ignored_search_space, validate_tuning
+
+    space = {"learning_rate": {"type": "loguniform", "min": 0.001, "max": 0.1},
+             "n_estimators": {"type": "choice", "values": [50, 100, 200]},
+             "max_depth": {"type": "randint", "min": 3, "max": 10},
+             "min_samples_split": {"type": "choice", "values": [2, 5, 10]}}
+    tuning = TuningConfig.model_construct(search_space=space, trainer=TrainerSpec(estimator="random_forest"),
+                                          objective_metric="val_accuracy", mode="max", num_trials=4, algorithm="bayesian",
+                                          max_concurrent_trials=1)
+    assert validate_tuning(tuning) == []
+    assert ignored_search_space(space, "random_forest") == {
+        "search_space.learning_rate": "random_forest has no learning rate: the trials' values have no effect on it"}
+    assert ignored_search_space(space, "gradient_boosting") == ignored_search_space(space, "mlp") == {}
 
 
 def test_valid_request_has_no_problems():
