@@ -7,9 +7,9 @@ autoscaling (visible in Serve's own status) -> while a client keeps predicting: 
 slow on purpose (5,000 trees) is rolled back by the reconciler with the figures (the stable
 replicas untouched: the canary is an application of its own), a canary whose replicas fail
 (its artifact changed after registration) is rolled back with Serve's reason, then a clean
-canary is promoted (a rolling update of the stable version), with no failed request -> a
-deployment of the failing version ends ``failed`` with the reason -> delete (gone from the API
-and from Serve). Replicas ask for 0.25 CPU so everything fits the 2-core machine."""
+canary is promoted (a rolling update of the stable version), with no failed request; beside
+these steps, a deployment of the failing version ends ``failed`` with the reason -> delete (gone
+from the API and from Serve). Replicas ask for 0.25 CPU so everything fits the 2-core machine."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_a_deployment_from_deploy_to_delete(up, http):
     reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
         "model_id": model_id, "version": first, "runtime": "ray_serve", "num_replicas": 1, "resources": {"cpu": 0.25}})
     assert reply.status_code == 202, reply.text
-    deployment_id = reply.json()["deployment_id"]
+    deployment_id, failing = reply.json()["deployment_id"], None
     try:
         view = wait_deployment(http, up, headers, deployment_id, lambda v: v.get("status") == "running")
         assert view["serve_status"] == "RUNNING" and view["versions"][0]["replicas_running"] == 1, view
@@ -182,6 +182,12 @@ def test_a_deployment_from_deploy_to_delete(up, http):
         assert any(item.process.startswith("ray::ServeRepli") for item in listening), listening
         assert any(item.port == up.ports["SERVE"] for item in listening), listening
         assert [str(item) for item in listening if not exposure.is_loopback(item.address)] == []
+
+        # a deployment whose replicas keep failing (the broken version): it runs its course beside the steps below
+        reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
+            "model_id": model_id, "version": broken, "num_replicas": 1, "resources": {"cpu": 0.25}})
+        assert reply.status_code == 202, reply.text
+        failing = reply.json()["deployment_id"]
 
         # 2 replicas with autoscaling, visible in Serve's own status
         autoscaling = {"min_replicas": 1, "max_replicas": 2, "target_requests_per_replica": 5}
@@ -231,17 +237,11 @@ def test_a_deployment_from_deploy_to_delete(up, http):
         assert client.failures == [], client.failures[:5]
         assert ("canary", clean) in client.answers and client.answers[-1] == ("stable", clean), client.answers[-3:]
 
-        # a deployment whose replicas keep failing ends failed, with Serve's reason
-        reply = http.post(f"{up.api}/api/v1/deployments", headers=headers, json={
-            "model_id": model_id, "version": broken, "num_replicas": 1, "resources": {"cpu": 0.25}})
-        assert reply.status_code == 202, reply.text
-        failing = reply.json()["deployment_id"]
-        try:
-            view = wait_deployment(http, up, headers, failing, lambda v: v.get("status") == "failed", timeout_s=300,
-                                   fail_on_failed=False)
-            assert "did not run" in view["reason"] and len(view["reason"]) > 40, view["reason"]
-        finally:
-            _remove(http, up, headers, failing)
+        # the deployment of the broken version (started above, beside the canaries) ended failed, with Serve's reason
+        view = wait_deployment(http, up, headers, failing, lambda v: v.get("status") == "failed", timeout_s=300,
+                               fail_on_failed=False)
+        assert "did not run" in view["reason"] and "failed to start" in view["reason"], view["reason"]
+        _remove(http, up, headers, failing)
 
         # delete: 202, then gone from the API and from Serve
         reply = http.delete(f"{up.api}/api/v1/deployments/{deployment_id}", headers=headers)
@@ -251,7 +251,9 @@ def test_a_deployment_from_deploy_to_delete(up, http):
         gone = http.post(f"{up.api}/api/v1/predictions", json={**body, "deployment_id": deployment_id}, headers=headers)
         assert gone.status_code == 404 and gone.json()["error"]["code"] == "DEPLOYMENT_NOT_FOUND"
     finally:
-        _remove(http, up, headers, deployment_id)
+        for leftover in (deployment_id, failing):
+            if leftover is not None:
+                _remove(http, up, headers, leftover)
 
 
 def _remove(http: httpx.Client, up: Platform, headers: dict, deployment_id: str) -> None:
