@@ -3,7 +3,8 @@
 Models are addressed by their name within the caller's tenant; a version is a semantic version
 or a stage. Inputs are one tensor per feature (shape [N] or [N, 1]) or a single [N, F] tensor
 in the signature's feature order. Outputs: ``predict`` ([N]) and, for classifiers,
-``predict_proba`` ([N, C]). JSON tensor data only (the binary extension answers 400).
+``predict_proba`` ([N, C]). Tensor data as JSON or with the binary tensor data extension (the
+default of ``tritonclient``), in the request and, when asked, in the answer (``services/oip.py``).
 Health needs no token; everything else does, with the same scopes as /api/v1.
 
 Bounds as on /api/v1/predictions: at most ``MAX_INSTANCES`` rows per request (400), every row
@@ -15,13 +16,13 @@ on promotion); metadata comes from the loaded model or from the artifact's regis
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from resources.errors import InvalidRequest
 from serving_api.deps import ModelCacheDep, ModelsReader, PredictionServiceDep, PredictionsWriter
 from serving_api.errors import request_id_of
 from serving_api.online.facts import ModelFacts, model_facts
@@ -45,7 +46,7 @@ async def ready(request: Request) -> dict[str, bool]:
 
 @router.get("")
 async def server_metadata() -> dict[str, Any]:
-    return {"name": "mlservice", "version": "0.1.0", "extensions": []}
+    return {"name": "mlservice", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
 
 
 @router.get("/models/{name}")
@@ -68,12 +69,16 @@ async def model_ready(name: str, principal: ModelsReader, cache: ModelCacheDep, 
 async def infer(
     name: str, request: Request, principal: PredictionsWriter, service: PredictionServiceDep, cache: ModelCacheDep,
     version: str | None = None,
-) -> dict[str, Any]:
-    if request.headers.get("inference-header-content-length"):
-        raise InvalidRequest("the binary tensor extension is not supported: send JSON tensor data")
+) -> Any:
     started = time.perf_counter()
     raw = await request.body()
-    body = oip.parse_request(raw) if len(raw) <= OFFLOAD_BYTES else await service.off_loop(oip.parse_request, raw)
+    binary_header = request.headers.get("inference-header-content-length")
+    if binary_header is not None:
+        parse = functools.partial(oip.parse_binary_request, length=oip.header_length(binary_header))
+    else:
+        parse = oip.parse_request
+    body = parse(raw) if len(raw) <= OFFLOAD_BYTES else await service.off_loop(parse, raw)
+    oip.check_data(body)
     n_rows = oip.claimed_rows(body)
     tenant_id = principal.tenant_id
     service.charge_rows(tenant_id, n_rows)
@@ -90,6 +95,11 @@ async def infer(
                                         subject=principal.subject, started=started)
     answer = {"model_name": model_name, "model_version": model.version, "id": body.id or logged_id,
               "outputs": outputs, "parameters": {"request_id": logged_id}}
+    binary = oip.binary_outputs(body)
+    if binary:
+        content, length = await service.offload(len(rows), oip.binary_answer, answer, binary)
+        return Response(content, media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(length)})
     if len(rows) <= service.offload_rows:
         return answer
     return await service.offload(len(rows), JSONResponse, answer)

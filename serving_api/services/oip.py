@@ -1,9 +1,17 @@
-"""The Open Inference Protocol's tensors (KServe v2 REST, JSON data): parsing a request, the rows
-it claims, decoding its tensors into feature rows, and encoding the outputs and a model's metadata.
+"""The Open Inference Protocol's tensors (KServe v2 REST): parsing a request, the rows it claims,
+decoding its tensors into feature rows, and encoding the outputs and a model's metadata.
 
 Inputs are one tensor per feature (shape [N] or [N, 1]) or a single [N, F] tensor in the
 signature's feature order; outputs ``predict`` ([N]) and, for classifiers, ``predict_proba``
 ([N, C]).
+
+Tensor data is JSON or the binary tensor data extension (what ``tritonclient``'s
+``set_data_from_numpy`` sends by default): the body is a JSON header of
+``Inference-Header-Content-Length`` bytes, then each binary input's raw little-endian elements
+(``parameters.binary_data_size`` bytes, BYTES as 4-byte length-prefixed strings), in the order of
+the inputs. Outputs are answered the same way when the request asks (``binary_data_output``, or
+an output's ``binary_data``). Sizes are checked against the shapes and the body before any
+element is read.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ from serving_api.schemas.common import StrictModel
 from serving_api.schemas.predictions import MAX_INSTANCES
 
 DATATYPE = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL", "string": "BYTES"}
+MAX_ELEMENTS = 1_000_000  # per tensor, JSON or binary
+BINARY_DTYPES = {"BOOL": "?", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4", "INT64": "<i8", "UINT8": "<u1",
+                 "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8", "FP16": "<f2", "FP32": "<f4", "FP64": "<f8"}
 
 
 class Tensor(BaseModel):
     name: str = Field(max_length=256)
     shape: list[int] = Field(max_length=2)
     datatype: str = Field(max_length=16)
-    data: list[Any] = Field(max_length=1_000_000)
+    data: list[Any] | None = Field(default=None, max_length=MAX_ELEMENTS)  # None: binary (parameters.binary_data_size)
     parameters: dict[str, Any] | None = None
 
 
@@ -116,3 +127,114 @@ def encode_outputs(wanted: list[str], metadata: dict[str, Any], outcome, n_rows:
         else:
             raise InvalidRequest(f"unknown output '{output}'", {"outputs": list(metadata)})
     return outputs
+
+
+# -- the binary tensor data extension ----------------------------------------------------------
+def header_length(value: str) -> int:
+    try:
+        length = int(value)
+    except ValueError:
+        length = -1
+    if length <= 0:
+        raise InvalidRequest("Inference-Header-Content-Length must be a positive integer", {"value": value[:32]})
+    return length
+
+
+def parse_binary_request(raw: bytes, length: int) -> InferenceRequest:
+    """The JSON header, then each binary input's bytes in input order, every size checked."""
+    if length > len(raw):
+        raise InvalidRequest("Inference-Header-Content-Length is beyond the body", {"header_length": length, "body_bytes": len(raw)})
+    body = parse_request(raw[:length])
+    offset = length
+    for tensor in body.inputs:
+        size = (tensor.parameters or {}).get("binary_data_size")
+        if size is None:
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(raw):
+            raise InvalidRequest(f"input '{tensor.name}': binary_data_size does not fit the body",
+                                 {"input": tensor.name, "binary_data_size": size, "bytes_left": len(raw) - offset})
+        tensor.data = _decode(raw[offset:offset + size], tensor)
+        offset += size
+    if offset != len(raw):
+        raise InvalidRequest("the body holds bytes beyond its tensors", {"extra_bytes": len(raw) - offset})
+    return body
+
+
+def check_data(body: InferenceRequest) -> None:
+    missing = [t.name for t in body.inputs if t.data is None]
+    if missing:
+        raise InvalidRequest("every input needs data (JSON) or parameters.binary_data_size (binary extension)",
+                             {"inputs": missing})
+
+
+def _elements(tensor: Tensor) -> int:
+    if any(dim < 0 for dim in tensor.shape):
+        raise InvalidRequest(f"input '{tensor.name}': shape dimensions must not be negative", {"shape": tensor.shape})
+    count = 1
+    for dim in tensor.shape:
+        count *= dim
+    if count > MAX_ELEMENTS:
+        raise InvalidRequest(f"input '{tensor.name}' holds more than {MAX_ELEMENTS} elements", {"shape": tensor.shape})
+    return count
+
+
+def _decode(chunk: bytes, tensor: Tensor) -> list[Any]:
+    import numpy as np
+
+    count = _elements(tensor)
+    if tensor.datatype == "BYTES":
+        values, offset = [], 0
+        while offset < len(chunk):
+            if offset + 4 > len(chunk):
+                raise InvalidRequest(f"input '{tensor.name}': a BYTES element is cut short", {"input": tensor.name})
+            size = int.from_bytes(chunk[offset:offset + 4], "little")
+            if offset + 4 + size > len(chunk):
+                raise InvalidRequest(f"input '{tensor.name}': a BYTES element is cut short", {"input": tensor.name})
+            try:
+                values.append(chunk[offset + 4:offset + 4 + size].decode())
+            except UnicodeDecodeError:
+                raise InvalidRequest(f"input '{tensor.name}': BYTES elements must be UTF-8 text", {"input": tensor.name}) from None
+            offset += 4 + size
+    else:
+        dtype = BINARY_DTYPES.get(tensor.datatype)
+        if dtype is None:
+            raise InvalidRequest(f"input '{tensor.name}': unknown datatype '{tensor.datatype}'",
+                                 {"allowed": [*BINARY_DTYPES, "BYTES"]})
+        itemsize = np.dtype(dtype).itemsize
+        if len(chunk) != count * itemsize:
+            raise InvalidRequest(f"input '{tensor.name}': {len(chunk)} bytes do not hold shape {tensor.shape} of {tensor.datatype}",
+                                 {"input": tensor.name, "bytes": len(chunk), "expected_bytes": count * itemsize})
+        values = np.frombuffer(chunk, dtype=dtype).tolist()
+    if len(values) != count:
+        raise InvalidRequest(f"input '{tensor.name}': {len(values)} elements for shape {tensor.shape}",
+                             {"input": tensor.name, "elements": len(values), "shape": tensor.shape})
+    return values
+
+
+def binary_outputs(body: InferenceRequest) -> set[str] | bool:
+    """True: every output binary (``binary_data_output``); else the names of the outputs asked binary."""
+    if (body.parameters or {}).get("binary_data_output") is True:
+        return True
+    return {o.name for o in body.outputs or [] if (o.parameters or {}).get("binary_data") is True}
+
+
+def binary_answer(answer: dict[str, Any], binary: set[str] | bool) -> tuple[bytes, int]:
+    """The answer as a JSON header and the binary outputs' bytes after it; the header's length."""
+    import numpy as np
+    import orjson
+
+    blobs, outputs = [], []
+    for output in answer["outputs"]:
+        if binary is not True and output["name"] not in binary:
+            outputs.append(output)
+            continue
+        if output["datatype"] == "BYTES":
+            blob = b"".join(len(text).to_bytes(4, "little") + text
+                            for text in (str(v).encode() for v in output["data"]))
+        else:
+            blob = np.asarray(output["data"], dtype=BINARY_DTYPES[output["datatype"]]).tobytes()
+        blobs.append(blob)
+        outputs.append({key: value for key, value in output.items() if key != "data"}
+                       | {"parameters": {**(output.get("parameters") or {}), "binary_data_size": len(blob)}})
+    header = orjson.dumps({**answer, "outputs": outputs})
+    return header + b"".join(blobs), len(header)

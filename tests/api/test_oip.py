@@ -103,7 +103,65 @@ def test_oip_refuses_without_token_and_hides_other_tenants(server, oip_model):
         error_envelope(other, 404, "MODEL_NOT_FOUND")
         binary = http.post("/v2/models/churn-oip/infer", content=b"\x00", headers={
             **oip_model["headers"], "Inference-Header-Content-Length": "10", "content-type": "application/octet-stream"})
-        assert binary.status_code == 400
+        error_envelope(binary, 400, "INVALID_REQUEST")  # a header longer than the body
         bad = http.post("/v2/models/churn-oip/infer", json={"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1.0]}]},
                         headers=oip_model["headers"])
         assert bad.status_code == 400 and bad.json()["error"]["details"]["expected_inputs"] == FEATURES
+
+
+def test_tritonclient_with_its_defaults_uses_the_binary_extension_both_ways(server, oip_model):
+    """set_data_from_numpy and InferRequestedOutput default to binary data: the same answer as JSON."""
+    import tritonclient.http as httpclient
+
+    _app, address = server
+    client = httpclient.InferenceServerClient(url=address)
+    headers = oip_model["headers"]
+    frame, _ = churn_like(n=5, seed=11)
+    metadata = client.get_model_metadata("churn-oip", headers=headers)
+    assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
+
+    def inputs(binary: bool):
+        tensors = []
+        for spec in metadata["inputs"]:
+            column = frame[spec["name"]].to_numpy().astype(np.int64 if spec["datatype"] == "INT64" else np.float64)
+            tensor = httpclient.InferInput(spec["name"], [len(column)], spec["datatype"])
+            tensor.set_data_from_numpy(column, binary_data=binary)
+            tensors.append(tensor)
+        return tensors
+
+    as_json = client.infer("churn-oip", inputs(False), headers=headers, outputs=[
+        httpclient.InferRequestedOutput("predict", binary_data=False), httpclient.InferRequestedOutput("predict_proba", binary_data=False)])
+    default = client.infer("churn-oip", inputs(True), headers=headers)  # no outputs named: every output binary
+    assert default.get_response()["outputs"][0]["parameters"]["binary_data_size"] > 0
+    assert np.array_equal(default.as_numpy("predict"), as_json.as_numpy("predict"))
+    assert np.allclose(default.as_numpy("predict_proba"), as_json.as_numpy("predict_proba"), rtol=0, atol=1e-15)
+    mixed = client.infer("churn-oip", inputs(True), headers=headers, outputs=[
+        httpclient.InferRequestedOutput("predict_proba", binary_data=True), httpclient.InferRequestedOutput("predict", binary_data=False)])
+    assert "data" in next(o for o in mixed.get_response()["outputs"] if o["name"] == "predict")
+    assert np.allclose(mixed.as_numpy("predict_proba"), as_json.as_numpy("predict_proba"), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", ["size_beyond_body", "bytes_beyond_tensors", "size_not_shape", "bad_header", "no_data"])
+def test_malformed_binary_requests_are_400(server, oip_model, case):
+    import json
+
+    import httpx
+
+    _, address = server
+    tensor = {"name": "input-0", "shape": [1, len(FEATURES)], "datatype": "FP64",
+              "parameters": {"binary_data_size": 8 * len(FEATURES)}}
+    payload = np.arange(len(FEATURES), dtype="<f8").tobytes()
+    length = None
+    if case == "size_beyond_body":
+        tensor["parameters"]["binary_data_size"] = 10_000
+    elif case == "size_not_shape":
+        tensor["shape"] = [2, len(FEATURES)]
+    elif case == "no_data":
+        tensor.pop("parameters")
+    header = json.dumps({"inputs": [tensor]}).encode()
+    body = header + payload + (b"\x00" if case == "bytes_beyond_tensors" else b"")
+    length = "nope" if case == "bad_header" else str(len(header))
+    with httpx.Client(base_url=f"http://{address}", trust_env=False) as http:
+        response = http.post("/v2/models/churn-oip/infer", content=body, headers={
+            **oip_model["headers"], "Inference-Header-Content-Length": length, "content-type": "application/octet-stream"})
+    error_envelope(response, 400, "INVALID_REQUEST")
