@@ -18,6 +18,7 @@ from tests.utils.tokens import TEST_SECRET, auth, make_token, unsigned_token
 PUBLIC_PATHS = {
     "/health/live", "/health/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json",
     "/v2", "/v2/health/live", "/v2/health/ready",  # Open Inference Protocol health and server metadata
+    "/docs-assets",  # the docs pages' scripts and styles (serving_api/docs.py): static files, no data
 }
 
 
