@@ -6,8 +6,6 @@ it again on the same data directory, so it runs last (the modules run in name or
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
@@ -17,7 +15,6 @@ DEMO_TENANT, DEMO_MODEL = "acme-corp", "customer_churn_predictor"
 # A JWT-named variable in the launcher's environment: the API may see it, no other part may.
 # (Settings ignore it; the real MLSERVICE_JWT_SECRET would stop the dev key from being generated.)
 JWT_CANARY = ("MLSERVICE_JWT_SECRET_CANARY", "canary-" + "c" * 40)
-SLOW_TENANT, SLOW_TENANT_RUN_MINUTES = "slow-lab", 0.25  # test_max_runtime: this tenant's runs may take 15 s
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +25,7 @@ def platform(tmp_path_factory):
     try:
         # sensors look every 5 s (60 s by default) so the retraining loop closes within the test
         # (and the deployment reconciler every 5 s, so canaries are judged within the test)
-        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5", "MLSERVICE_DEPLOYMENT_SENSOR_INTERVAL_S": "5",
-               "MLSERVICE_MAX_RUN_MINUTES_OVERRIDES": json.dumps({SLOW_TENANT: SLOW_TENANT_RUN_MINUTES})}
+        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5", "MLSERVICE_DEPLOYMENT_SENSOR_INTERVAL_S": "5"}
         state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=env)
         yield state  # a holder: the restart test swaps in the second instance
     finally:
