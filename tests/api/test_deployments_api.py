@@ -28,6 +28,17 @@ SMALL = {"num_replicas": 1, "resources": {"cpu": 0.25}}
 QUOTA_TENANT = f"dq-{uuid.uuid4().hex[:8]}"
 
 
+def _model_with_two_versions(client, settings, prefix: str) -> tuple[str, dict, str, str]:
+    """A fresh tenant (``prefix-...``) with a model of two registered versions: tenant, headers, model id, second version."""
+    tenant = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "churn")
+    added = client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": log_sklearn_model(settings, tenant)}},
+                        headers=headers)
+    assert added.status_code == 201, added.text
+    return tenant, headers, model_id, added.json()["version"]
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("deploy-data")
@@ -39,12 +50,7 @@ def world(tmp_path_factory):
         real_ray = jobs.ray  # the settings' dashboard (127.0.0.1:9): nothing answers there
         jobs.runs, jobs.ray = FakeRuns(), FakeRay({"CPU": 2.0, "memory": 8 * 1024**3})
         app.state.deployment_service.ray = jobs.ray
-        tenant = f"dt-{uuid.uuid4().hex[:8]}"
-        headers = auth(make_token(tenant))
-        model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "churn")
-        added = client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": log_sklearn_model(settings, tenant)}},
-                            headers=headers)
-        assert added.status_code == 201, added.text
+        tenant, headers, model_id, _ = _model_with_two_versions(client, settings, "dt")
         yield {"client": client, "app": app, "runs": jobs.runs, "ray": jobs.ray, "headers": headers,
                "tenant": tenant, "model_id": model_id, "settings": settings, "real_ray": real_ray}
 
@@ -90,19 +96,14 @@ def test_the_reference_body_on_two_cpus_is_400_naming_what_is_available(world):
 def test_other_deployments_replicas_count_against_a_new_one(world):
     """Deployments' replicas are long-lived reservations on the shared cluster: a new deployment must
     fit beside every other one (any tenant's), else 400 saying what they hold; a deletion frees them."""
-    client, settings = world["client"], world["settings"]
-    tenant = f"dh-{uuid.uuid4().hex[:8]}"
-    headers = auth(make_token(tenant))
-    model_id = register_model(client, headers, log_sklearn_model(settings, tenant), "churn")
-    added = client.post(f"/api/v1/models/{model_id}/versions", json={"source": {"run_id": log_sklearn_model(settings, tenant)}},
-                        headers=headers)
-    assert added.status_code == 201, added.text
+    client = world["client"]
+    _, headers, model_id, second = _model_with_two_versions(client, world["settings"], "dh")
     world["ray"].resources = {"CPU": 1000.0, "memory": 8 * 1024**3}
     try:
         _finish_runs(world)
         held = _post(world, {"model_id": model_id, "version": "1.0.0", "num_replicas": 32, "resources": {"cpu": 30}}, headers=headers)
         assert held.status_code == 202, held.text
-        beside = {"model_id": model_id, "version": added.json()["version"], "num_replicas": 2, "resources": {"cpu": 30}}
+        beside = {"model_id": model_id, "version": second, "num_replicas": 2, "resources": {"cpu": 30}}
         error = error_envelope(_post(world, beside, headers=headers), 400, "INVALID_REQUEST")
         assert "2 replica(s) need 60 CPU, the cluster has 1000 of which other deployments hold" in error["message"], error
         assert error["details"]["available"]["cpu"] <= 40

@@ -51,6 +51,19 @@ def oip_model(server, settings):
     return {"tenant": tenant, "headers": headers, "model_id": model_id}
 
 
+def _column_tensors(metadata: dict, frame, *, binary: bool) -> list:
+    """One tritonclient input per feature of the model's metadata, from the frame's columns."""
+    import tritonclient.http as httpclient
+
+    tensors = []
+    for spec in metadata["inputs"]:
+        column = frame[spec["name"]].to_numpy().astype(np.int64 if spec["datatype"] == "INT64" else np.float64)
+        tensor = httpclient.InferInput(spec["name"], [len(column)], spec["datatype"])
+        tensor.set_data_from_numpy(column, binary_data=binary)
+        tensors.append(tensor)
+    return tensors
+
+
 def test_tritonclient_health_metadata_and_infer(server, oip_model):
     import tritonclient.http as httpclient
 
@@ -67,12 +80,7 @@ def test_tritonclient_health_metadata_and_infer(server, oip_model):
     assert {o["name"] for o in metadata["outputs"]} == {"predict", "predict_proba"}
 
     frame, _ = churn_like(n=4, seed=9)
-    inputs = []
-    for spec in metadata["inputs"]:
-        column = frame[spec["name"]].to_numpy().astype(np.int64 if spec["datatype"] == "INT64" else np.float64)
-        tensor = httpclient.InferInput(spec["name"], [len(column)], spec["datatype"])
-        tensor.set_data_from_numpy(column, binary_data=False)
-        inputs.append(tensor)
+    inputs = _column_tensors(metadata, frame, binary=False)
     outputs = [httpclient.InferRequestedOutput("predict", binary_data=False),
                httpclient.InferRequestedOutput("predict_proba", binary_data=False)]
     result = client.infer("churn-oip", inputs, outputs=outputs, headers=headers)
@@ -121,13 +129,7 @@ def test_tritonclient_with_its_defaults_uses_the_binary_extension_both_ways(serv
     assert "binary_tensor_data" in client.get_server_metadata()["extensions"]
 
     def inputs(binary: bool):
-        tensors = []
-        for spec in metadata["inputs"]:
-            column = frame[spec["name"]].to_numpy().astype(np.int64 if spec["datatype"] == "INT64" else np.float64)
-            tensor = httpclient.InferInput(spec["name"], [len(column)], spec["datatype"])
-            tensor.set_data_from_numpy(column, binary_data=binary)
-            tensors.append(tensor)
-        return tensors
+        return _column_tensors(metadata, frame, binary=binary)
 
     as_json = client.infer("churn-oip", inputs(False), headers=headers, outputs=[
         httpclient.InferRequestedOutput("predict", binary_data=False), httpclient.InferRequestedOutput("predict_proba", binary_data=False)])

@@ -12,17 +12,14 @@ import pytest
 
 from resources.deployment_reconcile import MAX_FAILED_APPLIES, decide
 from resources.deployments import DeploymentRecord
+from tests.utils.fakes import deployment_record
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 RUNNING_APP = {"status": "RUNNING", "deployments": {"stable": {"status": "HEALTHY", "message": ""}}}
 
 
 def _record(**changes) -> DeploymentRecord:
-    base = DeploymentRecord(
-        deployment_id="dep-1", tenant_id="acme", model_id="m", model_name="churn", version="1.0.0", runtime="ray_serve",
-        spec={"num_replicas": 1, "autoscaling": None, "resources": {"cpu": 0.25}}, canary=None, status="running",
-        reason=None, generation=2, applied_generation=2, failures=0, created_by="a", created_at=NOW, updated_at=NOW)
-    return replace(base, **changes)
+    return deployment_record(**changes)
 
 
 def test_a_run_in_flight_is_left_to_decide():

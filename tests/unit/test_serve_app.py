@@ -6,22 +6,17 @@ version, replicas, resources) changes its fingerprint."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from assets.deployments.serve_app import ensure, fingerprint, running_fingerprint
 from resources.deployments import DeploymentRecord
+from tests.utils.fakes import deployment_record
 
-NOW = datetime(2026, 11, 28, tzinfo=UTC)
 CANARY = {"version": "1.1.0", "traffic_percent": 10, "promote_after_minutes": 30, "max_error_rate_delta": 0.01,
           "max_p99_latency_ratio": 1.5}
 
 
 def _record(**changes) -> DeploymentRecord:
-    base = DeploymentRecord(
-        deployment_id="dep-1", tenant_id="acme", model_id="m", model_name="churn", version="1.0.0", runtime="ray_serve",
-        spec={"num_replicas": 2, "autoscaling": None, "resources": {"cpu": 0.25}}, canary=None, status="running",
-        reason=None, generation=2, applied_generation=2, failures=0, created_by="a", created_at=NOW, updated_at=NOW)
-    return replace(base, **changes)
+    return deployment_record(**{"spec": {"num_replicas": 2, "autoscaling": None, "resources": {"cpu": 0.25}}, **changes})
 
 
 def _app(record: DeploymentRecord, role: str, status: str = "RUNNING") -> dict:

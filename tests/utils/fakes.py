@@ -5,6 +5,8 @@ are used by the integration tier."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from resources.dagster_runs import STATUS_BY_DAGSTER, RunState
 
@@ -107,3 +109,15 @@ class ScriptedHTTPServer:
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def deployment_record(**changes):
+    """A running deployment's record (acme's dep-1 of model m, 1.0.0, one replica of 0.25 CPU), with ``changes``."""
+    from resources.deployments import DeploymentRecord
+
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    base = DeploymentRecord(
+        deployment_id="dep-1", tenant_id="acme", model_id="m", model_name="churn", version="1.0.0", runtime="ray_serve",
+        spec={"num_replicas": 1, "autoscaling": None, "resources": {"cpu": 0.25}}, canary=None, status="running",
+        reason=None, generation=2, applied_generation=2, failures=0, created_by="a", created_at=now, updated_at=now)
+    return replace(base, **changes)
