@@ -30,6 +30,7 @@ from resources.deployments import DeploymentRecord
 
 MAX_FAILED_APPLIES = 3
 MIN_CANARY_REQUESTS = 20  # a canary is judged on no fewer of its own requests (and as many of the stable's)
+MIN_LATENCY_REQUESTS = 100  # its p99 on no fewer (the p99 of 20 requests is their slowest: one hiccup)
 Action = Literal["none", "apply", "delete", "remove", "observe", "rollback", "promote"]
 
 
@@ -107,7 +108,8 @@ def judge_canary(record: DeploymentRecord, traffic: dict[tuple[str, str], Traffi
     """A running canary against the stable version over the same window (the whole slots since its
     application ran, ``canary_window_start``): rolled back (traffic to the stable version, the figures in the event) when its error
     rate exceeds the stable's by more than ``max_error_rate_delta`` or its p99 latency is more than
-    ``max_p99_latency_ratio`` times the stable's; promoted (a rolling update of the stable version
+    ``max_p99_latency_ratio`` times the stable's (judged once both sides have ``MIN_LATENCY_REQUESTS``,
+    and beyond the histogram's resolution); promoted (a rolling update of the stable version
     to it) once ``promote_after_minutes`` passed cleanly. Both need ``MIN_CANARY_REQUESTS`` of the
     canary's own requests (and as many of the stable's for the comparison); before that, nothing."""
     canary = record.canary
@@ -135,13 +137,18 @@ def judge_canary(record: DeploymentRecord, traffic: dict[tuple[str, str], Traffi
             f"canary {canary['version']} rolled back: error rate {mine.error_rate:.2%} vs stable {stable.error_rate:.2%} "
             f"(+{delta:.2%} > {float(canary['max_error_rate_delta']):.2%}) over {mine.requests} canary requests"))
     mine_p99, stable_p99 = mine.quantile_ms(0.99), stable.quantile_ms(0.99)
-    if mine_p99 is not None and stable_p99 and mine_p99 / stable_p99 > float(canary["max_p99_latency_ratio"]):
+    latency_judged = min(mine.requests, stable.requests) >= MIN_LATENCY_REQUESTS
+    # certainly slower: the lower edge of the canary's p99 bucket against the upper edge of the stable's,
+    # so that a p99 one bucket up (the buckets are ~1.5x apart) is not a regression by itself
+    ratio = (mine.quantile_floor_ms(0.99) or 0.0) / stable_p99 if latency_judged and stable_p99 else 0.0
+    if ratio > float(canary["max_p99_latency_ratio"]):
         return Decision("rollback", figures=figures, message=(
             f"canary {canary['version']} rolled back: p99 latency {mine_p99:g} ms vs stable {stable_p99:g} ms "
-            f"(x{mine_p99 / stable_p99:.2f} > x{float(canary['max_p99_latency_ratio']):g}) over {mine.requests} canary requests"))
+            f"(at least x{ratio:.2f} > x{float(canary['max_p99_latency_ratio']):g}) over {mine.requests} canary requests"))
     if (now - datetime.fromisoformat(canary["running_at"])).total_seconds() >= float(canary["promote_after_minutes"]) * 60:
+        latency = (f"p99 {mine_p99:g} ms (stable {stable_p99:g} ms)" if latency_judged
+                   else f"p99 not judged (fewer than {MIN_LATENCY_REQUESTS} requests)")
         return Decision("promote", figures=figures, message=(
             f"canary {canary['version']} promoted after {float(canary['promote_after_minutes']):g} min: error rate "
-            f"{mine.error_rate:.2%} (stable {stable.error_rate:.2%}), p99 {mine_p99:g} ms (stable {stable_p99:g} ms) "
-            f"over {mine.requests} canary requests"))
+            f"{mine.error_rate:.2%} (stable {stable.error_rate:.2%}), {latency} over {mine.requests} canary requests"))
     return NOTHING

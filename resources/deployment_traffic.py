@@ -67,6 +67,15 @@ class Traffic:
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
+    def quantile_floor_ms(self, q: float) -> float | None:
+        """The lower edge of the bucket that holds the q-quantile (0 for the first): with ``quantile_ms``
+        (its upper edge) the two bounds the histogram knows of the quantile."""
+        upper = self.quantile_ms(q)
+        if upper is None:
+            return None
+        index = len(BUCKETS_MS) if upper == float("inf") else BUCKETS_MS.index(upper)
+        return float(BUCKETS_MS[index - 1]) if index else 0.0
+
     def quantile_ms(self, q: float) -> float | None:
         total = sum(self.counts)
         if not total:

@@ -102,6 +102,8 @@ def fit_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: int | N
     """
     import ray
 
+    from resources.ray_tasks import wait_for
+
     progress = progress or NullProgress()
     resources = ray.cluster_resources()
     if trainer.use_gpu and resources.get("GPU", 0) < 1:
@@ -116,4 +118,4 @@ def fit_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: int | N
     cpus = min(trainer.num_workers, max(1, int(resources.get("CPU", 1))))
     task = ray.remote(num_cpus=cpus, max_retries=0)(_sklearn_task)
     ref = task.remote(plain_trainer(trainer), ray.put(data), batch_size, progress, cpus, seed)
-    return ray.get(ref)
+    return wait_for(ref)

@@ -135,6 +135,9 @@ def run_tuning(
         run_config=tune.RunConfig(storage_path=storage, name=name or f"tune-{uuid.uuid4().hex[:12]}",
                                   verbose=0, callbacks=[collector]),
     )
+    # Dagster stops a run with SIGINT; Tune's own handler would end the experiment "gracefully" and
+    # this function would register the best trial of a stopped run. Without it the stop raises here.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     tuner.fit()
     trials = collector.final
 

@@ -108,8 +108,21 @@ def test_a_canary_that_fails_more_is_rolled_back_with_the_figures():
 
 
 def test_a_slow_canary_is_rolled_back():
-    decision = _judge(_traffic(200, 0, 4), _traffic(40, 0, 40))
-    assert decision.action == "rollback" and "p99 latency 50 ms vs stable 5 ms" in decision.message
+    decision = _judge(_traffic(200, 0, 4), _traffic(120, 0, 40))
+    assert decision.action == "rollback" and "p99 latency 50 ms vs stable 5 ms (at least x6.00" in decision.message
+
+
+def test_a_p99_one_bucket_up_is_not_a_regression():
+    # 28 ms lands in (20, 30], 31 ms in (30, 50]: 50/30 > 1.5 by the buckets' edges alone
+    assert _judge(_traffic(200, 0, 28), _traffic(120, 0, 31)).action == "none"
+    assert _judge(_traffic(200, 0, 28), _traffic(120, 0, 60)).action == "rollback"  # (50, 75] vs 30: x1.67
+
+
+def test_the_p99_of_few_requests_is_not_judged():
+    # 40 canary requests: their p99 is their slowest one; the error rate is still judged
+    assert _judge(_traffic(200, 0, 4), _traffic(40, 0, 400)).action == "none"
+    promoted = _judge(_traffic(200, 0, 4), _traffic(40, 0, 400), minutes=31)
+    assert promoted.action == "promote" and "p99 not judged (fewer than 100 requests)" in promoted.message
 
 
 def test_a_clean_canary_is_promoted_after_its_window_and_not_before():
