@@ -29,11 +29,7 @@ FEATURES = {"total_orders": 12, "days_since_last_order": 40, "avg_order_value": 
 
 
 def _serve_app(up: Platform, app_name: str) -> dict | None:
-    token = (up.data_dir / "secrets" / "ray_auth_token")
-    headers = {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
-    with httpx.Client(trust_env=False, timeout=10) as client:
-        body = client.get(f"http://127.0.0.1:{up.ports['RAY_DASHBOARD']}/api/serve/applications/", headers=headers).json()
-    return (body.get("applications") or {}).get(app_name)
+    return (up.ray_dashboard("/api/serve/applications/").get("applications") or {}).get(app_name)
 
 
 def _records(up: Platform, request_ids: set[str]) -> dict[str, dict]:

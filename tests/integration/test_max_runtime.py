@@ -1,9 +1,8 @@
 """A run past its maximum runtime ends failed and says why: the platform's runs carry
 ``dagster/max_runtime`` (MLSERVICE_MAX_RUN_MINUTES, here lowered for one tenant by
 MLSERVICE_MAX_RUN_MINUTES_OVERRIDES), the Dagster daemon's run monitoring fails the run, and the
-API's job reads the reason. A platform of its own: the run's Ray task outlives the stopped run
-(found 2026-11-29, open on issue 14's fault tests) and would hold a CPU of a shared platform.
-The attack: a training job sized to run for minutes, from a tenant whose runs may take 15 seconds."""
+API's job reads the reason, and the stopped run's Ray task is cancelled (it once ran on for 15
+minutes, holding a CPU). The attack: a training job sized to run for minutes, from a tenant whose runs may take 15 seconds."""
 
 from __future__ import annotations
 
@@ -34,10 +33,16 @@ def api(tmp_path_factory):
     extra_env = {"MLSERVICE_MAX_RUN_MINUTES_OVERRIDES": json.dumps({TENANT: MAX_RUN_MINUTES})}
     with running_platform(data_dir, data_dir.parent / "runtime-up.log", args=("--no-demo",), extra_env=extra_env) as platform:
         with tenant_client(platform, TENANT) as client:
-            yield client
+            yield platform, client
+
+
+def _running_tasks(platform) -> list[str]:
+    body = platform.ray_dashboard("/api/v0/tasks?limit=1000&filter_keys=state&filter_predicates=%3D&filter_values=RUNNING")
+    return [task["name"] for task in body["data"]["result"]["result"]]
 
 
 def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api):
+    platform, api = api
     # mini-batches of one row over 2000 rows, 5000 epochs: hours of partial_fit calls
     body = {"model_name": "too_slow", "estimator": "mlp",
             "data_config": {"train_path": "data/train.parquet", "target_column": "label", "batch_size": 1},
@@ -59,3 +64,8 @@ def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api):
     assert 15 <= (finished - started).total_seconds() < 15 + 60  # the daemon checks every 10 s
     generic = api.get(f"/api/v1/jobs/{job['job_id']}").json()
     assert (generic["status"], generic["error"]) == ("failed", job["error"])
+    # and the stopped run left nothing running on the cluster (its fit was a Ray task holding a CPU)
+    deadline = time.monotonic() + 30
+    while (left := _running_tasks(platform)) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert left == [], left

@@ -90,6 +90,13 @@ class Platform:
     def token(self) -> str:
         return re.search(r"export TOKEN=(\S+)", self.log()).group(1)
 
+    def ray_dashboard(self, path: str) -> dict:
+        """GET a path of the Ray dashboard's REST API (with the cluster's token where it has one), as JSON."""
+        token = self.data_dir / "secrets" / "ray_auth_token"
+        headers = {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
+        with httpx.Client(trust_env=False, timeout=10) as client:
+            return client.get(f"http://127.0.0.1:{self.ports['RAY_DASHBOARD']}{path}", headers=headers).json()
+
 
 def start(data_dir: Path, log_path: Path, args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> Platform:
     """Start ``mlservice up`` as ``make up`` does, and wait until it is up and ready."""
