@@ -6,12 +6,15 @@ it again on the same data directory, so it runs last (the modules run in name or
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from tests.utils.platform import Platform, cleanup, start, stop
 
 DEMO_TENANT, DEMO_MODEL = "acme-corp", "customer_churn_predictor"
+SLOW_TENANT = "slow-lab"
 # A JWT-named variable in the launcher's environment: the API may see it, no other part may.
 # (Settings ignore it; the real MLSERVICE_JWT_SECRET would stop the dev key from being generated.)
 JWT_CANARY = ("MLSERVICE_JWT_SECRET_CANARY", "canary-" + "c" * 40)
@@ -25,7 +28,9 @@ def platform(tmp_path_factory):
     try:
         # sensors look every 5 s (60 s by default) so the retraining loop closes within the test
         # (and the deployment reconciler every 5 s, so canaries are judged within the test)
-        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5", "MLSERVICE_DEPLOYMENT_SENSOR_INTERVAL_S": "5"}
+        env = {**dict([JWT_CANARY]), "MLSERVICE_MONITORING_SENSOR_INTERVAL_S": "5", "MLSERVICE_DEPLOYMENT_SENSOR_INTERVAL_S": "5",
+               # one tenant's runs may take 15 s (test_max_runtime.py); every other tenant keeps the default
+               "MLSERVICE_MAX_RUN_MINUTES_OVERRIDES": json.dumps({SLOW_TENANT: 0.25})}
         state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=env)
         yield state  # a holder: the restart test swaps in the second instance
     finally:

@@ -1,48 +1,42 @@
 """A run past its maximum runtime ends failed and says why: the platform's runs carry
-``dagster/max_runtime`` (MLSERVICE_MAX_RUN_MINUTES, here lowered for one tenant by
-MLSERVICE_MAX_RUN_MINUTES_OVERRIDES), the Dagster daemon's run monitoring fails the run, and the
-API's job reads the reason, and the stopped run's Ray task is cancelled (it once ran on for 15
-minutes, holding a CPU). The attack: a training job sized to run for minutes, from a tenant whose runs may take 15 seconds."""
+``dagster/max_runtime`` (MLSERVICE_MAX_RUN_MINUTES, lowered for one tenant of the shared platform
+by MLSERVICE_MAX_RUN_MINUTES_OVERRIDES, ``conftest.py``), the Dagster daemon's run monitoring
+fails the run, the API's job reads the reason, and the stopped run's Ray task is cancelled (it
+once ran on for 15 minutes, holding a CPU of the 2). The attack: a training job sized to run for
+hours, from a tenant whose runs may take 15 seconds."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.utils.platform import integration_marks, running_platform, tenant_client
+from tests.integration.conftest import SLOW_TENANT
+from tests.utils.platform import integration_marks, tenant_client
 
-TENANT = "slow-lab"
-MAX_RUN_MINUTES = 0.25  # 15 s
 pytestmark = integration_marks(timeout_s=600)
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("runtime-data").resolve()
-    folder = data_dir / "tenants" / TENANT / "data"
-    folder.mkdir(parents=True)
+def api(platform):
+    folder = platform["current"].data_dir / "tenants" / SLOW_TENANT / "data"
+    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(2000, 8)), columns=[f"f{i}" for i in range(8)])
     frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
     frame.to_parquet(folder / "train.parquet", index=False)
-    # the tenant's own bound (MLSERVICE_MAX_RUN_MINUTES_OVERRIDES), below the platform's default of 120 minutes
-    extra_env = {"MLSERVICE_MAX_RUN_MINUTES_OVERRIDES": json.dumps({TENANT: MAX_RUN_MINUTES})}
-    with running_platform(data_dir, data_dir.parent / "runtime-up.log", args=("--no-demo",), extra_env=extra_env) as platform:
-        with tenant_client(platform, TENANT) as client:
-            yield platform, client
+    with tenant_client(platform["current"], SLOW_TENANT) as client:
+        yield client
 
 
-def _running_tasks(platform) -> list[str]:
-    body = platform.ray_dashboard("/api/v0/tasks?limit=1000&filter_keys=state&filter_predicates=%3D&filter_values=RUNNING")
-    return [task["name"] for task in body["data"]["result"]["result"]]
+def _running_fits(up) -> list[str]:
+    body = up.ray_dashboard("/api/v0/tasks?limit=1000&filter_keys=state&filter_predicates=%3D&filter_values=RUNNING")
+    return [task["name"] for task in body["data"]["result"]["result"] if "_sklearn_task" in task["name"]]
 
 
-def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api):
-    platform, api = api
+def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api, up):
     # mini-batches of one row over 2000 rows, 5000 epochs: hours of partial_fit calls
     body = {"model_name": "too_slow", "estimator": "mlp",
             "data_config": {"train_path": "data/train.parquet", "target_column": "label", "batch_size": 1},
@@ -64,8 +58,8 @@ def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api):
     assert 15 <= (finished - started).total_seconds() < 15 + 60  # the daemon checks every 10 s
     generic = api.get(f"/api/v1/jobs/{job['job_id']}").json()
     assert (generic["status"], generic["error"]) == ("failed", job["error"])
-    # and the stopped run left nothing running on the cluster (its fit was a Ray task holding a CPU)
+    # and the stopped run left no fit running on the cluster (a Ray task holding a CPU)
     deadline = time.monotonic() + 30
-    while (left := _running_tasks(platform)) and time.monotonic() < deadline:
+    while (left := _running_fits(up)) and time.monotonic() < deadline:
         time.sleep(1)
     assert left == [], left
