@@ -18,7 +18,7 @@ SHELL := /bin/bash
 # pip's configured extra indexes print one harmless warning per package: keep the output readable.
 QUIET := { grep -v "is ignored" || true; }
 
-.PHONY: install up test lint clean-data
+.PHONY: install up test lint clean-data reference-walkthrough
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ ifneq ($(TIER),fast)
 	$(BIN)/python -m pytest -m integration --durations=15 $(PYTEST_ARGS) || test $$? -eq 5
 endif
 endif
+
+# The API reference's examples, in order, against the platform `make up` runs (in another terminal).
+reference-walkthrough: install
+	$(BIN)/mlservice walkthrough
 
 # The house rules CI checks before the tests: ruff (lint and import order, config in pyproject.toml)
 # and import-linter's contracts (the import directions between packages, [tool.importlinter]).

@@ -1,4 +1,4 @@
-"""The ``mlservice`` command: ``up``, ``token``, ``api``, ``seed-demo``."""
+"""The ``mlservice`` command: ``up``, ``token``, ``api``, ``seed-demo``, ``walkthrough``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,18 @@ def cmd_verify_artifacts(_args: argparse.Namespace) -> int:
         print(f"refused   {label}: {reason}")
     print(f"{len(report.recorded)} recorded, {len(report.refused)} refused (never loaded), {report.already} already recorded")
     return 0
+
+
+def cmd_walkthrough(args: argparse.Namespace) -> int:
+    """The API reference's examples in order against the running platform (``make up``), as the demo tenant."""
+    from mlservice.demo import DEMO_TENANT
+    from mlservice.walkthrough import main as walkthrough
+    from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
+
+    settings = _settings()
+    token = issue_token(settings, tenant_id=DEMO_TENANT, subject=f"walkthrough@{DEMO_TENANT}",
+                        scopes=DEFAULT_TOKEN_SCOPES, ttl_s=3600)
+    return walkthrough(args.api or f"http://127.0.0.1:{settings.api_port}", token)
 
 
 def cmd_api(_args: argparse.Namespace) -> int:
@@ -167,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser("verify-artifacts", help="inspect and record model versions older than artifact records")
     verify.set_defaults(func=cmd_verify_artifacts)
+
+    walk = sub.add_parser("walkthrough", help="send the API reference's examples in order to the running platform")
+    walk.add_argument("--api", default=None, help="the API's URL (default http://127.0.0.1:MLSERVICE_API_PORT)")
+    walk.set_defaults(func=cmd_walkthrough)
 
     seed = sub.add_parser("seed-demo", help="seed the demo tenant unless it exists")
     seed.set_defaults(func=cmd_seed_demo)

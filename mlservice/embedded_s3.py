@@ -86,7 +86,7 @@ def demo_files() -> dict[str, pd.DataFrame]:
     """Keys in bucket ``data`` -> frames: the demo population (``mlservice.feature_data``, the
     seed's n and seed) flat, as the demo model sees it: ``customers_to_score.parquet`` (the first
     10,000 customers' four churn features now, equal to the online store's values) and
-    ``train.parquet``/``validation.parquet`` (the labelled rows, 80/20 at random, fixed seed)."""
+    ``train.parquet``/``val.parquet`` (the labelled rows, 80/20 at random, fixed seed)."""
     import numpy as np
 
     from mlservice.feature_data import churn_flat_frames
@@ -98,7 +98,7 @@ def demo_files() -> dict[str, pd.DataFrame]:
     return {
         "customers_to_score.parquet": frames["current"].head(SCORE_ROWS).reset_index(drop=True),
         "train.parquet": labelled.iloc[np.sort(order[:cut])].reset_index(drop=True),
-        "validation.parquet": labelled.iloc[np.sort(order[cut:])].reset_index(drop=True),
+        "val.parquet": labelled.iloc[np.sort(order[cut:])].reset_index(drop=True),
     }
 
 

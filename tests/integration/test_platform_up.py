@@ -254,7 +254,7 @@ def test_embedded_s3_serves_the_demo_files_on_loopback(up, monkeypatch):
                  "AWS_DEFAULT_REGION"):
         monkeypatch.setenv(name, api_env[name])
     policy = build_data_policy(Settings(data_dir=up.data_dir))
-    for key, rows in (("customers_to_score.parquet", 10_000), ("train.parquet", None), ("validation.parquet", None)):
+    for key, rows in (("customers_to_score.parquet", 10_000), ("train.parquet", None), ("val.parquet", None)):
         location = policy.resolve(DEMO_TENANT, f"s3://data/{key}")
         assert storage.exists(location, policy), key
         assert rows is None or storage.parquet_rows(location, policy) == rows

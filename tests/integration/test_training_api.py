@@ -93,7 +93,7 @@ def test_the_demo_training_files_on_the_embedded_s3_server_train_a_model(api, up
     alone."""
     body = {
         "model_name": "churn_from_s3", "estimator": "random_forest",
-        "data_config": {"train_path": "s3://data/train.parquet", "validation_path": "s3://data/validation.parquet",
+        "data_config": {"train_path": "s3://data/train.parquet", "validation_path": "s3://data/val.parquet",
                         "target_column": "churned"},
         "hyperparameters": {"n_estimators": 30, "max_depth": 6},
     }

@@ -123,9 +123,9 @@ def test_training_reads_its_data_from_s3(env, s3_server, tmp_path):
     bucket = s3_server.bucket("training")
     train, val = train_test_split(breast_cancer(snake_case=True), test_size=0.25, random_state=3)
     s3_server.put_parquet(f"s3://{bucket}/bc/train.parquet", train)
-    s3_server.put_parquet(f"s3://{bucket}/bc/validation.parquet", val)
+    s3_server.put_parquet(f"s3://{bucket}/bc/val.parquet", val)
     resources = {**env, "data_access": s3_server.policy(tmp_path, tenant_buckets={TENANT: [bucket]})}
-    data = DataSpec(train_path=f"s3://{bucket}/bc/train.parquet", validation_path=f"s3://{bucket}/bc/validation.parquet",
+    data = DataSpec(train_path=f"s3://{bucket}/bc/train.parquet", validation_path=f"s3://{bucket}/bc/val.parquet",
                     target_column="target")
     ctx = submitted_job(env["state"], TENANT, "training", {"model_name": "bc_s3"})
     trainer = TrainerSpec(estimator="random_forest", hyperparameters={"n_estimators": 20, "max_depth": 4, "random_state": 0})

@@ -24,12 +24,18 @@ def test_the_answer_of_a_finished_task(local_ray):
 
 
 def test_an_interrupted_wait_cancels_its_task(local_ray):
-    task = local_ray.remote(num_cpus=1, max_retries=0)(_sleeper)
-    ref = task.remote(120)
-    threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT)).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        wait_for(ref)
+    # Python's own handler, as in a Dagster step (other tests of the session may have left Ray
+    # Train's or Tune's, which end their own runs and raise nothing)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        task = local_ray.remote(num_cpus=1, max_retries=0)(_sleeper)
+        ref = task.remote(120)
+        threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT)).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            wait_for(ref)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 10
     with pytest.raises(local_ray.exceptions.TaskCancelledError):
         local_ray.get(ref, timeout=30)  # cancelled, not still sleeping (120 s)

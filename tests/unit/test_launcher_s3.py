@@ -88,7 +88,7 @@ def test_the_embedded_server_listens_on_loopback_and_serves_the_seed(tmp_path, n
 
         wait_until(lambda: embedded_s3.ready(platform.settings), timeout_s=60, what="S3", process=server)
         written = platform.seed_s3()
-        assert written == [f"s3://data/{name}" for name in ("customers_to_score.parquet", "train.parquet", "validation.parquet")]
+        assert written == [f"s3://data/{name}" for name in ("customers_to_score.parquet", "train.parquet", "val.parquet")]
         assert platform.settings.s3_port and f"127.0.0.1:{platform.settings.s3_port}" in lines[-1]
 
         listening = exposure.listeners(exposure.processes_of([server.pid]))
@@ -109,7 +109,7 @@ def test_the_embedded_server_listens_on_loopback_and_serves_the_seed(tmp_path, n
                                        "support_tickets"]
         assert frame["customer_id"].is_unique and frame.notna().all().all()
         train = storage.read_table(policy.resolve(DEMO_TENANT, "s3://data/train.parquet"), policy)
-        validation = storage.read_table(policy.resolve(DEMO_TENANT, "s3://data/validation.parquet"), policy)
+        validation = storage.read_table(policy.resolve(DEMO_TENANT, "s3://data/val.parquet"), policy)
         assert "churned" in train.columns and set(train["customer_id"]).isdisjoint(validation["customer_id"])
         assert 0.15 < len(validation) / (len(train) + len(validation)) < 0.25
         assert storage.exists(policy.resolve(DEMO_TENANT, "s3://predictions/anything"), policy) is False
