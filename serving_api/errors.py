@@ -139,6 +139,21 @@ def install_error_handlers(app: FastAPI) -> None:
         if code is None:
             code = "INVALID_REQUEST" if exc.status_code < 500 else "INTERNAL_ERROR"
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
-        response = error_response(request_id_of(request), code, message, None, getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route that matched it
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        response = error_response(request_id_of(request), code, message, None, headers)
         response.status_code = exc.status_code
         return response
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the request's path answers, over all routes (GET /x and POST /x are two routes)."""
+    from starlette.routing import Match
+
+    from serving_api.openapi import api_routes
+
+    scope = {**request.scope, "method": "\0"}  # no route matches this method: a path match is PARTIAL
+    methods = {method for route in api_routes(request.app.routes) if route.matches(scope)[0] == Match.PARTIAL
+               for method in route.methods}
+    return sorted(methods)

@@ -27,6 +27,7 @@ from serving_api.heap import freeze_long_lived
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
 from serving_api.online.cache import ModelCache
+from serving_api.openapi import install_openapi
 from serving_api.ratelimit import RateLimiter
 from serving_api.routes import batch, deployments, ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
 from serving_api.services.deployed_predictions import DeployedPredictions
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.monitoring_service = MonitoringService(app.state.registry, state, model_cache, app.state.job_service.policy)
     install_error_handlers(app)
     install_docs(app)
+    install_openapi(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
     app.include_router(health.router)
     for router in (models.router, batch.router, predictions.router, ensembles.router, training.router, tuning.router,

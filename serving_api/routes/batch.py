@@ -9,12 +9,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serving_api.deps import IdempotencyKey, JobServiceDep, ModelCacheDep, PredictionsWriter
+from serving_api.openapi import errors
 from serving_api.routes.job_routes import add_job_routes
 from serving_api.schemas.batch import BatchAccepted, BatchCreate, BatchStatus
 from serving_api.services import batch_requests
 from serving_api.services.job_views import batch_status
 
-router = APIRouter(prefix="/api/v1/predictions/batch", tags=["batch predictions"])
+router = APIRouter(prefix="/api/v1/predictions/batch", tags=["batch predictions"], responses=errors(404, 409, 422, 503))
 
 
 @router.post("", status_code=202, response_model=BatchAccepted)

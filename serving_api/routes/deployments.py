@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query
 
 from serving_api.deps import DeploymentServiceDep, DeploymentsReader, DeploymentsWriter
+from serving_api.openapi import errors
 from serving_api.schemas.deployments import (
     DeploymentAccepted,
     DeploymentCreate,
@@ -18,7 +19,7 @@ from serving_api.schemas.deployments import (
     DeploymentView,
 )
 
-router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"])
+router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"], responses=errors(404, 409, 503))
 
 
 def _accepted(record, job) -> DeploymentAccepted:

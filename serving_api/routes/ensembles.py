@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from serving_api.deps import EnsembleServiceDep, ModelsReader, ModelsWriter, PredictionsWriter
 from serving_api.errors import request_id_of
+from serving_api.openapi import errors
 from serving_api.schemas.predictions import (
     EnsembleCreate,
     EnsemblePredictionResponse,
@@ -16,7 +17,7 @@ from serving_api.schemas.predictions import (
     FeatureRows,
 )
 
-router = APIRouter(prefix="/api/v1/ensembles", tags=["ensembles"])
+router = APIRouter(prefix="/api/v1/ensembles", tags=["ensembles"], responses=errors(404, 409, 422, 503))
 
 
 def _public(record) -> EnsemblePublic:

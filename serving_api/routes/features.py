@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
 from resources.feature_store import utc
 from serving_api.deps import FeaturesReader, FeatureStoreDep, FeaturesWriter, IdempotencyKey, JobServiceDep
+from serving_api.openapi import errors
 from serving_api.schemas.features import (
     ApplyResult,
     FeatureCatalog,
@@ -22,7 +23,7 @@ from serving_api.schemas.features import (
     OnlineFeaturesResponse,
 )
 
-router = APIRouter(prefix="/api/v1/features", tags=["features"])
+router = APIRouter(prefix="/api/v1/features", tags=["features"], responses=errors(404, 409, 422, 503))
 KIND = "materialization"
 
 

@@ -16,7 +16,7 @@ async def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses={503: {"description": "not ready: the body names the components that do not answer"}})
 async def ready(request: Request) -> JSONResponse:
     """200 when every dependency answers, else 503 naming those that do not; from a result at
     most ``settings.health_cache_s`` old."""

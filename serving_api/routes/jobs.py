@@ -8,10 +8,11 @@ from fastapi import APIRouter, Query
 
 from resources.vocabulary import JobKind, JobStatus
 from serving_api.deps import JobServiceDep, JobsReader
+from serving_api.openapi import errors
 from serving_api.schemas.jobs import JobPublic, JobsPublic
 from serving_api.services.job_views import jobs_page
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=errors(404, 503))
 
 
 @router.get("", response_model=JobsPublic)

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from serving_api.deps import ModelServiceDep, ModelsReader, ModelsWriter, RegistryDep
+from serving_api.openapi import errors
 from serving_api.schemas.models import (
     FrameworkName,
     ModelCreate,
@@ -22,7 +23,7 @@ from serving_api.schemas.models import (
     VersionsPublic,
 )
 
-router = APIRouter(prefix="/api/v1/models", tags=["models"])
+router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=errors(404, 409, 503))
 
 
 def _public(record) -> ModelPublic:

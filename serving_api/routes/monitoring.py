@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from monitoring.drift import DEFAULT_ALPHA
 from monitoring.drift_stats import DEFAULT_CORRECTION
 from serving_api.deps import FeedbackWriter, MonitoringReader, MonitoringServiceDep, MonitoringWriter
+from serving_api.openapi import errors
 from serving_api.schemas.monitoring import (
     DriftHistoryPublic,
     DriftPublic,
@@ -22,7 +23,7 @@ from serving_api.schemas.monitoring import (
     ReferencePublic,
 )
 
-router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"])
+router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"], responses=errors(404, 409, 422, 503))
 MAX_FEATURES_PARAM = 4096
 
 

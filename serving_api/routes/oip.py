@@ -26,10 +26,11 @@ from fastapi.responses import JSONResponse, Response
 from serving_api.deps import ModelCacheDep, ModelsReader, PredictionServiceDep, PredictionsWriter
 from serving_api.errors import request_id_of
 from serving_api.online.facts import ModelFacts, model_facts
+from serving_api.openapi import errors
 from serving_api.readiness import app_readiness
 from serving_api.services import oip
 
-router = APIRouter(prefix="/v2", tags=["open-inference-protocol"])
+router = APIRouter(prefix="/v2", tags=["open-inference-protocol"], responses=errors(404, 422, 503))
 OFFLOAD_BYTES = 16 << 10  # request bodies larger than this are parsed in a worker thread
 
 

@@ -15,9 +15,10 @@ from fastapi import APIRouter, Request
 
 from serving_api.deps import PredictionServiceDep, PredictionsWriter
 from serving_api.errors import request_id_of
+from serving_api.openapi import errors
 from serving_api.schemas.predictions import PredictionRequest, PredictionResponse
 
-router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"])
+router = APIRouter(prefix="/api/v1/predictions", tags=["predictions"], responses=errors(404, 422, 503))
 
 
 @router.post("", response_model=PredictionResponse)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serving_api.deps import FeatureStoreDep, IdempotencyKey, JobServiceDep, JobsWriter
+from serving_api.openapi import errors
 from serving_api.routes.job_routes import add_job_routes
 from serving_api.schemas.jobs import JobAccepted, TrainingCreate, TrainingStatus
 from serving_api.services import job_requests
 from serving_api.services.job_views import training_status
 
-router = APIRouter(prefix="/api/v1/training", tags=["training"])
+router = APIRouter(prefix="/api/v1/training", tags=["training"], responses=errors(404, 409, 503))
 KIND = "training"
 
 

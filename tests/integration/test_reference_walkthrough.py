@@ -18,6 +18,7 @@ pytestmark = integration_marks(timeout_s=1200)
 def test_every_example_of_the_reference_answers_as_documented(up):
     done = subprocess.run([sys.executable, "-m", "mlservice.cli", "walkthrough"], check=False, cwd=REPO_ROOT, env=up.env,
                           capture_output=True, text=True, timeout=1100)
+    print(done.stdout)  # each step's line (pytest -rP shows it)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-3000:]}"
     assert not [line for line in lines if line.startswith("FAIL")], done.stdout
