@@ -26,6 +26,27 @@ from serving_api.services.monitoring import MonitoringService
 from serving_api.services.predictions import PredictionService
 
 
+def _query_names(dependant) -> set[str]:
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+async def known_query_names(request: Request) -> None:
+    """Every route refuses query parameters it does not take (as bodies refuse unknown fields): a
+    misspelt filter is a 400, not a silently unfiltered list."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    known = _query_names(dependant)
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ApiError("INVALID_REQUEST", f"unknown query parameter(s): {', '.join(unknown)[:200]}",
+                       {"unknown": unknown[:20], "known": sorted(known)})
+
+
 async def authenticate(request: Request) -> Principal:
     """Verify the bearer token, then charge the tenant's rate limit.
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from config.settings import Settings, get_settings
 from config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
@@ -21,6 +21,7 @@ from resources.ensembles import EnsembleStore
 from resources.prediction_log import PredictionLog
 from resources.prediction_records import PredictionRecorder
 from serving_api.auth import TokenVerifier
+from serving_api.deps import known_query_names
 from serving_api.docs import install_docs
 from serving_api.errors import install_error_handlers
 from serving_api.heap import freeze_long_lived
@@ -86,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Multi-tenant ML platform API. Every /api/v1 route needs a JWT bearer token.",
         lifespan=lifespan,
         docs_url=None, redoc_url=None,  # served by serving_api.docs from local files, not a CDN
+        dependencies=[Depends(known_query_names)],
     )
     app.state.settings = settings
     app.state.state_store = state

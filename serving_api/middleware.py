@@ -47,6 +47,15 @@ class _BodyTooLarge(HTTPException):
         super().__init__(status_code=413, detail=f"request body exceeds {limit} bytes")
 
 
+def _repeated_query_names(query: bytes) -> list[str]:
+    if b"&" not in query:
+        return []
+    from urllib.parse import parse_qsl
+
+    names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
+    return sorted({name for name in names if names.count(name) > 1})
+
+
 def new_request_id() -> str:
     return f"req-{uuid.uuid4().hex[:20]}"
 
@@ -94,6 +103,9 @@ class RequestContextMiddleware:
         try:
             if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
                 await send_error(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
+            elif repeated := _repeated_query_names(scope.get("query_string") or b""):
+                # no route takes a list in its query: a name given twice is ambiguous (the framework keeps the last)
+                await send_error(400, "INVALID_REQUEST", f"query parameter given more than once: {', '.join(repeated)}")
             else:
                 await self.app(scope, self._limited(receive), send_wrapper)
         except _BodyTooLarge:

@@ -130,8 +130,15 @@ class EnsembleCreate(StrictModel):
     models: list[EnsembleMember] = Field(min_length=1, max_length=20)
     parallel_inference: bool = True
     fail_on_partial: bool = False
-    min_models_required: int = Field(default=1, ge=1, le=20)
+    min_models_required: int = Field(default=1, ge=1, le=20, description="at most the number of models")
     timeout_ms: int = Field(default=2000, ge=10, le=60000, description="per-member time limit")
+
+    @model_validator(mode="after")
+    def _enough_members(self) -> EnsembleCreate:
+        # part of the schema (checked with it, reported like it): JSON Schema cannot compare two fields
+        if self.min_models_required > len(self.models):
+            raise ValueError(f"min_models_required ({self.min_models_required}) exceeds the number of models ({len(self.models)})")
+        return self
 
 
 class EnsemblePublic(BaseModel):

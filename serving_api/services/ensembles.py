@@ -45,9 +45,6 @@ class EnsembleService:
     async def create(self, tenant_id: str, actor: str, body: Any) -> EnsembleRecord:
         if self.quotas is not None:  # 409 QUOTA_EXCEEDED before any member is loaded
             self.quotas.check(tenant_id, "ensembles", lambda _: self.store.count(tenant_id))
-        if body.min_models_required > len(body.models):
-            raise InvalidRequest("min_models_required exceeds the number of members",
-                                 {"min_models_required": body.min_models_required, "members": len(body.models)})
         if any(m.weight <= 0 for m in body.models):
             raise InvalidRequest("member weights must be positive", {"weights": [m.weight for m in body.models]})
         problems, kinds, class_sets, missing = [], {}, {}, []
