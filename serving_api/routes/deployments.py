@@ -34,7 +34,7 @@ def create_deployment(body: DeploymentCreate, principal: DeploymentsWriter, serv
 
 @router.get("", response_model=DeploymentsPage)
 def list_deployments(principal: DeploymentsReader, service: DeploymentServiceDep,
-                     model_id: str | None = Query(default=None, max_length=64)) -> DeploymentsPage:
+                     model_id: str | None = Query(default=None, pattern=r"^[0-9A-Za-z-]{1,64}$")) -> DeploymentsPage:
     return DeploymentsPage(deployments=service.list(principal.tenant_id, model_id))
 
 

@@ -20,7 +20,7 @@ def add_job_routes(router: APIRouter, *, kind: str, view: Callable[[JobService, 
     @router.get("", response_model=JobsPublic, name=f"list_{kind}")
     def list_jobs(
         principal: JobsReader, service: JobServiceDep, status: JobStatus | None = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
     ) -> JobsPublic:
         return jobs_page(service, principal.tenant_id, kind=kind, status=status, limit=limit, cursor=cursor)
 

@@ -42,9 +42,9 @@ def list_models(
     stage: Stage | None = None,
     framework: FrameworkName | None = None,
     model_type: ModelType | None = None,
-    name_prefix: Annotated[str | None, Query(max_length=128)] = None,
+    name_prefix: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=2048)] = None,
 ) -> ModelsPublic:
     records, next_cursor = registry.list_models(
         principal.tenant_id, stage=stage, framework=framework, model_type=model_type,

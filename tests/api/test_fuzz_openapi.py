@@ -51,6 +51,7 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.cont
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomized: the same examples every run, so a CI run fails for a change, not for a draw
+@hypothesis_settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_answer_is_documented_and_none_is_a_server_error(case):
     case.call_and_validate(headers=auth(make_token("fuzz-tenant")), checks=CHECKS)
