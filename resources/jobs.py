@@ -30,6 +30,7 @@ from resources.errors import DomainError
 from resources.state_db import StateStore, UTCDateTime, metadata, utcnow
 from resources.vocabulary import TERMINAL_STATUSES
 
+JOB_ID_PATTERN = r"^[a-z]+-job-[0-9a-f]{12}$"  # what create() makes: a list cursor is one of these
 _PREFIX = {"training": "train", "tuning": "tune", "batch_prediction": "batch", "materialization": "mat", "drift_report": "drift",
            "deployment": "deploy"}
 

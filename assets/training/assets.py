@@ -107,6 +107,8 @@ def fit_and_register(
         "epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch,
         "mlflow_run_url": mlflow_run_url(registry.tracking_uri, experiment_id, run_id),
     }
+    if outcome.resources:
+        result["resources"] = outcome.resources
     if data.feature_service:
         result["feature_service"] = data.feature_service
     if promote != "none":  # a retraining policy's choice (the retrain_on_drift sensor sets it)

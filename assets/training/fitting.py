@@ -118,4 +118,6 @@ def fit_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: int | N
     cpus = min(trainer.num_workers, max(1, int(resources.get("CPU", 1))))
     task = ray.remote(num_cpus=cpus, max_retries=0)(_sklearn_task)
     ref = task.remote(plain_trainer(trainer), ray.put(data), batch_size, progress, cpus, seed)
-    return wait_for(ref)
+    outcome = wait_for(ref)
+    outcome.resources = {"workers": cpus, "gpus": 0}  # one task of `cpus` CPUs, n_jobs=cpus
+    return outcome

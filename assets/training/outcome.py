@@ -20,6 +20,8 @@ class FitOutcome:
     best_epoch: int
     history: list[dict[str, float]] = field(default_factory=list)
     framework: str = "sklearn"
+    # what Ray gave the fit ({"workers", "gpus"}: the task's CPUs, Ray Train's workers, trials at once); empty in process
+    resources: dict[str, int] = field(default_factory=dict)
 
 
 def class_labels(data) -> list:

@@ -217,7 +217,8 @@ def fit_torch_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: i
     finally:
         shutil.rmtree(storage, ignore_errors=True)
     state = TorchModelState(state_dict, arch, list(data.feature_columns), classes, mean.tolist(), std.tolist())
-    return FitOutcome(state, evaluate(state, data), info["epochs_run"], info["best_epoch"], info["history"], "pytorch")
+    return FitOutcome(state, evaluate(state, data), info["epochs_run"], info["best_epoch"], info["history"], "pytorch",
+                      resources={"workers": workers, "gpus": workers if trainer.use_gpu else 0})
 
 
 def log_torch_model(state: TorchModelState, name: str = "model", signature=None, input_example=None):

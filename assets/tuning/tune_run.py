@@ -96,6 +96,7 @@ def run_tuning(
     if problems:
         raise InvalidRequest("invalid tuning request: " + "; ".join(problems), {"problems": problems})
 
+    import ray
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -157,6 +158,9 @@ def run_tuning(
 
         spec = trial_trainer(trainer, best.config)
         best_model = fit_sklearn(spec, data, _batch(spec, best.config, batch_size), seed=seed)
+    if best_model is not None:  # the trials ran at most `limit` at once, one CPU each, on the cluster's CPUs
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        best_model.resources = {"workers": max(1, min(tuning.max_concurrent_trials, cpus)), "gpus": 0}
     return TuningOutcome(dict(best.config), best.metric, trials, best_model)
 
 

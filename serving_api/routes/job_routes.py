@@ -8,19 +8,22 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from resources.jobs import JobRecord
+from resources.jobs import JOB_ID_PATTERN, JobRecord
 from resources.vocabulary import JobStatus
 from serving_api.deps import JobServiceDep, JobsReader, JobsWriter
 from serving_api.schemas.jobs import JobsPublic
 from serving_api.services.job_views import jobs_page
 from serving_api.services.jobs import JobService
 
+# a list's cursor: the last job id of the previous page (anything else is 400)
+JobCursor = Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="the last job id of the previous page")]
+
 
 def add_job_routes(router: APIRouter, *, kind: str, view: Callable[[JobService, JobRecord], BaseModel], model: type[BaseModel]) -> None:
     @router.get("", response_model=JobsPublic, name=f"list_{kind}")
     def list_jobs(
         principal: JobsReader, service: JobServiceDep, status: JobStatus | None = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: JobCursor = None,
     ) -> JobsPublic:
         return jobs_page(service, principal.tenant_id, kind=kind, status=status, limit=limit, cursor=cursor)
 

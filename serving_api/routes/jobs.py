@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from resources.vocabulary import JobKind, JobStatus
 from serving_api.deps import JobServiceDep, JobsReader
 from serving_api.openapi import errors
+from serving_api.routes.job_routes import JobCursor
 from serving_api.schemas.jobs import JobPublic, JobsPublic
 from serving_api.services.job_views import jobs_page
 
@@ -18,7 +19,7 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=errors(404, 5
 @router.get("", response_model=JobsPublic)
 def list_jobs(
     principal: JobsReader, service: JobServiceDep, kind: JobKind | None = None, status: JobStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: JobCursor = None,
 ) -> JobsPublic:
     return jobs_page(service, principal.tenant_id, kind=kind, status=status, limit=limit, cursor=cursor)
 

@@ -85,8 +85,9 @@ class Progress(BaseModel):
 
 
 class Resources(BaseModel):
-    workers: int
-    gpus: int
+    workers: int | None = Field(default=None, description="what Ray allocated (the fit task's CPUs, Ray Train's workers, "
+                                "trials at once); null until the fit got them")
+    gpus: int | None = Field(default=None, description="GPUs Ray allocated; null until the fit got them")
     duration_minutes: float | None
 
 

@@ -20,9 +20,10 @@ def jobs_page(service: JobService, tenant_id: str, *, limit: int, cursor: str | 
     return JobsPublic(data=data, count=len(data), next_cursor=records[-1].job_id if len(records) == limit else None)
 
 
-def _resources(service: JobService, record: JobRecord, settings: dict[str, Any]) -> Resources:
-    gpus = settings.get("num_workers", 1) if settings.get("use_gpu") else 0
-    return Resources(workers=settings.get("num_workers", 1), gpus=gpus, duration_minutes=service.duration_minutes(record))
+def _resources(service: JobService, record: JobRecord) -> Resources:
+    """What the fit was given by Ray (written by the run when the fit ends), not the request's numbers."""
+    allocated = record.result.get("resources") or {}
+    return Resources(workers=allocated.get("workers"), gpus=allocated.get("gpus"), duration_minutes=service.duration_minutes(record))
 
 
 def _iterative(request: dict[str, Any]) -> bool:
@@ -62,7 +63,7 @@ def training_status(service: JobService, record: JobRecord) -> TrainingStatus:
     )
     return TrainingStatus(
         job_id=record.job_id, status=record.status, model_name=record.model_name, progress=progress, metrics=metrics,
-        resources=_resources(service, record, settings), model_id=result.get("model_id"),
+        resources=_resources(service, record), model_id=result.get("model_id"),
         model_version=result.get("version"), error=record.reason, created_at=record.created_at,
         started_at=record.started_at, finished_at=record.finished_at, dagster_run_id=record.dagster_run_id,
         dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
@@ -82,13 +83,12 @@ def tuning_status(service: JobService, record: JobRecord) -> TuningStatus:
     if result.get("best_config") is not None:
         best = next((t for t in trials if t.config == result["best_config"] and t.metric == result.get("best_metric")), None)
         best = best or Trial(trial_id="best", config=result["best_config"], metric=result.get("best_metric"), status="completed")
-    settings = request.get("training_config") or {}
     return TuningStatus(
         job_id=record.job_id, status=record.status, model_name=record.model_name,
         objective_metric=request.get("objective_metric", "val_accuracy"), mode=request.get("mode", "max"),
         trials_done=int(result.get("trials_done", len(trials))), trials_total=int(result.get("trials_total", request.get("num_trials", 0))),
         trials=trials, best_trial=best, model_id=result.get("model_id"), model_version=result.get("version"),
-        error=record.reason, resources=_resources(service, record, {"num_workers": request.get("max_concurrent_trials", 1), **settings}),
+        error=record.reason, resources=_resources(service, record),
         created_at=record.created_at, started_at=record.started_at, finished_at=record.finished_at,
         dagster_run_id=record.dagster_run_id, dagster_run_url=service.run_url(record), mlflow_run_url=result.get("mlflow_run_url"),
         ignored_settings=ignored_search_space(request.get("search_space") or {}, request.get("estimator"),

@@ -172,6 +172,11 @@ def test_settings_without_effect_on_the_estimator_are_reported_not_refused(world
     status = client.get(f"/api/v1/training/{accepted.json()['job_id']}", headers=auth(make_token("q-long"))).json()
     assert (status["progress"]["total_epochs"], status["progress"]["iterative"]) == (1, False)
     assert set(status["ignored_settings"]) == {"training_config.epochs", "training_config.early_stopping"}
+    # resources are what Ray allocated: unknown until the run's fit got them, then the run's figures
+    assert (status["resources"]["workers"], status["resources"]["gpus"]) == (None, None)
+    world["jobs"].record_outcome(accepted.json()["job_id"], result={"resources": {"workers": 2, "gpus": 0}})
+    status = client.get(f"/api/v1/training/{accepted.json()['job_id']}", headers=auth(make_token("q-long"))).json()
+    assert (status["resources"]["workers"], status["resources"]["gpus"]) == (2, 0)
     # tuning as the reference writes it (no data_config: the last training job's; learning_rate beside the
     # forest's hyperparameters) is accepted, and learning_rate reported as having no effect on a forest
     tuning = {"model_name": "churn", "search_space": {

@@ -27,7 +27,7 @@ def env(tmp_path_factory, local_ray):
 def test_training_assets_fit_log_and_register(env):
     ctx = submitted_job(env["state"], TENANT, "training", {"model_name": "bc_gb"})
     trainer = TrainerSpec(estimator="gradient_boosting", epochs=5, hyperparameters={"n_estimators": 50, "max_depth": 2},
-                          early_stopping=True, patience=2)
+                          early_stopping=True, patience=2, num_workers=8)
     result = dg.materialize(
         [training_set, trained_model], resources=env,
         run_config=run_config(
@@ -44,6 +44,7 @@ def test_training_assets_fit_log_and_register(env):
     assert metadata["version"].value == "1.0.0" and metadata["val_accuracy"].value == output["metrics"]["val_accuracy"]
     job = JobStore(env["state"]).get(TENANT, ctx.job_id)
     assert job.result["model_id"] == output["model_id"] and job.result["mlflow_run_id"]
+    assert job.result["resources"] == {"workers": 2, "gpus": 0}  # what Ray gave (the cluster's 2 CPUs), not the 8 asked
     history = env["registry"].client.get_metric_history(job.result["mlflow_run_id"], "val_loss")
     assert [m.step for m in history] == list(range(1, len(history) + 1)) and len(history) >= 2
     versions = env["registry"].list_versions(TENANT, output["model_id"])
@@ -113,6 +114,7 @@ def test_tuning_asset_registers_the_best_trial(env):
     assert output["best_metric"] == max(t["metric"] for t in output["trials"] if t["metric"] is not None)
     job = JobStore(env["state"]).get(TENANT, ctx.job_id)
     assert job.result["trials_done"] == 3 and job.result["best_config"] == output["best_config"]
+    assert job.result["resources"] == {"workers": 2, "gpus": 0}  # two trials at once, one CPU each
 
 
 def test_training_reads_its_data_from_s3(env, s3_server, tmp_path):
