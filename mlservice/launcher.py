@@ -7,7 +7,9 @@ first start through the API (a training job on Dagster and Ray). A part whose ad
 configured (``MLSERVICE_S3_ENDPOINT_URL``, ``MLSERVICE_RAY_ADDRESS``,
 ``MLSERVICE_MLFLOW_TRACKING_URI``, ``MLSERVICE_DAGSTER_URL``) is taken as external and not
 started. Every child runs in its own process group and is stopped by it on Ctrl-C, SIGTERM, or
-when any part dies.
+when any part dies: all at once (SIGTERM to every group, each part's grace, then SIGKILL), so a
+stop takes the longest grace, not their sum. Should the launcher itself be killed (SIGKILL, the
+OOM killer), a watcher it started first stops the parts (``mlservice.reaper``).
 
 Exposure: every part binds 127.0.0.1 (Ray with ``RAY_LOOPBACK_ENV``, and without its client
 server: ``mlservice.ray_head``), and the launcher checks that with the sockets its processes
@@ -31,7 +33,15 @@ from pathlib import Path
 
 from config.settings import Settings
 from mlservice import child_env, dagster_instance, embedded_s3, exposure, ray_head, state_dirs
-from mlservice.processes import RAY_WORKER_PORTS, ManagedProcess, free_port, http_ok, port_free, wait_until  # noqa: F401 (re-exported)
+from mlservice.processes import (  # noqa: F401 (RAY_WORKER_PORTS, free_port: re-exported)
+    RAY_WORKER_PORTS,
+    ManagedProcess,
+    free_port,
+    http_ok,
+    port_free,
+    stop_together,
+    wait_until,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +73,7 @@ class Platform:
         self.start_s3 = settings.s3_endpoint_url is None and settings.s3_embedded
         self.exposure_interval_s = 30.0
         self._stop = threading.Event()
+        self._reaper: subprocess.Popen | None = None
 
     # -- preparation -----------------------------------------------------------------------
     @property
@@ -131,7 +142,24 @@ class Platform:
         )
         process.start()
         self.processes.append(process)
+        with open(self.groups_file, "a") as groups:  # for the reaper, should this process be killed
+            groups.write(f"{process.pid}\n")
         return process
+
+    @property
+    def groups_file(self) -> Path:
+        return self.settings.data_dir / "process_groups"
+
+    def _start_reaper(self) -> None:
+        """The watcher that stops the parts if this process dies without stopping them (``mlservice.reaper``)."""
+        from mlservice.reaper import start_time
+
+        self.groups_file.write_text("")
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "mlservice.reaper", str(os.getpid()), str(start_time(os.getpid())), str(self.groups_file)],
+            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _mlflow_argv(self) -> list[str]:
         s = self.settings
@@ -154,6 +182,7 @@ class Platform:
     def start(self) -> None:
         s = self.settings
         self.prepare()
+        self._start_reaper()
         env = self.environment("dagster")
         waits: list[tuple[str, Callable[[], bool], ManagedProcess, float]] = []
         if self.start_s3:
@@ -209,11 +238,16 @@ class Platform:
             raise exposure.ExposureError(found)
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.proc is not None:
-                self.echo(f"stopping {process.name} (process group {process.pid}) ...")
-                process.stop()
+        started = [p for p in self.processes if p.proc is not None]
+        if started:
+            self.echo("stopping " + ", ".join(f"{p.name} (process group {p.pid})" for p in started) + " ...")
+        stop_together(started)
         self.processes.clear()
+        if self._reaper is not None:  # every part is stopped: nothing left to watch over
+            self._reaper.terminate()
+            self._reaper.wait(timeout=10)
+            self._reaper = None
+        self.groups_file.unlink(missing_ok=True)
         state_dirs.unlink_ray_temp_link(self.settings.data_dir)
 
     # -- running ---------------------------------------------------------------------------

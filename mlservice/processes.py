@@ -43,33 +43,86 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """SIGTERM to the process group: the part's own graceful stop begins."""
+        if self.proc is not None:
+            _signal_group(self.proc.pid, signal.SIGTERM)  # session leader: its pid is the group id
+
+    def stopped(self) -> bool:
+        return self.proc is None or not _group_alive(self.proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL to whatever is left of the group, then to the rest of its session (Ray starts its
+        workers in process groups of their own, same session)."""
         if self.proc is None:
             return
-        pgid = self.proc.pid  # session leader: its pid is the group id
-        for sig, wait_s in ((signal.SIGTERM, self.stop_timeout_s), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait_s
-            while time.monotonic() < deadline and _group_alive(pgid):
-                self.proc.poll()
-                time.sleep(0.1)
-            if not _group_alive(pgid):
-                break
-        for pid in _session_members(pgid):  # e.g. Ray workers, each in a group of its own
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and _group_alive(self.proc.pid):
+            self.proc.poll()
+            time.sleep(0.1)
+        for pid in _session_members(self.proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         self.proc.poll()
 
+    def stop(self) -> None:
+        stop_together([self])
+
     def tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def stop_together(processes: list[ManagedProcess]) -> None:
+    """Stop parts at once rather than one after another: SIGTERM to every group, each waited for up
+    to its own ``stop_timeout_s`` (polled together), then SIGKILL to what is left. The whole stop
+    takes the longest grace plus the kill, not their sum (Ctrl-C of ``make up`` within 20 s)."""
+    started = [p for p in processes if p.proc is not None]
+    for process in started:
+        process.terminate()
+    now = time.monotonic()
+    deadlines = {id(p): now + p.stop_timeout_s for p in started}
+    waiting = list(started)
+    while waiting:
+        for process in list(waiting):
+            process.proc.poll()
+            if process.stopped():
+                waiting.remove(process)
+            elif time.monotonic() >= deadlines[id(process)]:
+                process.kill()
+                waiting.remove(process)
+        time.sleep(0.1)
+    for process in started:
+        process.kill()  # the group is gone: this sweeps the rest of its session
+
+
+def stop_groups(pgids: list[int], grace_s: float) -> None:
+    """Stop process groups nobody holds a handle of (``mlservice.reaper``): SIGTERM to all, up to
+    ``grace_s`` for them to end, SIGKILL to the rest and to the other members of their sessions."""
+    for pgid in pgids:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_group_alive(pgid) for pgid in pgids):
+        time.sleep(0.2)
+    for pgid in pgids:
+        _signal_group(pgid, signal.SIGKILL)
+        for pid in _session_members(pgid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _group_alive(pgid: int) -> bool:

@@ -7,11 +7,12 @@ it again on the same data directory, so it runs last (the modules run in name or
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
 
-from tests.utils.platform import Platform, cleanup, start, stop
+from tests.utils.platform import Platform, assert_groups_gone, cleanup, start, stop
 
 DEMO_TENANT, DEMO_MODEL = "acme-corp", "customer_churn_predictor"
 SLOW_TENANT = "slow-lab"
@@ -34,9 +35,16 @@ def platform(tmp_path_factory):
         state["current"] = start(data_dir, data_dir.parent / "up-1.log", extra_env=env)
         yield state  # a holder: the restart test swaps in the second instance
     finally:
-        if state["current"] is not None:
-            stop(state["current"])
-        cleanup(data_dir)  # both instances share the data directory
+        last = state["current"]
+        try:
+            if last is not None:  # as Ctrl-C of `make up` would (SIGTERM to its group): everything stops within 20 s
+                began = time.monotonic()
+                stop(last)
+                took = time.monotonic() - began
+                assert last.proc.returncode == 0 and took < 20, (last.proc.returncode, took, last.tail())
+                assert_groups_gone(last)
+        finally:
+            cleanup(data_dir)  # both instances share the data directory
 
 
 @pytest.fixture

@@ -173,10 +173,14 @@ def sweep(data_dir: Path) -> None:
             pass
 
 
-def assert_groups_gone(platform: Platform) -> None:
-    # The children's process groups, from the launcher's "stopping <name> (process group <pid>) ...".
-    groups = {name: int(pid) for name, pid in re.findall(r"stopping (\S+) \(process group (\d+)\)", platform.log())}
-    assert {"api", "dagster-daemon", "dagster-webserver", "mlflow", "ray", "s3"} <= set(groups), platform.tail()
+def assert_groups_gone(platform: Platform, *, stopped_by_launcher: bool = True) -> None:
+    """Nothing the launcher started is left: its parts' process groups (named in its "stopping api
+    (process group <pid>), ..." line when it stopped them itself) and any process whose environment
+    names the data directory (also when the launcher was killed and its watcher stopped them)."""
+    stopping = [line for line in platform.log().splitlines() if line.startswith("stopping ")]
+    groups = {name: int(pid) for line in stopping for name, pid in re.findall(r"([\w-]+) \(process group (\d+)\)", line)}
+    if stopped_by_launcher:
+        assert {"api", "dagster-daemon", "dagster-webserver", "mlflow", "ray", "s3"} <= set(groups), platform.tail()
     def survivors() -> dict[str, list[int]]:
         left = {name: live_members(g) for name, g in groups.items()}
         left["anything with this data dir"] = processes_of(platform.data_dir)
