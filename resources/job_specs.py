@@ -33,7 +33,8 @@ class JobContext(dg.Config):
     """Who asked: every run carries its tenant and the API's job id."""
 
     tenant_id: str = Field(description="tenant that owns the data and the model")
-    job_id: str = Field(description="the API's job id (also a run tag)")
+    job_id: str = Field(default="", description="the API's job id (also a run tag); leave empty when launching from the "
+                        "Dagster UI: the run registers itself as a job of the tenant")
     requested_by: str = Field(default="dagster-ui", description="subject of the token that submitted the job")
 
 

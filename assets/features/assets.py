@@ -11,6 +11,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.job_runs import job_of_run
 from assets.training.assets import _fail
 from resources.errors import DomainError
 from resources.feature_job_specs import FEATURE_VIEWS, MaterializationConfig
@@ -33,7 +34,7 @@ def materialize_view(
     state: StateStore,
 ) -> Iterator[dg.Output[dict]]:
     jobs = JobStore(state)
-    ctx = config.context
+    ctx = job_of_run(config.context, context, jobs)
     if config.feature_views is not None:
         unknown = sorted(set(config.feature_views) - set(FEATURE_VIEWS))
         if unknown:

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.job_runs import job_of_run
 from resources.data_access import DataAccessPolicy
 from resources.errors import DomainError
 from resources.job_specs import BatchScoringConfig
@@ -32,6 +33,7 @@ def batch_predictions(
     from assets.scoring.pipeline import RejectedRows
 
     jobs = JobStore(state)
+    config = config.model_copy(update={"context": job_of_run(config.context, context, jobs)})
     job_id = config.context.job_id
     try:
         result = score_batch(config, data_access, registry, ray_cluster, jobs, log=context.log.info)

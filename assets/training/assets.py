@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.job_runs import job_of_run
 from assets.training.data import TrainingData
 from assets.training.datasets import DataProblem, build_training_data
 from feature_repo.names import FEATURE_VIEWS
@@ -38,16 +39,18 @@ def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None)
     deps=[dg.AssetKey(view) for view in FEATURE_VIEWS],
 )
 def training_set(
-    config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore, feature_store: FeatureStoreResource,
+    context: dg.AssetExecutionContext, config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore,
+    feature_store: FeatureStoreResource,
 ) -> dg.Output[TrainingData]:
     jobs = JobStore(state)
+    job = job_of_run(config.context, context, jobs)
     try:
-        data = build_training_data(config.data, config.model_type, config.context.tenant_id, data_access, feature_store)
+        data = build_training_data(config.data, config.model_type, job.tenant_id, data_access, feature_store)
     except (DataProblem, DomainError) as exc:
-        raise _fail(str(getattr(exc, "message", exc)), jobs, config.context.job_id) from None
+        raise _fail(str(getattr(exc, "message", exc)), jobs, job.job_id) from None
     metadata: dict[str, Any] = {
-        "tenant": config.context.tenant_id,
-        "job_id": config.context.job_id,
+        "tenant": job.tenant_id,
+        "job_id": job.job_id,
         "train_rows": len(data.x_train),
         "validation_rows": len(data.x_val),
         "features": ", ".join(data.feature_columns),
@@ -133,14 +136,14 @@ def output_metadata(result: dict[str, Any], context: JobContext) -> dict[str, An
 
 @dg.asset(group_name="training", description="A model fitted on Ray, logged to MLflow and registered as a new version")
 def trained_model(
-    config: TrainedModelConfig, training_set: TrainingData, registry: ModelRegistry, ray_cluster: RayCluster,
-    state: StateStore,
+    context: dg.AssetExecutionContext, config: TrainedModelConfig, training_set: TrainingData, registry: ModelRegistry,
+    ray_cluster: RayCluster, state: StateStore,
 ) -> dg.Output[dict]:
     from assets.training.fitting import fit_on_ray
     from resources.estimators import validate_trainer
 
     jobs = JobStore(state)
-    ctx, trainer = config.context, config.trainer
+    ctx, trainer = job_of_run(config.context, context, jobs), config.trainer
     problems = validate_trainer(trainer)
     if problems:
         raise _fail("; ".join(problems), jobs, ctx.job_id)

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import dagster as dg
 
+from assets.job_runs import job_of_run
 from assets.training.assets import _fail, fit_and_register, output_metadata
 from assets.training.data import TrainingData
 from resources.errors import DomainError
@@ -19,12 +20,13 @@ from resources.state_db import StateStore
 
 @dg.asset(group_name="tuning", description="Best model of a hyperparameter search on Ray Tune, registered as a new version")
 def tuned_model(
-    config: TuningConfig, training_set: TrainingData, registry: ModelRegistry, ray_cluster: RayCluster, state: StateStore
+    context: dg.AssetExecutionContext, config: TuningConfig, training_set: TrainingData, registry: ModelRegistry,
+    ray_cluster: RayCluster, state: StateStore,
 ) -> dg.Output[dict]:
     from assets.tuning.tune_run import run_tuning
 
     jobs = JobStore(state)
-    ctx = config.context
+    ctx = job_of_run(config.context, context, jobs)
     trials: list[dict] = []
     summary: dict = {}
 

@@ -150,3 +150,33 @@ def test_training_reads_its_data_from_s3(env, s3_server, tmp_path):
     )
     assert not refused.success
     assert "not granted to this tenant" in JobStore(env["state"]).get("other-tenant", other.job_id).error
+
+
+def test_a_run_launched_without_a_job_id_registers_itself_as_a_job_of_the_tenant(env):
+    """As from the Dagster UI's launchpad: the tenant and the job's settings, no context.job_id; the
+    run's kind comes from its Dagster job's tag. Both assets of the run resolve one job record."""
+    from resources.job_specs import JobContext
+    from resources.vocabulary import RUN_KIND
+
+    launchpad = JobContext(tenant_id=TENANT)  # requested_by defaults to "dagster-ui"
+    result = dg.materialize(
+        [training_set, trained_model], resources=env, tags={RUN_KIND: "training"},
+        run_config=run_config(
+            training_set=TrainingSetConfig(context=launchpad, data=DataSpec(train_path="bc/all.parquet", target_column="target")),
+            trained_model=TrainedModelConfig(context=launchpad, model_name="bc_ui",
+                                             trainer=TrainerSpec(estimator="logistic_regression")),
+        ),
+    )
+    assert result.success
+    [job] = [j for j in JobStore(env["state"]).list(TENANT, kind="training") if j.dagster_run_id == result.run_id]
+    assert job.submitted_by == "dagster-ui" and job.result["model_id"] == result.output_for_node("trained_model")["model_id"]
+    assert result.output_for_node("training_set") is not None
+    metadata = result.asset_materializations_for_node("trained_model")[0].metadata
+    assert metadata["job_id"].value == job.job_id and metadata["version"].value == job.result["version"]
+    assert "val_accuracy" in metadata and metadata["tenant"].value == TENANT
+    # and a tenant id that is not one fails the run before anything is stored
+    bad = JobContext(tenant_id="../other")
+    failed = dg.materialize([training_set], resources=env, tags={RUN_KIND: "training"}, raise_on_error=False,
+                            run_config=run_config(training_set=TrainingSetConfig(
+                                context=bad, data=DataSpec(train_path="bc/all.parquet", target_column="target"))))
+    assert not failed.success
