@@ -187,3 +187,29 @@ def test_use_gpu_on_a_cpu_cluster_is_400(api):
     response = api.post("/api/v1/training", json=body)
     assert response.status_code == 400, response.text
     assert "no GPU" in response.json()["error"]["message"]
+
+
+def test_a_run_launched_as_the_dagster_ui_does_is_a_job_of_the_tenant(api, up):
+    """The launchpad's way: GraphQL launchRun of the training job with the user-facing config only
+    (the tenant, the data, the trainer; no context.job_id, no tags): the run registers itself as a
+    job of the tenant, which the API lists and follows to its end, with the registered version."""
+    from resources.dagster_runs import DagsterRuns
+    from resources.job_specs import TRAINING_JOB
+
+    context = {"tenant_id": TENANT}
+    run_config = {"ops": {
+        "training_set": {"config": {"context": context, "data": {
+            "train_path": "bc/train.parquet", "validation_path": "bc/val.parquet", "target_column": "target"}}},
+        "trained_model": {"config": {"context": context, "model_name": "bc_from_the_ui",
+                                     "trainer": {"estimator": "logistic_regression"}}},
+    }}
+    run_id = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}").launch(TRAINING_JOB, run_config, tags={})
+    deadline, job = time.monotonic() + 120, None
+    while job is None and time.monotonic() < deadline:
+        listed = api.get("/api/v1/jobs", params={"kind": "training", "limit": 50}).json()["data"]
+        job = next((j for j in listed if j["dagster_run_id"] == run_id), None)
+        time.sleep(1)
+    assert job is not None, f"run {run_id} never showed as a job of {TENANT}"
+    final = _follow(api, f"/api/v1/jobs/{job['job_id']}")
+    assert final["status"] == "succeeded" and final["submitted_by"] == "dagster-ui", final
+    assert final["result"]["model_id"] and final["result"]["version"] == "1.0.0", final["result"]
