@@ -151,7 +151,7 @@ def allowed_methods(request: Request) -> list[str]:
     """The methods the request's path answers, over all routes (GET /x and POST /x are two routes)."""
     from starlette.routing import Match
 
-    from serving_api.openapi import api_routes
+    from serving_api.routes_index import api_routes
 
     scope = {**request.scope, "method": "\0"}  # no route matches this method: a path match is PARTIAL
     methods = {method for route in api_routes(request.app.routes) if route.matches(scope)[0] == Match.PARTIAL

@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
 
+from serving_api.routes_index import api_routes
 from serving_api.schemas.common import ErrorEnvelope
 
 DESCRIPTIONS: dict[int, str] = {
@@ -36,16 +36,6 @@ ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses`` for a router or route: each status answered with the error envelope."""
     return {status: {"model": ErrorEnvelope, "description": DESCRIPTIONS[status]} for status in statuses}
-
-
-def api_routes(routes: list[Any]) -> list[APIRoute]:
-    """Every APIRoute, also those of included routers (FastAPI 0.16x keeps them behind lazy
-    ``_IncludedRouter`` entries that ``iter_route_contexts`` resolves; older versions list them)."""
-    try:
-        from fastapi.routing import iter_route_contexts
-    except ImportError:  # before included routers were lazy
-        return [route for route in routes if isinstance(route, APIRoute)]
-    return [c.original_route for c in iter_route_contexts(routes) if isinstance(c.original_route, APIRoute)]
 
 
 def _needs(dependant: Dependant, call: Any) -> bool:
