@@ -1,5 +1,6 @@
-"""Every prediction answered 200 has its log record, even when the API process is killed with
-SIGKILL in the middle of a load."""
+"""Every prediction answered 200 has its log record, also when the API process is killed with
+SIGKILL in the middle of a load; stopped with SIGTERM under load, it also exits cleanly and
+releases its port."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 
 from config.settings import Settings
 from mlservice.launcher import free_port
+from mlservice.processes import port_free
 from serving_api.auth import issue_token
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.platform import REPO_ROOT
@@ -44,7 +46,8 @@ def _start_api(env: dict[str, str], port: int) -> subprocess.Popen:
     pytest.fail("the API did not start")
 
 
-def test_no_answered_prediction_is_lost_to_sigkill(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_no_answered_prediction_is_lost_when_the_api_stops_under_load(tmp_path, stop_signal):
     secret = secrets.token_hex(32)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVICE_")}
     env.update(
@@ -83,8 +86,8 @@ def test_no_answered_prediction_is_lost_to_sigkill(tmp_path):
         deadline = time.monotonic() + 30
         while len(answered) < 300 and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.killpg(api.pid, signal.SIGKILL)  # mid-load: requests are in flight
-        api.wait(timeout=10)
+        os.killpg(api.pid, stop_signal)  # mid-load: requests are in flight
+        api.wait(timeout=30)
         stop.set()
         for worker in workers:
             worker.join(timeout=15)
@@ -98,3 +101,6 @@ def test_no_answered_prediction_is_lost_to_sigkill(tmp_path):
         logged = {row[0] for row in conn.execute(sa.text("SELECT request_id FROM prediction_log"))}
     missing = [request_id for request_id in answered if request_id not in logged]
     assert missing == [], f"{len(missing)} answered predictions have no record"
+    if stop_signal == signal.SIGTERM:  # a graceful stop: in-flight requests answered, a clean exit, the port free
+        assert api.returncode == 0, api.returncode
+        assert port_free(port)
