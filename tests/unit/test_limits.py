@@ -133,7 +133,7 @@ def test_the_training_asset_refuses_an_oversized_run_before_touching_ray(tmp_pat
     config = TrainedModelConfig(context=JobContext(tenant_id="t1", job_id=record.job_id), model_name="m",
                                 trainer=TrainerSpec(hyperparameters={"n_estimators": 10**6}))
     with pytest.raises(dg.Failure, match="above the bound 1000"):
-        trained_model(config=config, training_set=data, registry=None, ray_cluster=None, state=state)
+        trained_model(dg.build_asset_context(), config=config, training_set=data, registry=None, ray_cluster=None, state=state)
     assert "above the bound 1000" in JobStore(state).get("t1", record.job_id).error
 
 
