@@ -154,11 +154,13 @@ class Platform:
         """The watcher that stops the parts if this process dies without stopping them (``mlservice.reaper``)."""
         from mlservice.reaper import start_time
 
-        self.groups_file.write_text("")
+        self.groups_file.unlink(missing_ok=True)
+        os.close(os.open(self.groups_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))  # owner-only, as the data dir
+        # its environment: none of the launcher's (no key, no secret); it needs only Python and the repository
         self._reaper = subprocess.Popen(
             [sys.executable, "-m", "mlservice.reaper", str(os.getpid()), str(start_time(os.getpid())), str(self.groups_file)],
-            cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            cwd=REPO_ROOT, env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO_ROOT)},
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
 
     def _mlflow_argv(self) -> list[str]:

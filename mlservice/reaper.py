@@ -5,7 +5,7 @@ also means nothing stops it when the launcher is killed: it would keep its ports
 and writes the process group of every part it starts to a file; once the launcher's process is
 gone, the watcher stops those groups as the launcher would (SIGTERM, a grace, SIGKILL, the rest of
 their sessions) and exits. A launcher that stops normally stops its parts itself, then this
-watcher. Run as ``python -m mlservice.reaper <launcher pid> <its start time> <groups file>``."""
+watcher. Run as ``python -m mlservice.reaper <launcher pid> <its start time> <groups file> [grace s]``."""
 
 from __future__ import annotations
 
@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     launcher, started, groups_file = int(args[0]), args[1], Path(args[2])
+    grace_s = float(args[3]) if len(args) > 3 else GRACE_S
     while start_time(launcher) == started:
         time.sleep(POLL_S)
-    stop_groups(read_groups(groups_file), grace_s=GRACE_S)
+    stop_groups(read_groups(groups_file), grace_s=grace_s)
     groups_file.unlink(missing_ok=True)
     return 0
 

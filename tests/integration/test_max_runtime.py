@@ -7,6 +7,7 @@ hours, from a tenant whose runs may take 15 seconds."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -22,11 +23,15 @@ pytestmark = integration_marks(timeout_s=600)
 @pytest.fixture(scope="module")
 def api(platform):
     folder = platform["current"].data_dir / "tenants" / SLOW_TENANT / "data"
-    folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame(rng.normal(size=(2000, 8)), columns=[f"f{i}" for i in range(8)])
     frame["label"] = (frame["f0"] + frame["f1"] > 0).astype(int)
-    frame.to_parquet(folder / "train.parquet", index=False)
+    previous = os.umask(0o077)  # owner-only, as the platform keeps its data dir (test_platform_up checks it)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(folder / "train.parquet", index=False)
+    finally:
+        os.umask(previous)
     with tenant_client(platform["current"], SLOW_TENANT) as client:
         yield client
 

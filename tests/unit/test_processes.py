@@ -95,7 +95,7 @@ def test_the_reaper_stops_the_parts_of_a_launcher_killed_with_sigkill(tmp_path):
     groups = tmp_path / "process_groups"
     groups.write_text("".join(f"{p.pid}\n" for p in parts))
     reaper = subprocess.Popen([sys.executable, "-m", "mlservice.reaper", str(launcher.pid), str(start_time(launcher.pid)),
-                               str(groups)], start_new_session=True)
+                               str(groups), "1"], start_new_session=True)
     try:
         time.sleep(1.0)
         assert reaper.poll() is None and not any(_gone(p.pid) for p in parts)  # the launcher lives: nothing happens
