@@ -101,6 +101,8 @@ def test_no_answered_prediction_is_lost_when_the_api_stops_under_load(tmp_path, 
         logged = {row[0] for row in conn.execute(sa.text("SELECT request_id FROM prediction_log"))}
     missing = [request_id for request_id in answered if request_id not in logged]
     assert missing == [], f"{len(missing)} answered predictions have no record"
-    if stop_signal == signal.SIGTERM:  # a graceful stop: in-flight requests answered, a clean exit, the port free
-        assert api.returncode == 0, api.returncode
+    if stop_signal == signal.SIGTERM:  # a graceful stop: the application shut down (prediction log closed), the port free
+        # (uvicorn re-raises the signal once it shut down: the exit status says SIGTERM either way)
+        assert api.returncode in (0, -signal.SIGTERM), api.returncode
+        assert "Application shutdown complete" in (tmp_path / "api.log").read_text()
         assert port_free(port)
