@@ -52,8 +52,11 @@ def _repeated_query_names(query: bytes) -> list[str]:
         return []
     from urllib.parse import parse_qsl
 
-    names = [name for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)]
-    return sorted({name for name in names if names.count(name) > 1})
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):  # linear: a query may hold thousands
+        (repeated if name in seen else seen).add(name)
+    return sorted(repeated)
 
 
 def new_request_id() -> str:
@@ -105,7 +108,7 @@ class RequestContextMiddleware:
                 await send_error(413, "PAYLOAD_TOO_LARGE", f"request body exceeds {self.max_body_bytes} bytes")
             elif repeated := _repeated_query_names(scope.get("query_string") or b""):
                 # no route takes a list in its query: a name given twice is ambiguous (the framework keeps the last)
-                await send_error(400, "INVALID_REQUEST", f"query parameter given more than once: {', '.join(repeated)}")
+                await send_error(400, "INVALID_REQUEST", f"query parameter given more than once: {', '.join(repeated)[:200]}")
             else:
                 await self.app(scope, self._limited(receive), send_wrapper)
         except _BodyTooLarge:
