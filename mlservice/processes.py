@@ -61,11 +61,7 @@ class ManagedProcess:
         while time.monotonic() < deadline and _group_alive(self.proc.pid):
             self.proc.poll()
             time.sleep(0.1)
-        for pid in _session_members(self.proc.pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_session(self.proc.pid)
         self.proc.poll()
 
     def stop(self) -> None:
@@ -111,11 +107,16 @@ def stop_groups(pgids: list[int], grace_s: float) -> None:
         time.sleep(0.2)
     for pgid in pgids:
         _signal_group(pgid, signal.SIGKILL)
-        for pid in _session_members(pgid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill_session(pgid)
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL to every live member of a session (a part's workers in process groups of their own)."""
+    for pid in _session_members(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _signal_group(pgid: int, sig: int) -> None:

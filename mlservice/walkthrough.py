@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 
+from resources.vocabulary import TERMINAL_STATUSES
+
 DEMO_MODEL = "customer_churn_predictor"  # mlservice.demo.DEMO_MODEL (not imported: that module imports the platform)
 FEATURES = {"total_orders": 15, "days_since_last_order": 45, "avg_order_value": 125.50, "support_tickets": 3}
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 @dataclass
@@ -95,7 +96,7 @@ class Walkthrough:
         while time.monotonic() < deadline:
             reply = self.http.get(path)
             step.status, answer = reply.status_code, reply.json()
-            if reply.status_code != 200 or answer.get("status") in TERMINAL:
+            if reply.status_code != 200 or answer.get("status") in TERMINAL_STATUSES:
                 break
             time.sleep(2)
         if step.status != 200:

@@ -26,13 +26,6 @@ from serving_api.services.monitoring import MonitoringService
 from serving_api.services.predictions import PredictionService
 
 
-def _query_names(dependant) -> set[str]:
-    names = {param.alias for param in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
-
-
 async def known_query_names(request: Request) -> None:
     """Every route refuses query parameters it does not take (as bodies refuse unknown fields): a
     misspelt filter is a 400, not a silently unfiltered list."""
@@ -40,7 +33,9 @@ async def known_query_names(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None or not request.query_params:
         return
-    known = _query_names(dependant)
+    from serving_api.routes_index import dependants
+
+    known = {param.alias for d in dependants(dependant) for param in d.query_params}
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise ApiError("INVALID_REQUEST", f"unknown query parameter(s): {', '.join(unknown)[:200]}",

@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 
-from serving_api.routes_index import api_routes
+from serving_api.routes_index import api_routes, dependants
 from serving_api.schemas.common import ErrorEnvelope
 
 DESCRIPTIONS: dict[int, str] = {
@@ -36,10 +35,6 @@ ENVELOPE_REF = {"$ref": "#/components/schemas/ErrorEnvelope"}
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """``responses`` for a router or route: each status answered with the error envelope."""
     return {status: {"model": ErrorEnvelope, "description": DESCRIPTIONS[status]} for status in statuses}
-
-
-def _needs(dependant: Dependant, call: Any) -> bool:
-    return dependant.call is call or any(_needs(sub, call) for sub in dependant.dependencies)
 
 
 def _envelope(status: int) -> dict[str, Any]:
@@ -75,7 +70,7 @@ def conform(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
                 statuses.add(400)
             if operation.get("requestBody"):
                 statuses.add(413)
-            if _needs(route.dependant, authenticate):
+            if any(d.call is authenticate for d in dependants(route.dependant)):
                 statuses |= {401, 403, 429}
                 operation["security"] = [{"bearerAuth": []}]
             for status in sorted(statuses):

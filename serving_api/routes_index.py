@@ -7,6 +7,13 @@ from typing import Any
 from fastapi.routing import APIRoute
 
 
+def dependants(dependant: Any) -> Any:
+    """A route's dependant and every dependency below it (FastAPI's tree of ``Dependant``s)."""
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from dependants(sub)
+
+
 def api_routes(routes: list[Any]) -> list[APIRoute]:
     """Every APIRoute, also those of included routers (FastAPI 0.16x keeps them behind lazy
     ``_IncludedRouter`` entries that ``iter_route_contexts`` resolves; older versions list them)."""
