@@ -6,9 +6,12 @@ local artifacts), the Dagster webserver and daemon, then the API, and seeds the 
 first start through the API (a training job on Dagster and Ray). A part whose address is
 configured (``MLSERVICE_S3_ENDPOINT_URL``, ``MLSERVICE_RAY_ADDRESS``,
 ``MLSERVICE_MLFLOW_TRACKING_URI``, ``MLSERVICE_DAGSTER_URL``) is taken as external and not
-started. Every child runs in its own process group and is stopped by it on Ctrl-C, SIGTERM, or
-when any part dies: all at once (SIGTERM to every group, each part's grace, then SIGKILL), so a
-stop takes the longest grace, not their sum. Should the launcher itself be killed (SIGKILL, the
+started. Every child runs in its own process group. A part that dies is restarted, with what is
+left of its group and session killed first (Ray's head after a crash, a Dagster daemon whose run
+workers died with it: run monitoring fails those runs), at most ``RESTARTS_PER_WINDOW`` times in
+``RESTART_WINDOW_S``; beyond that the platform stops. Ctrl-C or SIGTERM stops every part at once
+(SIGTERM to every group, each part's grace, then SIGKILL), so a stop takes the longest grace, not
+their sum. Should the launcher itself be killed (SIGKILL, the
 OOM killer), a watcher it started first stops the parts (``mlservice.reaper``).
 
 Exposure: every part binds 127.0.0.1 (Ray with ``RAY_LOOPBACK_ENV``, and without its client
@@ -44,6 +47,8 @@ from mlservice.processes import (  # noqa: F401 (RAY_WORKER_PORTS, free_port: re
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+RESTARTS_PER_WINDOW = 3  # restarts of one part within RESTART_WINDOW_S before the platform gives up
+RESTART_WINDOW_S = 600.0
 
 
 def _bin(name: str) -> str:
@@ -74,6 +79,7 @@ class Platform:
         self.exposure_interval_s = 30.0
         self._stop = threading.Event()
         self._reaper: subprocess.Popen | None = None
+        self._restarts: dict[str, list[float]] = {}  # part -> monotonic times of its restarts
 
     # -- preparation -----------------------------------------------------------------------
     @property
@@ -140,11 +146,36 @@ class Platform:
             name, argv, env=env, log_path=self.settings.logs_dir / f"{name}.log", cwd=REPO_ROOT,
             stop_timeout_s=stop_timeout_s,
         )
-        process.start()
-        self.processes.append(process)
-        with open(self.groups_file, "a") as groups:  # for the reaper, should this process be killed
-            groups.write(f"{process.pid}\n")
+        self._started(process)
         return process
+
+    def _started(self, process: ManagedProcess) -> None:
+        process.start()
+        if process not in self.processes:
+            self.processes.append(process)
+        # for the reaper, should this process be killed: the groups of now (a restarted part's old
+        # group id is not left there for another process to take)
+        with open(self.groups_file, "w") as groups:
+            groups.write("".join(f"{p.pid}\n" for p in self.processes if p.pid is not None))
+
+    def restart(self, part: ManagedProcess) -> bool:
+        """Start a part that died again (what is left of its group and session killed first).
+        False, and nothing started, when it already restarted ``RESTARTS_PER_WINDOW`` times within
+        ``RESTART_WINDOW_S``: it keeps dying, so the platform stops rather than loop."""
+        now = time.monotonic()
+        recent = [t for t in self._restarts.get(part.name, []) if now - t < RESTART_WINDOW_S]
+        if len(recent) >= RESTARTS_PER_WINDOW:
+            self.echo(f"{part.name} died {len(recent) + 1} times within {RESTART_WINDOW_S / 60:.0f} minutes: stopping the platform")
+            return False
+        self._restarts[part.name] = [*recent, now]
+        part.kill()  # its workers may outlive it (Ray's raylet and GCS, Dagster's code server and run workers)
+        self._started(part)
+        self.echo(f"restarted {part.name} (process group {part.pid}; restart {len(recent) + 1} of "
+                  f"{RESTARTS_PER_WINDOW} allowed within {RESTART_WINDOW_S / 60:.0f} minutes)")
+        if part.name == "s3":  # in memory: it comes back empty
+            wait_until(lambda: embedded_s3.ready(self.settings), timeout_s=60, what="S3 server (embedded)", process=part)
+            self.seed_s3()
+        return True
 
     @property
     def groups_file(self) -> Path:
@@ -268,9 +299,11 @@ class Platform:
             while not self._stop.wait(0.5):
                 dead = next((p for p in self.processes if not p.alive()), None)
                 if dead is not None:
-                    self.echo(f"{dead.name} exited unexpectedly; last log lines:\n{dead.tail()}")
-                    code = 1
-                    break
+                    self.echo(f"{dead.name} exited unexpectedly (exit status {dead.proc.returncode}); "
+                              f"last log lines:\n{dead.tail()}")
+                    if not self.restart(dead):
+                        code = 1
+                        break
                 if time.monotonic() >= next_check:
                     self.check_exposure()
                     next_check = time.monotonic() + self.exposure_interval_s

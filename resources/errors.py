@@ -58,9 +58,14 @@ class OutputExists(DomainError):
 
 
 class DependencyUnavailable(DomainError):
-    """A backing system (MLflow, Dagster) did not answer."""
+    """A backing system (MLflow, Dagster) did not answer; ``retry_after_s``: when to try again, if known
+    (the HTTP layer sends it as Retry-After)."""
 
     code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, details: Any = None, retry_after_s: float | None = None):
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
 
 
 class RayUnavailable(DomainError):

@@ -164,20 +164,40 @@ class ModelRegistry(dg.ConfigurableResource):
 
     @contextmanager
     def _mlflow_errors(self) -> Iterator[None]:
-        """Map MLflow's transport failures to a 503 and leave domain errors alone."""
+        """Map MLflow's transport failures to a 503 and leave domain errors alone. After one, the
+        next calls fail at once for a few seconds (``resources.breaker``) rather than each waiting
+        out the client's timeout on a server that does not answer."""
+        from resources.breaker import breaker_for
+
+        breaker = breaker_for(self.tracking_uri)
+        wait_s = breaker.admit()
+        if wait_s is not None:
+            raise DependencyUnavailable(
+                "the MLflow tracking server is unreachable (it failed a call moments ago; retry shortly)",
+                {"component": "mlflow"}, retry_after_s=wait_s,
+            )
         try:
             yield
+            breaker.succeeded()
+        except DependencyUnavailable:
+            raise  # a nested call's verdict, already given
         except DomainError:
+            breaker.succeeded()  # the server answered
             raise
         except Exception as exc:
             if _is_connection_error(exc):
+                breaker.failed()
                 raise DependencyUnavailable(
-                    "the MLflow tracking server is unreachable", {"component": "mlflow"}
+                    "the MLflow tracking server is unreachable", {"component": "mlflow"},
+                    retry_after_s=breaker.cooldown_s,
                 ) from exc
+            breaker.succeeded()
             if getattr(exc, "error_code", None) == "INVALID_PARAMETER_VALUE":
                 # MLflow refused a value we passed through (a tag key, a description): the caller's input.
                 raise InvalidRequest(str(getattr(exc, "message", exc))[:500]) from exc
             raise
+        finally:
+            breaker.settle()
 
     @contextmanager
     def _model_lock(self, model_id: str) -> Iterator[None]:

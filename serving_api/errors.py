@@ -122,7 +122,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain_error(request: Request, exc: DomainError) -> JSONResponse:
         if STATUS_BY_CODE.get(exc.code, 500) >= 500:
             log.warning("request %s: %s: %s", request_id_of(request), exc.code, exc.message)
-        return error_response(request_id_of(request), exc.code, exc.message, exc.details, getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        if retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+        return error_response(request_id_of(request), exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

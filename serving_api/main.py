@@ -42,11 +42,13 @@ from serving_api.services.predictions import PredictionService
 
 log = logging.getLogger("mlservice.api")
 
-# MLflow's HTTP client retries for minutes by default; an API must fail over to a 503 promptly.
+# MLflow's HTTP client retries for minutes by default; an API must fail over to a 503 promptly:
+# one retry (a pooled connection the server closed), 5 s a read. On a server that does not answer,
+# the first call fails within ~11 s and the breaker (resources/breaker.py) fails the next at once.
 _MLFLOW_CLIENT_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }
 

@@ -88,6 +88,16 @@ def other_headers() -> dict[str, str]:
     return auth(make_token(f"o-{uuid.uuid4().hex[:10]}"))
 
 
+@pytest.fixture(autouse=True)
+def closed_breakers():
+    """Each test starts with every server breaker closed (resources/breaker.py keeps one per address
+    in the process: a test that made a server unreachable must not fail the next one at once)."""
+    from resources import breaker
+
+    breaker._BREAKERS.clear()
+    yield
+
+
 @pytest.fixture
 def state(tmp_path):
     """The platform's state tables on a fresh SQLite file in the test's tmp_path, disposed after."""

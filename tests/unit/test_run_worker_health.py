@@ -1,0 +1,99 @@
+"""Run monitoring with the platform's run launcher (pipelines/run_launcher.py) on a real
+DagsterInstance built from the dagster.yaml ``mlservice up`` renders: a run whose worker process
+died is failed with a readable reason; a live worker's run is left alone; a pid reused by a newer
+process does not pass for the worker."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+
+import pytest
+
+from config.settings import Settings
+from mlservice import dagster_instance
+
+
+@pytest.fixture
+def instance(tmp_path, monkeypatch):
+    from dagster import DagsterInstance
+
+    home = tmp_path / "dagster"
+    dagster_instance.write(Settings(data_dir=tmp_path / "data"), home)
+    monkeypatch.setenv("MLSERVICE_DAGSTER_STORAGE_DIR", str(home / "storage"))
+    opened = DagsterInstance.from_config(str(home))
+    yield opened
+    opened.dispose()
+
+
+def started_run(instance, worker_pid: int):
+    """A run in STARTED whose worker reported ``worker_pid``, as the code server's run worker does."""
+    from dagster import DagsterRunStatus
+    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+    from dagster._core.test_utils import create_run_for_test
+
+    run = create_run_for_test(instance, job_name="training", status=DagsterRunStatus.STARTING)
+    instance.report_engine_event(f"Started process for run (pid: {worker_pid}).", run, EngineEventData.in_process(worker_pid))
+    instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value, job_name="training"), run_id=run.run_id)
+    return instance.get_run_record_by_id(run.run_id)
+
+
+def monitor(instance, record) -> str:
+    from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+
+    monitor_started_run(instance, None, record, logging.getLogger("test"))
+    return instance.get_run_by_id(record.dagster_run.run_id).status.value
+
+
+def test_the_platform_launcher_checks_run_workers(instance):
+    from pipelines.run_launcher import LocalRunLauncher
+
+    assert isinstance(instance.run_launcher, LocalRunLauncher)
+    assert instance.run_launcher.supports_check_run_worker_health
+
+
+def test_a_run_whose_worker_was_killed_fails_with_the_reason_and_a_live_one_runs_on(instance):
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = started_run(instance, worker.pid)
+        assert monitor(instance, record) == "STARTED"  # alive: left alone
+
+        worker.kill()
+        worker.wait()
+        assert monitor(instance, instance.get_run_record_by_id(record.dagster_run.run_id)) == "FAILURE"
+    finally:
+        worker.kill()
+    messages = " ".join(e.message or "" for e in instance.all_logs(record.dagster_run.run_id))
+    assert f"the run worker (pid {worker.pid}) no longer exists" in messages
+
+
+def test_a_zombie_or_a_newer_process_under_the_pid_is_not_the_worker():
+    from pipelines.run_launcher import worker_gone
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    import psutil
+
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        assert worker_gone(zombie.pid, time.time()) == "has exited"  # not reaped yet
+    finally:
+        zombie.wait()
+    import os
+
+    assert worker_gone(os.getpid(), time.time()) is None  # this process, alive since before "now"
+    # the pid's process was created long after the worker reported it: a reused pid
+    assert "newer process" in worker_gone(os.getpid(), time.time() - 10**6)
+
+
+def test_a_run_whose_worker_has_not_reported_is_not_judged(instance):
+    from dagster import DagsterRunStatus
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.test_utils import create_run_for_test
+
+    run = create_run_for_test(instance, job_name="training", status=DagsterRunStatus.STARTING)
+    instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value, job_name="training"), run_id=run.run_id)
+    assert monitor(instance, instance.get_run_record_by_id(run.run_id)) == "STARTED"
