@@ -16,11 +16,17 @@ from resources.job_specs import BATCH_SCORING_JOB, DEPLOY_JOB, TRAINING_JOB, TUN
 # The run queue keeps one slot free of this pool (mlservice/dagster_instance.py): heavy jobs only.
 COMPUTE_POOL_TAGS = {vocabulary.RUN_POOL: vocabulary.COMPUTE_POOL}
 
+# Every job runs its steps in the run worker (in_process_executor): the steps of one job run one
+# after another anyway, the compute is Ray's, and a step subprocess costs seconds to start. And
+# the run worker is then the whole run: should it die (SIGKILL, OOM), nothing of the run lives on
+# (nobody stops the step process of a multiprocess executor whose run worker died: it could go on
+# and register a version of a run Dagster has failed), and Ray ends the tasks the worker drove.
 training_job = dg.define_asset_job(
     TRAINING_JOB,
     selection=dg.AssetSelection.assets(training_set, trained_model),
     description="Read and split the training data, fit on Ray, log to MLflow, register a new version",
     tags={vocabulary.RUN_KIND: "training", **COMPUTE_POOL_TAGS},
+    executor_def=dg.in_process_executor,
 )
 
 tuning_job = dg.define_asset_job(
@@ -28,6 +34,7 @@ tuning_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(training_set, tuned_model),
     description="Hyperparameter search on Ray Tune; the best model is registered as a new version",
     tags={vocabulary.RUN_KIND: "tuning", **COMPUTE_POOL_TAGS},
+    executor_def=dg.in_process_executor,
 )
 
 feature_materialization_job = dg.define_asset_job(

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from tests.integration.conftest import SLOW_TENANT
-from tests.utils.platform import integration_marks, tenant_client
+from tests.utils.platform import integration_marks, running_ray_tasks, tenant_client
 
 pytestmark = integration_marks(timeout_s=600)
 
@@ -34,11 +34,6 @@ def api(platform):
         os.umask(previous)
     with tenant_client(platform["current"], SLOW_TENANT) as client:
         yield client
-
-
-def _running_fits(up) -> list[str]:
-    body = up.ray_dashboard("/api/v0/tasks?limit=1000&filter_keys=state&filter_predicates=%3D&filter_values=RUNNING")
-    return [task["name"] for task in body["data"]["result"]["result"] if "_sklearn_task" in task["name"]]
 
 
 def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api, up):
@@ -65,6 +60,6 @@ def test_a_run_past_its_maximum_runtime_ends_failed_with_that_reason(api, up):
     assert (generic["status"], generic["error"]) == ("failed", job["error"])
     # and the stopped run left no fit running on the cluster (a Ray task holding a CPU)
     deadline = time.monotonic() + 30
-    while (left := _running_fits(up)) and time.monotonic() < deadline:
+    while (left := running_ray_tasks(up, "_sklearn_task")) and time.monotonic() < deadline:
         time.sleep(1)
     assert left == [], left

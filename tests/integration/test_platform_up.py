@@ -18,7 +18,6 @@ import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from mlservice.demo_traffic import SHIFTED_FEATURE, TRAFFIC_ROWS
 from mlservice.processes import port_free
@@ -31,9 +30,11 @@ from tests.utils.platform import (
     environ,
     integration_marks,
     parts,
+    run_worker_pid,
     ss_listening,
     start,
     wait_deployment,
+    wait_for,
 )
 
 pytestmark = integration_marks(timeout_s=600)
@@ -324,16 +325,6 @@ def test_training_runs_carry_the_compute_pool_tag(up, http):
     assert "applyLimitPerUniqueValue" in (up.data_dir / "dagster" / "dagster.yaml").read_text()
 
 
-def _wait_for(what: str, check, timeout_s: float = 300, every_s: float = 2):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = check()
-        if found or time.monotonic() > deadline:
-            assert found, f"{what}: not within {timeout_s:.0f} s"
-            return found
-        time.sleep(every_s)
-
-
 def test_drift_launches_retraining_once_and_the_new_version_lands_where_the_policy_says(up, http):
     """The loop on the running platform: the demo traffic drifted; a policy is set; the
     monitored_models sensor added the model's partition; a drift_report run (as the schedule
@@ -351,11 +342,11 @@ def test_drift_launches_retraining_once_and_the_new_version_lands_where_the_poli
     dagster = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}")
     key = monitored_key(DEMO_TENANT, model_id)
     query = '{ assetNodeOrError(assetKey: {path: ["drift_report"]}) { ... on AssetNode { partitionKeys } } }'
-    _wait_for("the model's drift_report partition", lambda: key in dagster._query(query, {})["assetNodeOrError"]["partitionKeys"])
+    wait_for("the model's drift_report partition", lambda: key in dagster._query(query, {})["assetNodeOrError"]["partitionKeys"])
     # the hourly drift schedule may have reported already (the shared platform has been up a while)
     earlier = {r["id"] for r in http.get(f"{url}/drift/history", headers=headers).json()["reports"]}
     dagster.launch(DRIFT_REPORT_JOB, {}, {"dagster/partition": key})
-    [report] = _wait_for("the drift report of that run", lambda: [
+    [report] = wait_for("the drift report of that run", lambda: [
         r for r in http.get(f"{url}/drift/history", headers=headers).json()["reports"] if r["id"] not in earlier])
     assert report["status"] == "ok" and report["overall_drift"] is True, report
     assert report["report"]["results"][SHIFTED_FEATURE]["drifted"] is True
@@ -364,12 +355,12 @@ def test_drift_launches_retraining_once_and_the_new_version_lands_where_the_poli
         listed = http.get(f"{up.api}/api/v1/jobs", headers=headers, params={"kind": "training", "limit": 50}).json()["data"]
         return [j for j in listed if j.get("submitted_by") == "sensor:retrain_on_drift"]
 
-    [job] = _wait_for("the retraining job", retraining_jobs)
+    [job] = wait_for("the retraining job", retraining_jobs)
     def ended():
         current = http.get(f"{up.api}/api/v1/jobs/{job['job_id']}", headers=headers).json()
         return current if current["status"] in ("succeeded", "failed", "cancelled") else None
 
-    done = _wait_for("the retraining job to end", ended, timeout_s=400)
+    done = wait_for("the retraining job to end", ended, timeout_s=400)
     assert done["status"] == "succeeded", done
     versions = {v["version"]: v["stage"] for v in http.get(f"{up.api}/api/v1/models/{model_id}/versions", headers=headers).json()["data"]}
     assert versions.get("1.0.0") == "production" and "staging" in versions.values(), versions
@@ -406,7 +397,7 @@ def test_the_references_batch_request_verbatim_scores_the_demo_customers_on_s3(u
         current = http.get(f"{up.api}/api/v1/predictions/batch/{accepted['job_id']}", headers=headers).json()
         return current if current["status"] in ("succeeded", "failed", "cancelled") else None
 
-    done = _wait_for("the batch job to end", ended, timeout_s=400)
+    done = wait_for("the batch job to end", ended, timeout_s=400)
     assert done["status"] == "succeeded", done
     assert done["rows_total"] == done["rows_done"] == 10_000 and done["rows_rejected"] == 0, done
     assert done["files"][-1] == "_SUCCESS" and done["dagster_run_url"], done
@@ -457,7 +448,7 @@ def _running_batch(up, http, name: str) -> tuple[dict, dict]:
         assert current["status"] in ("submitted", "queued", "running"), current
         return current if current["status"] == "running" and current["rows_done"] > 0 else None
 
-    return _wait_for("the batch job to score rows", scoring, timeout_s=240, every_s=1), headers
+    return wait_for("the batch job to score rows", scoring, timeout_s=240, every_s=1), headers
 
 
 def _nothing_visible(up, name: str) -> None:
@@ -474,7 +465,7 @@ def test_a_cancelled_batch_job_ends_cancelled_and_leaves_no_output(up, http):
     from resources.dagster_runs import DagsterRuns
 
     dagster = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}")
-    _wait_for("the run to stop", lambda: dagster.state(job["dagster_run_id"]).status in ("cancelled", "failed"), timeout_s=120)
+    wait_for("the run to stop", lambda: dagster.state(job["dagster_run_id"]).status in ("cancelled", "failed"), timeout_s=120)
     time.sleep(3)  # the run's own clean-up ran as it stopped
     _nothing_visible(up, "cancel")
     again = http.get(f"{up.api}/api/v1/predictions/batch/{job['job_id']}", headers=headers).json()
@@ -482,40 +473,14 @@ def test_a_cancelled_batch_job_ends_cancelled_and_leaves_no_output(up, http):
 
 
 def test_a_batch_job_whose_run_worker_is_killed_ends_failed_and_leaves_no_output(up, http):
-    import os
-    import signal
-
     job, headers = _running_batch(up, http, "kill")
-    def run_workers() -> list[int]:
-        """The run's worker: the code server (``dagster api grpc``) starts each run in a child
-        process of its own (multiprocessing), for this platform's DAGSTER_HOME."""
-        servers, children = set(), {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            pid = int(entry.name)
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            line = cmdline(pid)
-            if "dagster" in line and "api" in line and "grpc" in line:
-                if environ(pid).get("DAGSTER_HOME", "").startswith(str(up.data_dir)):
-                    servers.add(pid)
-            elif "multiprocessing" in line or "execute_run" in line:
-                children[pid] = ppid
-        return [pid for pid, parent in children.items() if parent in servers]
-
-    workers = run_workers()
-    assert workers, [cmdline(pid)[:120] for pids in parts(up).values() for pid in pids if "dagster" in cmdline(pid)]
-    for pid in workers:
-        os.kill(pid, signal.SIGKILL)
+    os.kill(run_worker_pid(up, job["dagster_run_id"]), signal.SIGKILL)  # the run's worker, as its event log names it
 
     def ended():
         current = http.get(f"{up.api}/api/v1/predictions/batch/{job['job_id']}", headers=headers).json()
         return current if current["status"] in ("succeeded", "failed", "cancelled") else None
 
-    done = _wait_for("Dagster's run monitoring to fail the run", ended, timeout_s=240)
+    done = wait_for("Dagster's run monitoring to fail the run", ended, timeout_s=240)
     assert done["status"] == "failed" and done["files"] == [], done
     _nothing_visible(up, "kill")
 
@@ -533,6 +498,14 @@ def test_a_killed_launcher_leaves_nothing_and_restart_keeps_the_model(platform, 
     assert reply.status_code == 202, reply.text
     deployment_id = reply.json()["deployment_id"]
     wait_deployment(http, first, headers, deployment_id, lambda v: v.get("status") == "running")
+    # a job running when the platform goes down: hours of single-row mini-batches
+    slow = http.post(f"{first.api}/api/v1/training", headers=headers, json={
+        "model_name": "running_at_restart", "estimator": "mlp", "training_config": {"epochs": 5000},
+        "data_config": {"train_path": "s3://data/train.parquet", "target_column": "churned", "batch_size": 1}})
+    assert slow.status_code == 202, slow.text
+    slow_path = f"/api/v1/training/{slow.json()['job_id']}"
+    wait_for("the slow job to run", lambda: http.get(first.api + slow_path, headers=headers).json()["status"] == "running",
+              timeout_s=180, every_s=1)
     # the launcher killed outright (SIGKILL, as the OOM killer would): its watcher stops every part,
     # and their ports are free again for the next start
     os.kill(first.proc.pid, signal.SIGKILL)
@@ -552,6 +525,11 @@ def test_a_killed_launcher_leaves_nothing_and_restart_keeps_the_model(platform, 
     view = wait_deployment(http, second, headers, deployment_id,
                            lambda v: v.get("serve_status") == "RUNNING" and v["versions"][0]["replicas_running"] == 1)
     assert any(e["kind"] == "reconciler_run" for e in view["events"]), view["events"]
+    # the job that was running ended, failed, saying why (run monitoring of the new daemon)
+    ended = wait_for("the job running at the restart to end", lambda: (
+        (job := http.get(second.api + slow_path, headers=headers).json())["status"] in ("succeeded", "failed", "cancelled") and job),
+        timeout_s=120, every_s=2)
+    assert ended["status"] == "failed" and "run worker" in ended["error"], ended
     served = http.post(f"{second.api}/api/v1/predictions", headers=headers, json={
         "model_id": model_id, "deployment_id": deployment_id,
         "features": {"total_orders": 3, "days_since_last_order": 9, "avg_order_value": 20.0, "support_tickets": 0}})

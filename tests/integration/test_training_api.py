@@ -14,8 +14,9 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import train_test_split
 
+from tests.integration.conftest import DEMO_TENANT
 from tests.utils.datasets import breast_cancer
-from tests.utils.platform import integration_marks, tenant_client
+from tests.utils.platform import follow_job, integration_marks, tenant_client
 
 TENANT = "bc-lab"
 pytestmark = integration_marks(timeout_s=900)
@@ -43,18 +44,6 @@ def api(platform, bc_data):
         yield client
 
 
-def _follow(api: httpx.Client, path: str, timeout_s: float = 400, seen: list | None = None) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = api.get(path).json()
-        if seen is not None:
-            seen.append(body)
-        if body["status"] in ("succeeded", "failed", "cancelled"):
-            return body
-        time.sleep(0.5)
-    pytest.fail(f"{path} did not end within {timeout_s} s: {body}")
-
-
 def test_training_reaches_plain_sklearn_accuracy_and_registers_a_version(api):
     hyperparameters = {"n_estimators": 60, "max_depth": 6, "min_samples_split": 4, "random_state": 0}
     body = {
@@ -70,7 +59,7 @@ def test_training_reaches_plain_sklearn_accuracy_and_registers_a_version(api):
     again = api.post("/api/v1/training", json=body, headers={"Idempotency-Key": "bc-forest-1"})
     assert again.json()["job_id"] == job["job_id"]  # same key, same body: same job, one run
 
-    final = _follow(api, f"/api/v1/training/{job['job_id']}")
+    final = follow_job(api, f"/api/v1/training/{job['job_id']}")
     assert final["status"] == "succeeded", final
     train, val = _split_breast_cancer()
     features = [c for c in train.columns if c != "target"]
@@ -101,7 +90,7 @@ def test_the_demo_training_files_on_the_embedded_s3_server_train_a_model(api, up
     with tenant_client(up, "acme-corp") as demo:
         accepted = demo.post("/api/v1/training", json=body)
         assert accepted.status_code == 202, accepted.text
-        final = _follow(demo, f"/api/v1/training/{accepted.json()['job_id']}")
+        final = follow_job(demo, f"/api/v1/training/{accepted.json()['job_id']}")
     assert final["status"] == "succeeded", final
     assert final["model_version"] == "1.0.0" and final["metrics"]["val_accuracy"] > 0.6, final["metrics"]
 
@@ -115,7 +104,7 @@ def test_iterative_training_shows_live_progress(api):
     }
     job = api.post("/api/v1/training", json=body).json()
     seen: list = []
-    final = _follow(api, f"/api/v1/training/{job['job_id']}", seen=seen)
+    final = follow_job(api, f"/api/v1/training/{job['job_id']}", seen=seen)
     assert final["status"] == "succeeded", final
     running = [s for s in seen if s["status"] == "running" and s["progress"]["current_epoch"]]
     assert running, "no live progress was seen while the job ran"
@@ -128,7 +117,7 @@ def test_iterative_training_shows_live_progress(api):
 def test_a_failed_job_says_why(api):
     body = {"model_name": "bc_broken", "data_config": {"train_path": "bc/train.parquet", "target_column": "churned"}}
     job = api.post("/api/v1/training", json=body).json()
-    final = _follow(api, f"/api/v1/training/{job['job_id']}")
+    final = follow_job(api, f"/api/v1/training/{job['job_id']}")
     assert final["status"] == "failed"
     assert "target column 'churned' not found" in final["error"]
     assert api.get(f"/api/v1/jobs/{job['job_id']}").json()["error"] == final["error"]
@@ -144,7 +133,7 @@ def test_tuning_runs_trials_and_registers_the_best(api):
     }
     accepted = api.post("/api/v1/tuning", json=body)
     assert accepted.status_code == 202, accepted.text
-    final = _follow(api, f"/api/v1/tuning/{accepted.json()['job_id']}")
+    final = follow_job(api, f"/api/v1/tuning/{accepted.json()['job_id']}")
     assert final["status"] == "succeeded", final
     assert final["trials_done"] == final["trials_total"] == 4 and len(final["trials"]) == 4
     metrics = [t["metric"] for t in final["trials"] if t["metric"] is not None]
@@ -189,27 +178,61 @@ def test_use_gpu_on_a_cpu_cluster_is_400(api):
     assert "no GPU" in response.json()["error"]["message"]
 
 
-def test_a_run_launched_as_the_dagster_ui_does_is_a_job_of_the_tenant(api, up):
-    """The launchpad's way: GraphQL launchRun of the training job with the user-facing config only
-    (the tenant, the data, the trainer; no context.job_id, no tags): the run registers itself as a
-    job of the tenant, which the API lists and follows to its end, with the registered version."""
+def _launched_from_the_ui(up, client: httpx.Client, job_name: str, run_config: dict, kind: str) -> dict:
+    """GraphQL launchRun of ``job_name`` with only the launchpad's config (no context.job_id, no
+    tags); the job the run registered for its tenant, as the API lists it, followed to its end."""
     from resources.dagster_runs import DagsterRuns
-    from resources.job_specs import TRAINING_JOB
 
-    context = {"tenant_id": TENANT}
-    run_config = {"ops": {
-        "training_set": {"config": {"context": context, "data": {
-            "train_path": "bc/train.parquet", "validation_path": "bc/val.parquet", "target_column": "target"}}},
-        "trained_model": {"config": {"context": context, "model_name": "bc_from_the_ui",
-                                     "trainer": {"estimator": "logistic_regression"}}},
-    }}
-    run_id = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}").launch(TRAINING_JOB, run_config, tags={})
+    run_id = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}").launch(job_name, run_config, tags={})
     deadline, job = time.monotonic() + 120, None
     while job is None and time.monotonic() < deadline:
-        listed = api.get("/api/v1/jobs", params={"kind": "training", "limit": 50}).json()["data"]
+        listed = client.get("/api/v1/jobs", params={"kind": kind, "limit": 50}).json()["data"]
         job = next((j for j in listed if j["dagster_run_id"] == run_id), None)
         time.sleep(1)
-    assert job is not None, f"run {run_id} never showed as a job of {TENANT}"
-    final = _follow(api, f"/api/v1/jobs/{job['job_id']}")
+    assert job is not None, f"run {run_id} never showed as a {kind} job"
+    final = follow_job(client, f"/api/v1/jobs/{job['job_id']}")
     assert final["status"] == "succeeded" and final["submitted_by"] == "dagster-ui", final
-    assert final["result"]["model_id"] and final["result"]["version"] == "1.0.0", final["result"]
+    return final
+
+
+def test_runs_launched_as_the_dagster_ui_does_are_jobs_of_the_tenant(api, up, bc_data):
+    """The launchpad's way, for each kind a data scientist launches there: training, tuning, batch
+    scoring (of the version the training registered) and feature materialization (the demo
+    tenant's views). Each run registers itself as a job of the tenant, which the API lists and
+    follows to its end, with what it produced."""
+    from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB
+    from resources.job_specs import BATCH_SCORING_JOB, TRAINING_JOB, TUNING_JOB
+
+    context = {"tenant_id": TENANT}
+    data = {"train_path": "bc/train.parquet", "validation_path": "bc/val.parquet", "target_column": "target"}
+    trainer = {"estimator": "logistic_regression", "hyperparameters": {"max_iter": 500}}
+    trained = _launched_from_the_ui(up, api, TRAINING_JOB, {"ops": {
+        "training_set": {"config": {"context": context, "data": data}},
+        "trained_model": {"config": {"context": context, "model_name": "bc_from_the_ui", "trainer": trainer}},
+    }}, "training")
+    assert trained["result"]["model_id"] and trained["result"]["version"] == "1.0.0", trained["result"]
+
+    tuned = _launched_from_the_ui(up, api, TUNING_JOB, {"ops": {
+        "training_set": {"config": {"context": context, "data": data}},
+        "tuned_model": {"config": {"context": context, "model_name": "bc_from_the_ui", "trainer": trainer, "num_trials": 2,
+                                   "search_space": {"C": {"type": "loguniform", "min": 0.01, "max": 10}}}},
+    }}, "tuning")
+    assert tuned["result"]["version"] == "1.1.0" and tuned["result"]["trials_done"] == 2, tuned["result"]
+    tuning_view = api.get(f"/api/v1/tuning/{tuned['job_id']}")  # the kind's own view of a job the API did not submit
+    assert tuning_view.status_code == 200 and tuning_view.json()["model_version"] == "1.1.0", tuning_view.text
+
+    _, val = _split_breast_cancer()
+    val.drop(columns=["target"]).to_parquet(bc_data / "to_score.parquet", index=False)
+    scored = _launched_from_the_ui(up, api, BATCH_SCORING_JOB, {"ops": {"batch_predictions": {"config": {
+        "context": context, "model_id": trained["result"]["model_id"], "version": "1.0.0",
+        "input_path": "bc/to_score.parquet", "output_path": "bc/scored_from_the_ui"}}}}, "batch_prediction")
+    assert scored["result"]["rows_done"] == len(val) and scored["result"]["files"], scored["result"]
+    batch_view = api.get(f"/api/v1/predictions/batch/{scored['job_id']}")
+    assert batch_view.status_code == 200 and batch_view.json()["rows_done"] == len(val), batch_view.text
+
+    with tenant_client(up, DEMO_TENANT) as demo:
+        materialized = _launched_from_the_ui(up, demo, FEATURE_MATERIALIZATION_JOB, {"ops": {
+            view: {"config": {"context": {"tenant_id": DEMO_TENANT}}} for view in ("customer_features", "order_features")}},
+            "materialization")
+    assert set(materialized["result"]) == {"customer_features", "order_features"}, materialized
+    assert all(view["end"] for view in materialized["result"].values()), materialized["result"]

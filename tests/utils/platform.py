@@ -274,3 +274,67 @@ def wait_deployment(http: httpx.Client, platform: Platform, headers: dict[str, s
             pytest.fail(f"deployment failed: {view}")
         time.sleep(2)
     pytest.fail(f"deployment {deployment_id} not as expected within {timeout_s} s: {view}\n{platform.tail(80)}")
+
+
+def signal_part(platform: Platform, part: str, sig: int) -> list[int]:
+    """Send ``sig`` to every live process of one part (its whole session: a crash of that machine's
+    process, SIGSTOP to make it hang, SIGCONT to let it go on); the pids signalled."""
+    pids = parts(platform).get(part, [])
+    assert pids, f"no process of {part}: {parts(platform)}"
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def wait_restarted(platform: Platform, part: str, times: int = 1, timeout_s: float = 60) -> None:
+    """Until the launcher's log says it restarted ``part`` (the ``times``-th time)."""
+    deadline = time.monotonic() + timeout_s
+    while platform.log().count(f"restarted {part} (") < times:
+        assert time.monotonic() < deadline, f"{part} was not restarted within {timeout_s} s:\n{platform.tail()}"
+        time.sleep(0.5)
+
+
+def run_worker_pid(platform: Platform, run_id: str) -> int:
+    """The pid of a run's worker process, as the worker reported it in the run's event log."""
+    query = """query($runId: ID!) { logsForRun(runId: $runId) { __typename
+        ... on EventConnection { events { __typename ... on MessageEvent { message } } } } }"""
+    with httpx.Client(trust_env=False, timeout=30) as client:
+        body = client.post(f"http://127.0.0.1:{platform.ports['DAGSTER']}/graphql",
+                           json={"query": query, "variables": {"runId": run_id}}).json()
+    messages = [e.get("message") or "" for e in body["data"]["logsForRun"].get("events", [])]
+    found = [int(m.split("(pid: ", 1)[1].split(")")[0]) for m in messages if m.startswith("Started process for run (pid: ")]
+    assert found, messages
+    return found[-1]
+
+
+def running_ray_tasks(platform: Platform, name_part: str) -> list[str]:
+    """Names of the Ray tasks RUNNING on the platform's cluster whose name contains ``name_part``."""
+    body = platform.ray_dashboard("/api/v0/tasks?limit=1000&filter_keys=state&filter_predicates=%3D&filter_values=RUNNING")
+    return [task["name"] for task in body["data"]["result"]["result"] if name_part in task["name"]]
+
+
+def follow_job(client: httpx.Client, path: str, timeout_s: float = 400, seen: list | None = None) -> dict:
+    """Poll a job's GET path until it ends (succeeded, failed, cancelled); its last view."""
+    deadline, body = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        body = client.get(path).json()
+        if seen is not None:
+            seen.append(body)
+        if body.get("status") in ("succeeded", "failed", "cancelled"):
+            return body
+        time.sleep(0.5)
+    pytest.fail(f"{path} did not end within {timeout_s} s: {body}")
+
+
+def wait_for(what: str, check, timeout_s: float = 300, every_s: float = 2):
+    """Call ``check`` every ``every_s`` until it returns something true (returned); fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = check()
+        if found or time.monotonic() > deadline:
+            assert found, f"{what}: not within {timeout_s:.0f} s"
+            return found
+        time.sleep(every_s)
