@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -212,6 +213,14 @@ def plan(current: FeatureDocument | None, new: FeatureDocument) -> dict[str, lis
         "removed": sorted(set(before) - set(after)),
         "unchanged": sorted(k for k in set(after) & set(before) if after[k] == before[k]),
     }
+
+
+CHURN_DOCUMENT = Path(__file__).resolve().parents[1] / "feature_repo" / "churn_definitions.json"
+
+
+def churn_document() -> FeatureDocument:
+    """The demo's churn definitions (the same objects as the Feast CLI example in ``feature_repo/``)."""
+    return FeatureDocument.model_validate_json(CHURN_DOCUMENT.read_text())
 
 
 def views_of_service(document: FeatureDocument, service: str) -> set[str]:

@@ -200,19 +200,18 @@ class FeatureStoreResource(dg.ConfigurableResource):
             yield
 
     # -- definitions ---------------------------------------------------------------------------
-    def apply(self, tenant_id: str) -> dict[str, Any]:
-        """Register the platform's definitions over the tenant's source files (idempotent)."""
-        from feature_repo.definitions import build_objects
-
-        if not self.has_feature_data(tenant_id):
-            raise FeatureStoreNotFound(tenant_id, f"no feature data for this tenant (expected {', '.join(SOURCE_FILES)} "
-                                                  f"under its data area's features/ folder)")
+    def apply_objects(self, tenant_id: str, objects: list, delete: list[str] = ()) -> dict[str, Any]:
+        """Register Feast objects (``resources.feature_definitions.feast_objects``) in the tenant's
+        registry and delete the ones named in ``delete`` (``"feature_view:name"``, ...: their online
+        tables go with them). The one place that writes a tenant's registry."""
         state = self._tenant(tenant_id, create=True)
         try:
             with self._writing(tenant_id, state):
                 options = self.repo_options(tenant_id)
                 (self.repo_dir(tenant_id) / "feature_store.yaml").write_text(feature_store_yaml(options))
-                state.store.apply(build_objects(str(self.source_dir(tenant_id))))
+                store = state.store
+                doomed = [found for key in delete if (found := _registered(store, key)) is not None]
+                store.apply(objects, objects_to_delete=doomed, partial=False)
                 if self.online_store == "sqlite":
                     _use_wal(Path(options["online_store"]["path"]))
                 self._load_catalog(state)
@@ -224,18 +223,24 @@ class FeatureStoreResource(dg.ConfigurableResource):
         return {"tenant_id": tenant_id, "project": options["project"], "feature_views": sorted(state.views),
                 "feature_services": sorted(state.services)}
 
-    def ensure_applied(self, tenant_id: str) -> dict[str, Any]:
-        """Apply unless the registry already holds every view (over this tenant's sources) and
-        service of the definitions; ``applied`` says whether it did."""
-        from feature_repo.names import FEATURE_SERVICES
+    def apply(self, tenant_id: str) -> dict[str, Any]:
+        """Register the demo's churn definitions (``feature_repo/churn_definitions.json``) over the
+        tenant's churn source files (idempotent): what ``make up`` gives the demo tenant."""
+        from resources.feature_definitions import churn_document, feast_objects
 
+        if not self.has_feature_data(tenant_id):
+            raise FeatureStoreNotFound(tenant_id, f"no feature data for this tenant (expected {', '.join(SOURCE_FILES)} "
+                                                  f"under its data area's features/ folder)")
+        area = self.source_dir(tenant_id).parent
+        return self.apply_objects(tenant_id, feast_objects(churn_document(), lambda source: str(area / source.path)))
+
+    def ensure_applied(self, tenant_id: str) -> dict[str, Any]:
+        """The tenant's registry as it is when it has one (its own definitions, or the demo's);
+        else the demo's churn definitions applied over its churn files. ``applied`` says whether it applied."""
         if self.is_applied(tenant_id):
             state = self._catalog(self._tenant(tenant_id), refresh=True)
-            sources = {name: str(self.source_dir(tenant_id) / file) for name, file in VIEW_SOURCE_FILES.items()}
-            current = all(name in state.views and state.views[name].source_path == path for name, path in sources.items())
-            if current and set(FEATURE_SERVICES) <= set(state.services):
-                return {"tenant_id": tenant_id, "project": state.store.project, "feature_views": sorted(state.views),
-                        "feature_services": sorted(state.services), "applied": False}
+            return {"tenant_id": tenant_id, "project": state.store.project, "feature_views": sorted(state.views),
+                    "feature_services": sorted(state.services), "applied": False}
         return {**self.apply(tenant_id), "applied": True}
 
     def _load_catalog(self, state: _Tenant) -> None:
@@ -405,6 +410,19 @@ class FeatureStoreResource(dg.ConfigurableResource):
         names = [r.feature for r in refs]
         values = joined.set_index("_mlservice_row")[names].reindex(range(len(frame)))
         return pd.concat([entity_df.reset_index(drop=True), values.reset_index(drop=True)], axis=1)
+
+
+def _registered(store: FeatureStore, key: str) -> Any:
+    """The registry's object for ``"<kind>:<name>"`` (None when it holds none)."""
+    from feast.errors import DataSourceNotFoundException, FeastObjectNotFoundException
+
+    kind, _, name = key.partition(":")
+    getter = {"entity": store.get_entity, "source": store.get_data_source, "feature_view": store.get_feature_view,
+              "feature_service": store.get_feature_service}[kind]
+    try:
+        return getter(name)
+    except (FeastObjectNotFoundException, DataSourceNotFoundException):
+        return None
 
 
 def _use_wal(path: Path) -> None:

@@ -298,6 +298,25 @@ class ModelRegistry(dg.ConfigurableResource):
                                                          max_results=limit)
         return [(rm.tags[T_TENANT], rm.tags[T_MODEL_ID]) for rm in found if T_TENANT in rm.tags and T_MODEL_ID in rm.tags]
 
+    def production_feature_services(self, tenant_id: str) -> list[dict[str, str]]:
+        """The tenant's models whose production version was trained from a feature service:
+        ``[{"model_id", "name", "version", "feature_service"}]`` (what a feature definition change
+        may not take away)."""
+        with self._mlflow_errors():
+            found = self.client.search_registered_models(
+                filter_string=f"tags.`{T_TENANT}` = '{validate_tenant(tenant_id)}' and tags.`{T_STAGE}` = 'production'",
+                max_results=1000,
+            )
+        served = []
+        for rm in found:
+            production = self._production_version(rm)
+            for mv in self._versions(rm.name):
+                service = mv.tags.get(T_FEATURE_SERVICE)
+                if str(mv.version) == production and service:
+                    served.append({"model_id": rm.tags.get(T_MODEL_ID, ""), "name": rm.tags.get(T_NAME, rm.name),
+                                   "version": mv.tags[T_SEMVER], "feature_service": service})
+        return served
+
     def find_by_name(self, tenant_id: str, name: str) -> ModelRecord | None:
         if not NAME_RE.match(name or ""):
             return None

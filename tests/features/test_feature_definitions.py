@@ -12,14 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from resources.feature_definitions import FeatureDocument, SourceDef, feast_objects, plan, problems, type_fits
+from resources.feature_definitions import CHURN_DOCUMENT as CHURN
+from resources.feature_definitions import (
+    FeatureDocument,
+    SourceDef,
+    churn_document,
+    feast_objects,
+    plan,
+    problems,
+    type_fits,
+)
 from tests.features.conftest import seed_tenant
-
-CHURN = Path(__file__).resolve().parents[2] / "feature_repo" / "churn_definitions.json"
-
-
-def churn_document() -> FeatureDocument:
-    return FeatureDocument.model_validate_json(CHURN.read_text())
 
 
 @pytest.fixture(scope="module")
