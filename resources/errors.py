@@ -144,6 +144,22 @@ class FeatureServiceNotFound(DomainError):
         super().__init__(f"feature service '{name}' not found", {"feature_service": name})
 
 
+class FeatureDefinitionInUse(DomainError):
+    """A change of feature definitions takes a view, feature or service away from a production model (409)."""
+
+    code = "FEATURE_DEFINITION_IN_USE"
+
+
+class FeatureDefinitionsConflict(DomainError):
+    """Another change of the tenant's feature definitions was applied meanwhile (409: read and retry)."""
+
+    code = "FEATURE_DEFINITIONS_CONFLICT"
+
+
+class FeatureDefinitionsNotFound(DomainError):
+    code = "FEATURE_DEFINITIONS_NOT_FOUND"
+
+
 class InsufficientData(DomainError):
     """Too few values on either side of every requested feature to test drift: no p-value is made up."""
 

@@ -274,9 +274,17 @@ def feast_objects(document: FeatureDocument, path_of: Callable[[SourceDef], str]
     return [*entities.values(), *sources.values(), *views.values(), *services]
 
 
-def feast_type(name: str) -> Any:
+def _feast_types() -> dict[str, Any]:
     from feast import types
 
     return {"int32": types.Int32, "int64": types.Int64, "float32": types.Float32, "float64": types.Float64,
-            "string": types.String, "bool": types.Bool, "bytes": types.Bytes,
-            "unix_timestamp": types.UnixTimestamp}[name]
+            "string": types.String, "bool": types.Bool, "bytes": types.Bytes, "unix_timestamp": types.UnixTimestamp}
+
+
+def feast_type(name: str) -> Any:
+    return _feast_types()[name]
+
+
+def type_name(dtype: Any) -> str:
+    """The platform's name of a Feast type (its own ``str`` for one the documents do not use)."""
+    return next((name for name, feast in _feast_types().items() if feast == dtype), str(dtype))

@@ -38,6 +38,7 @@ from resources.errors import (
     FeatureViewNotFound,
     InvalidRequest,
 )
+from resources.feature_definitions import type_name
 from resources.feature_refs import FeatureRef, check_entity_rows, parse_refs, shape_rows
 from resources.feature_store_config import OnlineStoreKind, feature_store_yaml, repo_config_options
 from resources.state_db import as_utc
@@ -66,10 +67,17 @@ class ViewInfo:
     join_keys: dict[str, type]
     ttl_seconds: float | None
     source_path: str | None
+    schema: tuple[tuple[str, str], ...] = ()  # (column, the platform's type name): join keys, then features
+    timestamp_field: str = "event_timestamp"  # the source's
+    online: bool = True
+    last_materialized: tuple[datetime, datetime] | None = None
 
     def public(self) -> dict[str, Any]:
+        window = self.last_materialized
         return {"name": self.name, "features": list(self.features), "join_keys": list(self.join_keys),
-                "ttl_seconds": self.ttl_seconds}
+                "ttl_seconds": self.ttl_seconds, "schema": [{"name": n, "type": t} for n, t in self.schema],
+                "online": self.online,
+                "last_materialized": {"start": window[0], "end": window[1]} if window else None}
 
 
 @dataclass
@@ -249,10 +257,14 @@ class FeatureStoreResource(dg.ConfigurableResource):
         views = {}
         for fv in store.list_feature_views():
             source = getattr(fv.batch_source, "path", None)
+            intervals = sorted(fv.materialization_intervals or [], key=lambda window: window[1])
             views[fv.name] = ViewInfo(
                 name=fv.name, features=tuple(f.name for f in fv.features),
                 join_keys={c.name: _python_type(c.dtype) for c in fv.entity_columns},
                 ttl_seconds=fv.ttl.total_seconds() if fv.ttl else None, source_path=source,
+                schema=tuple((c.name, type_name(c.dtype)) for c in [*fv.entity_columns, *fv.features]),
+                online=bool(fv.online), timestamp_field=getattr(fv.batch_source, "timestamp_field", None) or "event_timestamp",
+                last_materialized=(utc(intervals[-1][0], EPOCH), utc(intervals[-1][1], EPOCH)) if intervals else None,
             )
         services = {
             fs.name: [FeatureRef(p.name_to_use(), f.name) for p in fs.feature_view_projections for f in p.features]
@@ -287,8 +299,9 @@ class FeatureStoreResource(dg.ConfigurableResource):
         raise AssertionError("unreachable")
 
     def feature_views(self, tenant_id: str) -> list[dict[str, Any]]:
-        """``[{"name", "features", "join_keys", "ttl_seconds"}]`` of the tenant's views."""
-        state = self._catalog(self._tenant(tenant_id))
+        """``[{"name", "features", "join_keys", "ttl_seconds", "schema", "online", "last_materialized"}]``
+        of the tenant's views, read from the registry now (materializations run in other processes)."""
+        state = self._catalog(self._tenant(tenant_id), refresh=True)
         return [state.views[name].public() for name in sorted(state.views)]
 
     def feature_services(self, tenant_id: str) -> list[dict[str, Any]]:
@@ -348,7 +361,7 @@ class FeatureStoreResource(dg.ConfigurableResource):
                     state.store.materialize(start_date=start_at, end_date=end_at, feature_views=[name])
                 summaries.append({"name": name, "start": view_start.isoformat(), "end": end_at.isoformat(),
                                   "source_rows": rows, "entities": entities})
-            state.store.refresh_registry()
+            self._load_catalog(state)
         return {"tenant_id": tenant_id, "incremental": incremental, "end": end_at.isoformat(), "views": summaries}
 
     def check_materialization(
@@ -435,15 +448,15 @@ def _use_wal(path: Path) -> None:
 
 
 def _window_counts(view: ViewInfo, start: datetime, end: datetime) -> tuple[int | None, int | None]:
-    """Source rows and distinct entities with ``start <= event_timestamp <= end`` (Feast's file
+    """Source rows and distinct entities with ``start <= <timestamp field> <= end`` (Feast's file
     store window); None when the source is not a local parquet file."""
     if not view.source_path or "://" in view.source_path or not Path(view.source_path).is_file():
         return None, None
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    table = pq.read_table(view.source_path, columns=[*view.join_keys, "event_timestamp"])
-    ts = table.column("event_timestamp")
+    table = pq.read_table(view.source_path, columns=[*view.join_keys, view.timestamp_field])
+    ts = table.column(view.timestamp_field)
     mask = pc.and_(pc.greater_equal(ts, start), pc.less_equal(ts, end))
     window = table.filter(mask)
     entities = len(window.group_by(list(view.join_keys)).aggregate([])) if window.num_rows else 0

@@ -20,6 +20,7 @@ from serving_api.errors import ApiError
 from serving_api.online.cache import ModelCache
 from serving_api.services.deployments import DeploymentService
 from serving_api.services.ensembles import EnsembleService
+from serving_api.services.feature_definitions import FeatureDefinitionService
 from serving_api.services.jobs import JobService
 from serving_api.services.models import ModelService
 from serving_api.services.monitoring import MonitoringService
@@ -102,6 +103,10 @@ async def get_feature_store(request: Request) -> FeatureStoreResource:
     return request.app.state.feature_store
 
 
+async def get_feature_definitions(request: Request) -> FeatureDefinitionService:
+    return request.app.state.feature_definitions
+
+
 async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
@@ -137,6 +142,7 @@ PredictionServiceDep = Annotated[PredictionService, Depends(get_prediction_servi
 PredictionsWriter = Annotated[Principal, Depends(require_scope("predictions:write"))]
 EnsembleServiceDep = Annotated[EnsembleService, Depends(get_ensemble_service)]
 FeatureStoreDep = Annotated[FeatureStoreResource, Depends(get_feature_store)]
+FeatureDefinitionsDep = Annotated[FeatureDefinitionService, Depends(get_feature_definitions)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]

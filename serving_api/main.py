@@ -18,6 +18,7 @@ from config.wiring import build_feature_store, build_quotas, build_registry, bui
 from resources.audit import AuditLog
 from resources.deployments import DeploymentStore
 from resources.ensembles import EnsembleStore
+from resources.feature_definition_store import FeatureDefinitionStore
 from resources.prediction_log import PredictionLog
 from resources.prediction_records import PredictionRecorder
 from serving_api.auth import TokenVerifier
@@ -35,6 +36,7 @@ from serving_api.services.deployed_predictions import DeployedPredictions
 from serving_api.services.deployments import DeploymentService
 from serving_api.services.ensembles import EnsembleService
 from serving_api.services.explanations import Explainer
+from serving_api.services.feature_definitions import FeatureDefinitionService
 from serving_api.services.jobs import JobService
 from serving_api.services.models import ModelService
 from serving_api.services.monitoring import MonitoringService
@@ -118,6 +120,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_service = ModelService(app.state.registry, model_cache)
     app.state.job_service = JobService.from_settings(settings, state, app.state.registry)
     app.state.deployment_service = DeploymentService(DeploymentStore(state), app.state.job_service)
+    app.state.feature_definitions = FeatureDefinitionService(
+        app.state.feature_store, FeatureDefinitionStore(state), app.state.job_service.policy, app.state.registry)
     app.state.monitoring_service = MonitoringService(app.state.registry, state, model_cache, app.state.job_service.policy)
     install_error_handlers(app)
     install_docs(app)

@@ -8,14 +8,19 @@ Materialization is a job: a Dagster run of one asset per feature view, launched 
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Query
+
+from resources.feature_definitions import FeatureDocument
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
 from resources.feature_store import utc
-from serving_api.deps import FeaturesReader, FeatureStoreDep, FeaturesWriter, IdempotencyKey, JobServiceDep
+from serving_api.deps import FeatureDefinitionsDep, FeaturesReader, FeatureStoreDep, FeaturesWriter, IdempotencyKey, JobServiceDep
 from serving_api.openapi import errors
 from serving_api.schemas.features import (
     ApplyResult,
+    DefinitionsApplied,
+    DefinitionsRevision,
     FeatureCatalog,
     MaterializeAccepted,
     MaterializeRequest,
@@ -42,9 +47,31 @@ def feature_catalog(principal: FeaturesReader, store: FeatureStoreDep) -> Featur
                           feature_services=store.feature_services(principal.tenant_id))
 
 
+@router.put("/definitions", response_model=DefinitionsApplied, responses=errors(400, 404, 409))
+def put_definitions(
+    document: FeatureDocument, principal: FeaturesWriter, service: FeatureDefinitionsDep,
+    dry_run: Annotated[bool, Query(description="check and plan only: nothing is applied or stored")] = False,
+) -> DefinitionsApplied:
+    """The tenant's feature definitions as a whole (entities, sources, feature views, feature
+    services): checked (400 listing every problem), planned against the current revision, refused
+    when a production model's feature service would lose what it reads (409), applied with Feast
+    and kept as the next revision."""
+    return DefinitionsApplied(**service.put(principal.tenant_id, document, applied_by=principal.subject, dry_run=dry_run))
+
+
+@router.get("/definitions", response_model=DefinitionsRevision, responses=errors(404))
+def get_definitions(
+    principal: FeaturesReader, service: FeatureDefinitionsDep,
+    revision: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="default: the current revision")] = None,
+) -> DefinitionsRevision:
+    found, revisions = service.get(principal.tenant_id, revision)
+    return DefinitionsRevision(revisions=revisions, **found.public())
+
+
 @router.post("/apply", response_model=ApplyResult)
 def apply_definitions(principal: FeaturesWriter, store: FeatureStoreDep) -> ApplyResult:
-    """Register the platform's feature definitions over the tenant's feature data (idempotent)."""
+    """Register the demo's churn definitions over the tenant's churn files (idempotent), unless it
+    has a feature store already; a tenant's own definitions go through PUT /definitions."""
     result = store.ensure_applied(principal.tenant_id)
     return ApplyResult(project=result["project"], feature_views=result["feature_views"],
                        feature_services=result["feature_services"], applied=result["applied"])

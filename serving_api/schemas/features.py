@@ -50,11 +50,25 @@ class MaterializeAccepted(BaseModel):
     incremental: bool
 
 
+class FieldPublic(BaseModel):
+    name: str
+    type: str
+
+
+class MaterializedWindow(BaseModel):
+    start: datetime
+    end: datetime
+
+
 class FeatureViewPublic(BaseModel):
     name: str
     features: list[str]
     join_keys: list[str]
     ttl_seconds: float | None
+    schema_: list[FieldPublic] = Field(default_factory=list, alias="schema",
+                                       description="join keys, then features, with their types")
+    online: bool = True
+    last_materialized: MaterializedWindow | None = Field(default=None, description="the newest materialized window; null: never")
 
 
 class FeatureServicePublic(BaseModel):
@@ -72,3 +86,27 @@ class ApplyResult(BaseModel):
     feature_views: list[str]
     feature_services: list[str]
     applied: bool
+
+
+class DefinitionsPlan(BaseModel):
+    added: list[str] = Field(description="'<kind>:<name>' of each object the change adds (kind: entity, source, "
+                                         "feature_view, feature_service)")
+    changed: list[str]
+    removed: list[str]
+    unchanged: list[str]
+
+
+class DefinitionsApplied(BaseModel):
+    dry_run: bool
+    revision: int | None = Field(description="the revision now current (dry run: the one the plan was made against)")
+    plan: DefinitionsPlan
+    project: str | None = None
+
+
+class DefinitionsRevision(BaseModel):
+    revision: int
+    revisions: list[int] = Field(description="every revision of the tenant's definitions, oldest first")
+    document: dict[str, Any]
+    plan: DefinitionsPlan
+    applied_by: str
+    applied_at: datetime
