@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.deployments.assets import model_deployment
-from assets.features.assets import customer_features, order_features
+from assets.features.assets import online_features
 from assets.scoring.assets import batch_predictions
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
@@ -39,7 +39,7 @@ tuning_job = dg.define_asset_job(
 
 feature_materialization_job = dg.define_asset_job(
     FEATURE_MATERIALIZATION_JOB,
-    selection=dg.AssetSelection.assets(customer_features, order_features),
+    selection=dg.AssetSelection.assets(online_features),
     description="Load a tenant's feature views from the offline store into the online store (Feast)",
     tags={vocabulary.RUN_KIND: "materialization"},
     executor_def=dg.in_process_executor,  # small steps that share the tenant's registry: one process, in order

@@ -1,8 +1,8 @@
 """Run configuration of the ``feature_materialization`` job (one definition for the API, the
 schedule and the Dagster UI), in the style of ``resources.job_specs``.
 
-The job holds one asset per feature view; every asset takes the same ``MaterializationConfig``
-and skips itself when ``feature_views`` is given and does not name its view.
+The job holds one asset, ``online_features``: it materializes the tenant's views (all of them, or
+those ``feature_views`` names).
 """
 
 from datetime import datetime
@@ -11,11 +11,11 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from feature_repo.names import FEATURE_VIEWS  # the asset (op) names, one per view
 from resources.job_specs import JobContext
 from resources.state_db import as_utc
 
 FEATURE_MATERIALIZATION_JOB = "feature_materialization"
+MATERIALIZATION_ASSET = "online_features"  # the job's one asset (and op)
 
 
 def parse_timestamp(value: str | None, name: str) -> datetime | None:
@@ -41,5 +41,5 @@ class MaterializationConfig(dg.Config):
 
 
 def materialization_run_config(config: MaterializationConfig) -> dict[str, Any]:
-    """``{"ops": {view: {"config": ...}}}`` for every view asset of the job."""
-    return {"ops": {view: {"config": config.model_dump()} for view in FEATURE_VIEWS}}
+    """``{"ops": {"online_features": {"config": ...}}}``."""
+    return {"ops": {MATERIALIZATION_ASSET: {"config": config.model_dump()}}}

@@ -1,9 +1,10 @@
-"""Feature assets: the source data of each feature view and its materialization.
+"""Feature assets: each tenant's feature sources and their materialization into its online store.
 
-Lineage in the Dagster UI: ``customer_source_data -> customer_features`` and
-``order_source_data -> order_features`` (the tenant's parquet files, loaded from the offline
-store into the online store). One asset per feature view; both take ``MaterializationConfig``,
-apply the tenant's definitions when needed and report to the job record when the run has one.
+Lineage in the Dagster UI: ``feature_sources -> online_features -> training_set``. The views
+are the tenant's own (``PUT /api/v1/features/definitions``; the demo tenant's are the churn
+definitions), so they are not assets of their own: one run of ``online_features`` loads every
+view of one tenant, or the views its config names, and reports each view's window to the job
+record and to the asset's metadata.
 """
 
 from collections.abc import Iterator
@@ -14,67 +15,46 @@ import dagster as dg
 from assets.job_runs import job_of_run
 from assets.training.assets import _fail
 from resources.errors import DomainError
-from resources.feature_job_specs import FEATURE_VIEWS, MaterializationConfig
+from resources.feature_job_specs import MATERIALIZATION_ASSET, MaterializationConfig
 from resources.feature_store import FeatureStoreResource
 from resources.jobs import JobStore
 from resources.state_db import StateStore
 
-customer_source_data = dg.AssetSpec(
-    "customer_source_data", group_name="features",
-    description="Monthly customer snapshots per tenant: <data_dir>/tenants/<tenant>/features/customer_features.parquet",
-)
-order_source_data = dg.AssetSpec(
-    "order_source_data", group_name="features",
-    description="Monthly order-history snapshots per tenant: <data_dir>/tenants/<tenant>/features/order_features.parquet",
+feature_sources = dg.AssetSpec(
+    "feature_sources", group_name="features",
+    description="Each tenant's feature source files (parquet in its data area or on s3://), as its feature "
+                "definitions name them",
 )
 
 
-def materialize_view(
-    context: dg.AssetExecutionContext, view: str, config: MaterializationConfig, feature_store: FeatureStoreResource,
+@dg.asset(name=MATERIALIZATION_ASSET, group_name="features", deps=[feature_sources],
+          description="A tenant's feature views loaded from their sources into its online store (Feast "
+                      "materialization): every view, or those the run names")
+def online_features(
+    context: dg.AssetExecutionContext, config: MaterializationConfig, feature_store: FeatureStoreResource,
     state: StateStore,
 ) -> Iterator[dg.Output[dict]]:
     jobs = JobStore(state)
     ctx = job_of_run(config.context, context, jobs)
-    if config.feature_views is not None:
-        unknown = sorted(set(config.feature_views) - set(FEATURE_VIEWS))
-        if unknown:
-            raise _fail(f"unknown feature view(s): {', '.join(unknown)}", jobs, ctx.job_id)
-        if view not in config.feature_views:
-            context.log.info(f"{view} not requested in this run: skipped")
-            return
     try:
         start, end = config.window()
         feature_store.ensure_applied(ctx.tenant_id)
-        summary = feature_store.materialize(ctx.tenant_id, [view], incremental=config.incremental, start=start, end=end)
+        summary = feature_store.materialize(ctx.tenant_id, config.feature_views, incremental=config.incremental,
+                                            start=start, end=end)
     except (DomainError, ValueError) as exc:
         raise _fail(str(getattr(exc, "message", exc)), jobs, ctx.job_id) from exc
-    done = summary["views"][0]
-    jobs.record_outcome(ctx.job_id, result={view: {**done, "incremental": config.incremental}})
+    result = {view["name"]: {**view, "incremental": config.incremental} for view in summary["views"]}
+    jobs.record_outcome(ctx.job_id, result=result)
     metadata: dict[str, Any] = {
         "tenant": ctx.tenant_id, "job_id": ctx.job_id, "incremental": config.incremental,
-        "window_start": done["start"], "window_end": done["end"],
+        "views": ", ".join(result), "window_end": summary["end"],
     }
-    if done["source_rows"] is not None:
-        metadata.update(source_rows=done["source_rows"], entities_written=done["entities"])
-    yield dg.Output(done, metadata=metadata)
+    entities = [view["entities"] for view in summary["views"] if view["entities"] is not None]
+    if entities:
+        metadata["entities_written"] = sum(entities)
+    for view in summary["views"]:
+        context.log.info(f"{view['name']}: {view['start']} .. {view['end']}, {view['source_rows']} source row(s)")
+    yield dg.Output(result, metadata=metadata)
 
 
-@dg.asset(group_name="features", deps=[customer_source_data], output_required=False,
-          description="customer_features loaded into the tenant's online store (Feast materialization)")
-def customer_features(
-    context: dg.AssetExecutionContext, config: MaterializationConfig, feature_store: FeatureStoreResource,
-    state: StateStore,
-) -> Iterator[dg.Output[dict]]:
-    yield from materialize_view(context, "customer_features", config, feature_store, state)
-
-
-@dg.asset(group_name="features", deps=[order_source_data], output_required=False,
-          description="order_features loaded into the tenant's online store (Feast materialization)")
-def order_features(
-    context: dg.AssetExecutionContext, config: MaterializationConfig, feature_store: FeatureStoreResource,
-    state: StateStore,
-) -> Iterator[dg.Output[dict]]:
-    yield from materialize_view(context, "order_features", config, feature_store, state)
-
-
-FEATURE_ASSETS = [customer_source_data, order_source_data, customer_features, order_features]
+FEATURE_ASSETS = [feature_sources, online_features]

@@ -13,9 +13,9 @@ import dagster as dg
 from assets.job_runs import job_of_run
 from assets.training.data import TrainingData
 from assets.training.datasets import DataProblem, build_training_data
-from feature_repo.names import FEATURE_VIEWS
 from resources.data_access import DataAccessPolicy
 from resources.errors import DomainError
+from resources.feature_job_specs import MATERIALIZATION_ASSET
 from resources.feature_store import FeatureStoreResource
 from resources.job_specs import JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig
 from resources.jobs import JobStore
@@ -35,8 +35,8 @@ def _fail(message: str, jobs: JobStore | None = None, job_id: str | None = None)
     group_name="training",
     description="Features and labels of a training job, split into train and validation (from files, or from the "
                 "feature views by a point-in-time join when the job names a feature service)",
-    # lineage in the UI: source data -> feature views -> training set -> model
-    deps=[dg.AssetKey(view) for view in FEATURE_VIEWS],
+    # lineage in the UI: feature sources -> online features -> training set -> model
+    deps=[dg.AssetKey(MATERIALIZATION_ASSET)],
 )
 def training_set(
     context: dg.AssetExecutionContext, config: TrainingSetConfig, data_access: DataAccessPolicy, state: StateStore,

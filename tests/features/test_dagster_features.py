@@ -1,6 +1,6 @@
-"""The Dagster side: one materialization asset per feature view (lineage from source data), the
-job and the hourly schedule resolve in Definitions, runs execute in process and report to the
-job record."""
+"""The Dagster side: one materialization asset for a tenant's views (lineage: feature sources ->
+online features -> training set), the job and the hourly schedule resolve in Definitions, runs
+execute in process, materialize every view or those named, and report each view to the job record."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from assets.features.assets import FEATURE_ASSETS, customer_features, order_features
+from assets.features.assets import FEATURE_ASSETS, online_features
 from pipelines.jobs import feature_materialization_job
 from pipelines.schedules import SCHEDULE_NAME, build_feature_schedule
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
@@ -37,16 +37,15 @@ def test_definitions_hold_the_job_schedule_and_lineage(definitions):
     defs = definitions  # built on a data directory in tmp_path, checked loadable (tests/conftest.py)
     repository = defs.get_repository_def()
     job = repository.get_job(FEATURE_MATERIALIZATION_JOB)
-    assert {n.name for n in job.graph.nodes} == {"customer_features", "order_features"}
+    assert {n.name for n in job.graph.nodes} == {"online_features"}
     schedule = repository.get_schedule_def(SCHEDULE_NAME)
     assert schedule.cron_schedule == "0 * * * *" and schedule.job_name == FEATURE_MATERIALIZATION_JOB
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
     assert isinstance(defs.resources["feature_store"], FeatureStoreResource)
     graph = defs.resolve_asset_graph()
-    assert graph.get(dg.AssetKey("customer_features")).parent_keys == {dg.AssetKey("customer_source_data")}
-    assert graph.get(dg.AssetKey("order_features")).parent_keys == {dg.AssetKey("order_source_data")}
-    assert graph.get(dg.AssetKey("training_set")).parent_keys == {dg.AssetKey("customer_features"), dg.AssetKey("order_features")}
-    assert graph.get(dg.AssetKey("customer_features")).group_name == "features"
+    assert graph.get(dg.AssetKey("online_features")).parent_keys == {dg.AssetKey("feature_sources")}
+    assert graph.get(dg.AssetKey("training_set")).parent_keys == {dg.AssetKey("online_features")}
+    assert graph.get(dg.AssetKey("online_features")).group_name == "features"
 
 
 def test_schedule_requests_one_incremental_run_per_tenant_with_a_store(env, tmp_path):
@@ -59,10 +58,9 @@ def test_schedule_requests_one_incremental_run_per_tenant_with_a_store(env, tmp_
     with dg.build_schedule_context(resources=env, scheduled_execution_time=tick) as context:
         requests = schedule(context)
     assert [r.tags["mlservice/tenant"] for r in requests] == [TENANT]
-    config = requests[0].run_config["ops"]["customer_features"]["config"]
+    config = requests[0].run_config["ops"]["online_features"]["config"]
     assert config["incremental"] is True and config["context"]["tenant_id"] == TENANT
-    assert config["end_date"] == tick.isoformat()
-    assert requests[0].run_config["ops"]["order_features"]["config"] == config
+    assert config["end_date"] == tick.isoformat() and config["feature_views"] is None  # every view of the tenant
     # each run is an API job (GET /api/v1/jobs finds it by the run's tag); a re-evaluated tick reuses it
     job = JobStore(env["state"]).get(TENANT, config["context"]["job_id"])
     assert job.kind == "materialization" and job.submitted_by.startswith("schedule:") and job.status == "submitted"
@@ -78,8 +76,10 @@ def test_materialize_assets_in_process_and_report_to_the_job(env):
     config = _config(record.job_id, incremental=False, end_date=END.isoformat())
     result = dg.materialize(FEATURE_ASSETS, resources=env, run_config=materialization_run_config(config))
     assert result.success
-    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
-    assert materialized == {"customer_features", "order_features"}
+    [event] = result.get_asset_materialization_events()
+    assert event.asset_key == dg.AssetKey("online_features")
+    metadata = event.materialization.metadata
+    assert metadata["views"].value == "customer_features, order_features" and metadata["entities_written"].value == 200
     job = JobStore(env["state"]).get(TENANT, record.job_id)
     assert set(job.result) == {"customer_features", "order_features"}
     assert job.result["customer_features"]["entities"] == 100 and job.result["customer_features"]["incremental"] is False
@@ -92,7 +92,8 @@ def test_job_executes_only_the_requested_views(env):
     config = _config("mat-job-none", feature_views=["customer_features"], incremental=True, end_date=END.isoformat())
     result = defs.resolve_job_def(FEATURE_MATERIALIZATION_JOB).execute_in_process(run_config=materialization_run_config(config))
     assert result.success
-    assert {e.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {"customer_features"}
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["views"].value == "customer_features"
     store = env["feature_store"]
     assert store.online_features(TENANT, REFS, [{"customer_id": "cust-5"}])[0]["status"] == "ok"
     assert store.online_features(TENANT, ["order_features:return_rate"], [{"customer_id": "cust-5"}])[0]["status"] == "missing"
@@ -101,7 +102,7 @@ def test_job_executes_only_the_requested_views(env):
 def test_a_tenant_without_feature_data_fails_the_run_and_the_job(env):
     record, _ = JobStore(env["state"]).create("empty-tenant", kind="materialization", request={}, submitted_by="tester")
     config = MaterializationConfig(context=JobContext(tenant_id="empty-tenant", job_id=record.job_id))
-    result = dg.materialize([customer_features, order_features], resources=env,
+    result = dg.materialize([online_features], resources=env,
                             run_config=materialization_run_config(config), raise_on_error=False)
     assert not result.success
     error = JobStore(env["state"]).get("empty-tenant", record.job_id).error

@@ -232,7 +232,6 @@ def test_runs_launched_as_the_dagster_ui_does_are_jobs_of_the_tenant(api, up, bc
 
     with tenant_client(up, DEMO_TENANT) as demo:
         materialized = _launched_from_the_ui(up, demo, FEATURE_MATERIALIZATION_JOB, {"ops": {
-            view: {"config": {"context": {"tenant_id": DEMO_TENANT}}} for view in ("customer_features", "order_features")}},
-            "materialization")
+            "online_features": {"config": {"context": {"tenant_id": DEMO_TENANT}}}}}, "materialization")
     assert set(materialized["result"]) == {"customer_features", "order_features"}, materialized
     assert all(view["end"] for view in materialized["result"].values()), materialized["result"]
