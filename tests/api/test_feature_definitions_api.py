@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -20,39 +19,8 @@ from tests.api.test_predictions_by_entity import _trained_on
 from tests.features.conftest import features_dir
 from tests.utils.api import error_envelope, register_model
 from tests.utils.mlflow_models import log_fitted_model
+from tests.utils.products import DOCUMENT, write_products
 from tests.utils.tokens import auth, make_token
-
-DOCUMENT = {
-    "entities": [
-        {"name": "store", "join_keys": [{"name": "store_id", "type": "string"}]},
-        {"name": "product", "join_keys": [{"name": "sku", "type": "int64"}]},
-    ],
-    "sources": [
-        {"name": "sales_source", "path": "products/sales.parquet", "timestamp_field": "observed_at"},
-        {"name": "price_source", "path": "products/prices.parquet", "timestamp_field": "observed_at"},
-    ],
-    "feature_views": [
-        {"name": "sales", "entities": ["store", "product"], "source": "sales_source", "ttl_seconds": 30 * 86400,
-         "fields": [{"name": "units_7d", "type": "int64"}, {"name": "returns_7d", "type": "int64"}]},
-        {"name": "prices", "entities": ["store", "product"], "source": "price_source", "ttl_seconds": 30 * 86400,
-         "fields": [{"name": "price", "type": "float64"}, {"name": "discount", "type": "float64"}]},
-    ],
-    "feature_services": [{"name": "demand_v1", "features": ["sales:units_7d", "prices"]}],
-}
-
-
-def _write_products(area, today: datetime) -> dict[str, pd.DataFrame]:
-    rng = np.random.default_rng(3)
-    rows = [(f"s{s}", sku, today - timedelta(days=7 * week)) for s in range(1, 4) for sku in range(1, 21) for week in range(4)]
-    keys = pd.DataFrame(rows, columns=["store_id", "sku", "observed_at"])
-    keys["sku"] = keys["sku"].astype("int64")
-    sales = keys.assign(units_7d=rng.integers(0, 100, len(keys)).astype("int64"), returns_7d=rng.integers(0, 5, len(keys)).astype("int64"))
-    prices = keys.assign(price=rng.uniform(1, 50, len(keys)).round(2), discount=rng.uniform(0, 0.3, len(keys)).round(3))
-    folder = area / "products"
-    folder.mkdir(parents=True, exist_ok=True)
-    sales.to_parquet(folder / "sales.parquet", index=False)
-    prices.to_parquet(folder / "prices.parquet", index=False)
-    return {"sales": sales, "prices": prices}
 
 
 def _log_demand_model(settings, tenant: str, frames: dict[str, pd.DataFrame]) -> str:
@@ -68,7 +36,7 @@ def _log_demand_model(settings, tenant: str, frames: dict[str, pd.DataFrame]) ->
 def shop(client, settings):
     tenant = f"shop-{uuid.uuid4().hex[:8]}"
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    frames = _write_products(features_dir(settings.data_dir, tenant).parent, today)
+    frames = write_products(features_dir(settings.data_dir, tenant).parent, today)
     return {"tenant": tenant, "headers": auth(make_token(tenant)), "frames": frames}
 
 
