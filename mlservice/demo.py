@@ -11,6 +11,7 @@ production; then demo traffic with one shifted feature, and labels, go through t
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC
 
@@ -67,9 +68,14 @@ def _wait(api: httpx.Client, path: str, what: str, timeout_s: float) -> dict:
 
 
 def seed_features(api: httpx.Client, timeout_s: float) -> None:
-    """Register the feature definitions and materialize them (a Dagster run, through the API)."""
-    applied = api.post("/api/v1/features/apply").raise_for_status().json()
-    print(f"feature store of {DEMO_TENANT}: project {applied['project']}, views {', '.join(applied['feature_views'])}")
+    """Apply the demo's feature definitions (the churn document, as any tenant would PUT its own)
+    and materialize them (a Dagster run, through the API)."""
+    from resources.feature_definitions import CHURN_DOCUMENT
+
+    document = json.loads(CHURN_DOCUMENT.read_text())
+    applied = api.put("/api/v1/features/definitions", json=document).raise_for_status().json()
+    views = ", ".join(v["name"] for v in document["feature_views"])
+    print(f"feature store of {DEMO_TENANT}: project {applied['project']}, revision {applied['revision']}, views {views}")
     job = api.post("/api/v1/features/materialize", json={"incremental": False},
                    headers={"Idempotency-Key": "demo-seed-features"}).raise_for_status().json()
     print(f"materializing the demo features: job {job['job_id']} (see it in the Dagster UI)")

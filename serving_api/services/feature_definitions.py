@@ -47,6 +47,8 @@ class FeatureDefinitionService:
         objects = feast_objects(document, lambda source: self.policy.resolve(tenant_id, source.path).uri,
                                 s3_endpoint_url=self.policy.s3_endpoint_url)
         applied = self.store.apply_objects(tenant_id, objects, delete=planned["removed"])
+        if current is not None and not (planned["added"] or planned["changed"] or planned["removed"]):
+            return {**result, "project": applied["project"]}  # the same document again: no new revision
         try:
             stored = self.revisions.add(tenant_id, document, planned, applied_by, after=current.revision if current else None)
         except RevisionConflict:

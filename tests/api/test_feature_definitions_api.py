@@ -87,6 +87,8 @@ def test_applied_definitions_serve_lookups_and_predictions_by_two_join_keys(clie
     applied = _put(client, shop, DOCUMENT)
     assert applied.status_code == 200, applied.text
     assert applied.json()["revision"] == 1 and applied.json()["dry_run"] is False
+    again = _put(client, shop, DOCUMENT)  # the same document again: applied, no new revision
+    assert again.status_code == 200 and again.json()["revision"] == 1 and again.json()["plan"]["added"] == []
     current = client.get("/api/v1/features/definitions", headers=shop["headers"]).json()
     assert current["revision"] == 1 and current["revisions"] == [1]
     assert current["document"]["feature_views"][0]["name"] == "sales" and current["applied_by"]

@@ -107,3 +107,26 @@ def test_a_tenant_without_feature_data_fails_the_run_and_the_job(env):
     assert not result.success
     error = JobStore(env["state"]).get("empty-tenant", record.job_id).error
     assert error and "no feature data" in error
+
+
+def test_a_tenants_own_views_materialize_through_the_same_asset(env, tmp_path):
+    """Views a tenant defined itself (two join keys, another timestamp column): the same job
+    loads them, and lookups by both keys answer the newest values."""
+    from resources.feature_definitions import FeatureDocument, feast_objects
+    from tests.utils.products import DOCUMENT, write_products
+
+    tenant = "dagster-shop"
+    area = env["feature_store"].source_dir(tenant).parent
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    frames = write_products(area, today)
+    env["feature_store"].apply_objects(tenant, feast_objects(FeatureDocument.model_validate(DOCUMENT),
+                                                             lambda source: str(area / source.path)))
+    record, _ = JobStore(env["state"]).create(tenant, kind="materialization", request={}, submitted_by="tester")
+    config = MaterializationConfig(context=JobContext(tenant_id=tenant, job_id=record.job_id), incremental=False)
+    result = dg.materialize(FEATURE_ASSETS, resources=env, run_config=materialization_run_config(config))
+    assert result.success
+    job = JobStore(env["state"]).get(tenant, record.job_id)
+    assert set(job.result) == {"sales", "prices"} and job.result["sales"]["entities"] == 60  # 3 stores x 20 skus
+    [row] = env["feature_store"].online_features(tenant, ["sales:units_7d", "prices:price"], [{"store_id": "s1", "sku": 4}])
+    newest = frames["sales"][(frames["sales"]["store_id"] == "s1") & (frames["sales"]["sku"] == 4)].sort_values("observed_at").iloc[-1]
+    assert row["status"] == "ok" and row["units_7d"] == newest["units_7d"]
