@@ -72,7 +72,7 @@ def test_every_curl_command_of_the_readme_runs_as_printed(up, http):
             if last_job:
                 command = JOB_ID.sub(last_job, command)
             done = subprocess.run(["bash", "-c", command], env={**up.env, "TOKEN": up.token()}, capture_output=True,
-                                  text=True, timeout=120, check=False)
+                                  text=True, timeout=120, check=False, cwd=REPO_ROOT)  # as the README: from the repository root
             assert done.returncode == 0, (command, done.stderr)
             answer = json.loads(done.stdout)
             assert not isinstance(answer.get("error"), dict), (command, answer)  # no envelope (a job's "error" is null)
