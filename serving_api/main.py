@@ -46,10 +46,10 @@ log = logging.getLogger("mlservice.api")
 
 # MLflow's HTTP client retries for minutes by default; an API must fail over to a 503 promptly:
 # one retry (a pooled connection the server closed), 5 s a read. On a server that does not answer,
-# the first call fails within ~11 s and the breaker (resources/breaker.py) fails the next at once.
+# the first call fails within ~11 s (5 + 1 + 5) and the breaker (resources/breaker.py) fails the next at once.
 _MLFLOW_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0.5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
     "MLFLOW_DISABLE_TELEMETRY": "true",
 }

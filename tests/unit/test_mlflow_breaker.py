@@ -102,3 +102,15 @@ def test_an_answering_server_closes_the_breaker(state, tmp_path):
     with pytest.raises(ModelNotFound):
         registry.get_model("tenant-a", "8f2b6a8e-0c1d-4e5f-9a0b-1c2d3e4f5a6b")
     assert not breaker.is_open
+
+
+def test_the_apis_mlflow_client_settings_are_what_mlflow_reads(monkeypatch):
+    """Each default the API sets parses as MLflow's own variable of that name (an int it cannot
+    read fails every registry call with a 500)."""
+    import mlflow.environment_variables as variables
+
+    from serving_api.main import _MLFLOW_CLIENT_DEFAULTS
+
+    for name, value in _MLFLOW_CLIENT_DEFAULTS.items():
+        monkeypatch.setenv(name, value)
+        assert str(getattr(variables, name).get()).lower() == value.lower(), name
