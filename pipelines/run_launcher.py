@@ -20,6 +20,8 @@ import json
 
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
+from resources.dagster_runs import WORKER_LOST
+
 STARTED_MESSAGE = "Started process for run (pid: "
 LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}
 CLOCK_SLACK_S = 1.0  # the event's timestamp against the process's start time (rounded to clock ticks)
@@ -40,12 +42,8 @@ class LocalRunLauncher(DefaultRunLauncher):
         verdict = worker_gone(pid, logged_at)
         if verdict is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, run_worker_id=str(pid))
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED,
-            f"the run worker (pid {pid}) {verdict}: it was killed or crashed (out of memory, a signal, a restart "
-            "of the Dagster daemon or of the platform) before the run ended",
-            run_worker_id=str(pid),
-        )
+        return CheckRunHealthResult(WorkerStatus.FAILED, f"the run worker (pid {pid}) {verdict}: {WORKER_LOST}",
+                                    run_worker_id=str(pid))
 
     def _worker_started(self, run_id: str) -> tuple[int, float] | None:
         """(pid, unix time of the event) of the run's latest "Started process for run" event."""

@@ -61,7 +61,8 @@ query Failure($runId: ID!) {
     __typename
     ... on EventConnection { events { __typename
       ... on ExecutionStepFailureEvent { stepKey error { message } failureMetadata { metadataEntries { label } } }
-      ... on RunFailureEvent { message } } }
+      ... on RunFailureEvent { message }
+      ... on EngineEvent { message } } }
   }
 }"""
 
@@ -72,6 +73,12 @@ mutation Terminate($runId: String!) {
 
 
 MAX_RUNTIME_FAILURE = "Exceeded maximum runtime of "  # what Dagster's run monitoring writes (dagster/max_runtime)
+# what the code server writes when a run's process died under it (dagster._grpc.server, get_run_crash_explanation)
+WORKER_CRASH = "Run execution process for "
+# what run monitoring writes when the platform's health check found the worker gone (pipelines/run_launcher.py)
+WORKER_HEALTH_FAILURE = "Detected run worker status FAILED: '"
+WORKER_LOST = ("it was killed or crashed (out of memory, a signal, a restart of the Dagster daemon or of the platform) "
+               "before the run ended; the job may be submitted again")
 
 
 class LaunchFailed(DomainError):
@@ -148,21 +155,9 @@ class DagsterRuns:
         return result["results"][0]["runId"]
 
     def failure_message(self, run_id: str) -> str | None:
-        """The first step failure's message (what the asset raised), else the run failure's."""
+        """Why the run failed, in a line (``failure_reason`` of its events)."""
         logs = self._query(_FAILURE, {"runId": run_id})["logsForRun"]
-        events = logs.get("events") or []
-        for event in events:  # stopped by run monitoring: that is the reason, not the interrupted step
-            message = event.get("message") or ""
-            if event["__typename"] == "RunFailureEvent" and message.startswith(MAX_RUNTIME_FAILURE):
-                seconds = message[len(MAX_RUNTIME_FAILURE):].split()[0]
-                return f"the run exceeded its maximum runtime of {seconds} seconds (MLSERVICE_MAX_RUN_MINUTES) and was stopped"
-        for event in events:
-            if event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
-                return _first_line(event["error"]["message"])
-        for event in events:
-            if event["__typename"] == "RunFailureEvent" and event.get("message"):
-                return _first_line(event["message"])
-        return None
+        return failure_reason(logs.get("events") or [])
 
     def terminate(self, run_id: str) -> bool:
         result = self._query(_TERMINATE, {"runId": run_id})["terminateRun"]
@@ -171,6 +166,32 @@ class DagsterRuns:
     def run_url(self, base_url: str, run_id: str) -> str:
         return f"{base_url.rstrip('/')}/runs/{run_id}"
 
+
+
+def failure_reason(events: list[dict[str, Any]]) -> str | None:
+    """Why a run failed, from its events as GraphQL gives them (``__typename``, ``message``,
+    a step failure's ``error``): stopped at its maximum runtime; else the first step failure's
+    message (what the asset raised); else its worker's death as the code server or run
+    monitoring reported it; else the run failure's message."""
+    for event in events:  # stopped by run monitoring: that is the reason, not the interrupted step
+        message = event.get("message") or ""
+        if event["__typename"] == "RunFailureEvent" and message.startswith(MAX_RUNTIME_FAILURE):
+            seconds = message[len(MAX_RUNTIME_FAILURE):].split()[0]
+            return f"the run exceeded its maximum runtime of {seconds} seconds (MLSERVICE_MAX_RUN_MINUTES) and was stopped"
+    for event in events:
+        if event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
+            return _first_line(event["error"]["message"])
+    for event in events:  # the run's worker died: the code server or run monitoring says how
+        message = event.get("message") or ""
+        if event["__typename"] == "EngineEvent" and message.startswith(WORKER_CRASH):
+            how = message[len(WORKER_CRASH):].split(" ", 1)[1].split(" This usually", 1)[0].rstrip(".")
+            return f"the run worker {how}: {WORKER_LOST}"
+        if event["__typename"] == "RunFailureEvent" and message.startswith(WORKER_HEALTH_FAILURE):
+            return message[len(WORKER_HEALTH_FAILURE):].rsplit("'", 1)[0]
+    for event in events:
+        if event["__typename"] == "RunFailureEvent" and event.get("message"):
+            return _first_line(event["message"])
+    return None
 
 def _first_line(message: str) -> str:
     """Dagster prefixes errors with the exception type; keep the readable part, no traceback."""

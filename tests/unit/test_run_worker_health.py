@@ -14,6 +14,7 @@ import pytest
 
 from config.settings import Settings
 from mlservice import dagster_instance
+from resources.dagster_runs import failure_reason
 
 
 @pytest.fixture
@@ -67,6 +68,27 @@ def test_a_run_whose_worker_was_killed_fails_with_the_reason_and_a_live_one_runs
         worker.kill()
     messages = " ".join(e.message or "" for e in instance.all_logs(record.dagster_run.run_id))
     assert f"the run worker (pid {worker.pid}) no longer exists" in messages
+    # and the API's job says so, in a line
+    reason = failure_reason(_as_graphql(instance.all_logs(record.dagster_run.run_id)))
+    assert reason.startswith(f"the run worker (pid {worker.pid}) no longer exists: it was killed or crashed"), reason
+
+
+def _as_graphql(records) -> list[dict]:
+    """Event log records as the webserver's GraphQL names them (what DagsterRuns reads)."""
+    names = {"PIPELINE_FAILURE": "RunFailureEvent", "ENGINE_EVENT": "EngineEvent", "STEP_FAILURE": "ExecutionStepFailureEvent"}
+    return [{"__typename": names.get(r.dagster_event.event_type_value, "Other"), "message": r.dagster_event.message}
+            for r in records if r.dagster_event is not None]
+
+
+def test_a_worker_killed_under_its_code_server_reads_as_such():
+    """The code server's own report when a run's process dies under it (dagster._grpc.server)."""
+    from dagster._utils import get_run_crash_explanation
+
+    events = [{"__typename": "EngineEvent", "message": get_run_crash_explanation("Run execution process for abc123", -9)},
+              {"__typename": "RunFailureEvent", "message": "This run has been marked as failed from outside the execution context."}]
+    assert failure_reason(events) == ("the run worker was terminated by signal 9 (SIGKILL): it was killed or crashed "
+                                      "(out of memory, a signal, a restart of the Dagster daemon or of the platform) "
+                                      "before the run ended; the job may be submitted again")
 
 
 def test_a_zombie_or_a_newer_process_under_the_pid_is_not_the_worker():
