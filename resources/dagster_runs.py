@@ -183,6 +183,8 @@ def failure_reason(events: list[dict[str, Any]]) -> str | None:
             return _first_line(event["error"]["message"])
     for event in events:  # the run's worker died: the code server or run monitoring says how
         message = event.get("message") or ""
+        if message.startswith("[") and "] " in message:  # "[DagsterApiServer] Run execution process for ..."
+            message = message.split("] ", 1)[1]
         if event["__typename"] == "EngineEvent" and message.startswith(WORKER_CRASH):
             how = message[len(WORKER_CRASH):].split(" ", 1)[1].split(" This usually", 1)[0].rstrip(".")
             return f"the run worker {how}: {WORKER_LOST}"

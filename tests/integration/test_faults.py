@@ -34,6 +34,7 @@ from tests.utils.platform import (
     follow_job,
     integration_marks,
     parts,
+    run_events,
     run_worker_pid,
     running_ray_tasks,
     signal_part,
@@ -48,10 +49,10 @@ pytestmark = integration_marks(timeout_s=900)
 QUICK_FIT = {"model_name": "after_a_fault", "estimator": "random_forest",
              "data_config": {"train_path": "bc/train.parquet", "target_column": "target"},
              "hyperparameters": {"n_estimators": 10, "max_depth": 4, "random_state": 0}}
-# single-row mini-batches: tens of seconds of partial_fit calls on Ray, long enough to be killed in
+# single-row mini-batches: ~40 s of partial_fit calls on Ray (1.3 s an epoch on 2 cores), long enough to be killed in
 SLOW_FIT = {"model_name": "killed_mid_fit", "estimator": "mlp",
             "data_config": {"train_path": "bc/train.parquet", "target_column": "target", "batch_size": 1},
-            "training_config": {"epochs": 300}, "hyperparameters": {"hidden_layer_sizes": [32], "random_state": 0}}
+            "training_config": {"epochs": 30}, "hyperparameters": {"hidden_layer_sizes": [32], "random_state": 0}}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +103,8 @@ def test_a_run_worker_killed_mid_fit_fails_the_job_registers_nothing_and_a_retry
 
     failed = follow_job(api, path, timeout_s=120)
     assert failed["status"] == "failed", failed
-    assert "run worker" in failed["error"] and "killed or crashed" in failed["error"], failed["error"]
+    why = failed["error"]
+    assert "run worker" in why and "killed or crashed" in why, (why, run_events(up, job["dagster_run_id"])[-5:])
     assert time.monotonic() - killed_at < 60  # run monitoring looks every 10 s
     # nothing registered, and the fit the dead worker drove is gone from the cluster
     listed = api.get("/api/v1/models", params={"name_prefix": SLOW_FIT["model_name"]}).json()["data"]
@@ -154,23 +156,16 @@ def test_the_ray_head_killed_is_503_for_jobs_while_models_serve_and_jobs_run_aft
     api_pids = sorted(parts(up)["api"])
     restarts = up.log().count("restarted ray (")
     jobs_before = len(api.get("/api/v1/jobs", params={"limit": 100}).json()["data"])
+    assert up.ray_healthy()
     signal_part(up, "ray", signal.SIGKILL)
-
-    def dashboard_down() -> bool:
-        try:
-            up.ray_dashboard("/api/gcs_healthz")
-        except (httpx.HTTPError, ValueError):
-            return True
-        return False
-
-    wait_for("the Ray dashboard to go", dashboard_down, timeout_s=10, every_s=0.1)
+    wait_for("the Ray head to go", lambda: not up.ray_healthy(), timeout_s=10, every_s=0.1)
     refused = api.post("/api/v1/training", json=QUICK_FIT)
     assert (refused.status_code, _error(refused)) == (503, "RAY_UNAVAILABLE"), refused.text
     assert len(api.get("/api/v1/jobs", params={"limit": 100}).json()["data"]) == jobs_before  # nothing stored
     assert [client.post("/api/v1/predictions", json=body).status_code for _ in range(5)] == [200] * 5
 
     wait_restarted(up, "ray", times=restarts + 1)
-    wait_for("Ray to come back", lambda: not dashboard_down(), timeout_s=120, every_s=1)
+    wait_for("Ray to come back", up.ray_healthy, timeout_s=120, every_s=1)
     accepted = wait_for("a job accepted again",
                       lambda: (r := api.post("/api/v1/training", json=QUICK_FIT)).status_code == 202 and r, timeout_s=60)
     done = follow_job(api, f"/api/v1/training/{accepted.json()['job_id']}", timeout_s=400)

@@ -84,7 +84,8 @@ def test_a_worker_killed_under_its_code_server_reads_as_such():
     """The code server's own report when a run's process dies under it (dagster._grpc.server)."""
     from dagster._utils import get_run_crash_explanation
 
-    events = [{"__typename": "EngineEvent", "message": get_run_crash_explanation("Run execution process for abc123", -9)},
+    crash = get_run_crash_explanation("Run execution process for abc123", -9)
+    events = [{"__typename": "EngineEvent", "message": f"[DagsterApiServer] {crash}"},  # as the server logs it
               {"__typename": "RunFailureEvent", "message": "This run has been marked as failed from outside the execution context."}]
     assert failure_reason(events) == ("the run worker was terminated by signal 9 (SIGKILL): it was killed or crashed "
                                       "(out of memory, a signal, a restart of the Dagster daemon or of the platform) "

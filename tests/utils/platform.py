@@ -90,12 +90,23 @@ class Platform:
     def token(self) -> str:
         return re.search(r"export TOKEN=(\S+)", self.log()).group(1)
 
-    def ray_dashboard(self, path: str) -> dict:
-        """GET a path of the Ray dashboard's REST API (with the cluster's token where it has one), as JSON."""
+    def ray_get(self, path: str, timeout_s: float = 10) -> httpx.Response:
+        """GET a path of the Ray dashboard's REST API (with the cluster's token where it has one)."""
         token = self.data_dir / "secrets" / "ray_auth_token"
         headers = {"Authorization": f"Bearer {token.read_text().strip()}"} if token.exists() else {}
-        with httpx.Client(trust_env=False, timeout=10) as client:
-            return client.get(f"http://127.0.0.1:{self.ports['RAY_DASHBOARD']}{path}", headers=headers).json()
+        with httpx.Client(trust_env=False, timeout=timeout_s) as client:
+            return client.get(f"http://127.0.0.1:{self.ports['RAY_DASHBOARD']}{path}", headers=headers)
+
+    def ray_dashboard(self, path: str) -> dict:
+        """``ray_get`` as JSON."""
+        return self.ray_get(path).json()
+
+    def ray_healthy(self) -> bool:
+        """Whether the Ray head answers its health check (the dashboard's ``gcs_healthz``)."""
+        try:
+            return self.ray_get("/api/gcs_healthz", timeout_s=3).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 def start(data_dir: Path, log_path: Path, args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None) -> Platform:
@@ -297,14 +308,19 @@ def wait_restarted(platform: Platform, part: str, times: int = 1, timeout_s: flo
         time.sleep(0.5)
 
 
-def run_worker_pid(platform: Platform, run_id: str) -> int:
-    """The pid of a run's worker process, as the worker reported it in the run's event log."""
-    query = """query($runId: ID!) { logsForRun(runId: $runId) { __typename
+def run_events(platform: Platform, run_id: str) -> list[tuple[str, str]]:
+    """(GraphQL type, message) of each event of a Dagster run, in order."""
+    query = """query($runId: ID!) { logsForRun(runId: $runId, limit: 1000) { __typename
         ... on EventConnection { events { __typename ... on MessageEvent { message } } } } }"""
     with httpx.Client(trust_env=False, timeout=30) as client:
         body = client.post(f"http://127.0.0.1:{platform.ports['DAGSTER']}/graphql",
                            json={"query": query, "variables": {"runId": run_id}}).json()
-    messages = [e.get("message") or "" for e in body["data"]["logsForRun"].get("events", [])]
+    return [(e["__typename"], e.get("message") or "") for e in body["data"]["logsForRun"].get("events", [])]
+
+
+def run_worker_pid(platform: Platform, run_id: str) -> int:
+    """The pid of a run's worker process, as the worker reported it in the run's event log."""
+    messages = [message for _, message in run_events(platform, run_id)]
     found = [int(m.split("(pid: ", 1)[1].split(")")[0]) for m in messages if m.startswith("Started process for run (pid: ")]
     assert found, messages
     return found[-1]
