@@ -25,6 +25,8 @@ from resources.feature_definitions import FeatureDocument, SourceDef, feast_obje
 from resources.feature_store import FeatureStoreResource
 from resources.registry import ModelRegistry
 
+LEASE_S = 600.0  # longer than any apply (Feast writes the registry and creates or drops online tables)
+
 
 @dataclass
 class FeatureDefinitionService:
@@ -34,6 +36,21 @@ class FeatureDefinitionService:
     registry: ModelRegistry
 
     def put(self, tenant_id: str, document: FeatureDocument, *, applied_by: str, dry_run: bool) -> dict[str, Any]:
+        """Check, plan and (unless ``dry_run``) apply and store, holding the tenant's definitions
+        lease (a row of the state database: API processes take turns), so the registry and the
+        newest revision never disagree; a change while another is applied is 409."""
+        import uuid
+
+        key, owner = f"feature-definitions:{tenant_id}", uuid.uuid4().hex
+        if not self.revisions.state.try_lock(key, owner, lease_s=LEASE_S):
+            raise FeatureDefinitionsConflict("another change to this tenant's feature definitions is being applied; "
+                                             "retry when it is done", {"tenant_id": tenant_id})
+        try:
+            return self._put(tenant_id, document, applied_by=applied_by, dry_run=dry_run)
+        finally:
+            self.revisions.state.unlock(key, owner)
+
+    def _put(self, tenant_id: str, document: FeatureDocument, *, applied_by: str, dry_run: bool) -> dict[str, Any]:
         found = problems(document, lambda source: self._columns(tenant_id, source))
         if found:
             raise InvalidRequest(f"the feature definitions have {len(found)} problem(s)", {"problems": found})

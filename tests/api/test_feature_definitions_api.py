@@ -155,3 +155,17 @@ def test_removing_what_a_production_model_reads_is_409_naming_it_and_revisions_a
     error_envelope(missing, 404, "FEATURE_DEFINITIONS_NOT_FOUND")
     services = {s["name"] for s in client.get("/api/v1/features/views", headers=shop["headers"]).json()["feature_services"]}
     assert services == {"demand_v1", "sales_only"}
+
+
+def test_a_change_while_another_is_applied_is_409(client, shop):
+    """Two changes of one tenant never interleave (the registry and the newest revision agree):
+    a change is refused at once while another holds the tenant's lease."""
+    state = client.app.state.state_store
+    key = f"feature-definitions:{shop['tenant']}"
+    assert state.try_lock(key, "another-process", lease_s=60)
+    try:
+        refused = _put(client, shop, DOCUMENT)
+        error_envelope(refused, 409, "FEATURE_DEFINITIONS_CONFLICT")
+    finally:
+        state.unlock(key, "another-process")
+    assert _put(client, shop, DOCUMENT, dry_run="true").status_code == 200
