@@ -77,6 +77,7 @@ MAX_RUNTIME_FAILURE = "Exceeded maximum runtime of "  # what Dagster's run monit
 WORKER_CRASH = "Run execution process for "
 # what run monitoring writes when the platform's health check found the worker gone (pipelines/run_launcher.py)
 WORKER_HEALTH_FAILURE = "Detected run worker status FAILED: '"
+INTERRUPTED = "dagster._core.errors.DagsterExecutionInterruptedError"  # a step's error when its worker got SIGTERM/SIGINT
 WORKER_LOST = ("it was killed or crashed (out of memory, a signal, a restart of the Dagster daemon or of the platform) "
                "before the run ended; the job may be submitted again")
 
@@ -180,7 +181,10 @@ def failure_reason(events: list[dict[str, Any]]) -> str | None:
             return f"the run exceeded its maximum runtime of {seconds} seconds (MLSERVICE_MAX_RUN_MINUTES) and was stopped"
     for event in events:
         if event["__typename"] == "ExecutionStepFailureEvent" and event.get("error"):
-            return _first_line(event["error"]["message"])
+            line = _first_line(event["error"]["message"])
+            if line.startswith(INTERRUPTED):  # the worker was stopped by a signal (a restart of what ran it)
+                return f"the run worker was interrupted (stopped by a signal): {WORKER_LOST}"
+            return line
     for event in events:  # the run's worker died: the code server or run monitoring says how
         message = event.get("message") or ""
         if message.startswith("[") and "] " in message:  # "[DagsterApiServer] Run execution process for ..."

@@ -120,3 +120,14 @@ def test_a_run_whose_worker_has_not_reported_is_not_judged(instance):
     run = create_run_for_test(instance, job_name="training", status=DagsterRunStatus.STARTING)
     instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_START.value, job_name="training"), run_id=run.run_id)
     assert monitor(instance, instance.get_run_record_by_id(run.run_id)) == "STARTED"
+
+
+def test_a_worker_stopped_by_a_signal_reads_as_such():
+    """A run worker that got SIGTERM (its daemon or the platform stopped) fails its step with
+    Dagster's interruption error: the job says what happened, not the exception's name."""
+    events = [{"__typename": "ExecutionStepFailureEvent",
+               "error": {"message": "dagster._core.errors.DagsterExecutionInterruptedError\n\nStack Trace: ..."}},
+              {"__typename": "RunFailureEvent", "message": "Execution of run for \"training\" failed."}]
+    assert failure_reason(events).startswith("the run worker was interrupted (stopped by a signal): it was killed or crashed")
+    step = [{"__typename": "ExecutionStepFailureEvent", "error": {"message": "Failure: target column 'y' not found"}}]
+    assert failure_reason(step) == "target column 'y' not found"  # what an asset raised stays as it was
