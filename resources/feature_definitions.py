@@ -20,7 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from resources.schema_rules import refuse_bool_numbers
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 FieldType = Literal["int32", "int64", "float32", "float64", "string", "bool", "bytes", "unix_timestamp"]
@@ -32,6 +34,11 @@ DEFAULT_TTL_S = 90 * 24 * 3600
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        return refuse_bool_numbers(cls, data)
 
 
 class JoinKey(_Strict):

@@ -73,3 +73,16 @@ def test_an_ensemble_quorum_beyond_its_members_is_refused_with_the_schema(client
     reply = client.post("/api/v1/ensembles", json=body, headers=headers)
     assert reply.status_code == 400 and reply.json()["error"]["message"] == "request does not match the schema"
     assert "exceeds the number of models (2)" in str(reply.json()["error"]["details"])  # before any member is looked up
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    # found by schemathesis against the running platform: false was stored as a cooldown of 0 hours
+    ("/api/v1/monitoring/8cd10b05-9cd2-4149-94c0-0f38ce48ccea/policy",
+     {"consecutive_reports": 2, "cooldown_hours": False, "promote": "none", "retrain_on_drift": False}),
+    ("/api/v1/features/definitions", {"entities": [], "sources": [], "feature_services": [], "feature_views": [
+        {"name": "v", "entities": ["e"], "source": "s", "fields": [{"name": "f", "type": "int64"}], "ttl_seconds": True}]}),
+])
+def test_true_or_false_for_a_number_is_400(client, headers, path, body):
+    reply = client.put(path, json=body, headers=headers)
+    assert reply.status_code == 400, reply.text
+    assert "must be a number, not" in str(reply.json()["error"]["details"])
