@@ -31,6 +31,7 @@ from tests.utils.platform import (
     integration_marks,
     parts,
     run_worker_pid,
+    running_ray_tasks,
     ss_listening,
     start,
     wait_deployment,
@@ -218,9 +219,23 @@ def test_dev_jwt_secret_generated(up):
     assert secret.stat().st_mode & 0o077 == 0  # owner-only
 
 
-def test_nothing_listens_beyond_loopback(up):
-    """After the demo seed (Ray tasks ran, so Ray workers listen too): every socket any process of
-    the platform listens on is loopback, as /proc and ss both see it; no Ray client server runs."""
+def test_nothing_listens_beyond_loopback(up, http):
+    """While a fit runs on Ray (so a Ray worker listens too: a job's workers end with its driver):
+    every socket any process of the platform listens on is loopback, as /proc and ss both see it;
+    no Ray client server runs."""
+    headers = bearer(up.token())
+    slow = http.post(f"{up.api}/api/v1/training", headers=headers, json={
+        "model_name": "listening_check", "estimator": "mlp", "training_config": {"epochs": 5000},
+        "data_config": {"train_path": "s3://data/train.parquet", "target_column": "churned", "batch_size": 1}})
+    assert slow.status_code == 202, slow.text
+    try:
+        wait_for("a fit running on Ray", lambda: running_ray_tasks(up, "_sklearn_task"), timeout_s=180, every_s=1)
+        _only_loopback(up)
+    finally:
+        http.post(f"{up.api}/api/v1/training/{slow.json()['job_id']}/cancel", headers=headers)
+
+
+def _only_loopback(up) -> None:
     from mlservice import exposure
 
     found = parts(up)
