@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from resources.errors import InvalidRequest
 from resources.feature_definitions import FeatureDocument
 from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
 from resources.feature_store import utc
@@ -85,6 +86,9 @@ def materialize(
     # 404 without a store or for an unknown view, 400 for a bad window: before a job is stored
     views, start, _ = store.check_materialization(principal.tenant_id, body.feature_views, body.incremental,
                                                   body.start_date, body.end_date)
+    if not views:  # definitions without a view: nothing to load, no run
+        raise InvalidRequest("this tenant's feature definitions have no feature view to materialize",
+                             {"tenant_id": principal.tenant_id})
     end = utc(body.end_date, None)  # unset: the run's own "now"
     record = service.submit(
         principal, kind=KIND, job_name=FEATURE_MATERIALIZATION_JOB, model_name=None,

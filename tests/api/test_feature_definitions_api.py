@@ -169,3 +169,14 @@ def test_a_change_while_another_is_applied_is_409(client, shop):
     finally:
         state.unlock(key, "another-process")
     assert _put(client, shop, DOCUMENT, dry_run="true").status_code == 200
+
+
+def test_definitions_without_a_view_have_nothing_to_materialize(client):
+    """An empty document is a valid one (a tenant clears its definitions); materializing it is a
+    400 before any run (found by the schemathesis run: it launched a run of nothing)."""
+    headers = auth(make_token(f"empty-{uuid.uuid4().hex[:8]}"))
+    applied = client.put("/api/v1/features/definitions", json={}, headers=headers)
+    assert applied.status_code == 200 and applied.json()["revision"] == 1, applied.text
+    assert client.get("/api/v1/features/views", headers=headers).json() == {"feature_views": [], "feature_services": []}
+    refused = client.post("/api/v1/features/materialize", json={}, headers=headers)
+    assert error_envelope(refused, 400, "INVALID_REQUEST")["message"].startswith("this tenant's feature definitions have no")
