@@ -10,7 +10,7 @@ import dagster as dg
 JOBS = {
     "training": {"training_set", "trained_model"},
     "tuning": {"training_set", "tuned_model"},
-    "feature_materialization": {"customer_features", "order_features"},
+    "feature_materialization": {"online_features"},
     "retention": {"apply_retention_op"},
     "drift_reports": {"drift_report"},
 }
@@ -45,8 +45,8 @@ def test_every_schedule_sensor_and_asset_resolves(definitions):
     for sensor in definitions.sensors or []:
         assert definitions.resolve_sensor_def(sensor.name).name == sensor.name
     keys = definitions.resolve_all_asset_keys()
-    assert {key.to_user_string() for key in keys} >= {"training_set", "trained_model", "tuned_model", "customer_features",
-                                                      "order_features", "predictions", "drift_report"}
+    assert {key.to_user_string() for key in keys} >= {"training_set", "trained_model", "tuned_model", "online_features",
+                                                      "feature_sources", "predictions", "drift_report"}
     for key in keys:
         assert key in definitions.resolve_assets_def(key).keys
 
