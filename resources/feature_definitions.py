@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from resources.schema_rules import refuse_bool_numbers
+from resources.schema_rules import refuse_lax_scalars
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 FieldType = Literal["int32", "int64", "float32", "float64", "string", "bool", "bytes", "unix_timestamp"]
@@ -38,7 +38,7 @@ class _Strict(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _numbers_are_numbers(cls, data: Any) -> Any:
-        return refuse_bool_numbers(cls, data)
+        return refuse_lax_scalars(cls, data)
 
 
 class JoinKey(_Strict):

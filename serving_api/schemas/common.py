@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from resources.schema_rules import refuse_bool_numbers
+from resources.schema_rules import refuse_lax_scalars
 
 
 class StrictModel(BaseModel):
@@ -18,7 +18,7 @@ class StrictModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _numbers_are_numbers(cls, data: Any) -> Any:
-        return refuse_bool_numbers(cls, data)
+        return refuse_lax_scalars(cls, data)
 
 
 class ErrorInfo(BaseModel):

@@ -86,3 +86,13 @@ def test_true_or_false_for_a_number_is_400(client, headers, path, body):
     reply = client.put(path, json=body, headers=headers)
     assert reply.status_code == 400, reply.text
     assert "must be a number, not" in str(reply.json()["error"]["details"])
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("retrain_on_drift", 0, "must be true or false, not 0"),  # found by schemathesis on the running platform
+    ("cooldown_hours", "24", "must be a number, not '24'"),
+])
+def test_a_number_for_a_bool_or_text_for_a_number_is_400(client, headers, field, value, expected):
+    body = {"consecutive_reports": 2, "cooldown_hours": 24, "promote": "none", "retrain_on_drift": False, field: value}
+    reply = client.put("/api/v1/monitoring/8cd10b05-9cd2-4149-94c0-0f38ce48ccea/policy", json=body, headers=headers)
+    assert reply.status_code == 400 and expected in str(reply.json()["error"]["details"]), reply.text

@@ -6,7 +6,7 @@ the platform does about them:
   and the same request again succeeds;
 - MLflow hung (SIGSTOP: connections accepted, never answered) and then killed: registry calls
   answer 503 SERVICE_UNAVAILABLE within seconds (the first one timeout, the next at once with
-  Retry-After), the demo model keeps serving from the cache, and the API recovers by itself when
+  Retry-After), a production model keeps serving from the cache, and the API recovers by itself when
   MLflow answers again (SIGCONT; after the kill, the launcher restarts it);
 - the Ray head killed: new jobs answer 503 RAY_UNAVAILABLE with nothing stored, the loaded model
   keeps answering, the launcher restarts Ray and jobs run again, the API process unchanged;
@@ -27,10 +27,8 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import DEMO_MODEL
 from tests.utils.datasets import breast_cancer
 from tests.utils.platform import (
-    bearer,
     follow_job,
     integration_marks,
     parts,
@@ -69,18 +67,22 @@ def api(platform):
         yield client
 
 
-@pytest.fixture
-def demo(up):
-    """A client of the demo tenant and a prediction of its production model (loaded once here)."""
-    client = httpx.Client(base_url=up.api, headers=bearer(up.token()), trust_env=False, timeout=30)
-    [model] = [m for m in client.get("/api/v1/models", params={"name_prefix": DEMO_MODEL}).json()["data"] if m["name"] == DEMO_MODEL]
-    body = {"model_id": model["model_id"],
-            "features": {"total_orders": 3, "days_since_last_order": 9, "avg_order_value": 20.0, "support_tickets": 0}}
-    assert client.post("/api/v1/predictions", json=body).status_code == 200
-    try:
-        yield client, model, body
-    finally:
-        client.close()
+@pytest.fixture(scope="module")
+def served(api, up):
+    """A production model of this module's tenant, loaded by one prediction (its own model: the
+    demo model's prediction window feeds the drift test of test_platform_up.py, and this module's
+    predictions would shift it)."""
+    accepted = api.post("/api/v1/training", json={**QUICK_FIT, "model_name": "served_through_faults"})
+    assert accepted.status_code == 202, accepted.text
+    trained = follow_job(api, f"/api/v1/training/{accepted.json()['job_id']}")
+    assert trained["status"] == "succeeded", trained
+    model_id = trained["model_id"]
+    promoted = api.put(f"/api/v1/models/{model_id}/stage", json={"version": "1.0.0", "target_stage": "production", "via": "staging"})
+    assert promoted.status_code == 200, promoted.text
+    row = breast_cancer(snake_case=True).drop(columns=["target"]).iloc[0].to_dict()
+    body = {"model_id": model_id, "features": row}
+    assert api.post("/api/v1/predictions", json=body).status_code == 200
+    return {"id": model_id}, body
 
 
 def _error(response: httpx.Response) -> str:
@@ -117,8 +119,8 @@ def test_a_run_worker_killed_mid_fit_fails_the_job_registers_nothing_and_a_retry
     assert done["status"] == "succeeded" and done["model_version"] == "1.0.0", done
 
 
-def test_mlflow_hung_then_killed_is_503_within_seconds_while_the_cached_model_serves(up, demo):
-    client, model, body = demo
+def test_mlflow_hung_then_killed_is_503_within_seconds_while_the_cached_model_serves(up, api, served):
+    client, (model, body) = api, served
     signal_part(up, "mlflow", signal.SIGSTOP)
     try:
         began = time.monotonic()
@@ -127,7 +129,7 @@ def test_mlflow_hung_then_killed_is_503_within_seconds_while_the_cached_model_se
         assert (first.status_code, _error(first)) == (503, "SERVICE_UNAVAILABLE"), first.text
         assert first_took < 15, first_took  # one client timeout (5 s, one retry), not 3 x 30 s
         began = time.monotonic()
-        second = client.get(f"/api/v1/models/{model['model_id']}")
+        second = client.get(f"/api/v1/models/{model['id']}")
         assert (second.status_code, _error(second)) == (503, "SERVICE_UNAVAILABLE"), second.text
         assert time.monotonic() - began < 2 and int(second.headers["Retry-After"]) >= 1  # the breaker: at once
         # the production model keeps answering past its resolution's TTL (10 s), from the cache
@@ -151,8 +153,8 @@ def test_mlflow_hung_then_killed_is_503_within_seconds_while_the_cached_model_se
     assert client.post("/api/v1/predictions", json=body).status_code == 200
 
 
-def test_the_ray_head_killed_is_503_for_jobs_while_models_serve_and_jobs_run_after_its_restart(api, up, demo):
-    client, _, body = demo
+def test_the_ray_head_killed_is_503_for_jobs_while_models_serve_and_jobs_run_after_its_restart(api, up, served):
+    client, (_, body) = api, served
     api_pids = sorted(parts(up)["api"])
     restarts = up.log().count("restarted ray (")
     jobs_before = len(api.get("/api/v1/jobs", params={"limit": 100}).json()["data"])
