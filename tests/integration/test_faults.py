@@ -68,7 +68,7 @@ def api(platform):
 
 
 @pytest.fixture(scope="module")
-def served(api, up):
+def served(api):
     """A production model of this module's tenant, loaded by one prediction (its own model: the
     demo model's prediction window feeds the drift test of test_platform_up.py, and this module's
     predictions would shift it)."""
