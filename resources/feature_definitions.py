@@ -230,12 +230,6 @@ def churn_document() -> FeatureDocument:
     return FeatureDocument.model_validate_json(CHURN_DOCUMENT.read_text())
 
 
-def views_of_service(document: FeatureDocument, service: str) -> set[str]:
-    """The feature views a service of the document reads (empty when it has no such service)."""
-    found = next((s for s in document.feature_services if s.name == service), None)
-    return {view for view, _ in document.service_refs(found)} if found is not None else set()
-
-
 # -- Feast ------------------------------------------------------------------------------------------
 def feast_objects(document: FeatureDocument, path_of: Callable[[SourceDef], str],
                   s3_endpoint_url: str | None = None) -> list[Any]:

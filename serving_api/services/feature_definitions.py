@@ -9,6 +9,7 @@ document, like a missing file).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from resources.errors import (
     InvalidRequest,
 )
 from resources.feature_definition_store import FeatureDefinitionStore, Revision, RevisionConflict
-from resources.feature_definitions import FeatureDocument, SourceDef, feast_objects, plan, problems, views_of_service
+from resources.feature_definitions import FeatureDocument, SourceDef, feast_objects, plan, problems
 from resources.feature_store import FeatureStoreResource
 from resources.registry import ModelRegistry
 
@@ -39,8 +40,6 @@ class FeatureDefinitionService:
         """Check, plan and (unless ``dry_run``) apply and store, holding the tenant's definitions
         lease (a row of the state database: API processes take turns), so the registry and the
         newest revision never disagree; a change while another is applied is 409."""
-        import uuid
-
         key, owner = f"feature-definitions:{tenant_id}", uuid.uuid4().hex
         if not self.revisions.state.try_lock(key, owner, lease_s=LEASE_S):
             raise FeatureDefinitionsConflict("another change to this tenant's feature definitions is being applied; "
@@ -56,7 +55,7 @@ class FeatureDefinitionService:
             raise InvalidRequest(f"the feature definitions have {len(found)} problem(s)", {"problems": found})
         current = self.revisions.get(tenant_id)
         planned = plan(current.document if current else None, document)
-        self._check_in_use(tenant_id, document, planned)
+        self._check_in_use(tenant_id, current, document, planned)
         result: dict[str, Any] = {"dry_run": dry_run, "plan": planned,
                                   "revision": current.revision if current else None}
         if dry_run:
@@ -70,7 +69,7 @@ class FeatureDefinitionService:
             stored = self.revisions.add(tenant_id, document, planned, applied_by, after=current.revision if current else None)
         except RevisionConflict:
             raise FeatureDefinitionsConflict("another change to this tenant's feature definitions was applied meanwhile; "
-                                "read them again and retry", {"tenant_id": tenant_id}) from None
+                                             "read them again and retry", {"tenant_id": tenant_id}) from None
         return {**result, "revision": stored.revision, "project": applied["project"]}
 
     def get(self, tenant_id: str, revision: int | None) -> tuple[Revision, list[int]]:
@@ -97,23 +96,23 @@ class FeatureDefinitionService:
             return f"{source.path} holds no parquet file"
         return {f.name: str(f.type) for f in footers.schema}
 
-    def _check_in_use(self, tenant_id: str, document: FeatureDocument, planned: dict[str, list[str]]) -> None:
+    def _check_in_use(self, tenant_id: str, current: Revision | None, document: FeatureDocument,
+                      planned: dict[str, list[str]]) -> None:
         """409 when a production model's feature service, or a view it reads, would be removed or
         lose a feature the service selects."""
-        current = self.revisions.get(tenant_id)
         if current is None or not (planned["removed"] or planned["changed"]):
             return
+        services_after = {s.name for s in document.feature_services}
+        fields_after = {v.name: {f.name for f in v.fields} for v in document.feature_views}
         conflicts = []
         for model in self.registry.production_feature_services(tenant_id):
             service = model["feature_service"]
             before = {(v, f) for s in current.document.feature_services if s.name == service
                       for v, f in current.document.service_refs(s)}
-            after_service = next((s for s in document.feature_services if s.name == service), None)
-            after_views = {v.name: {f.name for f in v.fields} for v in document.feature_views}
-            lost = sorted(f"{v}:{f}" for v, f in before if f not in after_views.get(v, set()))
-            if after_service is None or lost:
-                views = sorted(views_of_service(current.document, service))
-                conflicts.append({**model, "views": views, "lost": lost if after_service is not None else [f"feature_service:{service}"]})
+            lost = sorted(f"{v}:{f}" for v, f in before if f not in fields_after.get(v, set()))
+            if service not in services_after or lost:
+                conflicts.append({**model, "views": sorted({v for v, _ in before}),
+                                  "lost": lost if service in services_after else [f"feature_service:{service}"]})
         if conflicts:
             names = ", ".join(f"{c['name']} {c['version']} (feature service {c['feature_service']})" for c in conflicts)
             raise FeatureDefinitionInUse(f"production model(s) read what this change removes: {names}", {"models": conflicts})
