@@ -254,10 +254,10 @@ def feast_objects(document: FeatureDocument, path_of: Callable[[SourceDef], str]
             created_timestamp_column=source.created_timestamp_column or "", description=source.description,
             s3_endpoint_override=s3_endpoint_url if path.startswith("s3://") and s3_endpoint_url else None,
         )
-    join_key_types = {k.name: k.type for e in document.entities for k in e.join_keys}
+    definitions = {e.name: e for e in document.entities}
     for view in document.feature_views:
-        keys = [k.name for name in view.entities for k in next(e for e in document.entities if e.name == name).join_keys]
-        schema = [FeastField(name=k, dtype=feast_type(join_key_types[k])) for k in keys]
+        keys = [key for name in view.entities for key in definitions[name].join_keys]
+        schema = [FeastField(name=k.name, dtype=feast_type(k.type)) for k in keys]
         schema += [FeastField(name=f.name, dtype=feast_type(f.type), description=f.description) for f in view.fields]
         views[view.name] = FeatureView(
             name=view.name, entities=[entities[n] for n in view.entities], source=sources[view.source], schema=schema,
