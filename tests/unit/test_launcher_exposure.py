@@ -6,9 +6,7 @@ checked by the platform integration test."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 
 import pytest
 
@@ -16,6 +14,7 @@ from config.settings import Settings
 from mlservice import exposure
 from mlservice.launcher import Platform
 from mlservice.processes import free_port
+from tests.utils.launcher_runs import run_then_stop
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux /proc")
 
@@ -63,18 +62,8 @@ def run(tmp_path, parts, interval_s: float = 30.0, **settings) -> tuple[int, lis
         original_stop()
 
     platform.stop = stop
-    def on_ready() -> None:
-        # nothing to wait for: end the run loop at once, or (periodic check) after 20 s at most
-        timer = threading.Timer(0 if interval_s >= 30 else 20, platform.request_stop)
-        timer.daemon = True
-        timer.start()
-
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    try:
-        code = platform.run(on_ready)
-    finally:
-        for sig, handler in handlers.items():  # run() installs its own
-            signal.signal(sig, handler)
+    # nothing to wait for: end the run loop at once, or (periodic check) after 20 s at most
+    code = run_then_stop(platform, 0 if interval_s >= 30 else 20)
     return code, lines, groups
 
 

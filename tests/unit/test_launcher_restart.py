@@ -5,9 +5,7 @@ real parts (Ray's head, the Dagster daemon and webserver) are killed in tests/in
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import time
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from config.settings import Settings
 from mlservice import launcher
 from mlservice.launcher import Platform
+from tests.utils.launcher_runs import run_then_stop
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc"), reason="reads Linux /proc")
 
@@ -51,18 +50,7 @@ class StandIn(Platform):
 def run(tmp_path, die_on: str, stop_after_s: float) -> tuple[int, list[str], StandIn]:
     lines: list[str] = []
     platform = StandIn(Settings(data_dir=tmp_path), die_on, lines)
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-
-    def on_ready() -> None:
-        timer = threading.Timer(stop_after_s, platform.request_stop)
-        timer.daemon = True
-        timer.start()
-
-    try:
-        code = platform.run(on_ready)
-    finally:
-        for sig, handler in handlers.items():  # run() installs its own
-            signal.signal(sig, handler)
+    code = run_then_stop(platform, stop_after_s)
     return code, lines, platform
 
 
