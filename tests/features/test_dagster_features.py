@@ -109,18 +109,13 @@ def test_a_tenant_without_feature_data_fails_the_run_and_the_job(env):
     assert error and "no feature data" in error
 
 
-def test_a_tenants_own_views_materialize_through_the_same_asset(env, tmp_path):
+def test_a_tenants_own_views_materialize_through_the_same_asset(env):
     """Views a tenant defined itself (two join keys, another timestamp column): the same job
     loads them, and lookups by both keys answer the newest values."""
-    from resources.feature_definitions import FeatureDocument, feast_objects
-    from tests.utils.products import DOCUMENT, write_products
+    from tests.utils.products import applied_products
 
     tenant = "dagster-shop"
-    area = env["feature_store"].source_dir(tenant).parent
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    frames = write_products(area, today)
-    env["feature_store"].apply_objects(tenant, feast_objects(FeatureDocument.model_validate(DOCUMENT),
-                                                             lambda source: str(area / source.path)))
+    frames = applied_products(env["feature_store"], tenant)
     record, _ = JobStore(env["state"]).create(tenant, kind="materialization", request={}, submitted_by="tester")
     config = MaterializationConfig(context=JobContext(tenant_id=tenant, job_id=record.job_id), incremental=False)
     result = dg.materialize(FEATURE_ASSETS, resources=env, run_config=materialization_run_config(config))

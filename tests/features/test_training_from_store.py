@@ -25,17 +25,23 @@ def env(tmp_path_factory, local_ray):
     return resources
 
 
-def test_training_on_a_feature_service_records_it_on_the_version(env):
-    ctx = submitted_job(env["state"], TENANT, "training")
-    data = DataSpec(train_path="features/churn_labels.parquet", target_column="churned", feature_service="churn_v1")
+def _train(env, tenant: str, data: DataSpec, model_name: str):
+    """A training job's two assets under ``dg.materialize`` (logistic regression); its context and the result."""
+    ctx = submitted_job(env["state"], tenant, "training")
     result = dg.materialize(
         [training_set, trained_model], resources=env,
         run_config=run_config(
             training_set=TrainingSetConfig(context=ctx, data=data),
-            trained_model=TrainedModelConfig(context=ctx, model_name="churn", trainer=TrainerSpec(estimator="logistic_regression")),
+            trained_model=TrainedModelConfig(context=ctx, model_name=model_name, trainer=TrainerSpec(estimator="logistic_regression")),
         ),
     )
     assert result.success
+    return ctx, result
+
+
+def test_training_on_a_feature_service_records_it_on_the_version(env):
+    data = DataSpec(train_path="features/churn_labels.parquet", target_column="churned", feature_service="churn_v1")
+    ctx, result = _train(env, TENANT, data, "churn")
     training = result.output_for_node("training_set")
     assert training.feature_columns == ["total_orders", "days_since_last_order", "avg_order_value", "support_tickets"]
     assert result.asset_materializations_for_node("training_set")[0].metadata["feature_service"].value == "churn_v1"
@@ -57,31 +63,14 @@ def test_unknown_feature_service_fails_the_job(env):
     assert "churn_v9" in JobStore(env["state"]).get(TENANT, ctx.job_id).error
 
 
-def test_training_on_a_tenants_own_feature_service_with_two_join_keys(env, tmp_path_factory):
+def test_training_on_a_tenants_own_feature_service_with_two_join_keys(env):
     """A tenant-defined domain (tests/utils/products.py): labels keyed by store_id and sku joined
     point-in-time to its service demand_v1; the version records that service."""
-    from datetime import UTC, datetime
+    from tests.utils.products import DEMAND_FEATURES, applied_products
 
-    from resources.feature_definitions import FeatureDocument, feast_objects
-    from tests.utils.products import DEMAND_FEATURES, DOCUMENT, write_products
-
-    tenant = "shop-training"
-    area = env["feature_store"].source_dir(tenant).parent
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    frames = write_products(area, today, stores=4, skus=40)
-    objects = feast_objects(FeatureDocument.model_validate(DOCUMENT), lambda source: str(area / source.path))
-    env["feature_store"].apply_objects(tenant, objects)
-
-    ctx = submitted_job(env["state"], tenant, "training")
+    frames = applied_products(env["feature_store"], "shop-training", stores=4, skus=40)
     data = DataSpec(train_path="products/labels.parquet", target_column="high_demand", feature_service="demand_v1")
-    result = dg.materialize(
-        [training_set, trained_model], resources=env,
-        run_config=run_config(
-            training_set=TrainingSetConfig(context=ctx, data=data),
-            trained_model=TrainedModelConfig(context=ctx, model_name="demand", trainer=TrainerSpec(estimator="logistic_regression")),
-        ),
-    )
-    assert result.success
+    _, result = _train(env, "shop-training", data, "demand")
     training = result.output_for_node("training_set")
     assert training.feature_columns == DEMAND_FEATURES
     assert len(training.x_train) + len(training.x_val) == len(frames["labels"])  # every label found its features

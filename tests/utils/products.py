@@ -53,3 +53,18 @@ def write_products(area: Path, today: datetime, stores: int = 3, skus: int = 20,
     for name, frame in (("sales", sales), ("prices", prices), ("labels", labels)):
         frame.to_parquet(folder / f"{name}.parquet", index=False)
     return {"sales": sales, "prices": prices, "labels": labels}
+
+
+def applied_products(feature_store, tenant: str, **sizes) -> dict[str, pd.DataFrame]:
+    """``write_products`` (snapshots up to today) into the tenant's area and ``DOCUMENT`` applied to
+    its Feast registry, as the API's PUT /features/definitions does; the frames."""
+    from datetime import UTC
+
+    from resources.feature_definitions import FeatureDocument, feast_objects
+
+    area = feature_store.source_dir(tenant).parent
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    frames = write_products(area, today, **sizes)
+    feature_store.apply_objects(tenant, feast_objects(FeatureDocument.model_validate(DOCUMENT),
+                                                      lambda source: str(area / source.path)))
+    return frames
