@@ -168,7 +168,6 @@ class DagsterRuns:
         return f"{base_url.rstrip('/')}/runs/{run_id}"
 
 
-
 def failure_reason(events: list[dict[str, Any]]) -> str | None:
     """Why a run failed, from its events as GraphQL gives them (``__typename``, ``message``,
     a step failure's ``error``): stopped at its maximum runtime; else the first step failure's
@@ -198,6 +197,7 @@ def failure_reason(events: list[dict[str, Any]]) -> str | None:
         if event["__typename"] == "RunFailureEvent" and event.get("message"):
             return _first_line(event["message"])
     return None
+
 
 def _first_line(message: str) -> str:
     """Dagster prefixes errors with the exception type; keep the readable part, no traceback."""
