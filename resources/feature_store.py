@@ -158,6 +158,9 @@ class FeatureStoreResource(dg.ConfigurableResource):
         from feast import FeatureStore, RepoConfig
         from feast.errors import FeastExtrasDependencyImportError, FeastModuleImportError
 
+        from resources.storage import use_for_fsspec_s3
+
+        use_for_fsspec_s3()  # s3:// sources: Feast's offline reads go through the project's S3 filesystem
         repo = self.repo_dir(tenant_id)
         try:
             config = RepoConfig(**self.repo_options(tenant_id), repo_path=repo)

@@ -6,8 +6,9 @@ a local path on pyarrow's local filesystem, an ``s3://bucket/key`` on pyarrow's 
 against ``MLSERVICE_S3_ENDPOINT_URL`` (any S3-compatible server: the embedded one that ``make up``
 starts, MinIO, or AWS S3 when unset). Credentials and region come from the usual AWS variables
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_DEFAULT_REGION``
-or ``AWS_REGION``; default region ``us-east-1``). No fsspec/s3fs: pandas reads through the
-filesystem object.
+or ``AWS_REGION``; default region ``us-east-1``). No s3fs: pandas reads through the filesystem
+object, and Feast's file offline store (dask, which opens paths through fsspec) gets this same
+filesystem under fsspec's ``s3`` protocol (``use_for_fsspec_s3``).
 """
 
 from __future__ import annotations
@@ -62,6 +63,27 @@ def _s3(endpoint_url: str | None, access_key: str | None, secret_key: str | None
             raise ValueError(f"MLSERVICE_S3_ENDPOINT_URL must be http(s)://host[:port], not {endpoint_url!r}")
         options.update(endpoint_override=parts.netloc, scheme=parts.scheme)
     return pafs.S3FileSystem(**options)
+
+
+@functools.cache
+def use_for_fsspec_s3() -> None:
+    """Serve fsspec's ``s3://`` (what dask, and so Feast's file offline store, reads sources through)
+    with ``s3_filesystem``: the same endpoint and credentials as every other reader here, and no
+    s3fs (its aiobotocore pins an older botocore than boto3's). Once per process, before Feast reads
+    an s3:// source; the endpoint comes from the storage options Feast passes (its source's
+    ``s3_endpoint_override``)."""
+    import fsspec
+    from fsspec.implementations.arrow import ArrowFSWrapper
+
+    class ArrowS3(ArrowFSWrapper):
+        protocol = "s3"
+
+        def __init__(self, client_kwargs: dict | None = None, **kwargs) -> None:
+            for ignored in ("key", "secret", "token", "anon"):  # credentials come from the AWS variables
+                kwargs.pop(ignored, None)
+            super().__init__(fs=s3_filesystem((client_kwargs or {}).get("endpoint_url")), **kwargs)
+
+    fsspec.register_implementation("s3", ArrowS3, clobber=True)
 
 
 def exists(location: DataLocation, policy: DataAccessPolicy) -> bool:

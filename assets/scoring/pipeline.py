@@ -59,6 +59,7 @@ MAX_BLOCK_BYTES = 32 << 20  # a quarter of Ray Data's default: progress every fe
 IO_RESERVE_CPUS = 0.5
 IO_TASK_CPUS = 0.25
 LIST_FILES_CPUS = 1.0
+MIN_ACTOR_CPUS = 0.05
 REJECTED_EXAMPLES = 5
 ROWS_PER_FILE = 500_000
 
@@ -89,10 +90,12 @@ def pool_plan(cluster_cpus: float, input_bytes: int) -> tuple[int, float]:
     whole blocks: one more would have nothing to do)."""
     actors = max(1, min(MAX_SCORING_ACTORS, round(cluster_cpus), math.ceil(max(input_bytes, 1) / MIN_BLOCK_BYTES)))
     # Ray Data's ListFiles task (read_parquet's first step) asks for 1 CPU and cannot be told
-    # otherwise: the pool's first actor leaves it that much, or the read never starts while other
-    # work (a deployment's replicas) holds the rest
-    per_actor = min(1.0, max(0.05, min((cluster_cpus - IO_RESERVE_CPUS) / actors, cluster_cpus - LIST_FILES_CPUS)))
-    return actors, round(per_actor, 3)
+    # otherwise, and the pool's actor is placed before it runs: the actor leaves it that much, or
+    # the read never starts while other work (a deployment's replicas, another job's fit) holds the
+    # rest. With no CPU to spare beside it, the one actor reserves none (checked on Ray 2.60: with
+    # 1 of 2 CPUs held, a 0.05-CPU actor waited for good, a 0-CPU actor scored at once).
+    per_actor = min(1.0, (cluster_cpus - IO_RESERVE_CPUS) / actors, cluster_cpus - LIST_FILES_CPUS)
+    return actors, round(per_actor, 3) if per_actor >= MIN_ACTOR_CPUS else 0.0
 
 
 def block_bytes(input_bytes: int, actors: int) -> int:

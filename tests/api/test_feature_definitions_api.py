@@ -180,3 +180,48 @@ def test_definitions_without_a_view_have_nothing_to_materialize(client):
     assert client.get("/api/v1/features/views", headers=headers).json() == {"feature_views": [], "feature_services": []}
     refused = client.post("/api/v1/features/materialize", json={}, headers=headers)
     assert error_envelope(refused, 400, "INVALID_REQUEST")["message"].startswith("this tenant's feature definitions have no")
+
+
+def test_sources_on_s3_are_checked_materialized_looked_up_and_joined(client, s3_server, monkeypatch, tmp_path):
+    """Sources may be s3:// objects of a bucket the tenant is granted (the data-access policy):
+    their footers are checked on the server, Feast materializes and joins them through the
+    project's S3 filesystem (no s3fs); a bucket not granted is a problem of the document."""
+    tenant = f"s3shop-{uuid.uuid4().hex[:8]}"
+    headers = auth(make_token(tenant))
+    bucket = s3_server.bucket("features")
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    frames = write_products(tmp_path, today)  # generated here, then put on the S3 server only
+    for name in ("sales", "prices"):
+        s3_server.put_parquet(f"s3://{bucket}/products/{name}.parquet", frames[name])
+    service = client.app.state.feature_definitions
+    monkeypatch.setattr(service, "policy", s3_server.policy(service.policy.data_dir, tenant_buckets={tenant: [bucket]}))
+    document = copy.deepcopy(DOCUMENT)
+    for source in document["sources"]:
+        source["path"] = f"s3://{bucket}/{source['path']}"
+
+    not_granted = copy.deepcopy(document)
+    not_granted["sources"][1]["path"] = "s3://someone-elses-bucket/products/prices.parquet"
+    wrong_type = copy.deepcopy(document)
+    wrong_type["feature_views"][1]["fields"][0]["type"] = "int64"  # read from the S3 object's footer: a float
+    problems = [error_envelope(client.put("/api/v1/features/definitions", json=d, headers=headers), 400,
+                               "INVALID_REQUEST")["details"]["problems"] for d in (not_granted, wrong_type)]
+    assert [p["object"] for p in problems[0]] == ["source:price_source"], problems[0]
+    assert [p["object"] for p in problems[1]] == ["feature_view:prices"] and "double" in problems[1][0]["problem"]
+
+    applied = client.put("/api/v1/features/definitions", json=document, headers=headers)
+    assert applied.status_code == 200, applied.text
+    feature_store = client.app.state.feature_store
+    feature_store.materialize(tenant, incremental=False)
+    looked = client.post("/api/v1/features/online", headers=headers,
+                         json={"feature_service": "demand_v1", "entity_rows": [{"store_id": "s1", "sku": 3}]})
+    assert looked.status_code == 200, looked.text
+    prices = frames["prices"]
+    newest = prices.sort_values("observed_at").groupby(["store_id", "sku"]).tail(1).set_index(["store_id", "sku"])
+    assert looked.json()["results"][0]["price"] == pytest.approx(newest.loc[("s1", 3), "price"])
+
+    labels = frames["labels"]
+    joined = feature_store.historical_features(tenant, labels, feature_service="demand_v1")
+    assert len(joined) == len(labels) and joined["units_7d"].notna().all()
+    sales = frames["sales"].set_index(["store_id", "sku", "observed_at"])
+    first = joined.iloc[0]
+    assert first["units_7d"] == sales.loc[(first["store_id"], first["sku"], today), "units_7d"]

@@ -12,7 +12,10 @@ the platform does about them:
   keeps answering, the launcher restarts Ray and jobs run again, the API process unchanged;
 - the Dagster daemon killed while a job waits in the queue, the webserver killed: the queued job
   runs once the daemon is back, job reads answer meanwhile, submissions are 503 until the
-  webserver is back.
+  webserver is back;
+- a cancellation that reaches a running fit only as the run's status (CANCELING, what Dagster's
+  launcher records when it cannot reach the run's code server: a run cancelled while it starts):
+  the run worker stops itself (pipelines/instance.py), Ray ends the fit, nothing is registered.
 
 The platform restarted with a job running is in test_platform_up.py (its last test restarts the
 platform); SIGTERM/SIGKILL of the API under load in test_api_kill.py.
@@ -89,17 +92,21 @@ def _error(response: httpx.Response) -> str:
     return response.json()["error"]["code"] if response.status_code >= 400 else ""
 
 
-def test_a_run_worker_killed_mid_fit_fails_the_job_registers_nothing_and_a_retry_succeeds(api, up):
-    accepted = api.post("/api/v1/training", json=SLOW_FIT)
-    assert accepted.status_code == 202, accepted.text
-    path = f"/api/v1/training/{accepted.json()['job_id']}"
-
+def _fitting(api: httpx.Client, up, path: str) -> dict:
+    """The job at ``path`` once it runs and its fit runs on Ray."""
     def fitting():
         job = api.get(path).json()
         assert job["status"] in ("submitted", "queued", "running"), job
         return job if job["status"] == "running" and running_ray_tasks(up, "_sklearn_task") else None
 
-    job = wait_for("the fit running on Ray", fitting, timeout_s=240, every_s=1)
+    return wait_for("the fit running on Ray", fitting, timeout_s=240, every_s=1)
+
+
+def test_a_run_worker_killed_mid_fit_fails_the_job_registers_nothing_and_a_retry_succeeds(api, up):
+    accepted = api.post("/api/v1/training", json=SLOW_FIT)
+    assert accepted.status_code == 202, accepted.text
+    path = f"/api/v1/training/{accepted.json()['job_id']}"
+    job = _fitting(api, up, path)
     os.kill(run_worker_pid(up, job["dagster_run_id"]), signal.SIGKILL)
     killed_at = time.monotonic()
 
@@ -205,3 +212,30 @@ def test_the_dagster_daemon_and_webserver_killed_queued_jobs_run_and_reads_recov
     accepted = wait_for("a job accepted again",
                       lambda: (r := api.post("/api/v1/training", json=QUICK_FIT)).status_code == 202 and r, timeout_s=120)
     assert follow_job(api, f"/api/v1/training/{accepted.json()['job_id']}", timeout_s=400)["status"] == "succeeded"
+
+
+def test_a_run_told_to_cancel_only_through_its_status_stops_and_its_fit_ends(api, up, monkeypatch):
+    """Found in CI: a training job cancelled 3 s after submission read ``cancelled`` while its run,
+    caught between the queue and its launch, fitted for minutes and held a CPU (a batch job after
+    it waited for that CPU past its test's 400 s). Dagster's launcher could not send that run the
+    termination and marked it CANCELING, which the worker did not read; now it does."""
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    accepted = api.post("/api/v1/training", json={**SLOW_FIT, "model_name": "cancelled_through_status"})
+    assert accepted.status_code == 202, accepted.text
+    path = f"/api/v1/training/{accepted.json()['job_id']}"
+    job = _fitting(api, up, path)
+
+    monkeypatch.setenv("MLSERVICE_DAGSTER_STORAGE_DIR", str(up.data_dir / "dagster" / "storage"))
+    with DagsterInstance.from_config(str(up.data_dir / "dagster")) as instance:
+        run = instance.get_run_by_id(job["dagster_run_id"])
+        instance.report_run_canceling(run)  # the status only: no termination request reaches the worker
+        marked = time.monotonic()
+        wait_for("the run worker to stop its run", lambda: instance.get_run_by_id(run.run_id).status
+                 == DagsterRunStatus.CANCELED, timeout_s=60, every_s=1)
+    assert time.monotonic() - marked < 30  # the worker reads its status every 2 s
+    wait_for("Ray to end the cancelled run's fit", lambda: not running_ray_tasks(up, "_sklearn_task"), timeout_s=10, every_s=1)
+    ended = follow_job(api, path, timeout_s=60)
+    assert ended["status"] == "cancelled" and ended["model_version"] is None, ended
+    listed = api.get("/api/v1/models", params={"name_prefix": "cancelled_through_status"}).json()["data"]
+    assert [m for m in listed if m.get("current_version")] == [], listed

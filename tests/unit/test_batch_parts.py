@@ -26,10 +26,11 @@ MIB = 1 << 20
     (2, 40 * MIB, (2, 0.75)),          # this machine: both cores predict, 0.5 CPU left for reads
     (16, 40 * MIB, (8, 1.0)),          # at most 8 actors, one CPU each
     (16, 3 * MIB, (3, 1.0)),           # no more actors than blocks of at least 1 MiB
-    (1, 40 * MIB, (1, 0.05)),          # Ray Data's ListFiles task takes 1 CPU first
+    (1, 40 * MIB, (1, 0.0)),           # Ray Data's ListFiles task takes the 1 CPU: the actor reserves none
+    (1.05, 40 * MIB, (1, 0.05)),       # just room for the smallest actor beside it
     (1.7, 400_000, (1, 0.7)),          # a deployment holds 0.3 CPU: one actor leaves ListFiles its CPU
     (2, 400_000, (1, 1.0)),            # one block: one actor
-    (0.5, 40 * MIB, (1, 0.05)),        # a cluster smaller than the reserve still gets an actor
+    (0.5, 40 * MIB, (1, 0.0)),         # a cluster smaller than the reserve still gets an actor
 ])
 def test_the_pool_leaves_cpu_for_the_read_tasks(cpus, input_bytes, expected):
     actors, per_actor = pool_plan(cpus, input_bytes)

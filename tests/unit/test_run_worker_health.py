@@ -55,6 +55,19 @@ def test_the_platform_launcher_checks_run_workers(instance):
     assert instance.run_launcher.supports_check_run_worker_health
 
 
+def test_run_workers_read_their_status_and_stop_when_cancelled(instance):
+    """The instance every process reads (and a run worker gets as its ref) starts Dagster's
+    cancellation thread in run workers, polling every 2 s (the fault test sees it stop a run)."""
+    from dagster import DagsterInstance
+
+    from pipelines.instance import PlatformInstance
+
+    assert isinstance(instance, PlatformInstance) and instance.should_start_background_run_thread
+    assert instance.cancellation_thread_poll_interval_seconds == 2
+    worker_side = DagsterInstance.from_ref(instance.get_ref())
+    assert isinstance(worker_side, PlatformInstance) and worker_side.should_start_background_run_thread
+
+
 def test_a_run_whose_worker_was_killed_fails_with_the_reason_and_a_live_one_runs_on(instance):
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
