@@ -3,7 +3,8 @@ tag). A run launched from the Dagster UI's launchpad gives only the tenant and t
 settings: it registers itself as a job of that tenant (kind from the Dagster job's
 ``mlservice/kind`` tag, submitted by its ``requested_by``, "dagster-ui" by default), so it shows through
 ``GET /api/v1/jobs`` like the API's and the schedule's runs, and its status follows the run.
-Every asset of the run resolves the same job (one record per run: its id is the idempotency key)."""
+Every asset of the run resolves the same job (one record per run: its id is the idempotency key),
+and starts the run's watch for a cancellation (``assets.run_watch``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from assets.run_watch import watch_cancellation
 from resources.job_specs import JobContext
 from resources.jobs import JobStore
 from resources.state_db import utcnow
@@ -20,6 +22,7 @@ from resources.vocabulary import JOB_KINDS, RUN_KIND
 
 def job_of_run(job: JobContext, context: Any, jobs: JobStore, model_name: str | None = None) -> JobContext:
     """``job`` itself when it names the API's job; else the run's own job, created on first use."""
+    watch_cancellation(context)
     if job.job_id:
         return job
     if not is_valid_tenant(job.tenant_id):

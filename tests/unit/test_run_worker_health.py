@@ -1,7 +1,8 @@
 """Run monitoring with the platform's run launcher (pipelines/run_launcher.py) on a real
 DagsterInstance built from the dagster.yaml ``mlservice up`` renders: a run whose worker process
 died is failed with a readable reason; a live worker's run is left alone; a pid reused by a newer
-process does not pass for the worker."""
+process does not pass for the worker. And the other way round: a run marked cancelled that its
+worker never heard of (no termination delivered) is interrupted by the worker's own watch."""
 
 from __future__ import annotations
 
@@ -53,19 +54,6 @@ def test_the_platform_launcher_checks_run_workers(instance):
 
     assert isinstance(instance.run_launcher, LocalRunLauncher)
     assert instance.run_launcher.supports_check_run_worker_health
-
-
-def test_run_workers_read_their_status_and_stop_when_cancelled(instance):
-    """The instance every process reads (and a run worker gets as its ref) starts Dagster's
-    cancellation thread in run workers, polling every 2 s (the fault test sees it stop a run)."""
-    from dagster import DagsterInstance
-
-    from pipelines.instance import PlatformInstance
-
-    assert isinstance(instance, PlatformInstance) and instance.should_start_background_run_thread
-    assert instance.cancellation_thread_poll_interval_seconds == 2
-    worker_side = DagsterInstance.from_ref(instance.get_ref())
-    assert isinstance(worker_side, PlatformInstance) and worker_side.should_start_background_run_thread
 
 
 def test_a_run_whose_worker_was_killed_fails_with_the_reason_and_a_live_one_runs_on(instance):
@@ -144,3 +132,38 @@ def test_a_worker_stopped_by_a_signal_reads_as_such():
     assert failure_reason(events).startswith("the run worker was interrupted (stopped by a signal): it was killed or crashed")
     step = [{"__typename": "ExecutionStepFailureEvent", "error": {"message": "Failure: target column 'y' not found"}}]
     assert failure_reason(step) == "target column 'y' not found"  # what an asset raised stays as it was
+
+
+def test_a_run_marked_canceling_without_a_termination_interrupts_its_worker(instance):
+    """What Dagster's launcher does to a run it cannot reach (assets/run_watch.py): only the status
+    changes; the watch in the worker interrupts it within a poll."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from assets.run_watch import watch
+
+    record = started_run(instance, worker_pid=1)
+    interrupted = []
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(watch, instance, record.dagster_run.run_id, poll_s=0.05,
+                               interrupt=lambda: interrupted.append(time.monotonic()))
+        time.sleep(0.3)
+        assert not interrupted  # running: left alone
+        instance.report_run_canceling(record.dagster_run)
+        marked = time.monotonic()
+        assert watching.result(timeout=5) is True
+    assert len(interrupted) == 1 and interrupted[0] - marked < 1
+
+
+def test_a_run_that_ends_stops_its_watch_without_an_interrupt(instance):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dagster import DagsterEvent, DagsterEventType
+
+    from assets.run_watch import watch
+
+    record = started_run(instance, worker_pid=1)
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(watch, instance, record.dagster_run.run_id, poll_s=0.05, interrupt=lambda: pytest.fail("interrupted"))
+        instance.report_dagster_event(DagsterEvent(DagsterEventType.RUN_SUCCESS.value, job_name="training"),
+                                      run_id=record.dagster_run.run_id)
+        assert watching.result(timeout=5) is False
