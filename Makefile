@@ -18,7 +18,7 @@ SHELL := /bin/bash
 # pip's configured extra indexes print one harmless warning per package: keep the output readable.
 QUIET := { grep -v "is ignored" || true; }
 
-.PHONY: install up test lint clean-data reference-walkthrough
+.PHONY: install system-packages up test lint clean-data reference-walkthrough
 
 install: $(VENV)/.installed
 
@@ -28,10 +28,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -c "import mlservice, serving_api, resources, pipelines, dagster, ray, mlflow, fastapi"
 	@touch $@
 
+# PostgreSQL for the tests' real database (the scale profile's): Debian's package when missing.
+system-packages:
+	@scripts/system_packages.sh
+
 up: install
 	$(BIN)/mlservice up
 
-test: install
+test: install system-packages
 ifneq ($(OWN_SELECTION),)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 else

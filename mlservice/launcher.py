@@ -25,7 +25,6 @@ environment they need (``mlservice.child_env``); the data dir is 0700 and its fi
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -57,15 +56,6 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def ensure_secret_file(path: Path, nbytes: int = 32) -> None:
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(nbytes))
-
-
 class Platform:
     def __init__(self, settings: Settings, *, seed_demo: bool = True, echo: Callable[[str], None] = print):
         self.settings = settings
@@ -93,8 +83,8 @@ class Platform:
         for folder in (s.tenants_dir, s.logs_dir, s.mlflow_artifacts_dir, s.dagster_home / "storage"):
             folder.mkdir(parents=True, exist_ok=True)
         if s.jwt_secret is None and s.jwt_public_key is None:
-            ensure_secret_file(s.dev_jwt_secret_path)
-        ensure_secret_file(s.ray_token_path)
+            state_dirs.ensure_secret_file(s.dev_jwt_secret_path)
+        state_dirs.ensure_secret_file(s.ray_token_path)
         dagster_instance.write(s, s.dagster_home)
         if self.start_ray:
             state_dirs.prepare_ray_temp_dir(s.data_dir)

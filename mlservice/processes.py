@@ -22,10 +22,13 @@ from pathlib import Path
 class ManagedProcess:
     def __init__(
         self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path, cwd: Path | None = None,
-        stop_timeout_s: float = 15.0,
+        stop_timeout_s: float = 15.0, stop_signal: int = signal.SIGTERM, popen_options: dict | None = None,
     ):
+        """``stop_signal``: what starts the part's graceful stop (PostgreSQL: SIGINT, its fast
+        shutdown); ``popen_options``: more for ``subprocess.Popen`` (a user to run as)."""
         self.name, self.argv, self.env, self.log_path, self.cwd = name, argv, env, log_path, cwd
-        self.stop_timeout_s = stop_timeout_s
+        self.stop_timeout_s, self.stop_signal = stop_timeout_s, stop_signal
+        self.popen_options = popen_options or {}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -33,7 +36,7 @@ class ManagedProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                stdin=subprocess.DEVNULL, start_new_session=True, **self.popen_options,
             )
 
     @property
@@ -44,9 +47,9 @@ class ManagedProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def terminate(self) -> None:
-        """SIGTERM to the process group: the part's own graceful stop begins."""
+        """``stop_signal`` (SIGTERM) to the process group: the part's own graceful stop begins."""
         if self.proc is not None:
-            _signal_group(self.proc.pid, signal.SIGTERM)  # session leader: its pid is the group id
+            _signal_group(self.proc.pid, self.stop_signal)  # session leader: its pid is the group id
 
     def stopped(self) -> bool:
         return self.proc is None or not _group_alive(self.proc.pid)

@@ -98,3 +98,15 @@ def remove_ray_temp_dir(data_dir: Path) -> None:
 
     unlink_ray_temp_link(data_dir)
     shutil.rmtree(ray_temp_real(data_dir), ignore_errors=True)
+
+
+def ensure_secret_file(path: Path, nbytes: int = 32) -> None:
+    """A random secret (hex) at ``path``, created owner-only when missing; an existing one is kept."""
+    import secrets
+
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(nbytes))

@@ -98,12 +98,18 @@ def closed_breakers():
     yield
 
 
-@pytest.fixture
-def state(tmp_path):
-    """The platform's state tables on a fresh SQLite file in the test's tmp_path, disposed after."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state(request, tmp_path):
+    """The platform's state tables, disposed after: on a fresh SQLite file in the test's tmp_path
+    (the embedded default), and on a fresh database of the session's real PostgreSQL (the scale
+    profile's)."""
     from resources.state_db import StateStore
 
-    store = StateStore(database_url=f"sqlite:///{tmp_path / 'state.db'}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        url = request.getfixturevalue("postgres_server").database("state")
+    store = StateStore(database_url=url)
     yield store
     store.dispose()
 
@@ -168,4 +174,14 @@ def s3_server(tmp_path_factory):
             patch.setenv(name, value)
         patch.delenv("AWS_SESSION_TOKEN", raising=False)
         patch.delenv("AWS_REGION", raising=False)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """One real PostgreSQL for the session (``tests.utils.postgres``), started by the first test that
+    asks; ``postgres_server.database()`` is the URL of a new database of one's own."""
+    from tests.utils.postgres import postgres_server
+
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as server:
         yield server
