@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -c "import mlservice, serving_api, resources, pipelines, dagster, ray, mlflow, fastapi"
 	@touch $@
 
-# PostgreSQL for the tests' real database (the scale profile's): Debian's package when missing.
+# PostgreSQL and Redis for the tests' real servers (the scale profile's): Debian's packages when missing.
 system-packages:
 	@scripts/system_packages.sh
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The system servers the test suite starts for real beside the Python ones (mlservice/postgres.py
-# finds PostgreSQL's binaries the same way): installed from Debian's packages when missing and we
-# may (root with apt-get), else the command to run is printed and this fails.
+# The system servers the test suite starts for real beside the Python ones, PostgreSQL and Redis
+# (mlservice/postgres.py and mlservice/redis_server.py find them the same way): installed from
+# Debian's packages when missing and we may (root with apt-get), else the command to run is
+# printed and this fails.
 set -euo pipefail
 
 have_postgres() {
@@ -11,8 +12,14 @@ have_postgres() {
     command -v initdb >/dev/null && command -v postgres >/dev/null
 }
 
+have_redis() {
+    [[ -n "${MLSERVICE_REDIS_SERVER:-}" && -x "${MLSERVICE_REDIS_SERVER}" ]] && return 0
+    command -v redis-server >/dev/null
+}
+
 missing=()
 have_postgres || missing+=(postgresql)
+have_redis || missing+=(redis-server)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -21,5 +28,5 @@ if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; }
     exit 0
 fi
-echo "the tests need ${missing[*]}: sudo apt-get install ${missing[*]} (or set MLSERVICE_POSTGRES_BIN_DIR)" >&2
+echo "the tests need ${missing[*]}: sudo apt-get install ${missing[*]} (or set MLSERVICE_POSTGRES_BIN_DIR, MLSERVICE_REDIS_SERVER)" >&2
 exit 1

@@ -185,3 +185,12 @@ def postgres_server(tmp_path_factory):
 
     with postgres_server(tmp_path_factory.mktemp("postgres")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real Redis for the session (``tests.utils.redis``); ``redis_server.url()`` and ``.client()``."""
+    from tests.utils.redis import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis") / "server") as server:
+        yield server
