@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     mlflow_tracking_uri: str | None = None
     database_url: str | None = None
+    redis_url: str | None = Field(default=None, description="Redis the API processes share state in (rate-limit "
+                                  "buckets): redis://[:password@]host:port/db; unset: each process its own")
     ray_address: str | None = None
     ray_port: int = 6380
     ray_dashboard_port: int = 8265

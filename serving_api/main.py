@@ -31,6 +31,7 @@ from serving_api.middleware import RequestContextMiddleware
 from serving_api.online.cache import ModelCache
 from serving_api.openapi import install_openapi
 from serving_api.ratelimit import RateLimiter
+from serving_api.ratelimit_redis import RedisRateLimiter
 from serving_api.routes import batch, deployments, ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
 from serving_api.services.deployed_predictions import DeployedPredictions
 from serving_api.services.deployments import DeploymentService
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.state_store = state
     app.state.audit = audit
     app.state.metrics = metrics
-    app.state.rate_limiter = RateLimiter(settings)
+    app.state.rate_limiter = RedisRateLimiter(settings, settings.redis_url) if settings.redis_url else RateLimiter(settings)
     app.state.registry = build_registry(settings, state)
     model_cache = app.state.model_cache = ModelCache(
         app.state.registry, max_models=settings.model_cache_max_models, max_bytes=settings.model_cache_max_bytes,

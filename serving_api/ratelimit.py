@@ -40,7 +40,7 @@ def address_key(host: str | None) -> str:
     return str(address)
 
 
-def _rate_limited(message: str, retry_after: int) -> ApiError:
+def rate_limited(message: str, retry_after: int) -> ApiError:
     return ApiError("RATE_LIMITED", message, {"retry_after_s": retry_after}, {"Retry-After": str(retry_after)})
 
 
@@ -66,7 +66,7 @@ class RateLimiter:
             return
         bucket[0] = tokens
         retry_after = max(1, math.ceil((cost - tokens) / limit.rate))
-        raise _rate_limited(
+        raise rate_limited(
             f"rate limit of {limit.rate:g} requests/s (burst {limit.burst}) exceeded for this tenant", retry_after
         )
 
@@ -88,7 +88,7 @@ class RateLimiter:
         if tokens >= 1.0:
             return
         rate = self.settings.unauthenticated_rate_per_second
-        raise _rate_limited(
+        raise rate_limited(
             f"too many unauthenticated requests from this address ({rate:g}/s, burst "
             f"{self.settings.unauthenticated_burst})", max(1, math.ceil((1.0 - tokens) / rate)),
         )
