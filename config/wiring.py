@@ -32,7 +32,7 @@ def build_quotas(settings: Settings) -> TenantQuotas:
 def build_registry(settings: Settings, state: StateStore) -> ModelRegistry:
     return ModelRegistry(
         tracking_uri=settings.effective_tracking_uri, state=state, artifact_root=settings.experiment_artifact_root,
-        quotas=build_quotas(settings),
+        quotas=build_quotas(settings), redis_url=settings.redis_url,
     )
 
 

@@ -151,6 +151,7 @@ class ModelRegistry(dg.ConfigurableResource):
     state: StateStore
     artifact_root: str | None = None  # for experiments created on a store without an artifact server
     quotas: TenantQuotas | None = None  # models and versions per tenant (resources/quotas.py); None: unlimited
+    redis_url: str | None = None  # where every change is announced to the API processes (resources/model_generations.py)
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -564,6 +565,7 @@ class ModelRegistry(dg.ConfigurableResource):
                 raise
             self._record(tenant_id, model_id, str(new), None, "development", actor, "registered")
             self._refresh_summary(rm.name)
+            self._announce(tenant_id, model_id)
         return next(v for v in self.list_versions(tenant_id, model_id) if v.version == str(new))
 
     def transition_stage(self, tenant_id: str, model_id: str, *, version: str, target_stage: str, actor: str,
@@ -596,6 +598,7 @@ class ModelRegistry(dg.ConfigurableResource):
                     production = None
                 current = step
             self._refresh_summary(rm.name)
+            self._announce(tenant_id, model_id)
         return TransitionResult(model_id, version, first, target_stage, archived, actor, when,
                                 via=via if len(steps) == 2 else None)
 
@@ -626,6 +629,13 @@ class ModelRegistry(dg.ConfigurableResource):
                 )
             )
         return when
+
+    def _announce(self, tenant_id: str, model_id: str) -> None:
+        """Tell every API process that the model changed (written already), when they share a Redis."""
+        if self.redis_url:
+            from resources.model_generations import generations_for
+
+            generations_for(self.redis_url).bump(tenant_id, model_id)
 
     def _refresh_summary(self, mlflow_name: str) -> None:
         """Keep the model's current version and stage as tags, so lists need one query.

@@ -19,6 +19,7 @@ from resources.audit import AuditLog
 from resources.deployments import DeploymentStore
 from resources.ensembles import EnsembleStore
 from resources.feature_definition_store import FeatureDefinitionStore
+from resources.model_generations import generations_for
 from resources.prediction_log import PredictionLog
 from resources.prediction_records import PredictionRecorder
 from serving_api.auth import TokenVerifier
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
         tenant_max_models=settings.model_cache_tenant_max_models, tenant_max_bytes=settings.model_cache_tenant_max_bytes,
         negative_ttl_s=settings.negative_cache_s,
+        generations=generations_for(settings.redis_url) if settings.redis_url else None,
     )
     app.state.feature_store = build_feature_store(settings)
     # commits group by themselves (max_wait_s=0); the lifespan starts and closes the writer

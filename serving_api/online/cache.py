@@ -25,6 +25,7 @@ from inference.bounds import input_error
 from inference.loaded import load_model_version
 from inference.model import LoadedModel
 from resources.errors import DomainError, ModelLoadFailed
+from resources.model_generations import ModelGenerations
 from resources.registry import ModelRegistry
 from serving_api.heap import Refreezer, freeze_long_lived
 from serving_api.online.batcher import MicroBatcher
@@ -45,9 +46,9 @@ class ModelCache(Resolver):
     def __init__(
         self, registry: ModelRegistry, *, max_models: int = 32, max_bytes: int = 4 << 30, resolve_ttl_s: float = 10.0,
         max_batch: int = 64, max_wait_ms: float = 2.0, tenant_max_models: int = 8, tenant_max_bytes: int = 1 << 30,
-        negative_ttl_s: float = 5.0,
+        negative_ttl_s: float = 5.0, generations: ModelGenerations | None = None,
     ) -> None:
-        super().__init__(registry, resolve_ttl_s=resolve_ttl_s, negative_ttl_s=negative_ttl_s)
+        super().__init__(registry, resolve_ttl_s=resolve_ttl_s, negative_ttl_s=negative_ttl_s, generations=generations)
         self.max_models, self.max_bytes = max_models, max_bytes
         self.tenant_max_models, self.tenant_max_bytes = tenant_max_models, tenant_max_bytes
         self.max_batch, self.max_wait_ms = max_batch, max_wait_ms

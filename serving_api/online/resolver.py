@@ -4,7 +4,10 @@
   is cached and dropped at once when this API changes the model's stage (``invalidate``). After
   ``resolve_ttl_s`` an entry is stale: it is still answered at once while one background task
   re-reads the registry (stale-while-revalidate), so other replicas see a stage change within
-  about the TTL and no request waits on the registry for a known model.
+  about the TTL and no request waits on the registry for a known model. With a shared Redis
+  (``generations``: ``resources.model_generations``) each answer first reads the model's change
+  counter, and a counter other than the one read with the resolution drops it: a change made
+  through another process or a run is seen by the next request.
 - Unknown model ids, versions and names are remembered for ``negative_ttl_s`` (``Expiring``): a
   repeated bogus request costs no registry query.
 - It also tracks each model's production version as last seen (the cache never evicts those for
@@ -18,6 +21,7 @@ import logging
 import time
 
 from resources.errors import ModelNotFound, VersionNotFound
+from resources.model_generations import ModelGenerations
 from resources.registry import ModelRegistry
 from resources.registry import ResolvedVersion as Resolved  # the cache keeps the registry's answer
 from serving_api.online.expiring import Expiring
@@ -27,9 +31,11 @@ _ANY = object()  # negative entry for a whole model: every spec of an unknown mo
 
 
 class Resolver:
-    def __init__(self, registry: ModelRegistry, *, resolve_ttl_s: float = 10.0, negative_ttl_s: float = 5.0) -> None:
-        self.registry, self.resolve_ttl_s = registry, resolve_ttl_s
-        self._resolutions: dict[tuple[str, str, str | None], tuple[float, Resolved]] = {}
+    def __init__(self, registry: ModelRegistry, *, resolve_ttl_s: float = 10.0, negative_ttl_s: float = 5.0,
+                 generations: ModelGenerations | None = None) -> None:
+        self.registry, self.resolve_ttl_s, self.generations = registry, resolve_ttl_s, generations
+        # (tenant, model, spec) -> (when resolved, the answer, the model's change counter read before it)
+        self._resolutions: dict[tuple[str, str, str | None], tuple[float, Resolved, int | None]] = {}
         self._refreshing: dict[tuple[str, str, str | None], asyncio.Task] = {}
         self._production: dict[tuple[str, str], str] = {}  # (tenant, model) -> its production version, as last seen
         self._missing = Expiring(negative_ttl_s)  # (tenant, model, spec or _ANY) known not to exist
@@ -39,9 +45,16 @@ class Resolver:
     def _resolve_blocking(self, tenant_id: str, model_id: str, spec: str | None) -> Resolved:
         return self.registry.resolve_version(tenant_id, model_id, spec)
 
+    def _generation(self, tenant_id: str, model_id: str) -> int | None:
+        return None if self.generations is None else self.generations.current(tenant_id, model_id)
+
     async def resolve(self, tenant_id: str, model_id: str, spec: str | None) -> Resolved:
         key = (tenant_id, model_id, spec)
+        generation = self._generation(tenant_id, model_id)
         hit = self._resolutions.get(key)
+        if hit is not None and generation is not None and hit[2] != generation:  # changed elsewhere
+            self.invalidate(tenant_id, model_id)
+            hit = None
         if hit is None:
             if (tenant_id, model_id, _ANY) in self._missing:
                 raise ModelNotFound(model_id)
@@ -55,7 +68,7 @@ class Resolver:
             except VersionNotFound:
                 self._missing.add(key)
                 raise
-            self._resolutions[key] = (time.monotonic(), resolved)
+            self._resolutions[key] = (time.monotonic(), resolved, generation)
             self._note(tenant_id, model_id, resolved)
             return resolved
         if time.monotonic() - hit[0] >= self.resolve_ttl_s and key not in self._refreshing:
@@ -63,6 +76,7 @@ class Resolver:
         return hit[1]
 
     async def _refresh(self, key: tuple[str, str, str | None]) -> None:
+        generation = self._generation(key[0], key[1])
         try:
             resolved = await asyncio.to_thread(self._resolve_blocking, *key)
         except (ModelNotFound, VersionNotFound):
@@ -71,7 +85,7 @@ class Resolver:
             log.warning("re-resolving %s failed; serving the cached resolution", key, exc_info=True)
         else:
             if key in self._resolutions:  # not invalidated meanwhile
-                self._resolutions[key] = (time.monotonic(), resolved)
+                self._resolutions[key] = (time.monotonic(), resolved, generation)
                 self._note(key[0], key[1], resolved)
         finally:
             self._refreshing.pop(key, None)

@@ -241,11 +241,9 @@ def test_a_reused_request_id_still_gets_one_record_per_answer(client, served):
     assert all(logged.count(i) == 1 for i in ids)
 
 
-def test_a_stage_change_by_another_replica_is_picked_up_after_the_ttl(client, settings):
-    """Stale-while-revalidate: past the TTL the known resolution still answers at once, and one
-    background refresh brings the other replica's change in."""
-    import time
-
+def _two_versions_1_0_0_in_production(client, settings):
+    """A model of a new tenant with versions 1.0.0 (production) and 1.1.0; (tenant, model id, a
+    function that predicts one row and answers the version that served it)."""
     tenant = f"swr-{uuid.uuid4().hex[:8]}"
     headers = auth(make_token(tenant))
     first, second = log_sklearn_model(settings, tenant, kind="logistic"), log_sklearn_model(settings, tenant, kind="forest")
@@ -259,6 +257,15 @@ def test_a_stage_change_by_another_replica_is_picked_up_after_the_ttl(client, se
         assert response.status_code == 200, response.text
         return response.json()["version"]
 
+    return tenant, model_id, version
+
+
+def test_a_stage_change_by_another_replica_is_picked_up_after_the_ttl(client, settings):
+    """Stale-while-revalidate: past the TTL the known resolution still answers at once, and one
+    background refresh brings the other replica's change in."""
+    import time
+
+    tenant, model_id, version = _two_versions_1_0_0_in_production(client, settings)
     assert version() == "1.0.0"
     registry = client.app.state.registry  # "another replica": the registry changes, this cache is not told
     for stage in ("staging", "production"):
@@ -278,6 +285,26 @@ def test_a_stage_change_by_another_replica_is_picked_up_after_the_ttl(client, se
         assert seen[-1] == "1.1.0"
     finally:
         cache.resolve_ttl_s = ttl
+
+
+
+def test_with_a_shared_redis_another_replicas_promotion_is_served_by_the_next_prediction(client, settings, redis_server,
+                                                                                         monkeypatch):
+    """MLSERVICE_REDIS_URL: the registry announces each change (resources/model_generations.py) and
+    the cache checks the model's counter before it answers from a resolution, so the promotion made
+    through another replica (or a run) is served at once, not after the TTL."""
+    from resources.model_generations import generations_for
+
+    tenant, model_id, version = _two_versions_1_0_0_in_production(client, settings)
+    cache = client.app.state.model_cache
+    monkeypatch.setattr(cache, "generations", generations_for(redis_server.url()))
+    assert version() == "1.0.0" and version() == "1.0.0"
+    other = client.app.state.registry.model_copy(update={"redis_url": redis_server.url()})  # another replica's registry
+    for stage in ("staging", "production"):
+        other.transition_stage(tenant, model_id, version="1.1.0", target_stage=stage, actor="other-replica")
+    assert version() == "1.1.0"  # the very next prediction, with the TTL (10 s) far from over
+    other.transition_stage(tenant, model_id, version="1.0.0", target_stage="production", via="staging", actor="other-replica")
+    assert version() == "1.0.0"  # back: a rollback is seen the same way
 
 
 def test_answered_predictions_are_logged_with_their_subject_and_not_audited_twice(client, served):
