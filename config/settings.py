@@ -9,6 +9,7 @@ Nothing here touches the disk at import.
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -72,6 +73,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLSERVICE_", extra="ignore")
 
     data_dir: Path = Path(".mlservice")
+    profile: Literal["embedded", "scale"] = Field(
+        default="embedded", description="embedded: SQLite files and one API process; scale: `mlservice up` also runs "
+        "PostgreSQL (API state, Dagster, MLflow) and Redis (Feast online store, shared rate limits and model changes) "
+        "and the API runs api_workers processes (mlservice/scale.py)")
+    api_workers: int | None = Field(default=None, ge=1, le=64,
+                                    description="API processes behind the API port; unset: 1 (embedded) or the machine's cores (scale)")
+    postgres_port: int = Field(default=5433, ge=1, le=65535, description="the scale profile's PostgreSQL (loopback)")
+    redis_port: int = Field(default=6390, ge=1, le=65535, description="the scale profile's Redis (loopback)")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -278,6 +287,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'api' / 'state.db'}"
+
+    @property
+    def effective_api_workers(self) -> int:
+        if self.api_workers is not None:
+            return self.api_workers
+        return max(1, os.cpu_count() or 1) if self.profile == "scale" else 1
 
     @property
     def effective_dagster_url(self) -> str:

@@ -124,6 +124,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  MLflow UI      {platform.environment()['MLSERVICE_MLFLOW_TRACKING_URI']}",
             f"  Ray dashboard  {s.effective_ray_dashboard_url}   (cluster {s.effective_ray_address}, token auth)",
             *_s3_lines(platform),
+            *([f"  PostgreSQL     127.0.0.1:{s.postgres_port}   (API state, Dagster, MLflow; scale profile, "
+               f"{s.effective_api_workers} API processes)",
+               f"  Redis          127.0.0.1:{s.redis_port}   (Feast online store, shared rate limits and model changes)"]
+              if platform.scale is not None else []),
             f"  data directory {s.data_dir}   (logs in {s.logs_dir})",
             "",
             f"development token for tenant {DEMO_TENANT} ({ttl_s / 3600:g} h):",

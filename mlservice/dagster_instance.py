@@ -7,6 +7,7 @@ with the run queue limits taken from the settings.
   others' (and its own scheduled materializations never wait behind them).
 - the compute pool (tag ``mlservice/pool=compute`` on the training, tuning and batch scoring jobs):
   ``max_concurrent_runs - 1``, so one slot always stays for feature materialization runs.
+- the scale profile: Dagster's storage on PostgreSQL (``MLSERVICE_DAGSTER_POSTGRES_URL``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def instance_config(settings: Settings, template: Path = TEMPLATE) -> dict[str, 
         {"key": RUN_POOL, "value": COMPUTE_POOL, "limit": max(1, settings.max_concurrent_runs - 1)},
         *others,
     ]
+    if settings.profile == "scale":  # runs, events and schedules on the profile's PostgreSQL (mlservice/scale.py)
+        config["storage"] = {"postgres": {"postgres_url": {"env": "MLSERVICE_DAGSTER_POSTGRES_URL"}}}
     return config
 
 

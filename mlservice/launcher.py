@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from config.settings import Settings
-from mlservice import child_env, dagster_instance, embedded_s3, exposure, ray_head, state_dirs
+from mlservice import child_env, dagster_instance, embedded_s3, exposure, ray_head, scale, state_dirs
 from mlservice.processes import (  # noqa: F401 (RAY_WORKER_PORTS, free_port: re-exported)
     RAY_WORKER_PORTS,
     ManagedProcess,
@@ -66,6 +66,7 @@ class Platform:
         self.start_mlflow = settings.mlflow_tracking_uri is None
         self.start_dagster = settings.dagster_url is None
         self.start_s3 = settings.s3_endpoint_url is None and settings.s3_embedded
+        self.scale = scale.ScaleServers(settings) if settings.profile == "scale" else None
         self.exposure_interval_s = 30.0
         self._stop = threading.Event()
         self._reaper: subprocess.Popen | None = None
@@ -98,11 +99,15 @@ class Platform:
                 ("Ray dashboard", s.ray_dashboard_port, "MLSERVICE_RAY_DASHBOARD_PORT", self.start_ray),
                 ("S3 (embedded)", s.s3_port, "MLSERVICE_S3_PORT", self.start_s3),
                 ("Ray Serve", s.serve_port, "MLSERVICE_SERVE_PORT", self.start_ray),
+                ("PostgreSQL", s.postgres_port, "MLSERVICE_POSTGRES_PORT", self.scale is not None),
+                ("Redis", s.redis_port, "MLSERVICE_REDIS_PORT", self.scale is not None),
             )
             if wanted and not port_free(port)
         ]
         if busy:
             raise RuntimeError("ports already in use: " + ", ".join(busy) + "; set the variables to free ports")
+        if self.scale is not None:
+            self.scale.prepare()
 
     def environment(self, part: str = "dagster") -> dict[str, str]:
         """The environment of one part (``child_env.PARTS``); only "api" and "seed" see JWT keys."""
@@ -126,15 +131,19 @@ class Platform:
             PYTHONUNBUFFERED="1",
         )
         env["MLFLOW_TRACKING_URI"] = env["MLSERVICE_MLFLOW_TRACKING_URI"]
+        if self.scale is not None:
+            env.update(self.scale.environment())
         if self.start_s3:
             env.update(embedded_s3.child_environment(s, env))
         return child_env.for_part(env, part)
 
     # -- the parts -------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], stop_timeout_s: float = 15.0) -> ManagedProcess:
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], stop_timeout_s: float = 15.0,
+               **options) -> ManagedProcess:
+        """``options``: more for ``ManagedProcess`` (a stop signal, Popen options)."""
         process = ManagedProcess(
             name, argv, env=env, log_path=self.settings.logs_dir / f"{name}.log", cwd=REPO_ROOT,
-            stop_timeout_s=stop_timeout_s,
+            stop_timeout_s=stop_timeout_s, **options,
         )
         self._started(process)
         return process
@@ -188,7 +197,8 @@ class Platform:
         s = self.settings
         return [
             _bin("mlflow"), "server", "--host", "127.0.0.1", "--port", str(s.mlflow_port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{s.mlflow_dir / 'mlflow.db'}",
+            # the scale profile's PostgreSQL comes as MLFLOW_BACKEND_STORE_URI (its password kept off the command line)
+            *([] if self.scale is not None else ["--backend-store-uri", f"sqlite:///{s.mlflow_dir / 'mlflow.db'}"]),
             "--artifacts-destination", str(s.mlflow_artifacts_dir), "--serve-artifacts",
         ]
 
@@ -202,10 +212,25 @@ class Platform:
         self.echo(f"embedded S3 at {embedded_s3.endpoint_url(self.settings)} (in memory): {', '.join(written)}")
         return written
 
+    def _start_scale_servers(self) -> None:
+        """The scale profile's PostgreSQL and Redis, ready, with the platform's databases."""
+        servers = self.scale
+        # neither needs more of ours (the data dir names the platform's processes: tests/utils/platform.processes_of)
+        base = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C", "MLSERVICE_DATA_DIR": str(self.settings.data_dir)}
+        postgres = self._spawn("postgres", servers.postgres.argv(), base, stop_signal=signal.SIGINT,
+                               popen_options=servers.postgres.popen_options())
+        redis = self._spawn("redis", servers.redis.argv(), base)
+        self.echo("waiting for PostgreSQL and Redis ...")
+        wait_until(servers.postgres.ready, timeout_s=60, what="PostgreSQL", process=postgres)
+        wait_until(servers.redis.ready, timeout_s=30, what="Redis", process=redis)
+        servers.create_databases()
+
     def start(self) -> None:
         s = self.settings
         self.prepare()
         self._start_reaper()
+        if self.scale is not None:
+            self._start_scale_servers()
         env = self.environment("dagster")
         waits: list[tuple[str, Callable[[], bool], ManagedProcess, float]] = []
         if self.start_s3:
@@ -239,7 +264,8 @@ class Platform:
         api = self._spawn(
             "api",
             [sys.executable, "-m", "uvicorn", "serving_api.main:create_app", "--factory",
-             "--host", s.api_host, "--port", str(s.api_port), "--no-access-log"],
+             "--host", s.api_host, "--port", str(s.api_port), "--no-access-log",
+             *(["--workers", str(s.effective_api_workers)] if s.effective_api_workers > 1 else [])],
             self.environment("api"),
         )
         wait_until(lambda: http_ok(f"http://127.0.0.1:{s.api_port}/health/ready"), timeout_s=120, what="API", process=api)

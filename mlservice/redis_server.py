@@ -42,6 +42,7 @@ class LocalRedis:
             "bind 127.0.0.1", f"port {self.port}", "unixsocket ''", "protected-mode yes", "daemonize no",
             f"requirepass {self.password()}", f"dir {self.home}", "dbfilename dump.rdb", "logfile ''",
             "save 60 1000", "appendonly no",
+            "set-proc-title no",  # its title rewrite overwrites its environment, which names the platform's processes
         ]
         fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

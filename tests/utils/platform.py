@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from mlservice.launcher import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 360  # a cold start with the demo seed takes ~3 min on 2 busy cores
-PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "S3", "SERVE")
+PORT_VARS = ("API", "DAGSTER", "MLFLOW", "RAY", "RAY_DASHBOARD", "S3", "SERVE", "POSTGRES", "REDIS")  # the last two: scale profile
 
 
 def integration_marks(timeout_s: int) -> list[pytest.MarkDecorator]:
@@ -207,9 +208,13 @@ def cleanup(data_dir: Path) -> None:
     """After stop: kill anything left of this data dir and remove Ray's temp dir (inside the data
     dir, with its short link in /tmp when the path is long: LaunchedPlatform.ray_temp_dir)."""
     from mlservice import state_dirs
+    from mlservice.postgres import LocalPostgres
 
     sweep(data_dir)
     state_dirs.remove_ray_temp_dir(data_dir)
+    cluster = LocalPostgres(home=data_dir / "postgres", port=0, password_path=data_dir / "unused").cluster_dir
+    if not cluster.is_relative_to(data_dir):  # the scale profile's PostgreSQL run as root: its cluster is under ~postgres
+        shutil.rmtree(cluster, ignore_errors=True)
 
 
 def cmdline(pid: int) -> str:
@@ -236,7 +241,8 @@ def ss_listening(pids: set[int]) -> list[tuple[str, str]]:
 
 
 PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.ray_head"), ("mlflow", "mlflow"),
-                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("s3", "mlservice.s3_server"))
+                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("s3", "mlservice.s3_server"),
+                ("postgres", "postgres -D"), ("redis", "redis-server"))  # the last two: the scale profile
 
 
 def parts(platform: Platform) -> dict[str, list[int]]:
