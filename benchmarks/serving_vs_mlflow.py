@@ -362,6 +362,41 @@ def run_wrk(url: str, script: Path, *, concurrency: int, seconds: float, pgid: i
                       meter.server_cores, meter.wrk_cores, meter.other_cores)
 
 
+def start_postgres(tmp: Path):
+    """A PostgreSQL as the scale profile runs it (mlservice.postgres) with a ``mlservice`` database:
+    ((its process, the server), the database URL)."""
+    from mlservice.postgres import LocalPostgres
+    from mlservice.processes import ManagedProcess
+
+    server = LocalPostgres(home=tmp / "postgres", port=free_port(), password_path=tmp / "pg_password")
+    server.init()
+    process = ManagedProcess("postgres", server.argv(), env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+                             log_path=tmp / "postgres.log", stop_signal=signal.SIGINT, popen_options=server.popen_options())
+    process.start()
+    server.wait_ready(alive=process.alive)
+    server.ensure_databases("mlservice")
+    log(f"PostgreSQL up on 127.0.0.1:{server.port} for the API's state")
+    return (process, server), server.url("mlservice")
+
+
+def logged_rows(tmp: Path, database_url: str | None) -> int:
+    """Rows of the API's prediction log (its SQLite file, or the PostgreSQL database)."""
+    if database_url:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                return conn.execute(sa.text("select count(*) from prediction_log")).scalar_one()
+        finally:
+            engine.dispose()
+    db = sqlite3.connect(tmp / "api" / "state.db")
+    try:
+        return db.execute("select count(*) from prediction_log").fetchone()[0]
+    finally:
+        db.close()
+
+
 def measure(name: str, url: str, script: Path, args, server: Server) -> dict[int, LoadResult]:
     results = {}
     for concurrency in args.levels:
@@ -394,6 +429,9 @@ def main() -> int:
     parser.add_argument("--mlflow-workers", type=int, default=None,
                         help="MLFLOW_MODELS_WORKERS for mlflow models serve (default: MLflow's own, 1 uvicorn worker)")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn workers for the API (default 1)")
+    parser.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite",
+                        help="the API's state database (prediction log): a SQLite file (embedded profile, default) or "
+                             "a PostgreSQL this script starts with mlservice.postgres (scale profile)")
     parser.add_argument("--concurrency", default="8,1",
                         help="wrk concurrency levels, comma-separated (default 8,1; the goals are judged at 8 and 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory (logs, DBs)")
@@ -413,6 +451,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mlservice-bench-"))
     servers: list[Server] = []
     profilers: list[subprocess.Popen] = []
+    postgres = None
     try:
         import httpx
 
@@ -450,6 +489,9 @@ def main() -> int:
             PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "benchmarks")]),
             ABLATE=args.ablate,
         )
+        if args.state == "postgres":
+            postgres, database_url = start_postgres(tmp)
+            api_env["MLSERVICE_DATABASE_URL"] = database_url
         factory = "api_ablations:create_app" if args.ablate else "serving_api.main:create_app"
         api = Server("platform API", [
             sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
@@ -496,11 +538,7 @@ def main() -> int:
             results[(t.key, "API")] = measure(f"API / {t.label}", f"{base}/api/v1/predictions", script, args, api)
             if prof is not None:
                 prof.wait(timeout=60)
-        db = sqlite3.connect(tmp / "api" / "state.db")
-        try:
-            logged = db.execute("select count(*) from prediction_log").fetchone()[0]
-        finally:
-            db.close()
+        logged = logged_rows(tmp, api_env.get("MLSERVICE_DATABASE_URL"))
         log(f"prediction_log rows written by the API: {logged}")
         api.stop()
         servers.remove(api)
@@ -534,6 +572,10 @@ def main() -> int:
         report(trained, results, raw, fast, args, logged, time.monotonic() - started_all)
         return 0
     finally:
+        if postgres is not None:
+            postgres[0].stop()
+            if not postgres[1].cluster_dir.is_relative_to(tmp):  # run as root: its cluster is under ~postgres
+                shutil.rmtree(postgres[1].cluster_dir, ignore_errors=True)
         for prof in profilers:
             if prof.poll() is None:
                 try:
@@ -557,7 +599,7 @@ def report(trained, results, raw, fast, args, logged, elapsed) -> None:
     print()
     print(f"## Results ({time.strftime('%Y-%m-%d')}, {platform.node() or 'host'}: {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; wrk {args.duration:g} s per run after {args.warmup:g} s warm-up; "
-          f"mlflow serve with {workers} uvicorn worker(s), API with {args.api_workers})")
+          f"mlflow serve with {workers} uvicorn worker(s), API with {args.api_workers} on {args.state} state)")
     if args.ablate:
         print()
         print(f"WHAT-IF RUN: the API ran with benchmarks/api_ablations.py patches [{args.ablate}], "
