@@ -57,5 +57,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+# The data directory, and the scale profile's PostgreSQL cluster where it lives outside it (run as root).
 clean-data:
+	@test ! -x $(BIN)/python || $(BIN)/python -c 'from pathlib import Path; from mlservice.postgres import LocalPostgres; \
+	  LocalPostgres(home=Path(".mlservice/postgres"), port=0, password_path=Path("unused")).remove_external_cluster()'
 	rm -rf .mlservice

@@ -76,7 +76,7 @@ def main() -> int:
     parser.add_argument("--writers", default="1,16,64", help="concurrent callers, comma-separated (default 1,16,64)")
     args = parser.parse_args()
     from mlservice.postgres import LocalPostgres
-    from mlservice.processes import ManagedProcess, free_port
+    from mlservice.processes import ManagedProcess, free_port, wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="mlservice-plog-bench-"))
     server = LocalPostgres(home=tmp / "postgres", port=free_port(), password_path=tmp / "pg_password")
@@ -86,7 +86,7 @@ def main() -> int:
     process.start()
     rows = []
     try:
-        server.wait_ready(alive=process.alive)
+        wait_until(server.ready, timeout_s=60, what="PostgreSQL", process=process)
         for writers in (int(w) for w in args.writers.split(",")):
             for store in ("SQLite", "PostgreSQL"):
                 if store == "SQLite":
@@ -102,8 +102,7 @@ def main() -> int:
                       f"wait p50 {figures['p50_ms']:.2f} ms p99 {figures['p99_ms']:.2f} ms", flush=True)
     finally:
         process.stop()
-        if not server.cluster_dir.is_relative_to(tmp):
-            shutil.rmtree(server.cluster_dir, ignore_errors=True)
+        server.remove_external_cluster()
         shutil.rmtree(tmp, ignore_errors=True)
     print()
     print("| store | concurrent callers | records/s | commits/s | rows per commit | wait p50 ms | wait p99 ms |")

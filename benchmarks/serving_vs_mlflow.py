@@ -366,14 +366,14 @@ def start_postgres(tmp: Path):
     """A PostgreSQL as the scale profile runs it (mlservice.postgres) with a ``mlservice`` database:
     ((its process, the server), the database URL)."""
     from mlservice.postgres import LocalPostgres
-    from mlservice.processes import ManagedProcess
+    from mlservice.processes import ManagedProcess, wait_until
 
     server = LocalPostgres(home=tmp / "postgres", port=free_port(), password_path=tmp / "pg_password")
     server.init()
     process = ManagedProcess("postgres", server.argv(), env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
                              log_path=tmp / "postgres.log", stop_signal=signal.SIGINT, popen_options=server.popen_options())
     process.start()
-    server.wait_ready(alive=process.alive)
+    wait_until(server.ready, timeout_s=60, what="PostgreSQL", process=process)
     server.ensure_databases("mlservice")
     log(f"PostgreSQL up on 127.0.0.1:{server.port} for the API's state")
     return (process, server), server.url("mlservice")
@@ -574,8 +574,7 @@ def main() -> int:
     finally:
         if postgres is not None:
             postgres[0].stop()
-            if not postgres[1].cluster_dir.is_relative_to(tmp):  # run as root: its cluster is under ~postgres
-                shutil.rmtree(postgres[1].cluster_dir, ignore_errors=True)
+            postgres[1].remove_external_cluster()
         for prof in profilers:
             if prof.poll() is None:
                 try:

@@ -21,7 +21,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +67,12 @@ class LocalPostgres:
             return self.home / "cluster"
         digest = hashlib.sha256(str(self.home.resolve()).encode()).hexdigest()[:16]
         return Path(user.pw_dir) / "mlservice" / digest
+
+    def remove_external_cluster(self) -> None:
+        """Remove the cluster when it lives outside ``home`` (run as root, under ~postgres): what
+        removing the platform's data directory leaves behind. A cluster inside ``home`` goes with it."""
+        if not self.cluster_dir.is_relative_to(self.home):
+            shutil.rmtree(self.cluster_dir, ignore_errors=True)
 
     def password(self) -> str:
         ensure_secret_file(self.password_path)
@@ -129,12 +134,6 @@ class LocalPostgres:
             return False
         return True
 
-    def wait_ready(self, timeout_s: float = 60, alive=lambda: True) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.ready():
-            if not alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL on 127.0.0.1:{self.port} did not start")
-            time.sleep(0.2)
 
     def ensure_databases(self, *names: str) -> None:
         """Create each database that is not there yet."""

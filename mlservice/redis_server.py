@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,9 +68,3 @@ class LocalRedis:
         except redis.RedisError:
             return False
 
-    def wait_ready(self, timeout_s: float = 30, alive=lambda: True) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.ready():
-            if not alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"Redis on 127.0.0.1:{self.port} did not start")
-            time.sleep(0.1)

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +27,7 @@ import pytest
 import redis
 
 from tests.integration.conftest import DEMO_MODEL, DEMO_TENANT
+from tests.utils.load import predictions_under_load
 from tests.utils.platform import (
     REPO_ROOT,
     cmdline,
@@ -166,30 +166,9 @@ def test_a_replica_killed_under_load_loses_no_record_of_an_answered_prediction(s
     [model] = [m for m in first.get("/api/v1/models", params={"name_prefix": DEMO_MODEL}).json()["data"]
                if m["name"] == DEMO_MODEL]
     body = {"model_id": model["model_id"], "features": ROW}
-    answered: list[str] = []
-    stop = threading.Event()
-
-    def load() -> None:
-        with httpx.Client(base_url=replica["base"], headers=dict(first.headers), trust_env=False, timeout=10) as client:
-            while not stop.is_set():
-                try:
-                    response = client.post("/api/v1/predictions", json=body)
-                except httpx.HTTPError:
-                    return
-                if response.status_code == 200:
-                    answered.append(response.json()["request_id"])
-
-    workers = [threading.Thread(target=load) for _ in range(6)]
-    for worker in workers:
-        worker.start()
-    deadline = time.monotonic() + 60
-    while len(answered) < 200 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(replica["proc"].pid, signal.SIGKILL)
-    replica["proc"].wait(timeout=30)
-    stop.set()
-    for worker in workers:
-        worker.join(timeout=15)
+    with predictions_under_load(replica["base"], dict(first.headers), body, clients=6, at_least=200) as answered:
+        os.killpg(replica["proc"].pid, signal.SIGKILL)  # mid-load: requests are in flight
+        replica["proc"].wait(timeout=30)
     first.close()
     second.close()
     assert len(answered) >= 200

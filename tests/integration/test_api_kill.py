@@ -9,7 +9,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import httpx
@@ -20,6 +19,7 @@ from config.settings import Settings
 from mlservice.launcher import free_port
 from mlservice.processes import port_free
 from serving_api.auth import issue_token
+from tests.utils.load import predictions_under_load
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.platform import REPO_ROOT
 
@@ -62,7 +62,6 @@ def test_no_answered_prediction_is_lost_when_the_api_stops_under_load(tmp_path, 
     port = free_port()
     api = _start_api(env, port)
     answered: list[str] = []
-    stop = threading.Event()
     try:
         base = f"http://127.0.0.1:{port}"
         created = httpx.post(f"{base}/api/v1/models", json={"name": "m", "source": {"run_id": run_id}},
@@ -70,29 +69,11 @@ def test_no_answered_prediction_is_lost_when_the_api_stops_under_load(tmp_path, 
         assert created.status_code == 201, created.text
         model_id = created.json()["model_id"]
 
-        def load() -> None:
-            with httpx.Client(base_url=base, headers=headers, trust_env=False, timeout=10) as client:
-                while not stop.is_set():
-                    try:
-                        response = client.post("/api/v1/predictions", json={"model_id": model_id, "features": ROW})
-                    except httpx.HTTPError:
-                        return  # the server is gone
-                    if response.status_code == 200:
-                        answered.append(response.json()["request_id"])
-
-        workers = [threading.Thread(target=load) for _ in range(8)]
-        for worker in workers:
-            worker.start()
-        deadline = time.monotonic() + 30
-        while len(answered) < 300 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.killpg(api.pid, stop_signal)  # mid-load: requests are in flight
-        api.wait(timeout=30)
-        stop.set()
-        for worker in workers:
-            worker.join(timeout=15)
+        body = {"model_id": model_id, "features": ROW}
+        with predictions_under_load(base, headers, body, clients=8, at_least=300, timeout_s=30) as answered:
+            os.killpg(api.pid, stop_signal)  # mid-load: requests are in flight
+            api.wait(timeout=30)
     finally:
-        stop.set()
         if api.poll() is None:
             os.killpg(api.pid, signal.SIGKILL)
     assert len(answered) >= 300

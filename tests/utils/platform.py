@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -212,9 +211,7 @@ def cleanup(data_dir: Path) -> None:
 
     sweep(data_dir)
     state_dirs.remove_ray_temp_dir(data_dir)
-    cluster = LocalPostgres(home=data_dir / "postgres", port=0, password_path=data_dir / "unused").cluster_dir
-    if not cluster.is_relative_to(data_dir):  # the scale profile's PostgreSQL run as root: its cluster is under ~postgres
-        shutil.rmtree(cluster, ignore_errors=True)
+    LocalPostgres(home=data_dir / "postgres", port=0, password_path=data_dir / "unused").remove_external_cluster()
 
 
 def cmdline(pid: int) -> str:

@@ -4,7 +4,6 @@ tests/conftest.py starts one; ``database()`` gives each user a database of its o
 
 from __future__ import annotations
 
-import shutil
 import signal
 import uuid
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlservice.postgres import LocalPostgres
-from mlservice.processes import ManagedProcess, free_port
+from mlservice.processes import ManagedProcess, free_port, wait_until
 
 
 class PostgresServer:
@@ -34,9 +33,8 @@ def postgres_server(home: Path) -> Iterator[PostgresServer]:
                              log_path=home / "postgres.log", stop_signal=signal.SIGINT, popen_options=server.popen_options())
     process.start()
     try:
-        server.wait_ready(alive=process.alive)
+        wait_until(server.ready, timeout_s=60, what="PostgreSQL", process=process)
         yield PostgresServer(server)
     finally:
         process.stop()
-        if not server.cluster_dir.is_relative_to(home):  # run as root: the cluster is under ~postgres
-            shutil.rmtree(server.cluster_dir, ignore_errors=True)
+        server.remove_external_cluster()

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlservice.processes import ManagedProcess, free_port
+from mlservice.processes import ManagedProcess, free_port, wait_until
 from mlservice.redis_server import LocalRedis
 
 
@@ -17,7 +17,7 @@ def redis_server(home: Path) -> Iterator[LocalRedis]:
     process = ManagedProcess("redis", server.argv(), env={"PATH": "/usr/bin:/bin"}, log_path=home.parent / f"{home.name}.log")
     process.start()
     try:
-        server.wait_ready(alive=process.alive)
+        wait_until(server.ready, timeout_s=30, what="Redis", process=process)
         yield server
     finally:
         process.stop()
