@@ -81,7 +81,8 @@ class LocalPostgres:
     def url(self, database: str, driver: str = "postgresql+psycopg") -> str:
         return f"{driver}://{SUPERUSER}:{self.password()}@127.0.0.1:{self.port}/{database}"
 
-    def _popen_user(self) -> dict:
+    def popen_options(self) -> dict:
+        """What ``subprocess.Popen`` needs beside the argv (the user to run as, when we are root)."""
         user = self.run_as
         return {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
@@ -107,7 +108,7 @@ class LocalPostgres:
             done = subprocess.run(
                 [str(binaries / "initdb"), "-D", str(cluster), "-U", SUPERUSER, "--pwfile", pwfile.name, "-E", "UTF8",
                  "--locale", "C", "--auth-local", "scram-sha-256", "--auth-host", "scram-sha-256"],
-                capture_output=True, text=True, check=False, **self._popen_user(),
+                capture_output=True, text=True, check=False, **self.popen_options(),
             )
         finally:
             os.unlink(pwfile.name)
@@ -121,10 +122,6 @@ class LocalPostgres:
                 "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.cluster_dir}",
                 "-c", "max_connections=200", "-c", "shared_buffers=128MB"]
 
-    def popen_options(self) -> dict:
-        """What ``subprocess.Popen`` needs beside the argv (the user to run as, when we are root)."""
-        return self._popen_user()
-
     def ready(self) -> bool:
         import psycopg
 
@@ -133,7 +130,6 @@ class LocalPostgres:
         except psycopg.Error:
             return False
         return True
-
 
     def ensure_databases(self, *names: str) -> None:
         """Create each database that is not there yet."""

@@ -7,25 +7,20 @@ clocks do not matter. A bucket expires once it would be full again: memory is bo
 clients active in the last burst/rate seconds (no pruning of our own).
 
 One round trip a request (~0.1 ms on loopback), on the event loop. If Redis does not answer
-within ``TIMEOUT_S`` the process falls back to its own buckets (the limits then hold per process,
-as with one worker) and says so in its log, once per outage; it asks Redis again after
-``RETRY_S``. A limiter that stopped every request while Redis is away would make a cache an
+(``resources.shared_redis``: a 50-ms timeout, then 5 s without asking) the process falls back to
+its own buckets (the limits then hold per process, as with one worker) and says so in its log,
+once per outage. A limiter that stopped every request while Redis is away would make a cache an
 availability dependency of predictions.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 
 from config.settings import Settings
+from resources.shared_redis import FailFastRedis
 from serving_api.ratelimit import RateLimiter, address_key, rate_limited
-
-log = logging.getLogger(__name__)
-
-TIMEOUT_S = 0.05
-RETRY_S = 5.0
 
 # KEYS[1]: the bucket. ARGV: rate/s, burst, cost, floor (1: take down to 0 at most, always "ok").
 # Returns {ok, tokens after} (tokens as text: Lua numbers come back as integers otherwise).
@@ -47,29 +42,16 @@ return {ok, string.format('%.6f', tokens)}
 
 class RedisRateLimiter(RateLimiter):
     def __init__(self, settings: Settings, url: str, clock=time.monotonic) -> None:
-        import redis
-
         super().__init__(settings, clock)
-        self._redis = redis.Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
-        self._take = self._redis.register_script(_TAKE)
-        self._down_until = 0.0
+        self._redis = FailFastRedis(url, "rate limits", "per-process buckets", clock)
+        self._take = self._redis.client.register_script(_TAKE)
 
     def _shared(self, key: str, rate: float, burst: float, cost: float, floor: bool = False) -> tuple[bool, float] | None:
         """(ok, tokens left) from the shared bucket; None while Redis is away (use our own)."""
-        import redis
-
-        if self.clock() < self._down_until:
+        taken = self._redis.call(lambda: self._take(keys=[key], args=[rate, burst, cost, 1 if floor else 0]))
+        if taken is None:
             return None
-        try:
-            ok, tokens = self._take(keys=[key], args=[rate, burst, cost, 1 if floor else 0])
-        except redis.RedisError as exc:
-            if self._down_until == 0.0:
-                log.warning("rate limits: Redis did not answer (%s); per-process buckets until it does", type(exc).__name__)
-            self._down_until = self.clock() + RETRY_S
-            return None
-        if self._down_until:
-            log.warning("rate limits: Redis answers again; buckets shared")
-            self._down_until = 0.0
+        ok, tokens = taken
         return bool(int(ok)), float(tokens)
 
     def check(self, tenant_id: str, cost: float = 1.0) -> None:

@@ -9,7 +9,8 @@ import time
 import uuid
 
 from mlservice.processes import free_port
-from resources.model_generations import TIMEOUT_S, ModelGenerations
+from resources.model_generations import ModelGenerations
+from resources.shared_redis import TIMEOUT_S
 
 
 def test_counters_start_at_zero_and_count_each_change_per_model(redis_server):

@@ -11,8 +11,9 @@ import uuid
 
 import pytest
 
+from resources.shared_redis import TIMEOUT_S
 from serving_api.errors import ApiError
-from serving_api.ratelimit_redis import TIMEOUT_S, RedisRateLimiter
+from serving_api.ratelimit_redis import RedisRateLimiter
 
 
 @pytest.fixture
