@@ -441,6 +441,8 @@ def main() -> int:
     parser.add_argument("--ablate", default="",
                         help="what-if: comma list of benchmarks/api_ablations.py patches applied to the API "
                              "(nolog); not the shipped code")
+    parser.add_argument("--api-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the API's environment, e.g. MLSERVICE_BATCH_MAX_WAIT_MS=0 (repeatable)")
     args = parser.parse_args()
     args.levels = [int(c) for c in args.concurrency.split(",")]
 
@@ -489,6 +491,9 @@ def main() -> int:
             PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "benchmarks")]),
             ABLATE=args.ablate,
         )
+        for setting in args.api_env:
+            name, _, value = setting.partition("=")
+            api_env[name] = value
         if args.state == "postgres":
             postgres, database_url = start_postgres(tmp)
             api_env["MLSERVICE_DATABASE_URL"] = database_url

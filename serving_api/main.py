@@ -29,6 +29,7 @@ from serving_api.errors import install_error_handlers
 from serving_api.heap import freeze_long_lived
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
+from serving_api.online.arrivals import Arrivals
 from serving_api.online.cache import ModelCache
 from serving_api.openapi import install_openapi
 from serving_api.ratelimit import RateLimiter
@@ -101,12 +102,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.rate_limiter = RedisRateLimiter(settings, settings.redis_url) if settings.redis_url else RateLimiter(settings)
     app.state.registry = build_registry(settings, state)
+    arrivals = app.state.arrivals = Arrivals()  # prediction requests on their way to a batcher (the middleware counts them)
     model_cache = app.state.model_cache = ModelCache(
         app.state.registry, max_models=settings.model_cache_max_models, max_bytes=settings.model_cache_max_bytes,
         max_batch=settings.batch_max_size, max_wait_ms=settings.batch_max_wait_ms,
         tenant_max_models=settings.model_cache_tenant_max_models, tenant_max_bytes=settings.model_cache_tenant_max_bytes,
         negative_ttl_s=settings.negative_cache_s,
-        generations=generations_for(settings.redis_url) if settings.redis_url else None,
+        generations=generations_for(settings.redis_url) if settings.redis_url else None, arrivals=arrivals,
     )
     app.state.feature_store = build_feature_store(settings)
     # commits group by themselves (max_wait_s=0); the lifespan starts and closes the writer
@@ -129,7 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_docs(app)
     install_openapi(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit)
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics, audit=audit,
+                       arrivals=arrivals)
     app.include_router(health.router)
     for router in (models.router, batch.router, predictions.router, ensembles.router, training.router, tuning.router,
                    jobs.router, features.router, oip.router, monitoring.router, deployments.router):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from resources.audit import AuditLog
     from serving_api.metrics import ApiMetrics
+    from serving_api.online.arrivals import Arrivals
 
 log = logging.getLogger("mlservice.api")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -64,8 +65,11 @@ def new_request_id() -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics, audit: AuditLog | None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: ApiMetrics, audit: AuditLog | None, arrivals: Arrivals | None = None,
+    ) -> None:
         self.app, self.max_body_bytes, self.metrics, self.audit = app, max_body_bytes, metrics, audit
+        self.arrivals = arrivals
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,6 +82,8 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         rid_header = (b"x-request-id", request_id.encode())
         state: dict[str, Any] = {"status": 500, "started": False, "code": None}
+        arrivals = self.arrivals
+        ticket = arrivals.begin() if arrivals is not None and arrivals.counts(scope["method"], scope["path"]) else None
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -119,6 +125,8 @@ class RequestContextMiddleware:
             if not state["started"]:
                 await send_error(500, "INTERNAL_ERROR", "internal error; quote the request id when reporting it")
         finally:
+            if ticket is not None:
+                arrivals.end(ticket)
             self._finish(scope, state, time.perf_counter() - started, request_id)
 
     def _limited(self, receive: Receive) -> Receive:

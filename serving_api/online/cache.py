@@ -28,6 +28,7 @@ from resources.errors import DomainError, ModelLoadFailed
 from resources.model_generations import ModelGenerations
 from resources.registry import ModelRegistry
 from serving_api.heap import Refreezer, freeze_long_lived
+from serving_api.online.arrivals import Arrivals
 from serving_api.online.batcher import MicroBatcher
 from serving_api.online.expiring import Expiring
 from serving_api.online.resolver import Resolved, Resolver
@@ -46,12 +47,12 @@ class ModelCache(Resolver):
     def __init__(
         self, registry: ModelRegistry, *, max_models: int = 32, max_bytes: int = 4 << 30, resolve_ttl_s: float = 10.0,
         max_batch: int = 64, max_wait_ms: float = 2.0, tenant_max_models: int = 8, tenant_max_bytes: int = 1 << 30,
-        negative_ttl_s: float = 5.0, generations: ModelGenerations | None = None,
+        negative_ttl_s: float = 5.0, generations: ModelGenerations | None = None, arrivals: Arrivals | None = None,
     ) -> None:
         super().__init__(registry, resolve_ttl_s=resolve_ttl_s, negative_ttl_s=negative_ttl_s, generations=generations)
         self.max_models, self.max_bytes = max_models, max_bytes
         self.tenant_max_models, self.tenant_max_bytes = tenant_max_models, tenant_max_bytes
-        self.max_batch, self.max_wait_ms = max_batch, max_wait_ms
+        self.max_batch, self.max_wait_ms, self.arrivals = max_batch, max_wait_ms, arrivals
         self._models: OrderedDict[tuple[str, str, str], Served] = OrderedDict()
         self._inflight: dict[tuple[str, str, str], asyncio.Task] = {}
         self._warming: set[asyncio.Task] = set()
@@ -100,7 +101,7 @@ class ModelCache(Resolver):
                                       "the server's log has the details", {"model_id": key[1], "version": key[2]}) from None
             served = Served(model, MicroBatcher(
                 model.batch_predict, executor=self.executor, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms,
-                on_error=functools.partial(input_error, model),
+                on_error=functools.partial(input_error, model), arrivals=self.arrivals,
             ))
             self._models[key] = served
             self._evict(key[0])

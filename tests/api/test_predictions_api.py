@@ -61,6 +61,19 @@ def test_version_resolution(client, served, version, expected):
     assert response.json()["version"] == expected
 
 
+def test_refused_predictions_close_their_arrival_tickets(client, served):
+    """A prediction refused before any batcher (404, 422, 400) still closes its ticket: a
+    lingering batch would otherwise wait out its whole window on every round."""
+    arrivals = client.app.state.arrivals
+    opened = arrivals.opened
+    assert _predict(client, served, features={**ROW, "total_orders": "many"}).status_code in (400, 422)
+    assert _predict(client, served, features=ROW, version="9.9.9").status_code == 404
+    assert client.post("/api/v1/predictions", json={"model_id": served["model_id"]}, headers=served["headers"]).status_code == 400
+    assert _predict(client, served, features=ROW).status_code == 200
+    assert client.get("/api/v1/models", headers=served["headers"]).status_code == 200  # not a prediction: no ticket
+    assert (arrivals.opened - opened, arrivals.pending) == (4, 0)
+
+
 def test_unknown_model_version_and_other_tenants(client, served):
     missing = _predict(client, served, features=ROW, version="9.9.9")
     error_envelope(missing, 404, "VERSION_NOT_FOUND")
@@ -147,6 +160,7 @@ def test_concurrent_requests_are_batched_and_answer_like_single_calls(client, se
         t.join()
     batches = entry.batcher.batches - batches_before
     assert batches < len(rows)  # concurrent requests shared predict calls
+    assert client.app.state.arrivals.pending == 0  # every request's arrival ticket closed (a batch never waits on it)
     expected = entry.model.estimator.predict_proba(frame[FEATURES])
     for i in range(len(rows)):
         assert answers[i]["probabilities"][0] == pytest.approx(list(expected[i]), abs=1e-12)
