@@ -160,6 +160,40 @@ def test_one_idempotency_key_on_both_replicas_gives_one_job_that_runs_on_dagster
     assert count == 1
 
 
+def test_lookups_from_the_platforms_redis_equal_a_sqlite_store_of_the_same_sources(scaled, replica, tmp_path):
+    """Feast's online store on Redis, as `make up` materialized it, against a SQLite online store
+    materialized here from the same registry and source files: every lookup answers the same,
+    through either replica, by feature references and by feature service."""
+    import shutil
+
+    from resources.feature_store import FeatureStoreResource
+
+    first, second = _clients(scaled, replica, DEMO_TENANT)
+    with first, second:
+        catalog = first.get("/api/v1/features/views").json()
+        refs = [f"{v['name']}:{f}" for v in catalog["feature_views"] for f in v["features"]]
+        services = [s["name"] for s in catalog["feature_services"]]
+        assert refs and services, catalog
+        rows = [{"customer_id": f"cust-{i}"} for i in (*range(1, 400, 13), 10**6)]  # the last: no such customer
+        by_refs = [c.post("/api/v1/features/online", json={"feature_refs": refs, "entity_rows": rows}) for c in (first, second)]
+        by_service = [c.post("/api/v1/features/online", json={"feature_service": services[0], "entity_rows": rows})
+                      for c in (first, second)]
+    assert all(r.status_code == 200 for r in by_refs + by_service), [r.text for r in by_refs + by_service]
+    from_redis = by_refs[0].json()["results"]
+    assert by_refs[1].json()["results"] == from_redis and by_service[1].json() == by_service[0].json()
+    assert from_redis[-1]["status"] == "missing" and sum(r["status"] == "ok" for r in from_redis) >= 10, from_redis
+
+    local = tmp_path / "sqlite"
+    shutil.copytree(scaled.data_dir / "feast" / DEMO_TENANT, local / "feast" / DEMO_TENANT)  # the registry; the sources stay put
+    sqlite = FeatureStoreResource(data_dir=str(local), online_store="sqlite")
+    feast = sqlite.store(DEMO_TENANT)  # the registry's own objects applied again: the SQLite store's tables
+    sqlite.apply_objects(DEMO_TENANT, [*feast.list_entities(), *feast.list_data_sources(), *feast.list_feature_views(),
+                                       *feast.list_feature_services()])
+    sqlite.materialize(DEMO_TENANT, incremental=False)
+    assert json.loads(json.dumps(sqlite.online_features(DEMO_TENANT, refs, rows))) == from_redis
+    assert json.loads(json.dumps(sqlite.online_features_for_service(DEMO_TENANT, services[0], rows))) == by_service[0].json()["results"]
+
+
 def test_a_replica_killed_under_load_loses_no_record_of_an_answered_prediction(scaled, replica):
     """Last: it kills the second replica."""
     first, second = _clients(scaled, replica, DEMO_TENANT)
