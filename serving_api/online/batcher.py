@@ -5,8 +5,9 @@ waiting (up to ``max_batch`` rows), and only when that shows concurrency (more t
 waits up to ``max_wait_ms`` for more. A lone request therefore runs at once; under load, batches
 form by themselves while the previous batch computes. Given the process's ``Arrivals``
 (``serving_api.online.arrivals``), the wait also ends as soon as no prediction request is on its
-way to a batcher: with few callers per process, all of them are often in the batch already. The predict call runs in a worker thread,
-never on the event loop. Results are split back per request in order.
+way to a batcher: with few callers per process, all of them are often in the batch already. The
+predict call runs in a worker thread, never on the event loop. Results are split back per
+request in order.
 
 A batch whose predict call fails (or answers a non-finite number) is predicted again request by
 request, in one thread hop: one caller's bad row never fails another caller's prediction. The
