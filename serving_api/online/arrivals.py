@@ -26,7 +26,8 @@ PREDICTION_SUFFIXES = ("/predictions", "/predict", "/infer")
 class Arrivals:
     def __init__(self) -> None:
         self.pending = 0
-        self.opened = 0  # tickets ever opened (for tests)
+        self.opened = 0  # tickets ever opened, and closed by entering a batcher (for tests)
+        self.joined = 0
         self._ticket: ContextVar[list[bool] | None] = ContextVar("mlservice_arrival", default=None)
         self._waiters: set[Callable[[], None]] = set()
 
@@ -46,6 +47,7 @@ class Arrivals:
         """The current request entered a batcher's queue (its first one, for an ensemble)."""
         ticket = self._ticket.get()
         if ticket is not None and ticket[0]:
+            self.joined += 1
             self._close(ticket)
 
     def end(self, ticket: list[bool]) -> None:

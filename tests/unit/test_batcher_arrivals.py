@@ -45,10 +45,10 @@ def test_a_batch_holding_every_caller_predicts_at_once():
         batcher, sizes = _batcher(arrivals)
         started = time.monotonic()
         answers = await asyncio.gather(*(_request(arrivals, batcher, v) for v in (1.0, 2.0, 3.0)))
-        return answers, sizes, time.monotonic() - started, arrivals.pending
+        return answers, sizes, time.monotonic() - started, (arrivals.pending, arrivals.joined)
 
-    answers, sizes, seconds, pending = asyncio.run(run())
-    assert answers == [2.0, 4.0, 6.0] and sizes == [3] and pending == 0
+    answers, sizes, seconds, counts = asyncio.run(run())
+    assert answers == [2.0, 4.0, 6.0] and sizes == [3] and counts == (0, 3)
     assert seconds < WINDOW_MS / 1000 / 3  # did not wait out its window
 
 
