@@ -27,10 +27,15 @@ _app_holder: dict = {}
 
 def _app():
     if "app" not in _app_holder:
+        import atexit
+        import shutil
         import tempfile
         from pathlib import Path
 
+        # made when the module is collected (schemathesis reads the schema then), even in a run
+        # that deselects it: removed when pytest's process ends
         data_dir = Path(tempfile.mkdtemp(prefix="mlservice-fuzz-"))
+        atexit.register(shutil.rmtree, data_dir, True)
         _app_holder["app"] = create_app(make_settings(data_dir))
     return _app_holder["app"]
 

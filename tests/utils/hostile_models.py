@@ -40,12 +40,12 @@ def _signature():
 
 def log_loader_module(settings: Settings, tenant_id: str) -> str:
     """A pyfunc whose MLmodel names ``loader_module: evil_loader`` shipped in ``code/``."""
-    code_dir = Path(tempfile.mkdtemp())
-    (code_dir / "evil_loader.py").write_text(_PAYLOAD + "def _load_pyfunc(path):\n    return None\n")
-    data = code_dir / "data.txt"
-    data.write_text("x")
     signature, _ = _signature()
-    with _run(settings, tenant_id) as run:
+    with tempfile.TemporaryDirectory() as folder, _run(settings, tenant_id) as run:
+        code_dir = Path(folder)
+        (code_dir / "evil_loader.py").write_text(_PAYLOAD + "def _load_pyfunc(path):\n    return None\n")
+        data = code_dir / "data.txt"
+        data.write_text("x")
         mlflow.pyfunc.log_model(name="model", loader_module="evil_loader", data_path=str(data),
                                 code_paths=[str(code_dir / "evil_loader.py")], signature=signature,
                                 pip_requirements=["pandas"])
@@ -68,12 +68,12 @@ def log_pickled_python_model(settings: Settings, tenant_id: str) -> str:
 
 
 def log_models_from_code(settings: Settings, tenant_id: str) -> str:
-    source = Path(tempfile.mkdtemp()) / "model_code.py"
-    source.write_text(_PAYLOAD + "import mlflow\nclass M(mlflow.pyfunc.PythonModel):\n"
-                      "    def predict(self, context, model_input, params=None):\n        return model_input\n"
-                      "mlflow.models.set_model(M())\n")
     signature, _ = _signature()
-    with _run(settings, tenant_id) as run:
+    with tempfile.TemporaryDirectory() as folder, _run(settings, tenant_id) as run:
+        source = Path(folder) / "model_code.py"
+        source.write_text(_PAYLOAD + "import mlflow\nclass M(mlflow.pyfunc.PythonModel):\n"
+                          "    def predict(self, context, model_input, params=None):\n        return model_input\n"
+                          "mlflow.models.set_model(M())\n")
         mlflow.pyfunc.log_model(name="model", python_model=str(source), signature=signature, pip_requirements=["pandas"])
     return run.info.run_id
 
