@@ -28,13 +28,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from serving_vs_mlflow import (  # the benchmarks folder is on the path (above)
-    TENANT,
     Server,
-    clean_env,
-    closed_port,
+    api_argv,
+    api_environment,
+    bench_token,
     free_port,
     log,
     run_wrk,
+    single_rows,
     start_postgres,
     train_and_log,
     wait_http,
@@ -47,10 +48,7 @@ def run_api(tmp: Path, workers: int, base_env: dict[str, str], token: str, rows:
     import httpx
 
     port = free_port()
-    api = Server(f"API x{workers}", [
-        sys.executable, "-m", "uvicorn", "serving_api.main:create_app", "--factory", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", str(workers), "--no-access-log",
-    ], env=base_env, cwd=tmp, log_path=tmp / f"api_{workers}.log")
+    api = Server(f"API x{workers}", api_argv(port, workers), env=base_env, cwd=tmp, log_path=tmp / f"api_{workers}.log")
     api.start()
     try:
         base = f"http://127.0.0.1:{port}"
@@ -100,26 +98,16 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="mlservice-workers-"))
     postgres = None
     try:
-        from config.settings import Settings
-        from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
-
         tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
         log(f"data dir {tmp}; training and logging the models")
         trained, X = train_and_log(tmp, tracking_uri)
-        sample = X.sample(n=64, random_state=1)
-        rows = [{c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()} for row in sample.to_dict("records")]
-        secret, dead = secrets.token_hex(32), closed_port()
-        env = clean_env(
-            MLSERVICE_DATA_DIR=str(tmp), MLSERVICE_MLFLOW_TRACKING_URI=tracking_uri, MLSERVICE_JWT_SECRET=secret,
-            MLSERVICE_RATE_LIMIT_PER_SECOND="1000000", MLSERVICE_RATE_LIMIT_BURST="1000000",
-            MLSERVICE_DAGSTER_URL=f"http://127.0.0.1:{dead}", MLSERVICE_RAY_DASHBOARD_URL=f"http://127.0.0.1:{dead}",
-            MLFLOW_DISABLE_TELEMETRY="true", PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-        )
+        rows = single_rows(X, 64)
+        secret = secrets.token_hex(32)
+        env = api_environment(tmp, tracking_uri, secret)
         if args.state == "postgres":
             postgres, env["MLSERVICE_DATABASE_URL"] = start_postgres(tmp)
-        token = issue_token(Settings(jwt_secret=secret, data_dir=tmp), tenant_id=TENANT, subject="bench",
-                            scopes=DEFAULT_TOKEN_SCOPES, ttl_s=3600)
+        token = bench_token(tmp, secret)
         rps: dict[tuple[int, str], list[float]] = {}
         for round_no in range(1, args.rounds + 1):
             for workers in (1, 2):

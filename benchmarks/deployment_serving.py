@@ -37,7 +37,18 @@ for _path in (REPO, REPO / "benchmarks"):
         sys.path.insert(0, str(_path))
 
 from platform_runner import start_platform, stop_platform  # noqa: E402
-from serving_vs_mlflow import TENANT, Server, clean_env, free_port, log, run_wrk, train_and_log, wait_http, write_lua  # noqa: E402
+from serving_vs_mlflow import (  # noqa: E402
+    TENANT,
+    Server,
+    clean_env,
+    free_port,
+    log,
+    run_wrk,
+    single_rows,
+    train_and_log,
+    wait_http,
+    write_lua,
+)
 
 GOAL = 3.0
 DEPLOY_TIMEOUT_S = 300
@@ -119,8 +130,7 @@ def main() -> int:
         wait_running(client, deployment_id, 1)
         log(f"deployed {deployment_id} (1 replica) in {time.monotonic() - mark:.0f} s from the request")
 
-        sample = X.sample(n=args.rows, random_state=1)
-        rows = [{c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()} for row in sample.to_dict("records")]
+        rows = single_rows(X, args.rows)
         local = client.post("/api/v1/predictions", json={"model_id": model_id, "features": rows[0]}).json()
         deployed = client.post("/api/v1/predictions", json={"model_id": model_id, "deployment_id": deployment_id,
                                                             "features": rows[0]}).json()

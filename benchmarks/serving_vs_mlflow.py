@@ -205,6 +205,45 @@ def wait_http(url: str, server: Server, timeout_s: float) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# the platform API as the benchmarks run it (also used by api_workers.py)
+# --------------------------------------------------------------------------------------------
+def api_environment(tmp: Path, tracking_uri: str, secret: str, **extra: str) -> dict[str, str]:
+    """The API's environment: its data dir, MLflow store and key; no rate limit to speak of;
+    Dagster and Ray on a closed port (the benchmarks start neither)."""
+    dead = closed_port()
+    return clean_env(
+        MLSERVICE_DATA_DIR=str(tmp), MLSERVICE_MLFLOW_TRACKING_URI=tracking_uri, MLSERVICE_JWT_SECRET=secret,
+        MLSERVICE_RATE_LIMIT_PER_SECOND="1000000", MLSERVICE_RATE_LIMIT_BURST="1000000",
+        MLSERVICE_DAGSTER_URL=f"http://127.0.0.1:{dead}", MLSERVICE_RAY_DASHBOARD_URL=f"http://127.0.0.1:{dead}",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        # No MLFLOW_TRACKING_URI on purpose: the API must work from its MLSERVICE_* settings
+        # alone (registration used to depend on MLflow's process-global URI; fixed in 99854eb).
+        PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "benchmarks")]),
+        **extra,
+    )
+
+
+def api_argv(port: int, workers: int, factory: str = "serving_api.main:create_app") -> list[str]:
+    return [sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(workers), "--no-access-log"]
+
+
+def bench_token(tmp: Path, secret: str) -> str:
+    """A bearer token of the benchmark tenant with the default scopes, for an hour."""
+    from config.settings import Settings
+    from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
+
+    return issue_token(Settings(jwt_secret=secret, data_dir=tmp), tenant_id=TENANT, subject="bench",
+                       scopes=DEFAULT_TOKEN_SCOPES, ttl_s=3600)
+
+
+def single_rows(X, n: int) -> list[dict]:
+    """``n`` rows of ``X`` (a fixed sample) as JSON-ready feature dicts."""
+    sample = X.sample(n=n, random_state=1)
+    return [{c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()} for row in sample.to_dict("records")]
+
+
+# --------------------------------------------------------------------------------------------
 # 1. models
 # --------------------------------------------------------------------------------------------
 @dataclass
@@ -461,8 +500,7 @@ def main() -> int:
         log(f"data dir {tmp}; training and logging the models")
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
         trained, X = train_and_log(tmp, tracking_uri)
-        sample = X.sample(n=args.rows, random_state=1)
-        rows = [{c: (v.item() if hasattr(v, "item") else v) for c, v in row.items()} for row in sample.to_dict("records")]
+        rows = single_rows(X, args.rows)
         columns = list(X.columns)
 
         # -- raw in-process predict ------------------------------------------------------------
@@ -476,21 +514,9 @@ def main() -> int:
                 + ("n/a" if fast[t.key] is None else f"{fast[t.key]:.3f} ms"))
 
         # -- the platform API ------------------------------------------------------------------
-        from config.settings import Settings
-        from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
-
         secret = secrets.token_hex(32)
-        api_port, dead = free_port(), closed_port()
-        api_env = clean_env(
-            MLSERVICE_DATA_DIR=str(tmp), MLSERVICE_MLFLOW_TRACKING_URI=tracking_uri, MLSERVICE_JWT_SECRET=secret,
-            MLSERVICE_RATE_LIMIT_PER_SECOND="1000000", MLSERVICE_RATE_LIMIT_BURST="1000000",
-            MLSERVICE_DAGSTER_URL=f"http://127.0.0.1:{dead}", MLSERVICE_RAY_DASHBOARD_URL=f"http://127.0.0.1:{dead}",
-            MLFLOW_DISABLE_TELEMETRY="true",
-            # No MLFLOW_TRACKING_URI on purpose: the API must work from its MLSERVICE_* settings
-            # alone (registration used to depend on MLflow's process-global URI; fixed in 99854eb).
-            PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "benchmarks")]),
-            ABLATE=args.ablate,
-        )
+        api_port = free_port()
+        api_env = api_environment(tmp, tracking_uri, secret, ABLATE=args.ablate)
         for setting in args.api_env:
             name, _, value = setting.partition("=")
             api_env[name] = value
@@ -498,16 +524,13 @@ def main() -> int:
             postgres, database_url = start_postgres(tmp)
             api_env["MLSERVICE_DATABASE_URL"] = database_url
         factory = "api_ablations:create_app" if args.ablate else "serving_api.main:create_app"
-        api = Server("platform API", [
-            sys.executable, "-m", "uvicorn", factory, "--factory", "--host", "127.0.0.1",
-            "--port", str(api_port), "--workers", str(args.api_workers), "--no-access-log",
-        ], env=api_env, cwd=tmp, log_path=tmp / "api.log")
+        api = Server("platform API", api_argv(api_port, args.api_workers, factory), env=api_env, cwd=tmp,
+                     log_path=tmp / "api.log")
         servers.append(api.start())
         base = f"http://127.0.0.1:{api_port}"
         wait_http(f"{base}/health/live", api, 90)
         log(f"API up on {base} (pid {api.pid})")
-        token = issue_token(Settings(jwt_secret=secret, data_dir=tmp), tenant_id=TENANT, subject="bench",
-                            scopes=DEFAULT_TOKEN_SCOPES, ttl_s=3600)
+        token = bench_token(tmp, secret)
         headers = {"Authorization": f"Bearer {token}"}
         model_ids = {}
         with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
