@@ -13,10 +13,10 @@ from typing import Any
 import dagster as dg
 
 from assets.run_watch import watch_cancellation
-from resources.job_specs import JobContext
-from resources.jobs import JobStore
-from resources.state_db import utcnow
-from resources.tenancy import is_valid_tenant
+from resources.infra.state_db import utcnow
+from resources.jobs.records import JobStore
+from resources.jobs.specs import JobContext
+from resources.tenants.ids import is_valid_tenant
 from resources.vocabulary import JOB_KINDS, RUN_KIND
 
 

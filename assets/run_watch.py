@@ -11,7 +11,7 @@ job after it waited for.
 ``watch_cancellation`` (called by every job asset through ``assets.job_runs.job_of_run``) starts,
 once per run in its worker, a thread that reads the run's status every ``POLL_S`` and interrupts
 the worker (SIGINT, as a delivered termination does) once the run is CANCELING or CANCELED, so what
-the assets do then is the same: the Ray task cancelled (``resources.ray_tasks.wait_for``), staged
+the assets do then is the same: the Ray task cancelled (``resources.infra.ray_tasks.wait_for``), staged
 output discarded, the run ends CANCELED.
 """
 

@@ -11,7 +11,7 @@ code.
 The earlier prototypes measured here (typed frames, verified fast predictors, async dependency
 getters, the JWT verify cache, skipping the audit row of logged predictions, gc.freeze, WAL
 checkpoints off the commit path, stale-while-revalidate resolution) are shipped in
-``serving_api`` and ``resources.state_db``; the README's "Serving benchmark" section has their
+``serving_api`` and ``resources.infra.state_db``; the README's "Serving benchmark" section has their
 measured effect.
 """
 
@@ -28,7 +28,7 @@ if unknown:
 
 
 def _nolog() -> None:
-    from resources.prediction_log import PredictionLog
+    from resources.predictions.log import PredictionLog
 
     async def record(self, **fields: Any) -> None:
         self._row(fields)

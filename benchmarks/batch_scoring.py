@@ -8,7 +8,7 @@ What it does (everything lives in a temporary data directory, removed at the end
 1. Starts the platform as ``make up`` does (``python -m mlservice.cli up --no-demo``: Ray head,
    MLflow, Dagster webserver and daemon, the embedded S3 server, the API; free loopback ports),
    with the buckets ``bench-in`` and ``bench-out`` granted to the benchmark's tenant.
-2. Generates ``--rows`` churn customers (``mlservice.demo_data``: a string id and the four churn
+2. Generates ``--rows`` churn customers (``mlservice.demo.churn_data``: a string id and the four churn
    features), written once as parquet to the tenant's data area and once to ``s3://bench-in``.
 3. Fits the serving benchmark's RandomForest (100 trees, depth 10) and LogisticRegression
    (``serving_vs_mlflow.train_and_log``), logs them to the platform's MLflow store and registers
@@ -105,7 +105,7 @@ def write_input(tmp: Path, rows: int, s3) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from mlservice.demo_data import CHURN_FEATURES, churn_customers
+    from mlservice.demo.churn_data import CHURN_FEATURES, churn_customers
 
     frame = churn_customers(rows, seed=3)[CHURN_FEATURES]
     frame.insert(0, "customer_id", [f"cust-{i}" for i in range(rows)])
@@ -121,8 +121,8 @@ def plain_process(registry, model_id: str, key: str, input_path: Path, out_dir: 
     import pyarrow.parquet as pq
 
     from assets.scoring.scorer import BatchScorer, ScoringSpec
-    from inference.loaded import load_version
-    from resources.storage import local_filesystem
+    from mlservice.inference.loader import load_version
+    from resources.data.storage import local_filesystem
 
     model = load_version(registry, TENANT, model_id)
 
@@ -218,9 +218,9 @@ def main() -> int:
     try:
         import httpx
 
-        from config.settings import Settings
-        from config.wiring import build_registry, build_state_store
-        from mlservice import embedded_s3
+        from mlservice.config.settings import Settings
+        from mlservice.config.wiring import build_registry, build_state_store
+        from mlservice.launcher import embedded_s3
         from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
         log(f"data dir {tmp}; starting the platform (mlservice up --no-demo)")

@@ -93,8 +93,8 @@ def main() -> int:
         return 2
     import httpx
 
-    from config.settings import Settings
-    from config.wiring import build_registry, build_state_store
+    from mlservice.config.settings import Settings
+    from mlservice.config.wiring import build_registry, build_state_store
     from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
     started_all = time.monotonic()

@@ -11,7 +11,7 @@ removed at the end unless --keep):
    Evidently is never installed into the platform's environment and the platform never imports it).
 2. Generates churn-like data with numpy (seeded), fits a LogisticRegression on the four churn
    features and logs it to an MLflow SQLite store inside a run of the tenant's experiment, with a
-   signature and the run's drift reference sample (``monitoring.reference.log_reference``: a seeded
+   signature and the run's drift reference sample (``mlservice.monitoring.reference.log_reference``: a seeded
    sample of 10,000 training rows, as every training job logs it).
 3. Starts the platform API (uvicorn, 1 worker, 127.0.0.1, JWT auth on; the helpers of
    ``serving_vs_mlflow.py``), registers the model through ``POST /api/v1/models``, sends one real
@@ -21,9 +21,9 @@ removed at the end unless --keep):
 5. Times ``GET /api/v1/monitoring/{model_id}/drift`` (all features, the default 24 h window): the
    model's first report in the API process (it reads the reference and the whole window), then,
    after warm-up calls, a series in which ``--new-per-call`` records are logged before each call (the
-   API reads windows that end now incrementally: ``monitoring.window_cache``); then, in this
-   process, the whole window read (``monitoring.window.current_sample``),
-   ``monitoring.drift.drift_report`` on the window's columns and ``monitoring.drift_stats.drift_results``
+   API reads windows that end now incrementally: ``mlservice.monitoring.window_cache``); then, in this
+   process, the whole window read (``mlservice.monitoring.traffic_window.current_sample``),
+   ``mlservice.monitoring.drift_report.drift_report`` on the window's columns and ``mlservice.monitoring.drift_stats.drift_results``
    on the numpy columns of the same frames.
 6. Runs Evidently's ``Report([DataDriftPreset()])`` on the SAME reference and current frames in the
    Evidently environment's own process and times ``Report.run`` there (import time printed apart).
@@ -294,8 +294,8 @@ def train_and_log(settings, train, labels) -> tuple[str, object]:
     import skops.io
     from sklearn.linear_model import LogisticRegression
 
-    from config.wiring import build_registry, build_state_store
-    from monitoring.reference import log_reference
+    from mlservice.config.wiring import build_registry, build_state_store
+    from mlservice.monitoring.reference import log_reference
 
     warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column.*")
     model = LogisticRegression(max_iter=2000).fit(train, labels)
@@ -327,7 +327,7 @@ def signature_features(settings, run_id: str) -> list:
     """The model's FeatureSpecs, from the logged signature (as the API builds them)."""
     import mlflow
 
-    from inference.signature import FeatureSpec
+    from mlservice.inference.signature import FeatureSpec
 
     mlflow.set_tracking_uri(settings.effective_tracking_uri)
     inputs = mlflow.models.get_model_info(f"runs:/{run_id}/model").signature.inputs.inputs
@@ -341,7 +341,7 @@ def log_rows(model, model_id: str, version: str, current, now: datetime, hours: 
     compact JSON text; ``at`` spread evenly over the ``hours`` before ``now``, oldest first."""
     import numpy as np
 
-    from resources.prediction_records import Answer
+    from resources.predictions.records import Answer
 
     proba = np.asarray(model.predict_proba(current), dtype=float)
     labels = np.asarray(model.classes_)[proba.argmax(axis=1)].tolist()
@@ -371,7 +371,7 @@ def check_record_format(state, request_id: str, model, model_id: str, version: s
     import pandas as pd
     import sqlalchemy as sa
 
-    from resources.prediction_log import prediction_log as t
+    from resources.predictions.log import prediction_log as t
 
     with state.engine.connect() as conn:
         api = conn.execute(sa.select(t).where(t.c.tenant_id == TENANT, t.c.request_id == request_id)).mappings().one()
@@ -397,7 +397,7 @@ def window_breakdown(state, model_id: str, version: str, start: datetime, end: d
     import orjson
     import sqlalchemy as sa
 
-    from resources.prediction_log import prediction_log as t
+    from resources.predictions.log import prediction_log as t
 
     window = sa.and_(t.c.tenant_id == TENANT, t.c.at >= start, t.c.at < end, t.c.status_code == 200)
     own = sa.and_(window, t.c.model_id == model_id, t.c.model_version == version)
@@ -418,7 +418,7 @@ def window_breakdown(state, model_id: str, version: str, start: datetime, end: d
 
 def bulk_insert(state, rows: list[dict], batch: int = 10_000) -> None:
     """One transaction, executemany in batches, through the table definition (UTCDateTime binds `at`)."""
-    from resources.prediction_log import prediction_log
+    from resources.predictions.log import prediction_log
 
     with state.begin() as conn:
         for start in range(0, len(rows), batch):
@@ -451,12 +451,12 @@ def main() -> int:
     try:
         import httpx
 
-        from config.settings import Settings
-        from config.wiring import build_state_store
-        from monitoring.drift import drift_report, feature_kind
-        from monitoring.drift_stats import drift_results
-        from monitoring.reference import sample_reference
-        from monitoring.window import current_sample
+        from mlservice.config.settings import Settings
+        from mlservice.config.wiring import build_state_store
+        from mlservice.monitoring.drift_report import drift_report, feature_kind
+        from mlservice.monitoring.drift_stats import drift_results
+        from mlservice.monitoring.reference import sample_reference
+        from mlservice.monitoring.traffic_window import current_sample
         from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
         os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -631,13 +631,13 @@ def report_table(args, api_t, first_s, window_t, parts, report_t, stats_t, body,
           f"{first_s:.3f} | | | | |")
     print(f"| API GET {ROUTE}, later reports, {args.new_per_call} new records logged before each (client-side, httpx "
           f"keep-alive, after {args.warmup} warm-ups) | {api_t.cells()} |")
-    print(f"| in process: monitoring.window.current_sample, the whole window read (SQL fetch, orjson, columns) | "
+    print(f"| in process: mlservice.monitoring.traffic_window.current_sample, the whole window read (SQL fetch, orjson, columns) | "
           f"{window_t.cells()} |")
     print(f"| - of which: SQL, the model's own records, fetched whole | {parts['own'].cells()} |")
     print(f"| - of which: SQL, ensemble records naming the model (none here) | {parts['member'].cells()} |")
     print(f"| - of which: orjson.loads of the {body['current']['records']} features texts | {parts['parse'].cells()} |")
-    print(f"| in process: monitoring.drift.drift_report on the window's columns (statistics) | {report_t.cells()} |")
-    print(f"| in process: monitoring.drift_stats.drift_results on numpy columns | {stats_t.cells()} |")
+    print(f"| in process: mlservice.monitoring.drift_report.drift_report on the window's columns (statistics) | {report_t.cells()} |")
+    print(f"| in process: mlservice.monitoring.drift_stats.drift_results on numpy columns | {stats_t.cells()} |")
     ev_t = None
     if evidently:
         ev_t = Timings(evidently["run_s"], evidently["load"])

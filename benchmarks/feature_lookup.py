@@ -53,8 +53,8 @@ from serving_vs_mlflow import (  # noqa: E402  (sibling benchmark: helpers only,
     write_lua,
 )
 
-from mlservice.feature_data import AS_OF, write_feature_data  # noqa: E402
-from resources.feature_store import FeatureStoreResource  # noqa: E402
+from mlservice.demo.feature_data import AS_OF, write_feature_data  # noqa: E402
+from resources.features.store import FeatureStoreResource  # noqa: E402
 
 TENANT = "acme-corp"
 REFS = ["customer_features:total_orders", "customer_features:avg_order_value", "customer_features:days_since_last_order"]
@@ -161,7 +161,7 @@ def main() -> int:
         sdk_answer = store.store(TENANT).get_online_features(features=REFS, entity_rows=ROWS).to_dict()
 
         # -- the API, a separate process on the same data directory ------------------------------
-        from config.settings import Settings
+        from mlservice.config.settings import Settings
         from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
         secret = secrets.token_hex(32)

@@ -52,7 +52,7 @@ def stop_platform(server: Server, tmp: Path) -> None:
     directory in its environment (a launcher killed early leaves its parts running)."""
     import signal
 
-    from mlservice import state_dirs
+    from mlservice.launcher import state_dirs
 
     server.stop(term_grace_s=90)
     marker = f"MLSERVICE_DATA_DIR={tmp}\0".encode()

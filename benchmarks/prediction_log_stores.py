@@ -1,7 +1,7 @@
 """The prediction log's group commit on SQLite (embedded) and on PostgreSQL (scale profile), side by side.
 
 What it does: for each store, a fresh database (a SQLite file in a temporary directory; a new
-database of a PostgreSQL that this script starts with ``mlservice.postgres``, as the scale profile
+database of a PostgreSQL that this script starts with ``mlservice.launcher.postgres``, as the scale profile
 does), the API's ``PredictionLog`` (group commit, ``max_wait_s=0`` as the API runs it), and
 ``--writers`` asyncio callers on one event loop (the API's shape: every answered prediction awaits
 its committed record) writing records with a 4-feature payload for ``--seconds``. Prints records
@@ -49,8 +49,8 @@ async def drive(plog, writers: int, seconds: float) -> list[float]:
 
 
 def measure(url: str, writers: int, seconds: float) -> dict[str, float]:
-    from resources.prediction_log import PredictionLog
-    from resources.state_db import StateStore
+    from resources.infra.state_db import StateStore
+    from resources.predictions.log import PredictionLog
 
     store = StateStore(database_url=url)
     plog = PredictionLog(store, max_wait_s=0)
@@ -75,8 +75,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run (default 5)")
     parser.add_argument("--writers", default="1,16,64", help="concurrent callers, comma-separated (default 1,16,64)")
     args = parser.parse_args()
-    from mlservice.postgres import LocalPostgres
-    from mlservice.processes import ManagedProcess, free_port, wait_until
+    from mlservice.launcher.postgres import LocalPostgres
+    from mlservice.launcher.processes import ManagedProcess, free_port, wait_until
 
     tmp = Path(tempfile.mkdtemp(prefix="mlservice-plog-bench-"))
     server = LocalPostgres(home=tmp / "postgres", port=free_port(), password_path=tmp / "pg_password")

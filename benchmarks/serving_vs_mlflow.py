@@ -2,7 +2,7 @@
 
 What it does (everything lives in a temporary data directory, removed at the end):
 
-1. Generates churn data (``mlservice.demo_data``), fits a RandomForestClassifier(100 trees,
+1. Generates churn data (``mlservice.demo.churn_data``), fits a RandomForestClassifier(100 trees,
    depth 10) and a LogisticRegression on the four churn features and logs both to an MLflow SQLite
    store (experiment and runs tagged ``mlservice.tenant=bench``, signature, input example, skops).
 2. Starts the platform API (uvicorn, 1 worker, 127.0.0.1, ``--no-access-log``; auth, validation,
@@ -230,7 +230,7 @@ def api_argv(port: int, workers: int, factory: str = "serving_api.main:create_ap
 
 def bench_token(tmp: Path, secret: str) -> str:
     """A bearer token of the benchmark tenant with the default scopes, for an hour."""
-    from config.settings import Settings
+    from mlservice.config.settings import Settings
     from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
     return issue_token(Settings(jwt_secret=secret, data_dir=tmp), tenant_id=TENANT, subject="bench",
@@ -265,7 +265,7 @@ def train_and_log(data_dir: Path, tracking_uri: str, experiment_id: str | None =
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
-    from mlservice.demo_data import CHURN_FEATURES, TARGET, churn_customers
+    from mlservice.demo.churn_data import CHURN_FEATURES, TARGET, churn_customers
 
     warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column.*")
     frame = churn_customers()
@@ -298,7 +298,7 @@ def train_and_log(data_dir: Path, tracking_uri: str, experiment_id: str | None =
 def raw_predict_p50_ms(model, row_frame, calls: int) -> float:
     """Median wall time of predict_proba on one row (a DataFrame), in process."""
     if hasattr(model, "n_jobs"):
-        model.set_params(n_jobs=1)  # what the API does on load (inference.loaded)
+        model.set_params(n_jobs=1)  # what the API does on load (mlservice.inference.loader)
     for _ in range(20):
         model.predict_proba(row_frame)
     times = []
@@ -313,8 +313,8 @@ def fast_path_p50_ms(model, row_frame, calls: int) -> float | None:
     """Median wall time of the API's own verified matrix predictor on one row, in process."""
     import numpy as np
 
-    from inference.fast_paths import matrix_predictor
-    from inference.predictors import sklearn_predictor as _sklearn_predictor
+    from mlservice.inference.fast_paths import matrix_predictor
+    from mlservice.inference.predictors import sklearn_predictor as _sklearn_predictor
 
     names = list(row_frame.columns)
     fast = matrix_predictor(model, "classification", _sklearn_predictor(model, "classification"), names, row_frame)
@@ -402,10 +402,10 @@ def run_wrk(url: str, script: Path, *, concurrency: int, seconds: float, pgid: i
 
 
 def start_postgres(tmp: Path):
-    """A PostgreSQL as the scale profile runs it (mlservice.postgres) with a ``mlservice`` database:
+    """A PostgreSQL as the scale profile runs it (mlservice.launcher.postgres) with a ``mlservice`` database:
     ((its process, the server), the database URL)."""
-    from mlservice.postgres import LocalPostgres
-    from mlservice.processes import ManagedProcess, wait_until
+    from mlservice.launcher.postgres import LocalPostgres
+    from mlservice.launcher.processes import ManagedProcess, wait_until
 
     server = LocalPostgres(home=tmp / "postgres", port=free_port(), password_path=tmp / "pg_password")
     server.init()
@@ -470,7 +470,7 @@ def main() -> int:
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn workers for the API (default 1)")
     parser.add_argument("--state", choices=("sqlite", "postgres"), default="sqlite",
                         help="the API's state database (prediction log): a SQLite file (embedded profile, default) or "
-                             "a PostgreSQL this script starts with mlservice.postgres (scale profile)")
+                             "a PostgreSQL this script starts with mlservice.launcher.postgres (scale profile)")
     parser.add_argument("--concurrency", default="8,1",
                         help="wrk concurrency levels, comma-separated (default 8,1; the goals are judged at 8 and 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directory (logs, DBs)")

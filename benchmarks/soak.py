@@ -144,7 +144,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     args = parser.parse_args()
 
-    from config.settings import get_settings
+    from mlservice.config.settings import get_settings
     from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
     settings = get_settings()

@@ -9,7 +9,7 @@ import sys
 
 
 def _settings():
-    from config.settings import get_settings
+    from mlservice.config.settings import get_settings
 
     return get_settings()
 
@@ -32,7 +32,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(_args: argparse.Namespace) -> int:
-    from mlservice.demo import seed_demo
+    from mlservice.demo.seed import seed_demo
 
     seed_demo(_settings())
     return 0
@@ -40,8 +40,8 @@ def cmd_seed_demo(_args: argparse.Namespace) -> int:
 
 def cmd_verify_artifacts(_args: argparse.Namespace) -> int:
     """Inspect and record versions registered before artifact records existed (after an upgrade)."""
-    from config.wiring import build_registry, build_state_store
-    from resources.artifact_backfill import backfill_artifact_records
+    from mlservice.config.wiring import build_registry, build_state_store
+    from resources.models.artifact_backfill import backfill_artifact_records
 
     settings = _settings()
     report = backfill_artifact_records(build_registry(settings, build_state_store(settings)))
@@ -55,7 +55,7 @@ def cmd_verify_artifacts(_args: argparse.Namespace) -> int:
 
 def cmd_walkthrough(args: argparse.Namespace) -> int:
     """The API reference's examples in order against the running platform (``make up``), as the demo tenant."""
-    from mlservice.demo import DEMO_TENANT
+    from mlservice.demo.seed import DEMO_TENANT
     from mlservice.walkthrough import main as walkthrough
     from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
@@ -80,7 +80,7 @@ def _demo_model_id(api: str, token: str) -> str | None:
     """The demo model's id, for a prediction curl line (None when the demo was not seeded)."""
     import httpx
 
-    from mlservice.demo import DEMO_MODEL
+    from mlservice.demo.seed import DEMO_MODEL
 
     try:
         response = httpx.get(f"{api}/api/v1/models", params={"name_prefix": DEMO_MODEL},
@@ -93,7 +93,7 @@ def _demo_model_id(api: str, token: str) -> str | None:
 
 def _s3_lines(platform) -> list[str]:
     """Where S3 paths go: the embedded server (in memory) or the configured endpoint."""
-    from mlservice import embedded_s3
+    from mlservice.launcher import embedded_s3
 
     s = platform.settings
     if platform.start_s3:
@@ -103,8 +103,8 @@ def _s3_lines(platform) -> list[str]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from mlservice.demo import DEMO_MODEL, DEMO_TENANT
-    from mlservice.launcher import Platform
+    from mlservice.demo.seed import DEMO_MODEL, DEMO_TENANT
+    from mlservice.launcher.up import Platform
     from serving_api.auth import DEFAULT_TOKEN_SCOPES, issue_token
 
     settings = _settings()

@@ -21,7 +21,7 @@ import httpx
 
 from resources.vocabulary import TERMINAL_STATUSES
 
-DEMO_MODEL = "customer_churn_predictor"  # mlservice.demo.DEMO_MODEL (not imported: that module imports the platform)
+DEMO_MODEL = "customer_churn_predictor"  # mlservice.demo.seed.DEMO_MODEL (not imported: that module imports the platform)
 FEATURES = {"total_orders": 15, "days_since_last_order": 45, "avg_order_value": 125.50, "support_tickets": 3}
 
 

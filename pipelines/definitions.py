@@ -17,7 +17,7 @@ from assets.monitoring.assets import drift_report, predictions
 from assets.scoring.assets import batch_predictions
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
-from config.settings import Settings
+from mlservice.config.settings import Settings
 from pipelines.deployment_reconciler import build_deployment_reconciler
 from pipelines.jobs import ALL_JOBS
 from pipelines.monitoring import build_drift_schedule, build_monitored_models_sensor, drift_report_job

@@ -1,8 +1,8 @@
 """The ``deployment_reconciler`` sensor: desired state (the deployments table) against what Ray
 Serve reports (the dashboard's REST API; the sensor never becomes a Ray driver), repaired by
-``deploy_model`` runs. ``resources.deployment_reconcile.decide`` says what to do with each
+``deploy_model`` runs. ``resources.deployments.reconcile.decide`` says what to do with each
 deployment, and ``judge_canary`` whether a running canary is rolled back or promoted (from the
-traffic the API counted per version, ``resources.deployment_traffic``); this module reads the inputs and
+traffic the API counted per version, ``resources.deployments.traffic``); this module reads the inputs and
 acts: a run (with a job record of the deployment's tenant, submitted by this sensor, listed by
 ``GET /api/v1/jobs``) to apply or delete, or a status written back. After a platform restart (Ray
 restarted, Serve empty) every deployment that should run is applied again by itself.
@@ -19,14 +19,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from pipelines.jobs import deploy_model_job
-from resources.deployment_reconcile import canary_window_start, decide, judge_canary
-from resources.deployment_traffic import KEEP_DAYS, TrafficStore
-from resources.deployments import DeploymentRecord, DeploymentStore
+from resources.dagster_resources import RayCluster, StateStore
+from resources.deployments.reconcile import canary_window_start, decide, judge_canary
+from resources.deployments.store import DeploymentRecord, DeploymentStore
+from resources.deployments.traffic import KEEP_DAYS, TrafficStore
 from resources.errors import RayUnavailable
-from resources.job_specs import DeploymentConfig, run_config
-from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
-from resources.state_db import StateStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import DeploymentConfig, run_config
 from resources.vocabulary import RUN_DEPLOYMENT, job_run_tags
 
 log = logging.getLogger("mlservice.deployment_reconciler")
@@ -108,8 +107,8 @@ def _settle_canary(store: DeploymentStore, record: DeploymentRecord, decision) -
 
 
 def _run_request(state: StateStore, store: DeploymentStore, record: DeploymentRecord, action: str, why: str) -> dg.RunRequest:
-    from config.settings import Settings
-    from resources.job_specs import JobContext
+    from mlservice.config.settings import Settings
+    from resources.jobs.specs import JobContext
 
     job, _ = JobStore(state).create(
         record.tenant_id, kind="deployment", submitted_by=SUBMITTER, model_name=record.model_name,

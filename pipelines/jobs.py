@@ -10,10 +10,10 @@ from assets.scoring.assets import batch_predictions
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
 from resources import vocabulary
-from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB
-from resources.job_specs import BATCH_SCORING_JOB, DEPLOY_JOB, TRAINING_JOB, TUNING_JOB
+from resources.features.materialization_spec import FEATURE_MATERIALIZATION_JOB
+from resources.jobs.specs import BATCH_SCORING_JOB, DEPLOY_JOB, TRAINING_JOB, TUNING_JOB
 
-# The run queue keeps one slot free of this pool (mlservice/dagster_instance.py): heavy jobs only.
+# The run queue keeps one slot free of this pool (mlservice/launcher/dagster_instance.py): heavy jobs only.
 COMPUTE_POOL_TAGS = {vocabulary.RUN_POOL: vocabulary.COMPUTE_POOL}
 
 # Every job runs its steps in the run worker (in_process_executor): the steps of one job run one

@@ -10,8 +10,8 @@ run key per partition and tick, so a re-evaluated tick launches nothing twice. A
 import dagster as dg
 
 from assets.monitoring.assets import drift_report, monitored_models
-from resources.monitoring_job_specs import DRIFT_REPORT_JOB, monitored_key, parse_monitored_key
-from resources.registry import ModelRegistry
+from resources.dagster_resources import ModelRegistry
+from resources.monitoring.drift_job_spec import DRIFT_REPORT_JOB, monitored_key, parse_monitored_key
 from resources.vocabulary import RUN_KIND, RUN_TENANT
 
 HOURLY = "15 * * * *"  # a quarter past: away from the feature materialization on the hour

@@ -1,6 +1,6 @@
 """Resources of the Dagster side, chosen per environment in one place.
 
-They are built from the same ``MLSERVICE_*`` settings as the API (``config.wiring``), so a
+They are built from the same ``MLSERVICE_*`` settings as the API (``mlservice.config.wiring``), so a
 run worker, the webserver and the API agree on every location. ``mlservice up`` sets the
 variables for the webserver, the daemon and the run workers they start.
 """
@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from config.settings import Settings
-from config.wiring import build_data_policy, build_feature_store, build_ray_cluster, build_registry, build_state_store
+from mlservice.config.settings import Settings
+from mlservice.config.wiring import build_data_policy, build_feature_store, build_ray_cluster, build_registry, build_state_store
 
 
 def local_resources() -> dict[str, dg.ConfigurableResource]:

@@ -8,10 +8,10 @@ The op reads the settings from the ``MLSERVICE_*`` environment at run time, as
 
 import dagster as dg
 
-from config.settings import Settings
+from mlservice.config.settings import Settings
 from resources import vocabulary
+from resources.dagster_resources import StateStore
 from resources.retention import apply_retention
-from resources.state_db import StateStore
 
 RETENTION_JOB = "retention"
 SCHEDULE_NAME = "retention_daily"

@@ -19,13 +19,13 @@ from typing import Any
 
 import dagster as dg
 
-from config.settings import Settings
+from mlservice.config.settings import Settings
 from pipelines.jobs import training_job, tuning_job
-from resources.drift_reports import DriftReportRecord, DriftReportStore
-from resources.jobs import JobStore
-from resources.monitoring_policies import PolicyRecord, PolicyStore
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore, as_utc
+from resources.dagster_resources import ModelRegistry
+from resources.infra.state_db import StateStore, as_utc
+from resources.jobs.records import JobStore
+from resources.monitoring.drift_history import DriftReportRecord, DriftReportStore
+from resources.monitoring.policies import PolicyRecord, PolicyStore
 from resources.vocabulary import RUN_JOB_ID, T_JOB_ID, job_run_tags
 
 log = logging.getLogger("mlservice.retrain_on_drift")
@@ -121,7 +121,7 @@ def evaluate(context: dg.SensorEvaluationContext, state: StateStore, registry: M
 def _has_room(registry: ModelRegistry, jobs: JobStore, report: DriftReportRecord) -> bool:
     """The tenant's quotas hold for the retraining as for a job it submits: a free job slot (its
     unfinished jobs, as the table knows them) and room for one more version of the model."""
-    from config.wiring import build_quotas
+    from mlservice.config.wiring import build_quotas
     from resources.errors import JobLimitReached, QuotaExceeded
     from resources.vocabulary import UNFINISHED_STATUSES
 

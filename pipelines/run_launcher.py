@@ -20,7 +20,7 @@ import json
 
 from dagster._core.launcher import CheckRunHealthResult, DefaultRunLauncher, WorkerStatus
 
-from resources.dagster_runs import WORKER_LOST
+from resources.infra.dagster_runs import WORKER_LOST
 
 STARTED_MESSAGE = "Started process for run (pid: "
 LOCAL_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}

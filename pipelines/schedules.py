@@ -7,13 +7,12 @@ answer at ``GET /api/v1/jobs`` like the ones the API launched.
 
 import dagster as dg
 
-from config.settings import Settings
+from mlservice.config.settings import Settings
 from pipelines.jobs import feature_materialization_job
-from resources.feature_job_specs import MaterializationConfig, materialization_run_config
-from resources.feature_store import FeatureStoreResource
-from resources.job_specs import JobContext
-from resources.jobs import JobStore
-from resources.state_db import StateStore
+from resources.dagster_resources import FeatureStoreResource, StateStore
+from resources.features.materialization_spec import MaterializationConfig, materialization_run_config
+from resources.jobs.records import JobStore
+from resources.jobs.specs import JobContext
 from resources.vocabulary import job_run_tags
 
 HOURLY = "0 * * * *"

@@ -103,7 +103,7 @@ class ModelLoadFailed(DomainError):
     code = "MODEL_LOAD_FAILED"
 
 
-# -- feature store (resources/feature_store.py) ------------------------------------------------
+# -- feature store (resources/features/store.py) ------------------------------------------------
 class FeatureRefInvalid(InvalidRequest):
     """A feature reference that is not ``<feature_view>:<feature>`` (or a request that cannot be
     answered as asked, e.g. two views' features with the same bare name): 400."""

@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from resources.audit import audit_log
-from resources.feedback import prediction_feedback
-from resources.jobs import jobs
-from resources.prediction_log import prediction_log
-from resources.state_db import StateStore, utcnow
+from resources.infra.state_db import StateStore, utcnow
+from resources.jobs.records import jobs
+from resources.predictions.feedback import prediction_feedback
+from resources.predictions.log import prediction_log
+from resources.tenants.audit import audit_log
 from resources.vocabulary import TERMINAL_STATUSES
 
 log = logging.getLogger("mlservice.retention")
@@ -40,7 +40,7 @@ class RetentionDays(Protocol):
 
 
 class RetentionSettings(Protocol):
-    """What is read from ``config.settings.Settings``."""
+    """What is read from ``mlservice.config.settings.Settings``."""
 
     retention: RetentionDays
 

@@ -1,8 +1,8 @@
 """The names the API, the pipelines, the launcher and the tests share, defined once.
 
 Literals are the types (schemas and Dagster configs use them); the tuples are derived from them.
-Job names live next to their run configs (``resources.job_specs``, ``resources.feature_job_specs``)
-and feature view names in ``feature_repo.names``.
+Job names live next to their run configs (``resources.jobs.specs``, ``resources.features.materialization_spec``)
+and feature view names in ``resources.features.demo_names``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ T_JOB_ID = TAG + "job_id"  # runs: the API job that trained them
 T_FEATURE_SERVICE = TAG + "feature_service"  # version (and run): the feature service it was trained from
 PRODUCTION_ALIAS = "production"
 # The run artifact holding a version's drift reference: a seeded sample of its training features
-# (assets/training writes it, monitoring/ reads it).
+# (assets/training writes it, mlservice/monitoring/ reads it).
 REFERENCE_ARTIFACT_DIR, REFERENCE_ARTIFACT_FILE = "monitoring", "reference.parquet"
 # Run metrics: the best epoch's figures are logged once more as final_<name> (monitoring reads final_val_*).
 FINAL_METRIC_PREFIX = "final_"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The system servers the test suite starts for real beside the Python ones, PostgreSQL and Redis
-# (mlservice/postgres.py and mlservice/redis_server.py find them the same way): installed from
+# (mlservice/launcher/postgres.py and mlservice/launcher/redis_server.py find them the same way): installed from
 # Debian's packages when missing and we may (root with apt-get), else the command to run is
 # printed and this fails.
 set -euo pipefail

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import jwt
 
-from config.settings import MIN_SECRET_BYTES, Settings
-from resources.tenancy import is_valid_tenant
+from mlservice.config.settings import MIN_SECRET_BYTES, Settings
+from resources.tenants.ids import is_valid_tenant
 from serving_api.errors import ApiError
 
 SCOPES = (

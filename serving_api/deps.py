@@ -1,4 +1,6 @@
-"""Typed dependencies for route handlers (``Annotated[T, Depends(...)]``).
+"""Dependencies every feature shares (``Annotated[T, Depends(...)]``): authentication, scopes, the
+``Idempotency-Key`` header, the model cache and the check of query names. Each feature declares
+its own services beside its routes (``serving_api/<feature>/deps.py``).
 
 Every getter is ``async def``: FastAPI runs a plain ``def`` dependency in its threadpool, one
 thread hop per request for what is an attribute read.
@@ -11,20 +13,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from config.settings import Settings
-from resources.feature_store import FeatureStoreResource
-from resources.prediction_log import PredictionLog
-from resources.registry import ModelRegistry
 from serving_api.auth import Principal
 from serving_api.errors import ApiError
 from serving_api.online.cache import ModelCache
-from serving_api.services.deployments import DeploymentService
-from serving_api.services.ensembles import EnsembleService
-from serving_api.services.feature_definitions import FeatureDefinitionService
-from serving_api.services.jobs import JobService
-from serving_api.services.models import ModelService
-from serving_api.services.monitoring import MonitoringService
-from serving_api.services.predictions import PredictionService
 
 
 async def known_query_names(request: Request) -> None:
@@ -83,78 +74,24 @@ def require_any_scope(*scopes: str) -> Callable:
     return dependency
 
 
-async def get_registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
-
-
-async def get_job_service(request: Request) -> JobService:
-    return request.app.state.job_service
-
-
-async def get_prediction_service(request: Request) -> PredictionService:
-    return request.app.state.prediction_service
-
-
-async def get_ensemble_service(request: Request) -> EnsembleService:
-    return request.app.state.ensemble_service
-
-
-async def get_feature_store(request: Request) -> FeatureStoreResource:
-    return request.app.state.feature_store
-
-
-async def get_feature_definitions(request: Request) -> FeatureDefinitionService:
-    return request.app.state.feature_definitions
-
-
-async def get_settings_dep(request: Request) -> Settings:
-    return request.app.state.settings
-
-
 async def get_model_cache(request: Request) -> ModelCache:
     return request.app.state.model_cache
 
 
-async def get_model_service(request: Request) -> ModelService:
-    return request.app.state.model_service
-
-
-async def get_prediction_log(request: Request) -> PredictionLog:
-    return request.app.state.prediction_log
-
-
-async def get_monitoring_service(request: Request) -> MonitoringService:
-    return request.app.state.monitoring_service
-
-
-async def get_deployment_service(request: Request) -> DeploymentService:
-    return request.app.state.deployment_service
-
-
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+# who may do what: one alias per scope (or scopes) a route requires
 ModelsReader = Annotated[Principal, Depends(require_scope("models:read"))]
 ModelsWriter = Annotated[Principal, Depends(require_scope("models:write"))]
-JobServiceDep = Annotated[JobService, Depends(get_job_service)]
 JobsReader = Annotated[Principal, Depends(require_scope("jobs:read"))]
 JobsWriter = Annotated[Principal, Depends(require_scope("jobs:write"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=256)]
-PredictionServiceDep = Annotated[PredictionService, Depends(get_prediction_service)]
 PredictionsWriter = Annotated[Principal, Depends(require_scope("predictions:write"))]
-EnsembleServiceDep = Annotated[EnsembleService, Depends(get_ensemble_service)]
-FeatureStoreDep = Annotated[FeatureStoreResource, Depends(get_feature_store)]
-FeatureDefinitionsDep = Annotated[FeatureDefinitionService, Depends(get_feature_definitions)]
-SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ModelCacheDep = Annotated[ModelCache, Depends(get_model_cache)]
-ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
-PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
-MonitoringServiceDep = Annotated[MonitoringService, Depends(get_monitoring_service)]
 MonitoringReader = Annotated[Principal, Depends(require_scope("monitoring:read"))]
 MonitoringWriter = Annotated[Principal, Depends(require_scope("monitoring:write"))]
 # ground truth comes from whoever knows the outcome: a monitoring client, or the application that asked for the prediction
 FeedbackWriter = Annotated[Principal, Depends(require_any_scope("monitoring:write", "predictions:write"))]
 FeaturesReader = Annotated[Principal, Depends(require_scope("features:read"))]
 FeaturesWriter = Annotated[Principal, Depends(require_scope("features:write"))]
-DeploymentServiceDep = Annotated[DeploymentService, Depends(get_deployment_service)]
 DeploymentsWriter = Annotated[Principal, Depends(require_scope("deployments:write"))]
 # a deployment is how a model is served: who may read models may read its deployments
 DeploymentsReader = Annotated[Principal, Depends(require_any_scope("deployments:write", "models:read"))]

@@ -13,43 +13,54 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
-from config.settings import Settings, get_settings
-from config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
-from resources.audit import AuditLog
-from resources.deployments import DeploymentStore
-from resources.ensembles import EnsembleStore
-from resources.feature_definition_store import FeatureDefinitionStore
-from resources.model_generations import generations_for
-from resources.prediction_log import PredictionLog
-from resources.prediction_records import PredictionRecorder
+from mlservice.config.settings import Settings, get_settings
+from mlservice.config.wiring import build_feature_store, build_quotas, build_registry, build_state_store
+from resources.deployments.store import DeploymentStore
+from resources.features.revisions import FeatureDefinitionStore
+from resources.models.change_counters import generations_for
+from resources.models.ensembles import EnsembleStore
+from resources.predictions.log import PredictionLog
+from resources.predictions.records import PredictionRecorder
+from resources.tenants.audit import AuditLog
 from serving_api.auth import TokenVerifier
+from serving_api.batch import routes as batch
+from serving_api.deployments import routes as deployments
+from serving_api.deployments.service import DeploymentService
 from serving_api.deps import known_query_names
 from serving_api.docs import install_docs
+from serving_api.ensembles import routes as ensembles
+from serving_api.ensembles.service import EnsembleService
 from serving_api.errors import install_error_handlers
+from serving_api.features import routes as features
+from serving_api.features.definitions import FeatureDefinitionService
+from serving_api.health import routes as health
 from serving_api.heap import freeze_long_lived
+from serving_api.jobs import routes as jobs
+from serving_api.jobs.service import JobService
 from serving_api.metrics import ApiMetrics
 from serving_api.middleware import RequestContextMiddleware
+from serving_api.models import routes as models
+from serving_api.models.service import ModelService
+from serving_api.monitoring import routes as monitoring
+from serving_api.monitoring.service import MonitoringService
+from serving_api.oip import routes as oip
 from serving_api.online.arrivals import Arrivals
 from serving_api.online.cache import ModelCache
 from serving_api.openapi import install_openapi
-from serving_api.ratelimit import RateLimiter
-from serving_api.ratelimit_redis import RedisRateLimiter
-from serving_api.routes import batch, deployments, ensembles, features, health, jobs, models, monitoring, oip, predictions, training, tuning
-from serving_api.services.deployed_predictions import DeployedPredictions
-from serving_api.services.deployments import DeploymentService
-from serving_api.services.ensembles import EnsembleService
-from serving_api.services.explanations import Explainer
-from serving_api.services.feature_definitions import FeatureDefinitionService
-from serving_api.services.jobs import JobService
-from serving_api.services.models import ModelService
-from serving_api.services.monitoring import MonitoringService
-from serving_api.services.predictions import PredictionService
+from serving_api.predictions import routes as predictions
+from serving_api.predictions.deployed import DeployedPredictions
+from serving_api.predictions.explanations import Explainer
+from serving_api.predictions.service import PredictionService
+from serving_api.ratelimit.local import RateLimiter
+from serving_api.ratelimit.shared import RedisRateLimiter
+from serving_api.training import routes as training
+from serving_api.tuning import routes as tuning
 
 log = logging.getLogger("mlservice.api")
 
 # MLflow's HTTP client retries for minutes by default; an API must fail over to a 503 promptly:
 # one retry (a pooled connection the server closed), 5 s a read. On a server that does not answer,
-# the first call fails within ~11 s (5 + 1 + 5) and the breaker (resources/breaker.py) fails the next at once.
+# the first call fails within ~11 s (5 + 1 + 5) and the breaker (resources/infra/breaker.py) fails the next at once.
 _MLFLOW_CLIENT_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",

@@ -25,7 +25,7 @@ from serving_api.errors import error_body
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from resources.audit import AuditLog
+    from resources.tenants.audit import AuditLog
     from serving_api.metrics import ApiMetrics
     from serving_api.online.arrivals import Arrivals
 
@@ -170,7 +170,7 @@ class RequestContextMiddleware:
 
     def _unauthenticated_refusal(self, scope: Scope, template: str, status: int) -> bool:
         """For a request no token was accepted for: charge the client address's unauthenticated
-        bucket for a 401 or an unknown route or method (``serving_api.ratelimit``); True when the
+        bucket for a 401 or an unknown route or method (``serving_api.ratelimit.local``); True when the
         answer is counted in a metric instead of audited (unknown routes and methods, addresses
         past their limit), so a flood of them writes no audit rows. 401s stay audited: the limit
         bounds them per address."""

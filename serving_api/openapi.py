@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from serving_api.common_schemas import ErrorEnvelope
 from serving_api.routes_index import api_routes, dependants
-from serving_api.schemas.common import ErrorEnvelope
 
 DESCRIPTIONS: dict[int, str] = {
     400: "INVALID_REQUEST: malformed JSON, a body, path or query that does not match the schema, or a rule beyond it",

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from config.settings import Settings
+from mlservice.config.settings import Settings
 from serving_api.main import create_app
+from tests.utils import xdist_groups
 from tests.utils.datasets import write_tiny_training_file
 from tests.utils.tokens import TEST_SECRET, auth, make_token
 
@@ -23,7 +24,7 @@ def pytest_configure(config) -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # The tests' own ray.init(num_cpus=2) clusters bind loopback only, like the platform's head
-    # (mlservice/child_env.py, RAY_LOOPBACK_ENV); without it Ray listens on all interfaces.
+    # (mlservice/launcher/child_env.py, RAY_LOOPBACK_ENV); without it Ray listens on all interfaces.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
@@ -35,6 +36,16 @@ def pytest_collection_modifyitems(config, items) -> None:
                  if (integration_dir in Path(item.path).parents) != (item.get_closest_marker("integration") is not None)]
     if misplaced:
         raise pytest.UsageError(f"tests marked integration must be exactly those in {integration_dir}: {misplaced}")
+    wrong = xdist_groups.check(items, config.rootpath)
+    if wrong:
+        raise pytest.UsageError(f"tests in the wrong pytest-xdist group (tests/utils/xdist_groups.py): {wrong}")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """The workers take whole groups (tests/utils/xdist_groups.py): ``--dist loadgroup`` as the Makefile runs it."""
+    if config.getoption("dist") == "loadgroup":
+        return xdist_groups.make_scheduler(config, log)
+    return None
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
@@ -90,9 +101,9 @@ def other_headers() -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def closed_breakers():
-    """Each test starts with every server breaker closed (resources/breaker.py keeps one per address
+    """Each test starts with every server breaker closed (resources/infra/breaker.py keeps one per address
     in the process: a test that made a server unreachable must not fail the next one at once)."""
-    from resources import breaker
+    from resources.infra import breaker
 
     breaker._BREAKERS.clear()
     yield
@@ -103,7 +114,7 @@ def state(request, tmp_path):
     """The platform's state tables, disposed after: on a fresh SQLite file in the test's tmp_path
     (the embedded default), and on a fresh database of the session's real PostgreSQL (the scale
     profile's)."""
-    from resources.state_db import StateStore
+    from resources.infra.state_db import StateStore
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'state.db'}"

@@ -10,10 +10,9 @@ from typing import Any
 
 import dagster as dg
 
-from resources.job_specs import DeploymentConfig
-from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
-from resources.state_db import StateStore
+from resources.dagster_resources import RayCluster, StateStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import DeploymentConfig
 
 
 @dg.asset(
@@ -26,8 +25,8 @@ def model_deployment(
     context: dg.AssetExecutionContext, config: DeploymentConfig, ray_cluster: RayCluster, state: StateStore,
 ) -> dg.Output[dict]:
     from assets.deployments.run import DeploymentFailed, run_deployment
-    from config.settings import Settings
-    from resources.deployments import DeploymentStore
+    from mlservice.config.settings import Settings
+    from resources.deployments.store import DeploymentStore
 
     jobs = JobStore(state)
     try:

@@ -3,11 +3,11 @@ application's ingress (``assets.deployments.serve_app``).
 
 ``ModelReplica`` loads its version through the model core (``inference.load_version``: the digest
 check, the skops / torch rebuild, the verified fast predictor), checks each request's rows with
-the online API's rules (``inference.validation.model_inputs``), predicts the requests that arrive
-together in one call (``@serve.batch`` -> ``inference.batching.predict_together``: one request's
+the online API's rules (``mlservice.inference.validation.model_inputs``), predicts the requests that arrive
+together in one call (``@serve.batch`` -> ``mlservice.inference.joint_predict.predict_together``: one request's
 bad row never fails another's), explains within the same cost bound as the API, and commits every
 answered prediction to the platform's prediction log before it answers, with the same record
-format (``resources.prediction_records``), so drift and performance reports see deployed
+format (``resources.predictions.records``), so drift and performance reports see deployed
 traffic. Its health check fails when the log's writer stopped.
 
 A request (HTTP, behind Serve's proxy on loopback, from the API, which has authenticated the
@@ -30,8 +30,8 @@ from typing import Any
 
 from ray import serve
 
+from resources.deployments.serve_options import BATCH_WAIT_S, MAX_BATCH_SIZE
 from resources.errors import DomainError
-from resources.serve_options import BATCH_WAIT_S, MAX_BATCH_SIZE
 
 log = logging.getLogger("ray.serve")
 
@@ -67,11 +67,11 @@ def _error(exc: DomainError) -> dict[str, Any]:
 
 class ModelReplica:
     def __init__(self, tenant_id: str, model_id: str, version: str, role: str, explain_max_cost: int) -> None:
-        from config.settings import Settings
-        from config.wiring import build_registry, build_state_store
-        from inference.loaded import load_version
-        from resources.prediction_log import PredictionLog
-        from resources.prediction_records import PredictionRecorder
+        from mlservice.config.settings import Settings
+        from mlservice.config.wiring import build_registry, build_state_store
+        from mlservice.inference.loader import load_version
+        from resources.predictions.log import PredictionLog
+        from resources.predictions.records import PredictionRecorder
 
         serve_grpc_on_node_address()
         settings = Settings()
@@ -110,16 +110,16 @@ class ModelReplica:
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
     async def _predict(self, parts: list[Any]) -> list[tuple[bool, Any]]:
-        from inference.batching import predict_together
+        from mlservice.inference.joint_predict import predict_together
 
         answers, _ = await asyncio.to_thread(predict_together, self.model.batch_predict, parts)  # the loop stays free
         return answers
 
     async def answer(self, payload: dict[str, Any]) -> dict[str, Any]:
-        from inference.bounds import input_error
-        from inference.explanations import check_cost, explain_row
-        from inference.validation import model_inputs
-        from resources.prediction_records import Answer
+        from mlservice.inference.bounds import input_error
+        from mlservice.inference.explanations import check_cost, explain_row
+        from mlservice.inference.validation import model_inputs
+        from resources.predictions.records import Answer
 
         started = time.perf_counter()
         rows = payload.get("rows")

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from resources.errors import DomainError
 
 if TYPE_CHECKING:
-    from config.settings import Settings
-    from resources.deployments import DeploymentRecord, DeploymentStore
-    from resources.job_specs import DeploymentConfig
-    from resources.ray_cluster import RayCluster
+    from mlservice.config.settings import Settings
+    from resources.dagster_resources import RayCluster
+    from resources.deployments.store import DeploymentRecord, DeploymentStore
+    from resources.jobs.specs import DeploymentConfig
 
 SERVE_HOST = "127.0.0.1"  # Serve's proxy listens on loopback only: clients come through the API
 
@@ -85,7 +85,7 @@ def run_deployment(config: DeploymentConfig, store: DeploymentStore, ray_cluster
     elif record.app_of("canary") in apps:  # the canary ended (promoted or rolled back): its application goes
         serve_app.delete(record.app_of("canary"))
         log(f"Serve application {record.app_of('canary')} deleted")
-    from resources.state_db import utcnow
+    from resources.infra.state_db import utcnow
 
     current = store.find(record.deployment_id)
     newer = current is not None and current.generation > generation

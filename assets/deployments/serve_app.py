@@ -1,11 +1,11 @@
 """A deployment's desired state as Ray Serve applications, applied and watched from a driver.
 
-A deployment is one application per role (``resources.deployments.app_name``): ``stable`` (the
+A deployment is one application per role (``resources.deployments.store.app_name``): ``stable`` (the
 version's replicas, with the deployment's replicas or autoscaling and resources,
-``resources.serve_options``) and, while a canary runs, ``canary`` (one replica of the canary
+``resources.deployments.serve_options``) and, while a canary runs, ``canary`` (one replica of the canary
 version with the same resources). Each application's only deployment is its ingress, the model
 replica itself: a request crosses Serve's proxy and one replica, no router hop. The API splits the
-traffic between the two routes and counts what each answered (``serving_api.services.deployed_predictions``).
+traffic between the two routes and counts what each answered (``serving_api.predictions.deployed``).
 
 Why two applications: on Ray 2.60 every ``serve.run`` rolls every replica of the application, even
 for a new replica count (measured), and an application whose ingress changes answers 503 until the
@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from resources.serve_options import canary_replica_spec, deployment_options
+from resources.deployments.serve_options import canary_replica_spec, deployment_options
 
 if TYPE_CHECKING:
-    from resources.deployments import DeploymentRecord
+    from resources.deployments.store import DeploymentRecord
 
 ENV_PREFIXES = ("MLSERVICE_", "AWS_", "MLFLOW_")
 ENV_WITHHELD = ("MLSERVICE_JWT_",)  # replicas verify no tokens: the API did

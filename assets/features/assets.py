@@ -14,11 +14,10 @@ import dagster as dg
 
 from assets.job_runs import job_of_run
 from assets.training.assets import _fail
+from resources.dagster_resources import FeatureStoreResource, StateStore
 from resources.errors import DomainError
-from resources.feature_job_specs import MATERIALIZATION_ASSET, MaterializationConfig
-from resources.feature_store import FeatureStoreResource
-from resources.jobs import JobStore
-from resources.state_db import StateStore
+from resources.features.materialization_spec import MATERIALIZATION_ASSET, MaterializationConfig
+from resources.jobs.records import JobStore
 
 feature_sources = dg.AssetSpec(
     "feature_sources", group_name="features",

@@ -4,17 +4,16 @@
 the prediction log, observed (not materialized: the API writes it), downstream of the models it
 serves; ``drift_report`` is partitioned by model (``<tenant>:<model_id>``, added by the
 ``monitored_models`` sensor) and computed by the same code as the API's drift endpoint
-(``monitoring.reporting``). Its check ``no_drift`` shows in the UI beside each report; every report
+(``mlservice.monitoring.reporting``). Its check ``no_drift`` shows in the UI beside each report; every report
 is kept (``drift_reports`` table, ``GET /monitoring/{model_id}/drift/history``), and the
 ``retrain_on_drift`` sensor reads them.
 """
 
 import dagster as dg
 
-from resources.drift_reports import DriftReportStore
-from resources.monitoring_job_specs import MONITORED_MODELS, DriftReportConfig, parse_monitored_key
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore
+from resources.dagster_resources import ModelRegistry, StateStore
+from resources.monitoring.drift_history import DriftReportStore
+from resources.monitoring.drift_job_spec import MONITORED_MODELS, DriftReportConfig, parse_monitored_key
 
 monitored_models = dg.DynamicPartitionsDefinition(name=MONITORED_MODELS)
 
@@ -28,7 +27,7 @@ def predictions(context: dg.AssetExecutionContext):
     """Observed: the log's newest record id is its data version (a new record, a new version)."""
     import sqlalchemy as sa
 
-    from resources.prediction_log import prediction_log as t
+    from resources.predictions.log import prediction_log as t
 
     with context.resources.state.engine.connect() as conn:
         newest, = conn.execute(sa.select(sa.func.max(t.c.id))).one()
@@ -48,7 +47,7 @@ def drift_report(context: dg.AssetExecutionContext, config: DriftReportConfig, r
                  state: StateStore) -> dg.MaterializeResult:
     from datetime import UTC, datetime
 
-    from monitoring.reporting import scheduled_drift
+    from mlservice.monitoring.reporting import scheduled_drift
 
     tenant_id, model_id = parse_monitored_key(context.partition_key)
     outcome = scheduled_drift(registry, state, tenant_id, model_id, now=datetime.now(UTC), window_hours=config.window_hours,

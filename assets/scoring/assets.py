@@ -10,13 +10,10 @@ from typing import Any
 import dagster as dg
 
 from assets.job_runs import job_of_run
-from resources.data_access import DataAccessPolicy
+from resources.dagster_resources import DataAccessPolicy, ModelRegistry, RayCluster, StateStore
 from resources.errors import DomainError
-from resources.job_specs import BatchScoringConfig
-from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import BatchScoringConfig
 
 
 @dg.asset(

@@ -15,25 +15,23 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from assets.scoring.scorer import ScoringSpec
-from resources.batch_output import output_columns
-from resources.state_db import utcnow
+from resources.data.staged_output import output_columns
+from resources.infra.state_db import utcnow
 
 if TYPE_CHECKING:
-    from resources.data_access import DataAccessPolicy
-    from resources.job_specs import BatchScoringConfig
-    from resources.jobs import JobStore
-    from resources.ray_cluster import RayCluster
-    from resources.registry import ModelRegistry
+    from resources.dagster_resources import DataAccessPolicy, ModelRegistry, RayCluster
+    from resources.jobs.records import JobStore
+    from resources.jobs.specs import BatchScoringConfig
 
 
 def score_batch(config: BatchScoringConfig, policy: DataAccessPolicy, registry: ModelRegistry, ray_cluster: RayCluster,
                 jobs: JobStore, log: Callable[[str], None] = lambda _message: None) -> dict[str, Any]:
     """``log``: where the phases and their times go (the run's Dagster log)."""
     from assets.scoring.pipeline import run_scoring
-    from inference.batch_inputs import check_batch_input
-    from inference.loaded import load_version
-    from resources.batch_output import commit, discard, plan_output
-    from resources.storage import filesystem
+    from mlservice.inference.batch_inputs import check_batch_input
+    from mlservice.inference.loader import load_version
+    from resources.data.staged_output import commit, discard, plan_output
+    from resources.data.storage import filesystem
 
     ctx = config.context
     started = time.perf_counter()

@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from assets.scoring.scorer import BatchScorer, ScoringSpec
-from resources.batch_output import REASON
+from resources.data.staged_output import REASON
 
 if TYPE_CHECKING:
     import pyarrow.fs as pafs
 
-    from inference.model import LoadedModel
-    from resources.batch_output import OutputPlan
+    from mlservice.inference.loaded_model import LoadedModel
+    from resources.data.staged_output import OutputPlan
 
 MAX_SCORING_ACTORS = 8
 BLOCKS_PER_ACTOR = 4
@@ -132,7 +132,7 @@ class PartWriter:
     def write(self, table: Any) -> None:
         import pyarrow.parquet as pq
 
-        from resources.storage import ensure_dir
+        from resources.data.storage import ensure_dir
 
         if table.num_rows == 0:
             return
@@ -168,8 +168,10 @@ def run_scoring(spec: ScoringSpec, model: LoadedModel, input_files: list[str], i
 
     # what is free now, not the cluster's total: Serve replicas and other jobs hold CPUs, and a pool
     # sized from the total would wait for CPUs that never come (the read tasks with it)
+    from resources.infra.ray_capacity import free
+
     total = float(ray.cluster_resources().get("CPU", 1.0))
-    cpus = min(total, float(ray.available_resources().get("CPU", 0.0))) or min(total, 1.0)
+    cpus = free("CPU") or min(total, 1.0)
     actors, per_actor = pool_plan(cpus, input_bytes)
     cap = block_bytes(input_bytes, actors)
     log(f"scoring on Ray Data: up to {actors} actor(s) of {per_actor} CPU on {cpus:g} free CPU of {total:g}, "
@@ -245,7 +247,7 @@ def _report(counter: Any, progress: Callable[[int, int], None], stop: threading.
 
 
 def _rejected_rows(plan: OutputPlan) -> int:
-    from resources.storage import parquet_footers_on
+    from resources.data.storage import parquet_footers_on
 
     return parquet_footers_on(plan.fs, plan.staged_rejected).rows
 
@@ -253,7 +255,7 @@ def _rejected_rows(plan: OutputPlan) -> int:
 def _examples(plan: OutputPlan) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
-    from resources.storage import parquet_files_on
+    from resources.data.storage import parquet_files_on
 
     examples: list[dict[str, Any]] = []
     for path in parquet_files_on(plan.fs, plan.staged_rejected):

@@ -6,7 +6,7 @@ model through Ray's object store (no actor talks to MLflow or the platform's dat
 pays a model load: a fresh process's first load costs seconds of imports and MLflow set-up, its
 later ones 0.5 s). Each actor then scores whole Ray Data blocks, as Arrow tables: only the feature
 columns become pandas,
-``inference.batch_inputs.check_batch`` applies the online API's feature rules per column, the
+``mlservice.inference.batch_inputs.check_batch`` applies the online API's feature rules per column, the
 valid rows go to ``model.batch_predict`` (the same predictor as online predictions) at most
 ``rows_per_call`` (the job's ``batch_size``) rows a call, and the
 output batch is an Arrow table of the kept input columns (taken from the input's Arrow columns as
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from resources.batch_output import MODEL_VERSION, PREDICTION, REASON, output_columns, probability_column
+from resources.data.staged_output import MODEL_VERSION, PREDICTION, REASON, output_columns, probability_column
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -47,8 +47,8 @@ class BatchScorer:
 
     def __init__(self, spec: ScoringSpec, model: Any, counter: Any = None) -> None:
         """``model``: the LoadedModel (or a Ray ObjectRef of it) the job loaded through the model core."""
-        from inference.model import LoadedModel
-        from inference.predictors import single_threaded
+        from mlservice.inference.loaded_model import LoadedModel
+        from mlservice.inference.predictors import single_threaded
 
         if not isinstance(model, LoadedModel):
             import ray
@@ -64,7 +64,7 @@ class BatchScorer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        from inference.batch_inputs import check_batch, predict_in_calls
+        from mlservice.inference.batch_inputs import check_batch, predict_in_calls
 
         present = [name for name in self.model.feature_names if name in batch.column_names]
         checked = check_batch(self.model, batch.select(present).to_pandas())
@@ -95,7 +95,7 @@ class BatchScorer:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from resources.storage import ensure_dir
+        from resources.data.storage import ensure_dir
 
         fs = self.spec.rejected_fs
         frame = rows.reset_index(drop=True).copy()

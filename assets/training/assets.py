@@ -6,22 +6,20 @@ goes to the job's MLflow run, where the API reads it while the job runs.
 """
 
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 
 from assets.job_runs import job_of_run
-from assets.training.data import TrainingData
 from assets.training.datasets import DataProblem, build_training_data
-from resources.data_access import DataAccessPolicy
+from assets.training.training_data import TrainingData
+from resources.dagster_resources import DataAccessPolicy, FeatureStoreResource, ModelRegistry, RayCluster, StateStore
 from resources.errors import DomainError
-from resources.feature_job_specs import MATERIALIZATION_ASSET
-from resources.feature_store import FeatureStoreResource
-from resources.job_specs import JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig
-from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore
+from resources.features.materialization_spec import MATERIALIZATION_ASSET
+from resources.jobs.records import JobStore
+from resources.jobs.specs import JobContext, TrainedModelConfig, TrainerSpec, TrainingSetConfig
 from resources.vocabulary import FINAL_METRIC_PREFIX, T_FEATURE_SERVICE, T_JOB_ID, T_TENANT
 
 
@@ -69,29 +67,51 @@ def mlflow_run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str | 
     return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def fit_and_register(
-    context: JobContext, model_name: str, trainer: TrainerSpec, data: TrainingData, batch_size: int,
-    registry: ModelRegistry, ray_cluster: RayCluster, jobs: JobStore, fit: Any, params: dict[str, Any],
-    extra_tags: dict[str, str] | None = None, promote: str = "none",
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FitRequest:
+    """What one training or tuning run fits and registers: the job, the model it adds a version to,
+    the trainer and its data, the parameters logged to MLflow, extra run tags and the promotion
+    a retraining policy chose."""
+
+    context: JobContext
+    model_name: str
+    trainer: TrainerSpec
+    data: TrainingData
+    params: dict[str, Any]
+    extra_tags: dict[str, str] = field(default_factory=dict)
+    promote: str = "none"
+
+
+@dataclass(frozen=True)
+class FitSystems:
+    """The systems a fit reports to: the registry (MLflow), the Ray cluster and the job records."""
+
+    registry: ModelRegistry
+    ray_cluster: RayCluster
+    jobs: JobStore
+
+
+def fit_and_register(request: FitRequest, systems: FitSystems, fit: Callable[[Any], Any]) -> dict[str, Any]:
     """Open the job's MLflow run, run ``fit(progress) -> FitOutcome`` on Ray, log the model and
     register it as a new development version of the tenant's model. Shared by training and tuning."""
     import mlflow
 
     from assets.training.model_logging import log_fitted_model
     from assets.training.progress import MlflowProgress
-    from monitoring.reference import log_reference
+    from mlservice.monitoring.reference import log_reference
 
-    ray_cluster.connect()
+    context, model_name, trainer, data = request.context, request.model_name, request.trainer, request.data
+    registry, jobs = systems.registry, systems.jobs
+    systems.ray_cluster.connect()
     experiment_id = registry.ensure_experiment(context.tenant_id, model_name)
     mlflow.set_tracking_uri(registry.tracking_uri)
-    tags = {T_TENANT: context.tenant_id, T_JOB_ID: context.job_id, **(extra_tags or {})}
+    tags = {T_TENANT: context.tenant_id, T_JOB_ID: context.job_id, **request.extra_tags}
     if data.feature_service:
         tags[T_FEATURE_SERVICE] = data.feature_service
     with mlflow.start_run(experiment_id=experiment_id, run_name=context.job_id, tags=tags) as run:
         run_id = run.info.run_id
         jobs.record_outcome(context.job_id, result={"mlflow_run_id": run_id, "mlflow_experiment_id": experiment_id})
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        mlflow.log_params({k: str(v)[:500] for k, v in request.params.items()})
         outcome = fit(MlflowProgress(registry.tracking_uri, run_id))
         mlflow.log_metrics({f"{FINAL_METRIC_PREFIX}{k}": v for k, v in outcome.metrics.items()})
         mlflow.log_metrics({"epochs_run": outcome.epochs_run, "best_epoch": outcome.best_epoch})
@@ -114,10 +134,10 @@ def fit_and_register(
         result["resources"] = outcome.resources
     if data.feature_service:
         result["feature_service"] = data.feature_service
-    if promote != "none":  # a retraining policy's choice (the retrain_on_drift sensor sets it)
+    if request.promote != "none":  # a retraining policy's choice (the retrain_on_drift sensor sets it)
         from assets.training.promotion import promote_version
 
-        result["promotion"] = promote_version(registry, context.tenant_id, model.model_id, version.version, promote, data,
+        result["promotion"] = promote_version(registry, context.tenant_id, model.model_id, version.version, request.promote, data,
                                               context.requested_by)
     jobs.record_outcome(context.job_id, result=result)
     return result
@@ -140,7 +160,7 @@ def trained_model(
     ray_cluster: RayCluster, state: StateStore,
 ) -> dg.Output[dict]:
     from assets.training.fitting import fit_on_ray
-    from resources.estimators import validate_trainer
+    from resources.jobs.estimators import validate_trainer
 
     jobs = JobStore(state)
     ctx, trainer = job_of_run(config.context, context, jobs), config.trainer
@@ -153,9 +173,9 @@ def trained_model(
               "patience": trainer.patience, "batch_size": batch_size, **trainer.hyperparameters}
     try:
         result = fit_and_register(
-            ctx, config.model_name, trainer, training_set, batch_size, registry, ray_cluster, jobs,
-            fit=lambda progress: fit_on_ray(trainer, training_set, batch_size, progress), params=params,
-            promote=config.promote,
+            FitRequest(ctx, config.model_name, trainer, training_set, params=params, promote=config.promote),
+            FitSystems(registry, ray_cluster, jobs),
+            fit=lambda progress: fit_on_ray(trainer, training_set, batch_size, progress),
         )
     except (DomainError, ValueError) as exc:
         raise _fail(str(getattr(exc, "message", exc)), jobs, ctx.job_id) from exc

@@ -6,19 +6,19 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from assets.training.data import DataProblem, TrainingData
-from resources.data_access import DataAccessPolicy, DataLocation
-from resources.job_specs import DataSpec
+from assets.training.training_data import DataProblem, TrainingData
+from resources.data.access import DataAccessPolicy, DataLocation
+from resources.jobs.specs import DataSpec
 
 if TYPE_CHECKING:
-    from resources.feature_store import FeatureStoreResource
+    from resources.dagster_resources import FeatureStoreResource
 
 _ID_LIKE = ("id", "customer_id", "entity_id", "event_timestamp", "created_timestamp")
 
 
 def read_table(location: DataLocation, policy: DataAccessPolicy) -> pd.DataFrame:
-    """A parquet file or directory, or a CSV file, local or on S3 (``resources.storage``)."""
-    from resources import storage
+    """A parquet file or directory, or a CSV file, local or on S3 (``resources.data.storage``)."""
+    from resources.data import storage
 
     try:
         return storage.read_table(location, policy)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from resources.estimators import boosting_schedule, estimator_name, final_estimator
+from resources.jobs.estimators import boosting_schedule, estimator_name, final_estimator
 
 
 class EpochRunner:

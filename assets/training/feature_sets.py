@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from assets.training.data import DataProblem
+from assets.training.training_data import DataProblem
 
 if TYPE_CHECKING:
-    from resources.feature_store import FeatureStoreResource
+    from resources.dagster_resources import FeatureStoreResource
 
 
 def join_feature_service(

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from assets.training.epochs import EpochRunner
 from assets.training.outcome import FitOutcome, class_labels, evaluate, report_safely
 from assets.training.progress import NullProgress
-from resources.estimators import build_estimator, is_iterative, validate_trainer
+from resources.jobs.estimators import build_estimator, is_iterative, validate_trainer
 
 OnEpoch = Callable[[int, dict[str, float]], None]
 
@@ -74,7 +74,7 @@ def fit_sklearn(trainer, data, batch_size: int = 64, on_epoch: OnEpoch | None = 
 
 
 def final_learning_rate(model) -> float | None:
-    from resources.estimators import final_estimator
+    from resources.jobs.estimators import final_estimator
 
     value = final_estimator(model).get_params().get("learning_rate")
     return float(value) if isinstance(value, (int, float)) else None
@@ -96,13 +96,13 @@ def _sklearn_task(trainer, data, batch_size: int, progress, n_jobs: int, seed: i
 def fit_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: int | None = None) -> FitOutcome:
     """Fit on the Ray cluster the caller has already connected to (``ray.init``).
 
-    sklearn: one Ray task with k = min(num_workers, cluster CPUs) CPUs and ``n_jobs=k``.
+    sklearn: one Ray task with k = min(num_workers, CPUs free now) CPUs and ``n_jobs=k``.
     pytorch: Ray Train ``TorchTrainer`` (``assets.training.torch_model.fit_torch_on_ray``).
     Progress is reported from inside the task / rank-0 worker every epoch.
     """
     import ray
 
-    from resources.ray_tasks import wait_for
+    from resources.infra.ray_tasks import wait_for
 
     progress = progress or NullProgress()
     resources = ray.cluster_resources()
@@ -115,7 +115,9 @@ def fit_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: int | N
         from assets.training.torch_model import fit_torch_on_ray
 
         return fit_torch_on_ray(trainer, data, batch_size, progress, seed=seed)
-    cpus = min(trainer.num_workers, max(1, int(resources.get("CPU", 1))))
+    from resources.infra.ray_capacity import workers_now
+
+    cpus = workers_now(trainer.num_workers)  # the CPUs free now, not the total (others' replicas and jobs hold some)
     task = ray.remote(num_cpus=cpus, max_retries=0)(_sklearn_task)
     ref = task.remote(plain_trainer(trainer), ray.put(data), batch_size, progress, cpus, seed)
     outcome = wait_for(ref)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assets.training.data import TrainingData
+    from assets.training.training_data import TrainingData
 
 SKLEARN_REQUIREMENTS = ["scikit-learn", "pandas", "numpy", "skops"]
 
@@ -26,7 +26,7 @@ def log_fitted_model(outcome: Any, data: TrainingData) -> Any:
     """
     from mlflow.models import infer_signature
 
-    # The input example doubles as the explanations' background (inference.explain
+    # The input example doubles as the explanations' background (mlservice.inference.contributions
     # uses up to 50 rows): a seeded sample of the training rows, not the first validation rows.
     example = data.x_train.sample(n=min(EXAMPLE_ROWS, len(data.x_train)), random_state=0)
     if outcome.framework == "pytorch":

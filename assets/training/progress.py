@@ -38,7 +38,7 @@ class MlflowProgress:
         if self._client is None:
             from mlflow.tracking import MlflowClient
 
-            from resources.mlflow_plugins import skip_feast_header_provider
+            from resources.infra.mlflow_plugins import skip_feast_header_provider
 
             skip_feast_header_provider()
             self._client = MlflowClient(tracking_uri=self.tracking_uri)

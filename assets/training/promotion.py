@@ -12,8 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from assets.training.data import TrainingData
-    from resources.registry import ModelRegistry
+    from assets.training.training_data import TrainingData
+    from resources.dagster_resources import ModelRegistry
 
 
 def promote_version(registry: ModelRegistry, tenant_id: str, model_id: str, version: str, promote: str,
@@ -51,7 +51,7 @@ def promote_version(registry: ModelRegistry, tenant_id: str, model_id: str, vers
 def _score(registry: ModelRegistry, tenant_id: str, model_id: str, version: str, data: TrainingData) -> float:
     from sklearn.metrics import accuracy_score, r2_score
 
-    from inference.loaded import load_version
+    from mlservice.inference.loader import load_version
 
     model = load_version(registry, tenant_id, model_id, version)
     labels, _ = model.predict(data.x_val[model.feature_names])

@@ -1,7 +1,7 @@
 """PyTorch tabular MLP trained data-parallel with Ray Train, and its MLflow logging (no pickle).
 
 Only the pytorch path imports this module (lazily), so ``import torch`` at module level is fine.
-The network is ``resources.torch_mlp.TabularMLP`` (registration and serving read it from there);
+The network is ``resources.models.torch_mlp.TabularMLP`` (registration and serving read it from there);
 keep the copy in ``torch_pyfunc.py`` in step (same layer layout/state_dict keys).
 """
 
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from assets.training.outcome import FitOutcome, class_labels, evaluate, report_safely
-from resources.torch_mlp import ARCH_FILE, STATE_FILE, build_module
+from resources.models.torch_mlp import ARCH_FILE, STATE_FILE, build_module
 
 TRAIN_FILE = "train.json"
 PYFUNC_FILE = Path(__file__).with_name("torch_pyfunc.py")
@@ -165,8 +165,8 @@ def _train_loop(config: dict) -> None:
 def fit_torch_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: int | None = None) -> FitOutcome:
     """Train ``TabularMLP`` with Ray Train's TorchTrainer; the driver must have called ``ray.init``.
 
-    Workers: 1 for strategy="single", else ``num_workers`` capped at the cluster's CPUs (GPUs with
-    use_gpu) and the number of training rows, so the run cannot wait forever for resources.
+    Workers: 1 for strategy="single", else ``num_workers`` capped at the CPUs (GPUs with use_gpu)
+    free when it starts and the number of training rows, so the run cannot wait forever for resources.
     """
     import ray
     from ray.train import RunConfig, ScalingConfig
@@ -196,9 +196,11 @@ def fit_torch_on_ray(trainer, data, batch_size: int = 64, progress=None, seed: i
     arrays = {"x_train": (x_train - mean) / std, "y_train": y_train, "y_val": y_val,
               "x_val": (data.x_val[data.feature_columns].to_numpy(dtype=np.float32) - mean) / std}
 
-    resources = ray.cluster_resources()
-    capacity = resources.get("GPU", 0) if trainer.use_gpu else resources.get("CPU", 1)
-    workers = 1 if trainer.strategy == "single" else min(trainer.num_workers, max(1, int(capacity)), len(x_train))
+    from resources.infra.ray_capacity import workers_now
+
+    # one CPU (or GPU) each, as many as are free now: a worker group sized from the cluster's total waits for what others hold
+    workers = 1 if trainer.strategy == "single" else min(workers_now(trainer.num_workers, "GPU" if trainer.use_gpu else "CPU"),
+                                                         len(x_train))
     config = {"data": ray.put(arrays), "arch": arch, "epochs": trainer.epochs, "lr": trainer.learning_rate,
               "weight_decay": float(hp.get("weight_decay", 0.0)), "batch_size": int(batch_size),
               "early_stopping": trainer.early_stopping, "patience": trainer.patience,

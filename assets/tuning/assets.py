@@ -7,15 +7,13 @@ from dataclasses import asdict
 import dagster as dg
 
 from assets.job_runs import job_of_run
-from assets.training.assets import _fail, fit_and_register, output_metadata
-from assets.training.data import TrainingData
+from assets.training.assets import FitRequest, FitSystems, _fail, fit_and_register, output_metadata
+from assets.training.training_data import TrainingData
+from resources.dagster_resources import ModelRegistry, RayCluster, StateStore
 from resources.errors import DomainError
-from resources.job_specs import TuningConfig
-from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
-from resources.registry import ModelRegistry
-from resources.search_space import grid_size
-from resources.state_db import StateStore
+from resources.jobs.records import JobStore
+from resources.jobs.search_space import grid_size
+from resources.jobs.specs import TuningConfig
 
 
 @dg.asset(group_name="tuning", description="Best model of a hyperparameter search on Ray Tune, registered as a new version")
@@ -53,9 +51,11 @@ def tuned_model(
               "algorithm": config.algorithm, "max_concurrent_trials": config.max_concurrent_trials,
               "estimator": config.trainer.estimator or "default"}
     try:
-        result = fit_and_register(ctx, config.model_name, config.trainer, training_set, config.trainer.batch_size,
-                                  registry, ray_cluster, jobs, fit=fit, params=params, extra_tags={"mlservice.kind": "tuning"},
-                                  promote=config.promote)
+        result = fit_and_register(
+            FitRequest(ctx, config.model_name, config.trainer, training_set, params=params,
+                       extra_tags={"mlservice.kind": "tuning"}, promote=config.promote),
+            FitSystems(registry, ray_cluster, jobs), fit=fit,
+        )
     except (DomainError, ValueError) as exc:
         raise _fail(str(getattr(exc, "message", exc)), jobs, ctx.job_id) from exc
     metadata = output_metadata(result, ctx)

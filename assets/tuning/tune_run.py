@@ -18,7 +18,7 @@ Decisions:
 * Trial statuses: "completed", "stopped_early" (ASHA stopped it before its last epoch), "error".
   The best trial is taken among completed ones (stopped ones only if none completed).
 
-Ray, Optuna, dagster (``resources.job_specs``) and the trainer are imported inside functions:
+Ray, Optuna, dagster (``resources.jobs.specs``) and the trainer are imported inside functions:
 importing this module is cheap, and trial workers never import dagster.
 """
 
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from resources.errors import InvalidRequest
-from resources.search_space import (  # noqa: F401  (validate_tuning, trial_trainer: re-exported)
+from resources.jobs.search_space import (  # noqa: F401  (validate_tuning, trial_trainer: re-exported)
     OBJECTIVE_METRICS,
     TUNABLE_TRAINER_FIELDS,
     _plain,
@@ -47,9 +47,9 @@ from resources.search_space import (  # noqa: F401  (validate_tuning, trial_trai
 )
 
 if TYPE_CHECKING:
-    from assets.training.data import TrainingData
     from assets.training.outcome import FitOutcome
-    from resources.job_specs import TuningConfig
+    from assets.training.training_data import TrainingData
+    from resources.jobs.specs import TuningConfig
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def run_tuning(
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from resources.estimators import is_iterative
+    from resources.jobs.estimators import is_iterative
 
     trainer, limit = tuning.trainer, tuning.max_concurrent_trials
     num_samples = tuning.num_trials
@@ -201,7 +201,7 @@ def _epoch_bounds(tuning: TuningConfig) -> list[int]:
 
 def _planned_epochs(fields: dict, epochs: int | None = None) -> int:
     """Epochs a trial runs in full (gradient_boosting: its n_estimators schedule)."""
-    from resources.estimators import boosting_schedule, estimator_name
+    from resources.jobs.estimators import boosting_schedule, estimator_name
 
     epochs = int(epochs if epochs is not None else fields["epochs"])
     if estimator_name(types.SimpleNamespace(**fields)) == "gradient_boosting":

@@ -21,16 +21,16 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from inference.bounds import input_error
-from inference.loaded import load_model_version
-from inference.model import LoadedModel
+from mlservice.inference.bounds import input_error
+from mlservice.inference.loaded_model import LoadedModel
+from mlservice.inference.loader import load_model_version
 from resources.errors import DomainError, ModelLoadFailed
-from resources.model_generations import ModelGenerations
-from resources.registry import ModelRegistry
+from resources.models.change_counters import ModelGenerations
+from resources.models.registry import ModelRegistry
 from serving_api.heap import Refreezer, freeze_long_lived
 from serving_api.online.arrivals import Arrivals
-from serving_api.online.batcher import MicroBatcher
 from serving_api.online.expiring import Expiring
+from serving_api.online.micro_batcher import MicroBatcher
 from serving_api.online.resolver import Resolved, Resolver
 
 __all__ = ["ModelCache", "Resolved", "Served"]

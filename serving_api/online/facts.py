@@ -2,7 +2,7 @@
 
 A ``models:read`` caller must never make the API load a model (loading is the expensive,
 risky step): the facts come from the loaded model when it is in the cache, else from what
-registration recorded about the artifact (``resources.model_artifacts``: the signature's inputs
+registration recorded about the artifact (``resources.models.artifact_records``: the signature's inputs
 and the classes). A version without a record was not registered through the platform and is
 never loaded: its facts are refused the way its load would be (503 MODEL_NOT_VERIFIED).
 """
@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from inference.signature import FeatureSpec
+from mlservice.inference.signature import FeatureSpec
 from resources.errors import ModelNotVerified
 from serving_api.online.cache import ModelCache
 

@@ -5,7 +5,7 @@
   ``resolve_ttl_s`` an entry is stale: it is still answered at once while one background task
   re-reads the registry (stale-while-revalidate), so other replicas see a stage change within
   about the TTL and no request waits on the registry for a known model. With a shared Redis
-  (``generations``: ``resources.model_generations``) each answer first reads the model's change
+  (``generations``: ``resources.models.change_counters``) each answer first reads the model's change
   counter, and a counter other than the one read with the resolution drops it: a change made
   through another process or a run is seen by the next request.
 - Unknown model ids, versions and names are remembered for ``negative_ttl_s`` (``Expiring``): a
@@ -21,9 +21,9 @@ import logging
 import time
 
 from resources.errors import ModelNotFound, VersionNotFound
-from resources.model_generations import ModelGenerations
-from resources.registry import ModelRegistry
-from resources.registry import ResolvedVersion as Resolved  # the cache keeps the registry's answer
+from resources.models.change_counters import ModelGenerations
+from resources.models.registry import ModelRegistry
+from resources.models.registry import ResolvedVersion as Resolved  # the cache keeps the registry's answer
 from serving_api.online.expiring import Expiring
 
 log = logging.getLogger("mlservice.api.cache")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mlflow
 from fastapi.testclient import TestClient
 
-from resources.artifact_backfill import backfill_artifact_records
+from resources.models.artifact_backfill import backfill_artifact_records
 from serving_api.main import create_app
 from tests.conftest import make_settings
 from tests.utils import hostile_models as hostile

@@ -90,7 +90,7 @@ def test_a_valid_request_without_ray_is_503_and_stores_nothing(client, batch):
 
 
 def test_cancel_removes_the_jobs_staging_files(client, batch):
-    from resources.jobs import JobStore
+    from resources.jobs.records import JobStore
 
     store = JobStore(client.app.state.state_store)
     tenant = batch["area"].name
@@ -110,7 +110,7 @@ def test_cancel_removes_the_jobs_staging_files(client, batch):
 
 def test_a_retry_with_the_idempotency_key_answers_with_its_job_even_after_it_wrote(client, batch):
     """The job's own output must not turn its retry into a 409: the key is looked up first."""
-    from resources.jobs import JobStore
+    from resources.jobs.records import JobStore
 
     headers = {**batch["headers"], "Idempotency-Key": "batch-retry-1"}
     body = {**batch["body"], "output_path": "done"}  # holds files, as after the job wrote them

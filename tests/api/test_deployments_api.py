@@ -13,7 +13,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
-from resources.job_specs import DEPLOY_JOB
+from resources.jobs.specs import DEPLOY_JOB
 from serving_api.main import create_app
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope, register_model
@@ -185,8 +185,8 @@ def test_a_deployment_is_stored_launched_changed_and_deleted(world, other_header
     view = client.get(f"/api/v1/deployments/{deployment_id}", headers=headers).json()
     assert [(v["version"], v["role"], v["traffic_percent"]) for v in view["versions"]] == [
         (first, "stable", 100.0), (second, "canary", 0.0)]  # its share starts when its application runs
-    from resources.deployments import DeploymentStore
-    from resources.state_db import utcnow
+    from resources.deployments.store import DeploymentStore
+    from resources.infra.state_db import utcnow
 
     DeploymentStore(world["app"].state.job_service.jobs.state).observe(
         deployment_id, status="updating", canary={**view["canary"], "running_at": utcnow().isoformat()})
@@ -234,7 +234,7 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
     lost answer (500 from the proxy) sent once more; the replica's refusal as the same 422; Serve
     unreachable 503; a running canary's share on its own route, a request it failed answered by the
     stable version, each attempt counted for its version."""
-    from resources.deployments import DeploymentStore
+    from resources.deployments.store import DeploymentStore
     from tests.utils.fakes import ScriptedHTTPServer
 
     client, headers = world["client"], world["headers"]
@@ -264,7 +264,7 @@ def test_predictions_through_a_deployment_are_forwarded_refused_alike_and_retrie
 
 
 def _forwarded(world, deployed, proxy, deployment_id, version, body, features):
-    from resources.deployments import DeploymentStore
+    from resources.deployments.store import DeploymentStore
 
     client, headers = world["client"], world["headers"]
     script, sent, paths = proxy.script, proxy.bodies, proxy.paths
@@ -290,7 +290,7 @@ def _forwarded(world, deployed, proxy, deployment_id, version, body, features):
 
     # a canary that runs takes its share (here all of it) on its own route; a request it failed is
     # answered by the stable version, and each attempt is counted for its version
-    from resources.state_db import utcnow
+    from resources.infra.state_db import utcnow
 
     canary = {"version": "9.9.9", "traffic_percent": 100.0, "promote_after_minutes": 30, "max_error_rate_delta": 0.01,
               "max_p99_latency_ratio": 1.5}

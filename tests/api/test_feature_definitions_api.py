@@ -77,7 +77,7 @@ def test_every_problem_of_a_document_is_one_400_and_nothing_is_stored(client, sh
 
 def test_applied_definitions_serve_lookups_and_predictions_by_two_join_keys(client, settings, shop):
     churn = f"churn-{uuid.uuid4().hex[:8]}"
-    from mlservice.feature_data import write_feature_data
+    from mlservice.demo.feature_data import write_feature_data
 
     write_feature_data(features_dir(settings.data_dir, churn), n=50, seed=2)
     feature_store = client.app.state.feature_store

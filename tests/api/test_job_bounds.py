@@ -1,4 +1,4 @@
-"""Oversized training and tuning requests (resources/limits.py) are 400 INVALID_REQUEST naming the
+"""Oversized training and tuning requests (resources/jobs/limits.py) are 400 INVALID_REQUEST naming the
 bound, before anything is stored or launched (the test app's Ray is unreachable: a request within
 the bounds would get as far as 503 RAY_UNAVAILABLE)."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from resources import limits
+from resources.jobs import limits
 from tests.utils.api import error_envelope
 
 

@@ -14,10 +14,10 @@ ROWS = [{"total_orders": 12, "days_since_last_order": 40, "avg_order_value": 80.
         {"total_orders": 2, "days_since_last_order": 190, "avg_order_value": 20.0, "support_tickets": 6}]
 SCRIPT = """
 import json, sys
-from config.settings import Settings
-from config.wiring import build_registry, build_state_store
-from inference.loaded import load_version
-from inference.validation import model_inputs
+from mlservice.config.settings import Settings
+from mlservice.config.wiring import build_registry, build_state_store
+from mlservice.inference.loader import load_version
+from mlservice.inference.validation import model_inputs
 
 tenant, model_id, rows = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 settings = Settings()

@@ -193,7 +193,7 @@ def test_oip_traffic_is_read_like_every_other_path(client, watched):
 
 
 def test_a_reference_file_that_unpacks_too_large_is_refused_before_it_is_read(client, settings, watched, monkeypatch):
-    from monitoring import reference
+    from mlservice.monitoring import reference
 
     folder = settings.tenants_dir / watched["tenant"] / "ref"
     folder.mkdir(parents=True, exist_ok=True)
@@ -205,7 +205,7 @@ def test_a_reference_file_that_unpacks_too_large_is_refused_before_it_is_read(cl
 
 
 def test_a_reference_from_s3_on_a_real_s3_server(client, settings, watched, s3_server, monkeypatch):
-    """POST .../reference with an s3:// path reads the file through resources.storage from the S3
+    """POST .../reference with an s3:// path reads the file through resources.data.storage from the S3
     server the data-access policy names (moto's server process), within the tenant's grant."""
     bucket = s3_server.bucket("ref")
     frame = churn_like(n=500, seed=21)[0]

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from config.wiring import build_state_store
-from resources.drift_reports import DriftReportStore
+from mlservice.config.wiring import build_state_store
+from resources.monitoring.drift_history import DriftReportStore
 from tests.utils.api import error_envelope, register_model
 from tests.utils.mlflow_models import log_sklearn_model
 from tests.utils.tokens import auth, make_token

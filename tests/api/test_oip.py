@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import uvicorn
 
-from mlservice.launcher import free_port
+from mlservice.launcher.up import free_port
 from serving_api.main import create_app
 from tests.utils.api import error_envelope
 from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model

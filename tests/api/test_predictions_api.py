@@ -305,10 +305,10 @@ def test_a_stage_change_by_another_replica_is_picked_up_after_the_ttl(client, se
 
 def test_with_a_shared_redis_another_replicas_promotion_is_served_by_the_next_prediction(client, settings, redis_server,
                                                                                          monkeypatch):
-    """MLSERVICE_REDIS_URL: the registry announces each change (resources/model_generations.py) and
+    """MLSERVICE_REDIS_URL: the registry announces each change (resources/models/change_counters.py) and
     the cache checks the model's counter before it answers from a resolution, so the promotion made
     through another replica (or a run) is served at once, not after the TTL."""
-    from resources.model_generations import generations_for
+    from resources.models.change_counters import generations_for
 
     tenant, model_id, version = _two_versions_1_0_0_in_production(client, settings)
     cache = client.app.state.model_cache

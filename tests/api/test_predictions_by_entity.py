@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from mlservice.feature_data import write_feature_data
+from mlservice.demo.feature_data import write_feature_data
 from resources.vocabulary import T_FEATURE_SERVICE
 from tests.features.conftest import features_dir
 from tests.utils.api import error_envelope, register_model
@@ -218,8 +218,8 @@ def test_monitoring_reads_the_values_used_by_entity(client, store):
     from the prediction log by the monitoring window."""
     from datetime import timedelta
 
-    from monitoring.window import current_sample
-    from resources.state_db import utcnow
+    from mlservice.monitoring.traffic_window import current_sample
+    from resources.infra.state_db import utcnow
     from tests.utils.columns import listed
 
     entities = [{"customer_id": f"cust-{i}"} for i in range(40, 75)]

@@ -1,4 +1,4 @@
-"""Per-tenant quotas (resources/quotas.py), each tried as the attack: the N+1th model, version and
+"""Per-tenant quotas (resources/tenants/quotas.py), each tried as the attack: the N+1th model, version and
 ensemble of a tenant is 409 QUOTA_EXCEEDED and nothing is stored; the N+1th unfinished job is 429
 JOB_LIMIT_REACHED with Retry-After, nothing is stored or launched, and a job that ended frees its
 slot. Other tenants keep their own quotas. Dagster and Ray are replaced by fakes on the app's job
@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from resources.jobs import jobs as jobs_table
-from resources.state_db import utcnow
+from resources.infra.state_db import utcnow
+from resources.jobs.records import jobs as jobs_table
 from serving_api.main import create_app
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope, register_model

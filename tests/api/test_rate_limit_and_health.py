@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 
 from serving_api.errors import ApiError
 from serving_api.main import create_app
-from serving_api.ratelimit import RateLimiter
+from serving_api.ratelimit.local import RateLimiter
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope
 from tests.utils.tokens import auth, make_token

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from resources.registry import ModelRegistry
+from resources.models.registry import ModelRegistry
 from serving_api.main import create_app
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope, move_stages, register_model
@@ -161,7 +161,7 @@ def test_explanations_past_their_cost_budget_are_400_naming_the_cost(client, wor
 
 
 def test_explanations_saturating_their_threads_leave_loads_and_stage_changes_alone(client, settings, world, monkeypatch):
-    import inference.explain as explain_module
+    import mlservice.inference.contributions as explain_module
 
     release, entered = threading.Event(), []
     real = explain_module.explain
@@ -270,7 +270,7 @@ def test_read_only_calls_never_load_a_model(client, settings, world):
 
 
 def test_large_requests_are_validated_and_serialised_off_the_event_loop(client, world, monkeypatch):
-    import serving_api.services.predictions as service_module
+    import serving_api.predictions.service as service_module
 
     threads: dict[str, list[str]] = {"validate": [], "serialise": []}
     real_inputs, real_json = service_module.model_inputs, service_module.prediction_json

@@ -12,8 +12,8 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from serving_api.health.readiness import ReadinessCache
 from serving_api.main import create_app
-from serving_api.readiness import ReadinessCache
 from tests.conftest import make_settings
 from tests.utils.api import error_envelope
 from tests.utils.tokens import auth, make_token

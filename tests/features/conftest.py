@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlservice.feature_data import AS_OF, write_feature_data
-from resources.feature_store import FeatureStoreResource
+from mlservice.demo.feature_data import AS_OF, write_feature_data
+from resources.features.store import FeatureStoreResource
 
 TENANT = "acme-corp"
 END = AS_OF + timedelta(days=1)  # after the newest snapshot of the demo data

@@ -12,11 +12,11 @@ import pytest
 from assets.features.assets import FEATURE_ASSETS, online_features
 from pipelines.jobs import feature_materialization_job
 from pipelines.schedules import SCHEDULE_NAME, build_feature_schedule
-from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
-from resources.feature_store import FeatureStoreResource
-from resources.job_specs import JobContext
-from resources.jobs import JobStore
-from resources.state_db import StateStore
+from resources.features.materialization_spec import FEATURE_MATERIALIZATION_JOB, MaterializationConfig, materialization_run_config
+from resources.features.store import FeatureStoreResource
+from resources.infra.state_db import StateStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import JobContext
 from tests.features.conftest import END, REFS, seed_tenant
 
 TENANT = "dagster-tenant"

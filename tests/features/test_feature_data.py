@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pandas.testing as pdt
 
-from mlservice.feature_data import AS_OF, churn_feature_tables, write_feature_data
+from mlservice.demo.feature_data import AS_OF, churn_feature_tables, write_feature_data
 
 SCHEMAS = {
     "customer_features": {"customer_id": "object", "event_timestamp": "datetime64[ns, UTC]", "total_orders": "int64",

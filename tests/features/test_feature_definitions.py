@@ -1,6 +1,6 @@
-"""Feature definition documents (resources/feature_definitions.py): the demo's churn document is
+"""Feature definition documents (resources/features/definitions.py): the demo's churn document is
 sound against its generated data and builds the same Feast objects as the Feast CLI example repo
-(feature_repo/definitions.py); a document's problems are all listed at once; plans name what an
+(mlservice/demo/feature_repo/definitions.py); a document's problems are all listed at once; plans name what an
 apply adds, changes and removes."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from resources.feature_definitions import CHURN_DOCUMENT as CHURN
-from resources.feature_definitions import (
+from resources.features.definitions import CHURN_DOCUMENT as CHURN
+from resources.features.definitions import (
     FeatureDocument,
     SourceDef,
     churn_document,
@@ -46,7 +46,7 @@ def test_the_churn_document_is_sound_against_the_demo_data(tenant_area):
 
 
 def test_the_churn_document_builds_the_objects_of_the_feast_cli_example(tenant_area):
-    from feature_repo.definitions import build_definitions
+    from mlservice.demo.feature_repo.definitions import build_definitions
 
     built = {o.name: o for o in feast_objects(churn_document(), lambda s: str(tenant_area / s.path))}
     example = build_definitions(tenant_area / "features")

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from resources.errors import FeatureStoreNotFound, FeatureViewNotFound
-from resources.feature_store import FeatureStoreResource
-from resources.feature_store_config import project_name
+from resources.features.feast_config import project_name
+from resources.features.store import FeatureStoreResource
 from tests.features.conftest import END, REFS, features_dir, latest_rows, seed_tenant
 
 A, B, C = "tenant-a", "tenant-b", "tenant-c"

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from mlservice.feature_data import AS_OF
+from mlservice.demo.feature_data import AS_OF
 from resources.errors import FeatureViewNotFound, InvalidRequest
-from resources.feature_store import FeatureStoreResource
+from resources.features.store import FeatureStoreResource
 from tests.features.conftest import END, REFS, features_dir, latest_rows, seed_tenant
 
 ROWS = [{"customer_id": f"cust-{i}"} for i in (1, 2, 3, 50)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from resources.feature_store import FeatureStoreResource
+from resources.features.store import FeatureStoreResource
 from tests.features.conftest import END, REFS, TENANT, seed_tenant
 from tests.utils.products import DEMAND_FEATURES, applied_products
 

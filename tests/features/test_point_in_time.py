@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from assets.training.datasets import build_training_data
-from resources.data_access import DataAccessPolicy
+from resources.data.access import DataAccessPolicy
 from resources.errors import InvalidRequest
-from resources.feature_store import FeatureStoreResource
-from resources.job_specs import DataSpec
+from resources.features.store import FeatureStoreResource
+from resources.jobs.specs import DataSpec
 from tests.features.conftest import features_dir, seed_tenant
 
 T = datetime(2026, 6, 1, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from resources.errors import FeatureRefInvalid
-from resources.feature_refs import parse_refs, shape_rows
+from resources.features.refs import parse_refs, shape_rows
 
 
 def test_parse_and_dedupe():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from resources.errors import DependencyUnavailable
-from resources.feature_store import FeatureStoreResource
-from resources.feature_store_config import REDACTED, feature_store_yaml, project_name, repo_config_options
+from resources.features.feast_config import REDACTED, feature_store_yaml, project_name, repo_config_options
+from resources.features.store import FeatureStoreResource
 
 REPO = Path("/data/feast/acme-corp")
 

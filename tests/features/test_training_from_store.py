@@ -7,8 +7,8 @@ import dagster as dg
 import pytest
 
 from assets.training.assets import trained_model, training_set
-from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
-from resources.jobs import JobStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
 from resources.vocabulary import T_FEATURE_SERVICE
 from tests.features.conftest import seed_tenant
 from tests.utils.asset_resources import asset_resources, submitted_job

@@ -166,7 +166,7 @@ def test_lookups_from_the_platforms_redis_equal_a_sqlite_store_of_the_same_sourc
     through either replica, by feature references and by feature service."""
     import shutil
 
-    from resources.feature_store import FeatureStoreResource
+    from resources.features.store import FeatureStoreResource
 
     first, second = _clients(scaled, replica, DEMO_TENANT)
     with first, second:

@@ -15,9 +15,9 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from config.settings import Settings
-from mlservice.launcher import free_port
-from mlservice.processes import port_free
+from mlservice.config.settings import Settings
+from mlservice.launcher.processes import port_free
+from mlservice.launcher.up import free_port
 from serving_api.auth import issue_token
 from tests.utils.load import predictions_under_load
 from tests.utils.mlflow_models import log_sklearn_model

@@ -1,5 +1,6 @@
-"""Faults of the platform's parts, injected into the integration tier's shared platform, and what
-the platform does about them:
+"""Faults of the platform's parts, injected into a platform of this module's own (started without
+the demo; the shared platform's tests run beside it on the tier's other worker), and what the
+platform does about them:
 
 - a training run's worker killed with SIGKILL mid-fit: the job ends ``failed`` saying so (run
   monitoring with the platform's worker health check), no version is registered, Ray ends the fit,
@@ -30,6 +31,7 @@ import time
 import httpx
 import pytest
 
+from tests.integration.conftest import own_platform
 from tests.utils.datasets import breast_cancer
 from tests.utils.platform import (
     follow_job,
@@ -57,8 +59,13 @@ SLOW_FIT = {"model_name": "killed_mid_fit", "estimator": "mlp",
 
 
 @pytest.fixture(scope="module")
-def api(platform):
-    up = platform["current"]
+def up(tmp_path_factory):
+    with own_platform(tmp_path_factory, "faults", args=("--no-demo",)) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="module")
+def api(up):
     folder = up.data_dir / "tenants" / TENANT / "bc"
     previous = os.umask(0o077)  # owner-only, as the platform keeps its data dir (test_platform_up checks it)
     try:
@@ -183,6 +190,12 @@ def test_the_ray_head_killed_is_503_for_jobs_while_models_serve_and_jobs_run_aft
 
 
 def test_the_dagster_daemon_and_webserver_killed_queued_jobs_run_and_reads_recover(api, up):
+    # a job fitting when the daemon dies goes on: its run worker belongs to the code server, not the daemon
+    running = api.post("/api/v1/training", json={**SLOW_FIT, "model_name": "through_a_daemon_restart"})
+    assert running.status_code == 202, running.text
+    running_path = f"/api/v1/training/{running.json()['job_id']}"
+    fitting = _fitting(api, up, running_path)
+    worker = run_worker_pid(up, fitting["dagster_run_id"])
     # the daemon hangs, then dies, with a job waiting in the queue
     signal_part(up, "dagster-daemon", signal.SIGSTOP)
     daemon_restarts = up.log().count("restarted dagster-daemon (")
@@ -197,6 +210,9 @@ def test_the_dagster_daemon_and_webserver_killed_queued_jobs_run_and_reads_recov
     wait_restarted(up, "dagster-daemon", times=daemon_restarts + 1)
     done = follow_job(api, path, timeout_s=400)
     assert done["status"] == "succeeded", done
+    went_on = follow_job(api, running_path, timeout_s=400)
+    assert went_on["status"] == "succeeded" and went_on["progress"]["current_epoch"] == SLOW_FIT["training_config"]["epochs"], went_on
+    assert run_worker_pid(up, fitting["dagster_run_id"]) == worker  # the same worker throughout, never restarted
 
     # the webserver killed: reads answer the last known state, submissions are 503 with nothing stored
     web_restarts = up.log().count("restarted dagster-webserver (")

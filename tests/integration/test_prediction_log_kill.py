@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from resources.prediction_log import prediction_log
-from resources.state_db import StateStore
+from resources.infra.state_db import StateStore
+from resources.predictions.log import prediction_log
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +34,8 @@ if importlib.util.find_spec("pytest_timeout"):
 
 CHILD = r"""
 import asyncio, sys
-from resources.state_db import StateStore
-from resources.prediction_log import PredictionLog
+from resources.infra.state_db import StateStore
+from resources.predictions.log import PredictionLog
 
 url, prefix, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 

@@ -181,7 +181,7 @@ def test_use_gpu_on_a_cpu_cluster_is_400(api):
 def _launched_from_the_ui(up, client: httpx.Client, job_name: str, run_config: dict, kind: str) -> dict:
     """GraphQL launchRun of ``job_name`` with only the launchpad's config (no context.job_id, no
     tags); the job the run registered for its tenant, as the API lists it, followed to its end."""
-    from resources.dagster_runs import DagsterRuns
+    from resources.infra.dagster_runs import DagsterRuns
 
     run_id = DagsterRuns(f"http://127.0.0.1:{up.ports['DAGSTER']}").launch(job_name, run_config, tags={})
     deadline, job = time.monotonic() + 120, None
@@ -200,8 +200,8 @@ def test_runs_launched_as_the_dagster_ui_does_are_jobs_of_the_tenant(api, up, bc
     scoring (of the version the training registered) and feature materialization (the demo
     tenant's views). Each run registers itself as a job of the tenant, which the API lists and
     follows to its end, with what it produced."""
-    from resources.feature_job_specs import FEATURE_MATERIALIZATION_JOB
-    from resources.job_specs import BATCH_SCORING_JOB, TRAINING_JOB, TUNING_JOB
+    from resources.features.materialization_spec import FEATURE_MATERIALIZATION_JOB
+    from resources.jobs.specs import BATCH_SCORING_JOB, TRAINING_JOB, TUNING_JOB
 
     context = {"tenant_id": TENANT}
     data = {"train_path": "bc/train.parquet", "validation_path": "bc/val.parquet", "target_column": "target"}

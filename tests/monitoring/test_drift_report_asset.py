@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 
 from assets.monitoring.assets import drift_report, monitored_models
-from config.wiring import build_registry, build_state_store
+from mlservice.config.wiring import build_registry, build_state_store
 from pipelines.monitoring import build_monitored_models_sensor
-from resources.drift_reports import DriftReportStore
-from resources.monitoring_job_specs import DriftReportConfig, monitored_key
+from resources.monitoring.drift_history import DriftReportStore
+from resources.monitoring.drift_job_spec import DriftReportConfig, monitored_key
 from tests.utils.api import move_stages, register_model
 from tests.utils.mlflow_models import churn_rows, log_sklearn_model
 from tests.utils.tokens import auth, make_token

@@ -15,10 +15,10 @@ import pytest
 
 from assets.training.assets import trained_model, training_set
 from pipelines.retrain_on_drift import build_retrain_sensor, is_due
-from resources.drift_reports import DriftReportStore
-from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
-from resources.jobs import JobStore
-from resources.monitoring_policies import PolicyStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, run_config
+from resources.monitoring.drift_history import DriftReportStore
+from resources.monitoring.policies import PolicyStore
 from resources.vocabulary import RUN_JOB_ID, UNFINISHED_STATUSES
 from tests.utils.asset_resources import asset_resources, submitted_job
 from tests.utils.datasets import breast_cancer

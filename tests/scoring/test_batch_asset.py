@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 
 from assets.scoring.assets import batch_predictions
-from config.wiring import build_data_policy, build_registry, build_state_store
-from resources.batch_output import SUCCESS, plan_output, visible_files
-from resources.job_specs import BatchScoringConfig
-from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
+from mlservice.config.wiring import build_data_policy, build_registry, build_state_store
+from resources.data.staged_output import SUCCESS, plan_output, visible_files
+from resources.infra.ray_cluster import RayCluster
+from resources.jobs.records import JobStore
+from resources.jobs.specs import BatchScoringConfig
 from tests.utils.api import register_model
 from tests.utils.asset_resources import submitted_job
 from tests.utils.mlflow_models import FEATURES, churn_like, log_sklearn_model
@@ -152,8 +152,8 @@ def test_an_input_of_one_row_group_is_sliced_into_blocks_for_every_actor(tmp_pat
     import ray.data
 
     from assets.scoring.pipeline import BLOCKS_PER_ACTOR, _data_context, block_bytes
-    from resources.data_access import DataAccessPolicy
-    from resources.storage import parquet_footers
+    from resources.data.access import DataAccessPolicy
+    from resources.data.storage import parquet_footers
 
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(rng.normal(size=(400_000, 4)), columns=["a", "b", "c", "d"])

@@ -8,8 +8,8 @@ import pytest
 
 from assets.training.assets import trained_model, training_set
 from assets.tuning.assets import tuned_model
-from resources.job_specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, TuningConfig, run_config
-from resources.jobs import JobStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import DataSpec, TrainedModelConfig, TrainerSpec, TrainingSetConfig, TuningConfig, run_config
 from tests.utils.asset_resources import asset_resources, submitted_job
 from tests.utils.datasets import breast_cancer
 
@@ -63,7 +63,7 @@ def test_training_assets_fit_log_and_register(env):
     train_rows = {tuple(r) for r in data.x_train.round(9).itertuples(index=False)}
     assert all(tuple(r) in train_rows for r in example[list(data.x_train.columns)].round(9).itertuples(index=False))
     # the drift reference: every training row (fewer than 10,000) of the signature's columns, tied to the version's run
-    from monitoring.reference import training_reference
+    from mlservice.monitoring.reference import training_reference
 
     reference = training_reference(env["registry"], env["registry"].resolve_version(TENANT, output["model_id"], "1.0.0"))
     assert list(reference.columns) == list(data.x_train.columns) and len(reference) == len(data.x_train)
@@ -155,7 +155,7 @@ def test_training_reads_its_data_from_s3(env, s3_server, tmp_path):
 def test_a_run_launched_without_a_job_id_registers_itself_as_a_job_of_the_tenant(env):
     """As from the Dagster UI's launchpad: the tenant and the job's settings, no context.job_id; the
     run's kind comes from its Dagster job's tag. Both assets of the run resolve one job record."""
-    from resources.job_specs import JobContext
+    from resources.jobs.specs import JobContext
     from resources.vocabulary import RUN_KIND
 
     launchpad = JobContext(tenant_id=TENANT)  # requested_by defaults to "dagster-ui"

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from assets.training.data import TrainingData
 from assets.training.fitting import GpuUnavailable, fit_on_ray, fit_sklearn
 from assets.training.outcome import evaluate
 from assets.training.progress import MlflowProgress, NullProgress
-from resources.estimators import boosting_schedule, build_estimator, validate_trainer
-from resources.job_specs import TrainerSpec
+from assets.training.training_data import TrainingData
+from resources.jobs.estimators import boosting_schedule, build_estimator, validate_trainer
+from resources.jobs.specs import TrainerSpec
 from tests.utils import datasets
 
 EPOCH_KEYS = {"train_loss", "val_loss", "train_accuracy", "val_accuracy", "current_loss", "best_loss", "learning_rate"}
@@ -174,6 +174,26 @@ def test_gpu_requested_on_cpu_cluster(local_ray, cancer):
         with pytest.raises(GpuUnavailable, match="use_gpu is true but the Ray cluster has no GPU"):
             fit_on_ray(TrainerSpec(framework=framework, use_gpu=True), cancer)
     assert issubclass(GpuUnavailable, ValueError)
+
+
+def test_a_fit_takes_the_cpus_free_now_not_the_clusters_total(local_ray, cancer):
+    """A replica holding a quarter CPU of the 2: a two-worker fit sized from the total waited for CPUs that never came (CI)."""
+    import ray
+
+    @ray.remote(num_cpus=0.25)
+    class Replica:
+        def ready(self) -> bool:
+            return True
+
+    replica = Replica.remote()
+    try:
+        assert ray.get(replica.ready.remote(), timeout=60)
+        sklearn = fit_on_ray(TrainerSpec(estimator="random_forest", num_workers=2), cancer, seed=1)
+        torch = fit_on_ray(TrainerSpec(framework="pytorch", num_workers=2, epochs=2, hyperparameters={"hidden_sizes": [8]}), cancer)
+    finally:
+        ray.kill(replica)
+    assert sklearn.resources == {"workers": 1, "gpus": 0} and sklearn.metrics["val_accuracy"] > 0.85
+    assert torch.resources == {"workers": 1, "gpus": 0} and torch.epochs_run == 2
 
 
 @pytest.fixture(scope="module")

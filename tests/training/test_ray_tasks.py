@@ -1,4 +1,4 @@
-"""``resources.ray_tasks.wait_for``: an interrupted wait (how Dagster stops a run: SIGINT) cancels
+"""``resources.infra.ray_tasks.wait_for``: an interrupted wait (how Dagster stops a run: SIGINT) cancels
 the task it waited on, so no stopped run leaves a task holding the cluster's CPUs."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from resources.ray_tasks import wait_for
+from resources.infra.ray_tasks import wait_for
 
 
 def _sleeper(seconds: float) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from resources.errors import InvalidRequest
-from resources.search_space import (
+from resources.jobs.search_space import (
     MAX_GRID_POINTS,
     grid_size,
     to_tune_space,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from assets.training.data import TrainingData
+from assets.training.training_data import TrainingData
 from assets.tuning.tune_run import (
     TrialResult,
     run_tuning,
@@ -14,7 +14,7 @@ from assets.tuning.tune_run import (
     validate_tuning,
 )
 from resources.errors import InvalidRequest
-from resources.job_specs import JobContext, TrainerSpec, TuningConfig
+from resources.jobs.specs import JobContext, TrainerSpec, TuningConfig
 from tests.utils import datasets
 
 RF_SPACE = {
@@ -71,8 +71,8 @@ def test_learning_rate_is_the_trainer_field_only_where_it_drives_the_estimator()
 def test_the_references_tuning_space_is_valid_for_a_random_forest():
     """The reference tunes learning_rate beside n_estimators, max_depth and min_samples_split; on a
     random forest it is accepted and reported as having no effect."""
-    from resources.job_specs import TuningConfig
-    from resources.search_space import ignored_search_space, validate_tuning
+    from resources.jobs.search_space import ignored_search_space, validate_tuning
+    from resources.jobs.specs import TuningConfig
 
     space = {"learning_rate": {"type": "loguniform", "min": 0.001, "max": 0.1},
              "n_estimators": {"type": "choice", "values": [50, 100, 200]},

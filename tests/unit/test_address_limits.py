@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from serving_api import ratelimit
 from serving_api.errors import ApiError
-from serving_api.ratelimit import RateLimiter, address_key
+from serving_api.ratelimit import local as ratelimit
+from serving_api.ratelimit.local import RateLimiter, address_key
 
 
 @pytest.fixture

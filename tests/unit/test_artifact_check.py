@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from resources import artifact_check
 from resources.errors import InvalidRequest
-from resources.estimators import ESTIMATORS, build_estimator
-from resources.job_specs import TrainerSpec
-from resources.model_sources import artifact_path_of, inside
+from resources.jobs.estimators import ESTIMATORS, build_estimator
+from resources.jobs.specs import TrainerSpec
+from resources.models import artifact_check
+from resources.models.sources import artifact_path_of, inside
 
-PYFUNC = Path(artifact_check.__file__).resolve().parents[1] / "assets" / "training" / "torch_pyfunc.py"
+PYFUNC = Path(artifact_check.__file__).resolve().parents[2] / "assets" / "training" / "torch_pyfunc.py"
 
 
 def test_the_torch_pyfunc_file_is_a_released_one():

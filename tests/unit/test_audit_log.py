@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from resources.audit import AuditLog, audit_log
-from resources.state_db import utcnow
+from resources.infra.state_db import utcnow
+from resources.tenants.audit import AuditLog, audit_log
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
-from config.settings import Settings, get_settings
+from mlservice.config.settings import Settings, get_settings
 from serving_api.auth import TokenVerifier, UnsafeKeyConfig, issue_token, signing_key
 from serving_api.errors import ApiError
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from resources.jobs import JobStore
-from serving_api.services.batch_requests import (
+from resources.jobs.records import JobStore
+from serving_api.batch.service import (
     DEFAULT_STARTUP_S,
     DEFAULT_THROUGHPUT_ROWS_PER_S,
     KIND,

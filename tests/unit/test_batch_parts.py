@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from assets.scoring.pipeline import IO_RESERVE_CPUS, PartWriter, pool_plan
-from inference.batch_inputs import check_batch, schema_problems
-from inference.model import LoadedModel
-from inference.signature import FeatureSpec
-from resources.storage import local_filesystem
+from mlservice.inference.batch_inputs import check_batch, schema_problems
+from mlservice.inference.loaded_model import LoadedModel
+from mlservice.inference.signature import FeatureSpec
+from resources.data.storage import local_filesystem
 
 FEATURES = [FeatureSpec("n", "long"), FeatureSpec("x", "double")]
 
@@ -78,7 +78,7 @@ def test_the_part_writer_keeps_order_across_files(tmp_path):
 
 @pytest.mark.parametrize("matrix", [True, False])
 def test_the_model_is_called_on_at_most_batch_size_rows_and_answers_as_one_call(matrix):
-    from inference.batch_inputs import predict_in_calls
+    from mlservice.inference.batch_inputs import predict_in_calls
 
     calls: list[int] = []
 

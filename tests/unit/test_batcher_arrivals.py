@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from serving_api.online.arrivals import Arrivals
-from serving_api.online.batcher import MicroBatcher
+from serving_api.online.micro_batcher import MicroBatcher
 
 WINDOW_MS = 3000.0  # far longer than any of these tests takes unless a batch waits it out
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.settings import Settings
-from mlservice import child_env
-from mlservice.launcher import Platform
+from mlservice.config.settings import Settings
+from mlservice.launcher.up import Platform, child_env
 
 SECRET = "k" * 48
 PRIVATE_KEY = "-----BEGIN PRIVATE KEY-----\nMIIE...\n-----END PRIVATE KEY-----"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from resources.dagster_runs import DagsterRuns, LaunchFailed
+from resources.infra.dagster_runs import DagsterRuns, LaunchFailed
 from serving_api.errors import STATUS_BY_CODE
 from tests.utils.fakes import ScriptedHTTPServer
 

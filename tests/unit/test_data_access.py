@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.data_access import DataAccessPolicy
+from resources.data.access import DataAccessPolicy
 from resources.errors import InvalidRequest
 
 TENANT = "tenant-a"

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from resources.deployment_reconcile import MAX_FAILED_APPLIES, decide
-from resources.deployments import DeploymentRecord
+from resources.deployments.reconcile import MAX_FAILED_APPLIES, decide
+from resources.deployments.store import DeploymentRecord
 from tests.utils.fakes import deployment_record
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -84,7 +84,7 @@ def test_the_canarys_application_is_restored_removed_or_rolled_back_by_what_serv
 
 
 def _traffic(requests: int, errors: int, latency_ms: float):
-    from resources.deployment_traffic import Traffic
+    from resources.deployments.traffic import Traffic
 
     traffic = Traffic()
     for i in range(requests):
@@ -95,7 +95,7 @@ def _traffic(requests: int, errors: int, latency_ms: float):
 def _judge(stable, canary, minutes: float = 1):
     from datetime import timedelta
 
-    from resources.deployment_reconcile import judge_canary
+    from resources.deployments.reconcile import judge_canary
 
     record = _record(canary=CANARY)
     return judge_canary(record, {("stable", "1.0.0"): stable, ("canary", "1.1.0"): canary}, NOW + timedelta(minutes=minutes))
@@ -138,7 +138,7 @@ def test_too_few_canary_requests_decide_nothing():
 def test_a_canary_is_judged_from_the_first_whole_slot_after_it_ran():
     from datetime import timedelta
 
-    from resources.deployment_reconcile import canary_window_start, judge_canary
+    from resources.deployments.reconcile import canary_window_start, judge_canary
 
     assert canary_window_start(CANARY) == NOW + timedelta(seconds=60)  # ran at 00:00:42: the slot it ran in and the next are left out
     waiting = {**CANARY, "running_at": None}  # applied, not yet reported running
@@ -151,7 +151,7 @@ def test_a_canary_is_judged_from_the_first_whole_slot_after_it_ran():
 def test_traffic_adds_up_across_routers_and_minutes(state):
     from datetime import timedelta
 
-    from resources.deployment_traffic import TrafficStore
+    from resources.deployments.traffic import TrafficStore
 
     store = TrafficStore(state)
     store.add("dep-1", "canary", "1.1.0", NOW, _traffic(10, 1, 4))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from resources import deployments as store_module
-from resources.deployments import DeploymentExists, DeploymentNotFound, DeploymentStore
+from resources.deployments import store as store_module
+from resources.deployments.store import DeploymentExists, DeploymentNotFound, DeploymentStore
 
 SPEC = {"num_replicas": 1, "autoscaling": None, "resources": {"cpu": 0.25, "memory_gb": None, "gpu": 0}}
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from monitoring import drift_stats as ds
-from monitoring.drift_stats import (
+from mlservice.monitoring import drift_stats as ds
+from mlservice.monitoring.drift_stats import (
     CORRECTIONS,
     DEFAULT_CORRECTION,
     KS_EXACT_MAX_CELLS,

@@ -18,8 +18,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, PoissonRe
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from inference.explain import Explanation, explain, select_background
-from mlservice.demo_data import CHURN_FEATURES, churn_customers
+from mlservice.demo.churn_data import CHURN_FEATURES, churn_customers
+from mlservice.inference.contributions import Explanation, explain, select_background
 from tests.utils import datasets
 
 DIABETES_5 = ["age", "bmi", "bp", "s1", "s5"]

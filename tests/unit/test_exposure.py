@@ -1,4 +1,4 @@
-"""mlservice.exposure: real sockets in child processes, found from /proc and judged."""
+"""mlservice.launcher.exposure: real sockets in child processes, found from /proc and judged."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mlservice import exposure
+from mlservice.launcher import exposure
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux /proc")
 

@@ -12,8 +12,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from inference.fast_paths import matrix_predictor
-from inference.predictors import sklearn_predictor as _sklearn_predictor
+from mlservice.inference.fast_paths import matrix_predictor
+from mlservice.inference.predictors import sklearn_predictor as _sklearn_predictor
 from tests.utils.mlflow_models import FEATURES, churn_like
 
 FRAME, LABELS = churn_like(n=400, seed=3)

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from resources.errors import InvalidRequest
-from resources.feedback import MAX_FEEDBACK_ITEMS, FeedbackStore, LabelledRow, prediction_feedback
-from resources.prediction_log import prediction_log
+from resources.predictions.feedback import MAX_FEEDBACK_ITEMS, FeedbackStore, LabelledRow, prediction_feedback
+from resources.predictions.log import prediction_log
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

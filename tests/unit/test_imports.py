@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_importing_api_and_definitions_loads_no_heavy_library(tmp_path):
     code = (
-        "import sys, serving_api.main, pipelines.definitions, mlservice.cli, mlservice.launcher;"
+        "import sys, serving_api.main, pipelines.definitions, mlservice.cli, mlservice.launcher.up;"
         "print(sorted(m for m in ('mlflow', 'ray', 'torch', 'feast', 'sklearn') if m in sys.modules))"
     )
     env = {"PATH": "/usr/bin:/bin", "MLSERVICE_DATA_DIR": str(tmp_path / "data")}
@@ -17,7 +18,22 @@ def test_importing_api_and_definitions_loads_no_heavy_library(tmp_path):
     assert not (tmp_path / "data").exists()  # nothing created at import
 
 
-PACKAGES = ("resources", "inference", "monitoring", "config", "serving_api", "assets", "pipelines", "mlservice", "feature_repo")
+PACKAGES = ("resources", "serving_api", "assets", "pipelines", "mlservice")
+
+
+def test_an_install_adds_only_the_projects_own_top_level_packages():
+    """The four packages the design card fixes and the project's own namespace (config, the model
+    core, monitoring, the launcher and the demo live under ``mlservice.*``): nothing generic such
+    as ``config`` or ``inference`` lands in a user's site-packages."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    repo = Path(__file__).resolve().parents[2]
+    found = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(str(repo), include=found["include"])
+    assert {name.split(".")[0] for name in packages} == set(PACKAGES)
+    assert "resources.models" in packages and "mlservice.inference" in packages  # subpackages are found
 
 
 def _cycles(graph) -> list[list[str]]:

@@ -3,7 +3,7 @@ reports one epoch and lists the settings it was given that have no effect, inste
 
 from __future__ import annotations
 
-from serving_api.services.job_views import _iterative, _total_epochs, ignored_settings
+from serving_api.jobs.views import _iterative, _total_epochs, ignored_settings
 
 
 def test_a_one_fit_estimator_reports_one_epoch_and_what_it_ignored():

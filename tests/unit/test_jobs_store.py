@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from resources.jobs import IdempotencyConflict, JobNotFound, JobStore
+from resources.jobs.records import IdempotencyConflict, JobNotFound, JobStore
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import sys
 
 import pytest
 
-from config.settings import Settings
-from mlservice import exposure
-from mlservice.launcher import Platform
-from mlservice.processes import free_port
+from mlservice.config.settings import Settings
+from mlservice.launcher.processes import free_port
+from mlservice.launcher.up import Platform, exposure
 from tests.utils.launcher_runs import run_then_stop
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="reads Linux /proc")

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from config.settings import Settings
-from mlservice import launcher
-from mlservice.launcher import Platform
+from mlservice.config.settings import Settings
+from mlservice.launcher import up as launcher
+from mlservice.launcher.processes import ManagedProcess, wait_until
+from mlservice.launcher.up import Platform
 from tests.utils.launcher_runs import run_then_stop
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc"), reason="reads Linux /proc")
@@ -89,3 +90,32 @@ def test_a_part_that_keeps_dying_stops_the_platform(tmp_path, monkeypatch):
     assert "mlflow died 3 times within 10 minutes: stopping the platform" in text
     children = [int(pid) for pid in (tmp_path / "starts.children").read_text().split()]
     assert all_gone(children)
+
+
+class DiesDuringStartUp(StandIn):
+    """A start that waits for its part as ``Platform.start`` does: the part dies before it is ready."""
+
+    def start(self) -> None:
+        super().start()
+        part = self.processes[0]
+        wait_until(lambda: self.counter.exists() and self.counter.read_text() == "xx", timeout_s=20, what="mlflow",
+                   process=part, tend=self.tend)
+
+
+def test_a_part_that_dies_during_start_up_is_restarted_not_fatal(tmp_path):
+    lines: list[str] = []
+    platform = DiesDuringStartUp(Settings(data_dir=tmp_path), "1", lines)
+    code = run_then_stop(platform, 4)
+    text = "\n".join(lines)
+    assert code == 0 and "start-up failed" not in text, text
+    assert "mlflow exited unexpectedly (exit status 7)" in text and "restarted mlflow" in text
+    assert platform.counter.read_text() == "xx"
+
+
+def test_log_since_start_is_only_the_last_start(tmp_path):
+    log = tmp_path / "part.log"
+    log.write_text("Ray runtime started.\n")  # an earlier start's line
+    part = ManagedProcess("ray", [sys.executable, "-c", "print('second start')"], env=dict(os.environ), log_path=log)
+    part.start()
+    part.proc.wait(timeout=30)
+    assert part.log_since_start() == "second start\n"

@@ -1,4 +1,4 @@
-"""The embedded S3 server of ``mlservice up`` (``mlservice.embedded_s3``): started by the launcher's
+"""The embedded S3 server of ``mlservice up`` (``mlservice.launcher.embedded_s3``): started by the launcher's
 own spawning on loopback, seeded, its endpoint, credentials and the demo grant handed to every
 part, and a taken port refused like the other parts'. The whole platform with it: the platform
 integration test."""
@@ -11,11 +11,10 @@ import socket
 
 import pytest
 
-from config.settings import Settings
-from config.wiring import build_data_policy
-from mlservice import child_env, embedded_s3, exposure
-from mlservice.launcher import Platform
-from resources import storage
+from mlservice.config.settings import Settings
+from mlservice.config.wiring import build_data_policy
+from mlservice.launcher.up import Platform, child_env, embedded_s3, exposure
+from resources.data import storage
 from resources.errors import InvalidRequest
 from tests.utils.platform import free_ports
 
@@ -84,7 +83,7 @@ def test_the_embedded_server_listens_on_loopback_and_serves_the_seed(tmp_path, n
     platform.settings.logs_dir.mkdir(parents=True)
     try:
         server = platform.start_s3_server()
-        from mlservice.processes import wait_until
+        from mlservice.launcher.processes import wait_until
 
         wait_until(lambda: embedded_s3.ready(platform.settings), timeout_s=60, what="S3", process=server)
         written = platform.seed_s3()

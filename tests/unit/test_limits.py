@@ -1,4 +1,4 @@
-"""Bounds on what one training or tuning job can cost (resources/limits.py): each oversized request
+"""Bounds on what one training or tuning job can cost (resources/jobs/limits.py): each oversized request
 is refused naming the bound, on the API's validators and on the Dagster side alike; every run the
 platform launches carries Dagster's maximum-runtime tag."""
 
@@ -10,12 +10,12 @@ import dagster as dg
 import pytest
 from pydantic import ValidationError
 
-from resources import limits
-from resources.estimators import ESTIMATORS, build_estimator, final_estimator, validate_trainer
-from resources.job_specs import JobContext, TrainedModelConfig, TrainerSpec, TuningConfig
-from resources.jobs import JobStore
-from resources.search_space import MAX_GRID_POINTS, validate_tuning
-from resources.state_db import StateStore
+from resources.infra.state_db import StateStore
+from resources.jobs import limits
+from resources.jobs.estimators import ESTIMATORS, build_estimator, final_estimator, validate_trainer
+from resources.jobs.records import JobStore
+from resources.jobs.search_space import MAX_GRID_POINTS, validate_tuning
+from resources.jobs.specs import JobContext, TrainedModelConfig, TrainerSpec, TuningConfig
 
 CTX = JobContext(tenant_id="t1", job_id="limits-test")
 
@@ -124,7 +124,7 @@ def test_the_training_asset_refuses_an_oversized_run_before_touching_ray(tmp_pat
     import pandas as pd
 
     from assets.training.assets import trained_model
-    from assets.training.data import TrainingData
+    from assets.training.training_data import TrainingData
 
     frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0]})
     data = TrainingData(frame, pd.Series([0, 1, 0, 1]), frame, pd.Series([0, 1, 0, 1]), ["a"], "y", "classification", [0, 1])
@@ -152,7 +152,7 @@ def test_runs_carry_dagsters_max_runtime_tag():
 
 def test_scheduled_materializations_carry_the_max_runtime_tag(tmp_path, monkeypatch):
     from pipelines.schedules import build_feature_schedule
-    from resources.feature_store import FeatureStoreResource
+    from resources.features.store import FeatureStoreResource
     from tests.features.conftest import seed_tenant
 
     monkeypatch.setenv("MLSERVICE_MAX_RUN_MINUTES", "0.5")

@@ -1,4 +1,4 @@
-"""The platform's own PostgreSQL (mlservice/postgres.py), as the tests' fixture starts it: loopback
+"""The platform's own PostgreSQL (mlservice/launcher/postgres.py), as the tests' fixture starts it: loopback
 only, its socket in its own cluster directory, password authentication (a wrong password is
 refused, on TCP and on the socket), the cluster owner-only; databases created once."""
 

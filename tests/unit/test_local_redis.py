@@ -1,4 +1,4 @@
-"""The platform's own Redis (mlservice/redis_server.py), as the tests' fixture starts it: loopback
+"""The platform's own Redis (mlservice/launcher/redis_server.py), as the tests' fixture starts it: loopback
 only, no Unix socket, a password (a client without it is refused), the password only in an
 owner-only file (not on the command line)."""
 

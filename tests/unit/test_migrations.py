@@ -1,4 +1,4 @@
-"""The state database's schema comes from the migrations (resources/migrations), and a data
+"""The state database's schema comes from the migrations (resources/infra/migrations), and a data
 directory made by the code before them is upgraded in place with every row.
 
 tests/data/state_e063f0e.db and state_4a3447b.db are API state databases made by the code of those
@@ -26,14 +26,14 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from resources import migrations
-from resources.audit import AuditLog
-from resources.ensembles import EnsembleStore
-from resources.jobs import JobStore
-from resources.model_artifacts import ArtifactRecords
-from resources.prediction_log import PredictionLog
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore, metadata
+from resources.infra import migrations
+from resources.infra.state_db import StateStore, metadata
+from resources.jobs.records import JobStore
+from resources.models.artifact_records import ArtifactRecords
+from resources.models.ensembles import EnsembleStore
+from resources.models.registry import ModelRegistry
+from resources.predictions.log import PredictionLog
+from resources.tenants.audit import AuditLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA = REPO_ROOT / "tests" / "data"
@@ -82,9 +82,9 @@ def _schema_version(path: Path) -> int:
 def test_the_migrations_make_exactly_the_tables_the_code_declares(tmp_path):
     """Every module of resources/ that defines a table is imported, then the migrated schema is
     compared with the declarations (types, nullability, defaults, keys, indexes)."""
-    for module in sorted((REPO_ROOT / "resources").glob("*.py")):
-        if re.search(r"\bsa\.Table\(", module.read_text()):
-            import_module(f"resources.{module.stem}")
+    for module in sorted((REPO_ROOT / "resources").rglob("*.py")):
+        if "migrations" not in module.parts and re.search(r"\bsa\.Table\(", module.read_text()):
+            import_module(".".join(module.relative_to(REPO_ROOT).with_suffix("").parts))
     store = _store(tmp_path / "fresh.db")
     try:
         with store.engine.connect() as conn:
@@ -226,7 +226,7 @@ def test_an_upgrade_waits_for_the_one_in_progress(tmp_path):
 _OPEN = """
 import sys, time
 import alembic.command, alembic.script
-from resources.state_db import StateStore
+from resources.infra.state_db import StateStore
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 store = StateStore(database_url=f"sqlite:///{sys.argv[1]}")
 store.engine

@@ -1,4 +1,4 @@
-"""The MLflow breaker (resources/breaker.py) and the registry behind it: a tracking server that
+"""The MLflow breaker (resources/infra/breaker.py) and the registry behind it: a tracking server that
 accepts connections and never answers costs the first caller one client timeout and the next ones
 nothing (503 SERVICE_UNAVAILABLE with a retry time), one caller at a time probes after the
 cooldown, and an answer closes the breaker again."""
@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from resources.breaker import Breaker
 from resources.errors import DependencyUnavailable
+from resources.infra.breaker import Breaker
 
 
 class Clock:
@@ -70,7 +70,7 @@ def hung_server():
 
 
 def test_a_hung_tracking_server_costs_one_timeout_then_fails_at_once(hung_server, state, monkeypatch):
-    from resources.registry import ModelRegistry
+    from resources.models.registry import ModelRegistry
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -90,9 +90,9 @@ def test_a_hung_tracking_server_costs_one_timeout_then_fails_at_once(hung_server
 
 def test_an_answering_server_closes_the_breaker(state, tmp_path):
     """A domain answer (model not found) is an answer: the breaker closes."""
-    from resources.breaker import breaker_for
     from resources.errors import ModelNotFound
-    from resources.registry import ModelRegistry
+    from resources.infra.breaker import breaker_for
+    from resources.models.registry import ModelRegistry
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     registry = ModelRegistry(tracking_uri=uri, state=state)

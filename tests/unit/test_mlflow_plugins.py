@@ -7,7 +7,7 @@ import importlib.metadata
 import subprocess
 import sys
 
-from resources.mlflow_plugins import HEADER_PROVIDERS, skip_feast_header_provider
+from resources.infra.mlflow_plugins import HEADER_PROVIDERS, skip_feast_header_provider
 from tests.utils.platform import REPO_ROOT
 
 
@@ -26,7 +26,7 @@ def test_feasts_header_provider_is_left_out_and_nothing_else():
 
 
 def test_a_process_that_resolves_mlflows_request_headers_does_not_import_feast():
-    code = ("from resources.mlflow_plugins import skip_feast_header_provider; skip_feast_header_provider(); "
+    code = ("from resources.infra.mlflow_plugins import skip_feast_header_provider; skip_feast_header_provider(); "
             "from mlflow.tracking.request_header.registry import resolve_request_headers; resolve_request_headers(); "
             "import sys; print('feast' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)

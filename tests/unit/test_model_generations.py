@@ -1,4 +1,4 @@
-"""Model change counters in Redis (resources/model_generations.py) on the session's real Redis,
+"""Model change counters in Redis (resources/models/change_counters.py) on the session's real Redis,
 and without Redis: a read answers None within the timeout (the cache then keeps its TTL), a bump
 is logged, not raised (the registry change it follows is already written)."""
 
@@ -8,9 +8,9 @@ import logging
 import time
 import uuid
 
-from mlservice.processes import free_port
-from resources.model_generations import ModelGenerations
-from resources.shared_redis import TIMEOUT_S
+from mlservice.launcher.processes import free_port
+from resources.infra.shared_redis import TIMEOUT_S
+from resources.models.change_counters import ModelGenerations
 
 
 def test_counters_start_at_zero_and_count_each_change_per_model(redis_server):
@@ -28,6 +28,6 @@ def test_without_redis_reads_are_none_at_once_and_bumps_only_log(caplog):
     began = time.perf_counter()
     assert [generations.current("t", "m") for _ in range(20)] == [None] * 20
     assert time.perf_counter() - began < 2 * TIMEOUT_S + 0.5  # one failed try, then none until RETRY_S
-    with caplog.at_level(logging.WARNING, logger="resources.model_generations"):
+    with caplog.at_level(logging.WARNING, logger="resources.models.change_counters"):
         generations.bump("t", "m")
     assert "other API processes see it within their resolution TTL" in caplog.text

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from resources.drift_reports import MAX_HISTORY_PAGE, DriftReportStore
 from resources.errors import InvalidRequest
-from resources.monitoring_policies import PolicyStore
+from resources.monitoring.drift_history import MAX_HISTORY_PAGE, DriftReportStore
+from resources.monitoring.policies import PolicyStore
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 OK_REPORT = {"model_id": "m-1", "overall_drift": True, "features_checked": 3, "features_drifted": 1, "results": {"x": {}}}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn import metrics
 
-from monitoring.performance_stats import (
+from mlservice.monitoring.performance_stats import (
     classification_metrics,
     error_summary,
     hourly_throughput,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from resources.prediction_log import PredictionLog, PredictionLogClosed, prediction_log
-from resources.state_db import StateStore
+from resources.infra.state_db import StateStore
+from resources.predictions.log import PredictionLog, PredictionLogClosed, prediction_log
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -300,7 +300,7 @@ def test_json_encoding_of_numpy_like_values(plog):
 
 def test_import_has_no_side_effects(tmp_path):
     code = (
-        "import sys, threading, resources.prediction_log;"
+        "import sys, threading, resources.predictions.log;"
         "print(threading.active_count(), sorted(m for m in ('mlflow', 'ray', 'torch', 'feast', 'sklearn', 'numpy')"
         " if m in sys.modules))"
     )

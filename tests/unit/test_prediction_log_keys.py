@@ -14,8 +14,8 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from resources.prediction_log import PredictionLog, prediction_log
-from resources.state_db import StateStore
+from resources.infra.state_db import StateStore
+from resources.predictions.log import PredictionLog, prediction_log
 
 
 @pytest.fixture

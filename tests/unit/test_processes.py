@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mlservice.processes import ManagedProcess
+from mlservice.launcher.processes import ManagedProcess
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc"), reason="reads Linux /proc")
 
@@ -73,7 +73,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_parts_stop_together_in_the_longest_grace_not_the_sum(tmp_path):
-    from mlservice.processes import stop_together
+    from mlservice.launcher.processes import stop_together
 
     parts = [_started(tmp_path, f"slow{i}", STUBBORN, stop_timeout_s=2) for i in range(3)]
     quick = _started(tmp_path, "quick", "import time; print('up', flush=True); time.sleep(600)", stop_timeout_s=2)
@@ -88,13 +88,13 @@ def test_the_reaper_stops_the_parts_of_a_launcher_killed_with_sigkill(tmp_path):
     import signal
     import subprocess
 
-    from mlservice.reaper import start_time
+    from mlservice.launcher.reaper import start_time
 
     launcher = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     parts = [_started(tmp_path, f"part{i}", STUBBORN, stop_timeout_s=1) for i in range(2)]
     groups = tmp_path / "process_groups"
     groups.write_text("".join(f"{p.pid}\n" for p in parts))
-    reaper = subprocess.Popen([sys.executable, "-m", "mlservice.reaper", str(launcher.pid), str(start_time(launcher.pid)),
+    reaper = subprocess.Popen([sys.executable, "-m", "mlservice.launcher.reaper", str(launcher.pid), str(start_time(launcher.pid)),
                                str(groups), "1"], start_new_session=True)
     try:
         time.sleep(1.0)

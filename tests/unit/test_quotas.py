@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from config.settings import Settings
-from config.wiring import build_quotas
+from mlservice.config.settings import Settings
+from mlservice.config.wiring import build_quotas
 from resources.errors import QuotaExceeded
-from resources.quotas import count_up_to
-from resources.registry import ModelRegistry
+from resources.models.registry import ModelRegistry
+from resources.tenants.quotas import count_up_to
 
 
 def test_overrides_merge_field_by_field_and_other_tenants_keep_the_defaults(tmp_path):

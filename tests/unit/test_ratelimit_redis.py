@@ -1,4 +1,4 @@
-"""Rate limits shared by API processes through Redis (serving_api/ratelimit_redis.py), on the
+"""Rate limits shared by API processes through Redis (serving_api/ratelimit/shared.py), on the
 session's real Redis: two limiters stand for two API workers or replicas. A tenant's burst is
 spent once across both, tenants do not share, the unauthenticated budget of an address is shared,
 buckets expire once refilled, and with Redis away each process falls back to its own buckets
@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from resources.shared_redis import TIMEOUT_S
+from resources.infra.shared_redis import TIMEOUT_S
 from serving_api.errors import ApiError
-from serving_api.ratelimit_redis import RedisRateLimiter
+from serving_api.ratelimit.shared import RedisRateLimiter
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_an_address_unauthenticated_budget_is_shared(limited, redis_server):
 
 
 def test_redis_away_falls_back_to_per_process_buckets_within_the_timeout(limited):
-    from mlservice.processes import free_port
+    from mlservice.launcher.processes import free_port
 
     limiter = RedisRateLimiter(limited, f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     began = time.perf_counter()

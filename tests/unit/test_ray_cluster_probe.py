@@ -1,4 +1,4 @@
-"""The API's Ray probe (resources/ray_cluster.py): one failed health answer of a busy head is asked
+"""The API's Ray probe (resources/infra/ray_cluster.py): one failed health answer of a busy head is asked
 again before a job is refused; a head that keeps failing, or is not there, is RAY_UNAVAILABLE."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 
 from resources.errors import RayUnavailable
-from resources.ray_cluster import RayCluster
+from resources.infra.ray_cluster import RayCluster
 
 
 @contextmanager

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.settings import Settings
-from mlservice import ray_head
+from mlservice.config.settings import Settings
+from mlservice.launcher import ray_head
 
 
 def test_head_command_has_no_client_server_and_binds_loopback(tmp_path):
     settings = Settings(data_dir=tmp_path, ray_port=6391, ray_dashboard_port=8291)
     argv, env = ray_head.head_command(settings, Path("/tmp/x"))
-    assert argv[1:3] == ["-m", "mlservice.ray_head"] and not any("client" in arg for arg in argv)
+    assert argv[1:3] == ["-m", "mlservice.launcher.ray_head"] and not any("client" in arg for arg in argv)
     flags = dict(zip(argv[::2], argv[1::2], strict=False)) | dict(zip(argv[1::2], argv[2::2], strict=False))
     assert flags["--node-ip-address"] == "127.0.0.1" and flags["--dashboard-host"] == "127.0.0.1"
     assert (flags["--port"], flags["--temp-dir"]) == ("6391", "/tmp/x")

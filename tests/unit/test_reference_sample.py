@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from monitoring.reference import REFERENCE_MAX_ROWS, sample_reference
+from mlservice.monitoring.reference import REFERENCE_MAX_ROWS, sample_reference
 
 
 def test_a_large_frame_is_sampled_to_the_cap_the_same_way_each_time():

@@ -10,13 +10,13 @@ from datetime import timedelta
 import dagster as dg
 import sqlalchemy as sa
 
-from config.settings import Settings
-from resources.audit import audit_log
-from resources.feedback import prediction_feedback
-from resources.jobs import jobs
-from resources.prediction_log import prediction_log
+from mlservice.config.settings import Settings
+from resources.infra.state_db import StateStore, utcnow
+from resources.jobs.records import jobs
+from resources.predictions.feedback import prediction_feedback
+from resources.predictions.log import prediction_log
 from resources.retention import apply_retention
-from resources.state_db import StateStore, utcnow
+from resources.tenants.audit import audit_log
 
 NOW = utcnow()
 # tenant-b keeps predictions 60 days, audit 120 days and finished jobs 200 days; the rest default

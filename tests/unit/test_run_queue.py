@@ -14,8 +14,8 @@ import pytest
 import yaml
 from dagster._core.test_utils import MockedRunLauncher
 
-from config.settings import Settings
-from mlservice import dagster_instance
+from mlservice.config.settings import Settings
+from mlservice.launcher import dagster_instance
 from resources.vocabulary import job_run_tags
 
 

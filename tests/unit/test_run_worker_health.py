@@ -13,9 +13,9 @@ import time
 
 import pytest
 
-from config.settings import Settings
-from mlservice import dagster_instance
-from resources.dagster_runs import failure_reason
+from mlservice.config.settings import Settings
+from mlservice.launcher import dagster_instance
+from resources.infra.dagster_runs import failure_reason
 
 
 @pytest.fixture
@@ -77,8 +77,18 @@ def test_a_run_whose_worker_was_killed_fails_with_the_reason_and_a_live_one_runs
 def _as_graphql(records) -> list[dict]:
     """Event log records as the webserver's GraphQL names them (what DagsterRuns reads)."""
     names = {"PIPELINE_FAILURE": "RunFailureEvent", "ENGINE_EVENT": "EngineEvent", "STEP_FAILURE": "ExecutionStepFailureEvent"}
-    return [{"__typename": names.get(r.dagster_event.event_type_value, "Other"), "message": r.dagster_event.message}
+    return [{"__typename": names.get(r.dagster_event.event_type_value, "Other"), "message": r.dagster_event.message,
+             **({"error": _python_error(r.dagster_event.step_failure_data.error)} if r.dagster_event.is_step_failure else {})}
             for r in records if r.dagster_event is not None]
+
+
+def _python_error(error) -> dict:
+    """A step's error as GraphQL's PythonError gives it: its message and its explicit causes, outermost first."""
+    causes, cause = [], error.cause
+    while cause is not None:
+        causes.append({"message": cause.message})
+        cause = cause.cause
+    return {"message": error.message, "causes": causes}
 
 
 def test_a_worker_killed_under_its_code_server_reads_as_such():
@@ -132,6 +142,30 @@ def test_a_worker_stopped_by_a_signal_reads_as_such():
     assert failure_reason(events).startswith("the run worker was interrupted (stopped by a signal): it was killed or crashed")
     step = [{"__typename": "ExecutionStepFailureEvent", "error": {"message": "Failure: target column 'y' not found"}}]
     assert failure_reason(step) == "target column 'y' not found"  # what an asset raised stays as it was
+    # the interrupt raised inside Ray's wait, which wraps it (CI, a platform killed under a running fit)
+    wrapped = [{"__typename": "ExecutionStepFailureEvent", "error": {
+        "message": 'dagster._core.errors.DagsterExecutionStepExecutionError: Error occurred while executing op "trained_model":\n',
+        "causes": [{"message": "SystemError: <cyfunction CoreWorker.wait at 0x7f3b> returned a result with an exception set\n"},
+                   {"message": "dagster._core.errors.DagsterExecutionInterruptedError\n"}]}}]
+    assert failure_reason(wrapped).startswith("the run worker was interrupted (stopped by a signal)")
+
+
+def test_what_an_op_raised_is_the_reason_not_dagsters_wrapper(instance):
+    """An op that raises an exception of its own (not a Failure): Dagster wraps it; the job says what was raised."""
+    import dagster as dg
+
+    @dg.op
+    def reads_the_registry():
+        raise ConnectionError("API request to http://127.0.0.1:1/api/2.0/mlflow/runs/get failed")
+
+    @dg.job(name="training")
+    def training():
+        reads_the_registry()
+
+    result = training.execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    assert failure_reason(_as_graphql(instance.all_logs(result.run_id))) == (
+        "ConnectionError: API request to http://127.0.0.1:1/api/2.0/mlflow/runs/get failed")
 
 
 def test_a_run_marked_canceling_without_a_termination_interrupts_its_worker(instance):

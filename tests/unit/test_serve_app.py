@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from assets.deployments.serve_app import ensure, fingerprint, running_fingerprint
-from resources.deployments import DeploymentRecord
+from resources.deployments.store import DeploymentRecord
 from tests.utils.fakes import deployment_record
 
 CANARY = {"version": "1.1.0", "traffic_percent": 10, "promote_after_minutes": 30, "max_error_rate_delta": 0.01,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from resources.deployments.serve_options import GIB, check_fits, deployment_options, initial_replicas
 from resources.errors import InvalidRequest
-from resources.serve_options import GIB, check_fits, deployment_options, initial_replicas
 
 REFERENCE = {"num_replicas": 2, "autoscaling": {"min_replicas": 1, "max_replicas": 10, "target_requests_per_replica": 5},
              "resources": {"cpu": 2, "memory_gb": 4, "gpu": 0}}

@@ -15,16 +15,16 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from inference.bounds import FLOAT32_MAX, explanation_cost, input_limit
-from inference.errors import FeatureValidationError
-from inference.explain import explain
-from inference.model import LoadedModel
-from inference.signature import FeatureSpec
-from inference.validation import model_inputs
+from mlservice.inference.bounds import FLOAT32_MAX, explanation_cost, input_limit
+from mlservice.inference.contributions import explain
+from mlservice.inference.errors import FeatureValidationError
+from mlservice.inference.loaded_model import LoadedModel
+from mlservice.inference.signature import FeatureSpec
+from mlservice.inference.validation import model_inputs
 from resources.errors import ModelNotFound, VersionNotFound
-from resources.registry import ResolvedVersion
-from serving_api.online.batcher import MicroBatcher
+from resources.models.registry import ResolvedVersion
 from serving_api.online.cache import ModelCache
+from serving_api.online.micro_batcher import MicroBatcher
 from tests.utils.mlflow_models import FEATURES, churn_like
 
 FRAME, LABELS = churn_like(n=200, seed=4)
@@ -88,7 +88,7 @@ class FakeRegistry:
         self.calls = 0
 
     def resolve_version(self, tenant_id, model_id, spec):
-        """The registry's rule (resources.registry.ModelRegistry.resolve_version), one lookup."""
+        """The registry's rule (resources.models.registry.ModelRegistry.resolve_version), one lookup."""
         self.calls += 1
         if (tenant_id, model_id) not in self.models:
             raise ModelNotFound(model_id)

@@ -7,7 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from config.settings import RateLimit, Settings
+from mlservice.config.settings import RateLimit, Settings
 from serving_api.auth import KeyNotConfigured, Principal, TokenVerifier, issue_token, verification_key
 from serving_api.errors import ApiError
 
@@ -131,7 +131,7 @@ def test_empty_list_settings_from_env(monkeypatch, tmp_path):
 
 
 def test_s3_tenant_grants_from_env_reach_the_policy(monkeypatch, tmp_path):
-    from config.wiring import build_data_policy
+    from mlservice.config.wiring import build_data_policy
 
     monkeypatch.setenv("MLSERVICE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("MLSERVICE_S3_TENANT_BUCKETS", '{"acme-corp": ["data", "predictions"], "beta": ["lake/beta/in"]}')

@@ -9,7 +9,7 @@ import time
 
 import sqlalchemy as sa
 
-from resources.state_db import StateStore
+from resources.infra.state_db import StateStore
 
 
 def test_an_older_database_gets_the_new_nullable_columns(tmp_path):
@@ -23,7 +23,7 @@ def test_an_older_database_gets_the_new_nullable_columns(tmp_path):
         )
         conn.execute("INSERT INTO prediction_log (request_id, tenant_id, model_id, model_version, at) "
                      "VALUES ('r-1', 't', 'm', '1.0.0', '2026-01-01 00:00:00')")
-    import resources.prediction_log  # noqa: F401 - registers the table on the metadata
+    import resources.predictions.log  # noqa: F401 - registers the table on the metadata
 
     store = StateStore(database_url=f"sqlite:///{path}")
     try:

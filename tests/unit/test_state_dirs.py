@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlservice import state_dirs
+from mlservice.launcher import state_dirs
 
 
 @pytest.fixture
@@ -104,3 +104,42 @@ def test_remove_takes_the_link_and_the_real_dir(links):
 
 def test_the_link_names_the_user(links):
     assert f"-{os.geteuid()}-" in state_dirs.ray_temp_link(links).name
+
+
+def test_the_code_server_serves_the_definitions_on_a_socket_of_the_data_dir_only_its_user_reaches(restore_umask, tmp_path):
+    """``mlservice up``'s Dagster code server: the platform's definitions under the location name the API
+    launches into, on a unix socket that a long data dir still fits (through the short link), owner-only."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from mlservice.launcher import dagster_instance
+    from mlservice.launcher.processes import unix_socket_accepts, wait_until
+    from resources.infra.dagster_runs import LOCATION_NAME
+
+    data_dir = tmp_path / ("a-data-directory-with-a-long-name-" + "x" * 40)  # the link in /tmp, as in production
+    assert state_dirs.needs_link(data_dir)
+    state_dirs.make_private(data_dir)  # umask 0o077, as the launcher sets it before starting anything
+    state_dirs.prepare_ray_temp_dir(data_dir)
+    socket = state_dirs.code_server_socket(data_dir)
+    assert len(str(socket).encode()) <= 107 and socket.parent.resolve() == (data_dir / "ray").resolve()
+    workspace = dagster_instance.write_workspace(tmp_path / "dagster", socket)
+    assert yaml.safe_load(workspace.read_text()) == {
+        "load_from": [{"grpc_server": {"socket": str(socket), "location_name": LOCATION_NAME}}]}
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster")}
+    server = subprocess.Popen(dagster_instance.code_server_argv(sys.executable, socket), env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: unix_socket_accepts(socket), timeout_s=120, what="the code server")
+        from dagster._grpc.client import DagsterGrpcClient
+
+        client = DagsterGrpcClient(socket=str(socket))
+        assert client.ping("hello")["echo"] == "hello"
+        assert "pipelines.definitions" in client.list_repositories()
+        assert mode(socket.resolve()) & 0o077 == 0  # no one else's to connect to
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # it does not end on SIGTERM (mlservice up gives it 5 s, then SIGKILL)
+        server.wait(timeout=30)
+        state_dirs.unlink_ray_temp_link(data_dir)

@@ -1,4 +1,4 @@
-"""resources.storage against the local filesystem and a real S3-compatible server (moto's server
+"""resources.data.storage against the local filesystem and a real S3-compatible server (moto's server
 process, the ``s3_server`` fixture): the same calls for both, and the training reader on top."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from assets.training.data import DataProblem
 from assets.training.datasets import read_table as read_training_table
-from resources import storage
-from resources.data_access import DataAccessPolicy, DataLocation
+from assets.training.training_data import DataProblem
+from resources.data import storage
+from resources.data.access import DataAccessPolicy, DataLocation
 
 TENANT = "store-tenant"
 FRAME = pd.DataFrame({"customer_id": ["c-1", "c-2", "c-3"], "total_orders": [3, 1, 7], "avg_order_value": [10.5, 99.0, 42.25]})

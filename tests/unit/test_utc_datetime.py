@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
-from resources.state_db import UTCDateTime
+from resources.infra.state_db import UTCDateTime
 
 EVENTS = sa.Table("events", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True), sa.Column("at", UTCDateTime()))
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from resources.errors import InvalidRequest, StageConflict
-from resources.versioning import SemVer, check_transition
+from resources.models.versioning import SemVer, check_transition
 
 # --- SemVer -------------------------------------------------------------------------------
 

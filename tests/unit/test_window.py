@@ -9,9 +9,9 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from monitoring.window import current_sample
-from resources.prediction_log import prediction_log
-from resources.state_db import utcnow
+from mlservice.monitoring.traffic_window import current_sample
+from resources.infra.state_db import utcnow
+from resources.predictions.log import prediction_log
 from tests.utils.columns import listed
 
 NOW = utcnow()
@@ -55,7 +55,7 @@ def test_rows_records_caps_and_filters(state):
 def test_window_bounds_refuse_what_cannot_be_a_window():
     import pytest
 
-    from monitoring.window import window_bounds
+    from mlservice.monitoring.traffic_window import window_bounds
     from resources.errors import InvalidRequest
 
     earliest = NOW.replace(year=1, month=1, day=1, hour=1)

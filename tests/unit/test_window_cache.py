@@ -1,4 +1,4 @@
-"""Incremental windows (monitoring.window_cache): every answer equals a whole read of the same
+"""Incremental windows (mlservice.monitoring.window_cache): every answer equals a whole read of the same
 window (current_sample), while only the first request of a model reads the whole window; records
 that become visible late (inside the lag), records of ensembles, the row cap and the memory bounds."""
 
@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from monitoring.window import current_sample
-from monitoring.window_cache import WindowCache
-from resources.prediction_log import prediction_log
-from resources.state_db import utcnow
+from mlservice.monitoring.traffic_window import current_sample
+from mlservice.monitoring.window_cache import WindowCache
+from resources.infra.state_db import utcnow
+from resources.predictions.log import prediction_log
 from tests.utils.columns import listed
 
 FEATURES = ["x", "c"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from resources.data_access import DataAccessPolicy
-from resources.feature_store import FeatureStoreResource
-from resources.job_specs import JobContext
-from resources.jobs import JobStore
-from resources.ray_cluster import RayCluster
-from resources.registry import ModelRegistry
-from resources.state_db import StateStore
+from resources.data.access import DataAccessPolicy
+from resources.features.store import FeatureStoreResource
+from resources.infra.ray_cluster import RayCluster
+from resources.infra.state_db import StateStore
+from resources.jobs.records import JobStore
+from resources.jobs.specs import JobContext
+from resources.models.registry import ModelRegistry
 
 
 def asset_resources(root: Path) -> dict[str, Any]:

@@ -7,8 +7,8 @@ import pandas as pd
 from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.model_selection import train_test_split
 
-from assets.training.data import TrainingData
-from config.settings import Settings
+from assets.training.training_data import TrainingData
+from mlservice.config.settings import Settings
 
 
 def breast_cancer(*, snake_case: bool = False) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from resources.dagster_runs import STATUS_BY_DAGSTER, RunState
+from resources.infra.dagster_runs import STATUS_BY_DAGSTER, RunState
 
 
 class FakeRuns:
@@ -113,7 +113,7 @@ class ScriptedHTTPServer:
 
 def deployment_record(**changes):
     """A running deployment's record (acme's dep-1 of model m, 1.0.0, one replica of 0.25 CPU), with ``changes``."""
-    from resources.deployments import DeploymentRecord
+    from resources.deployments.store import DeploymentRecord
 
     now = datetime(2026, 11, 28, tzinfo=UTC)
     base = DeploymentRecord(

@@ -15,8 +15,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from config.settings import Settings
-from config.wiring import build_registry, build_state_store
+from mlservice.config.settings import Settings
+from mlservice.config.wiring import build_registry, build_state_store
 from tests.utils.mlflow_models import FEATURES, churn_like
 
 MARKER_ENV = "MLSERVICE_TEST_MARKER"
@@ -133,7 +133,7 @@ def log_platform_torch_model(settings: Settings, tenant_id: str, *, tamper=None)
     """The platform's own torch MLP (fitted weights not needed: a fresh network), logged as
     training logs it; ``tamper(model_dir)`` may then change its files in the artifact store."""
     from assets.training.torch_model import TorchModelState, log_torch_model
-    from resources.torch_mlp import build_module
+    from resources.models.torch_mlp import build_module
 
     arch = {"n_features": len(FEATURES), "hidden": [8], "n_outputs": 2, "dropout": 0.0, "task": "classification",
             "target_mean": 0.0, "target_std": 1.0}

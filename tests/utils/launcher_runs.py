@@ -1,4 +1,4 @@
-"""Running a (stand-in) ``mlservice.launcher.Platform`` in a test process."""
+"""Running a (stand-in) ``mlservice.launcher.up.Platform`` in a test process."""
 
 from __future__ import annotations
 

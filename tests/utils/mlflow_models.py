@@ -8,8 +8,8 @@ import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from config.settings import Settings
-from config.wiring import build_registry, build_state_store
+from mlservice.config.settings import Settings
+from mlservice.config.wiring import build_registry, build_state_store
 
 FEATURES = ["total_orders", "days_since_last_order", "avg_order_value", "support_tickets"]
 
@@ -74,7 +74,7 @@ def log_fitted_model(
             pip_requirements=["scikit-learn"], skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(model)),
         )
         if reference:
-            from monitoring.reference import log_reference
+            from mlservice.monitoring.reference import log_reference
 
             log_reference(features)
     return run.info.run_id

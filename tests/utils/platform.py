@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import re
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlservice.launcher import free_port
+from mlservice.launcher.processes import port_free
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 360  # a cold start with the demo seed takes ~3 min on 2 busy cores
@@ -33,12 +34,37 @@ def integration_marks(timeout_s: int) -> list[pytest.MarkDecorator]:
     return marks
 
 
+# A platform's ports are chosen at its start and some are bound much later (Serve's at the first
+# deployment). Taken from the kernel's ephemeral range (bind to port 0), such a port could meanwhile
+# become another platform's or the source port of any outgoing connection (seen in CI: the shared
+# platform's Serve port busy while its platform was gone). So each pytest-xdist worker takes its
+# platforms' ports from a band of its own, below the ephemeral range (32768+) and above Ray's
+# worker ports (10002-19999).
+PORT_BAND_START, PORT_BAND_WIDTH, PORT_BANDS = 20000, 1500, 8
+
+
+def port_band(worker: str | None = None) -> range:
+    """This process's band: by pytest-xdist worker (gw0, gw1, ...), the last band outside xdist."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "") if worker is None else worker
+    index = int(worker[2:]) % (PORT_BANDS - 1) if worker[:2] == "gw" and worker[2:].isdigit() else PORT_BANDS - 1
+    start = PORT_BAND_START + index * PORT_BAND_WIDTH
+    return range(start, start + PORT_BAND_WIDTH)
+
+
 def free_ports(count: int) -> list[int]:
-    """Distinct free loopback ports outside Ray's worker range."""
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port(exclude=ports))
-    return sorted(ports)
+    """Distinct free loopback ports of this worker's band (``port_band``), none given out before by
+    this process while it runs (a stopped platform's ports may still be in use: kept apart)."""
+    band, ports = port_band(), []
+    for _ in range(len(band)):
+        port = band[next(_band_cursor) % len(band)]
+        if port_free(port):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"fewer than {count} free ports left in {band}")
+
+
+_band_cursor = itertools.count(int.from_bytes(os.urandom(2), "big"))  # where this process starts in its band
 
 
 def _stat(pid: str) -> tuple[str, int] | None:
@@ -51,7 +77,7 @@ def _stat(pid: str) -> tuple[str, int] | None:
 
 
 def live_members(pgid: int) -> list[int]:
-    """Pids of non-zombie processes in a process group (as mlservice/processes.py reads /proc)."""
+    """Pids of non-zombie processes in a process group (as mlservice/launcher/processes.py reads /proc)."""
     stats = {int(e.name): _stat(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()}
     return [pid for pid, st in stats.items() if st and st[1] == pgid and st[0] != "Z"]
 
@@ -206,8 +232,8 @@ def assert_groups_gone(platform: Platform, *, stopped_by_launcher: bool = True) 
 def cleanup(data_dir: Path) -> None:
     """After stop: kill anything left of this data dir and remove Ray's temp dir (inside the data
     dir, with its short link in /tmp when the path is long: LaunchedPlatform.ray_temp_dir)."""
-    from mlservice import state_dirs
-    from mlservice.postgres import LocalPostgres
+    from mlservice.launcher import state_dirs
+    from mlservice.launcher.postgres import LocalPostgres
 
     sweep(data_dir)
     state_dirs.remove_ray_temp_dir(data_dir)
@@ -237,8 +263,9 @@ def ss_listening(pids: set[int]) -> list[tuple[str, str]]:
     return [("::" if address == "*" else address, line) for address, line in zip(addresses, lines, strict=True)]
 
 
-PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.ray_head"), ("mlflow", "mlflow"),
-                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("s3", "mlservice.s3_server"),
+PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.launcher.ray_head"), ("mlflow", "mlflow"),
+                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("dagster-code", "dagster api grpc"),
+                ("s3", "mlservice.launcher.s3_server"),
                 ("postgres", "postgres -D"), ("redis", "redis-server"))  # the last two: the scale profile
 
 
@@ -346,6 +373,19 @@ def follow_job(client: httpx.Client, path: str, timeout_s: float = 400, seen: li
             return body
         time.sleep(0.5)
     pytest.fail(f"{path} did not end within {timeout_s} s: {body}")
+
+
+def busy_ports(ports: dict[str, int], within_s: float = 30) -> dict[str, str]:
+    """The ports still taken after up to ``within_s`` (a killed launcher's watcher stops the parts
+    after a grace), each with what holds it as ``ss`` tells (state, addresses, process)."""
+    deadline = time.monotonic() + within_s
+    while (busy := [name for name, port in ports.items() if not port_free(port)]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    holders = {}
+    for name in busy:
+        found = subprocess.run(["ss", "-tanpH", f"sport = :{ports[name]}"], capture_output=True, text=True, timeout=30, check=False)
+        holders[name] = found.stdout.strip() or f"port {ports[name]}: ss shows nothing ({found.stderr.strip()})"
+    return holders
 
 
 def wait_for(what: str, check, timeout_s: float = 300, every_s: float = 2):

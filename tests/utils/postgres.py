@@ -1,4 +1,4 @@
-"""A real PostgreSQL for tests (``mlservice.postgres.LocalPostgres``: its own cluster, 127.0.0.1 and a
+"""A real PostgreSQL for tests (``mlservice.launcher.postgres.LocalPostgres``: its own cluster, 127.0.0.1 and a
 free port, stopped by its process group): the session fixture ``postgres_server`` in
 tests/conftest.py starts one; ``database()`` gives each user a database of its own."""
 
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlservice.postgres import LocalPostgres
-from mlservice.processes import ManagedProcess, free_port, wait_until
+from mlservice.launcher.postgres import LocalPostgres
+from mlservice.launcher.processes import ManagedProcess, free_port, wait_until
 
 
 class PostgresServer:

@@ -60,7 +60,7 @@ def applied_products(feature_store, tenant: str, **sizes) -> dict[str, pd.DataFr
     its Feast registry, as the API's PUT /features/definitions does; the frames."""
     from datetime import UTC
 
-    from resources.feature_definitions import FeatureDocument, feast_objects
+    from resources.features.definitions import FeatureDocument, feast_objects
 
     area = feature_store.source_dir(tenant).parent
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -1,4 +1,4 @@
-"""A real Redis for tests (``mlservice.redis_server.LocalRedis``: 127.0.0.1, a free port, a password,
+"""A real Redis for tests (``mlservice.launcher.redis_server.LocalRedis``: 127.0.0.1, a free port, a password,
 stopped by its process group): the session fixture ``redis_server`` in tests/conftest.py."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mlservice.processes import ManagedProcess, free_port, wait_until
-from mlservice.redis_server import LocalRedis
+from mlservice.launcher.processes import ManagedProcess, free_port, wait_until
+from mlservice.launcher.redis_server import LocalRedis
 
 
 @contextmanager

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlservice.processes import free_port, http_ok
+from mlservice.launcher.processes import free_port, http_ok
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from resources.data_access import DataAccessPolicy
+    from resources.data.access import DataAccessPolicy
 
 # moto accepts any credentials; what pyarrow and boto3 in the tests (and their children) sign with.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -69,7 +69,7 @@ class S3Server:
     def policy(self, data_dir: str | Path, *, buckets: list[str] | None = None,
                tenant_buckets: dict[str, list[str]] | None = None) -> DataAccessPolicy:
         """The data-access policy on ``data_dir`` with these grants, reading this server."""
-        from resources.data_access import DataAccessPolicy
+        from resources.data.access import DataAccessPolicy
 
         return DataAccessPolicy(data_dir=str(data_dir), s3_buckets=buckets or [], s3_tenant_buckets=tenant_buckets or {},
                                 s3_endpoint_url=self.endpoint_url)
@@ -77,11 +77,11 @@ class S3Server:
 
 @contextmanager
 def moto_server(log_path: Path | None = None, timeout_s: float = 60) -> Iterator[S3Server]:
-    """The embedded S3 server (``python -m mlservice.s3_server``: moto's server) on 127.0.0.1 and a
+    """The embedded S3 server (``python -m mlservice.launcher.s3_server``: moto's server) on 127.0.0.1 and a
     free port, in a session of its own; stopped by its process group (SIGTERM, then SIGKILL)."""
     port = free_port()
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # closed below
-    proc = subprocess.Popen([sys.executable, "-m", "mlservice.s3_server", "-H", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "mlservice.launcher.s3_server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
