@@ -469,7 +469,9 @@ def _running_batch(up, http, name: str) -> tuple[dict, dict]:
 
     def scoring():
         current = http.get(url, headers=headers).json()
-        assert current["status"] in ("submitted", "queued", "running"), current
+        # the whole record in the message: pytest shortens a dict's repr, and the error is what tells why (CI)
+        assert current["status"] in ("submitted", "queued", "running"), \
+            f"the job ended {current['status']}: {current.get('error')!r}\n{current}"
         return current if current["status"] == "running" and current["rows_done"] > 0 else None
 
     # up to 7 minutes: in CI the deployment lifecycle's replicas and client share the 2 cores (seen: >240 s)
