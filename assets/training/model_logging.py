@@ -38,10 +38,12 @@ def log_fitted_model(outcome: Any, data: TrainingData) -> Any:
         return log_torch_model(outcome.model, name="model", signature=signature, input_example=example)
 
     import mlflow
-    import skops.io
 
+    from resources.models.skops_import import skops_io
+
+    skops = skops_io()  # before MLflow's sklearn flavor imports it (without torch: resources/models/skops_import.py)
     signature = infer_signature(example, _sklearn_output(outcome.model, example))
-    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(outcome.model))
+    trusted = skops.get_untrusted_types(data=skops.dumps(outcome.model))
     return mlflow.sklearn.log_model(
         outcome.model,
         name="model",

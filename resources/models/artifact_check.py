@@ -151,8 +151,6 @@ def signature_features(mlmodel: dict[str, Any]) -> list[dict[str, str]] | None:
 
 def inspect_artifact(root: Path) -> Inspected:
     """Accept or refuse the model in ``root`` (a downloaded artifact directory)."""
-    from resources.models.torch_mlp import check_state_dir
-
     files = file_digests(root)
     try:
         mlmodel = yaml.safe_load((root / "MLmodel").read_text())
@@ -174,6 +172,8 @@ def inspect_artifact(root: Path) -> Inspected:
         if features is None and hasattr(estimator, "feature_names_in_"):
             features = [{"name": str(n), "type": "double"} for n in estimator.feature_names_in_]
     else:
+        from resources.models.torch_mlp import check_state_dir  # torch only for torch models
+
         if files[TORCH_PYFUNC_FILE] not in TORCH_PYFUNC_SHA256:
             raise refuse(f"{TORCH_PYFUNC_FILE} is not the platform's own file", file=TORCH_PYFUNC_FILE)
         info = check_state_dir(root / STATE_DIR)
@@ -194,18 +194,19 @@ def verify_files(root: Path, expected: dict[str, str]) -> list[str]:
 
 def load_sklearn(root: Path) -> Any:
     """The estimator, read by skops with the fixed trusted types; refused if it holds others."""
-    import skops.io
+    from resources.models.skops_import import skops_io
 
+    skops = skops_io()
     path = root / SKOPS_FILE
     try:
-        untrusted = skops.io.get_untrusted_types(file=path)
+        untrusted = skops.get_untrusted_types(file=path)
     except Exception:
         raise refuse("model.skops is not a readable skops file") from None
     refused = sorted(set(untrusted) - set(EXTRA_TRUSTED_TYPES))
     if refused:
         raise refuse("the skops file holds types the platform does not trust", types=refused[:20])
     try:
-        return skops.io.load(path, trusted=list(EXTRA_TRUSTED_TYPES))
+        return skops.load(path, trusted=list(EXTRA_TRUSTED_TYPES))
     except Exception as exc:
         raise refuse(f"model.skops could not be read ({type(exc).__name__})") from None
 
