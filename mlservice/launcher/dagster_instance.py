@@ -10,7 +10,8 @@ with the run queue limits taken from the settings.
 - the scale profile: Dagster's storage on PostgreSQL (``MLSERVICE_DAGSTER_POSTGRES_URL``).
 
 Beside it, the workspace file of the webserver and the daemon: the code location is the platform's
-own code server (``dagster api grpc``, a part of its own, on a unix socket), not a ``python_module``
+own code server (``dagster api grpc`` with run workers forked from a fork server that has imported
+what runs import: ``mlservice.launcher.code_server``; a part of its own, on a unix socket), not a ``python_module``
 entry. With a module entry, the webserver and the daemon each started a code server of their own,
 and the daemon replaced its code server with a new process every 60 s (Dagster reloads a daemon's
 workspace every minute), each importing the definitions again: about 3 s of CPU a minute per
@@ -68,7 +69,7 @@ def _replace(path: Path, text: str) -> Path:
 
 def code_server_argv(python: str, socket: Path) -> list[str]:
     """The platform's code server: the definitions loaded once, served on ``socket``."""
-    return [python, "-m", "dagster", "api", "grpc", "--module-name", "pipelines.definitions",
+    return [python, "-m", "mlservice.launcher.code_server", "api", "grpc", "--module-name", "pipelines.definitions",
             "--location-name", LOCATION_NAME, "--socket", str(socket), "--log-level", "warning"]
 
 

@@ -264,7 +264,8 @@ def ss_listening(pids: set[int]) -> list[tuple[str, str]]:
 
 
 PART_MARKERS = (("api", "uvicorn"), ("ray", "mlservice.launcher.ray_head"), ("mlflow", "mlflow"),
-                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"), ("dagster-code", "dagster api grpc"),
+                ("dagster-webserver", "dagster-webserver"), ("dagster-daemon", "dagster-daemon"),
+                ("dagster-code", "mlservice.launcher.code_server api grpc"),
                 ("s3", "mlservice.launcher.s3_server"),
                 ("postgres", "postgres -D"), ("redis", "redis-server"))  # the last two: the scale profile
 
