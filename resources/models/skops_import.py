@@ -1,5 +1,7 @@
-"""``skops.io``, imported without importing torch: every process that reads or writes a scikit-learn
-model gets it from ``skops_io()``.
+"""``skops.io``, imported without importing torch: the platform's code that reads or writes a
+scikit-learn model (the artifact check, model logging) gets it from ``skops_io()``. Tests and
+benchmarks that examine or log models with skops itself may import it plainly (it is the same
+module; they only pay the slower import).
 
 At import, skops builds its default trusted types from scikit-learn's ``all_estimators()``, which
 walks scikit-learn's packages with ``pkgutil.walk_packages``. That walk imports every package it
